@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Create (or update) the virtual environment in .venv with samtrack and everything its tests need.
+# Idempotent: run it again at any time; steps already done are skipped.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+PYTHON=${PYTHON:-python3}
+VENV=${SAMTRACK_VENV:-.venv}
+# PyPI's sam2 1.1.0 is a third-party upload of Meta's commit 2b90b9f; install it only if its
+# sdist hash is the one that was checked against Meta's source.
+SAM2_SDIST_SHA256=7e0ea252d43c10d853e3acfce0b5770ac683c30481bd6de311300e9d44f45b74
+# torch/torchvision pinned to releases known to work with sam2 1.1.0 here; pyproject keeps lower bounds.
+TORCH_PINS=("torch==2.14.1" "torchvision==0.29.1")
+
+log() { printf '[setup] %s\n' "$*"; }
+
+[ -x "$VENV/bin/python" ] || { log "creating $VENV"; "$PYTHON" -m venv "$VENV"; }
+PY="$VENV/bin/python"
+PIP=("$PY" -m pip install -q --disable-pip-version-check)
+# This machine's pip config names local indexes that may be absent: hide only that warning.
+exec 2> >(grep -v "^WARNING: Location .* is ignored" >&2)
+
+"${PIP[@]}" --upgrade pip "setuptools>=68" wheel
+log "installing torch"
+"${PIP[@]}" "${TORCH_PINS[@]}"
+
+if ! "$PY" -c 'import importlib.metadata as m, sys; sys.exit(m.version("sam2") != "1.1.0")' 2>/dev/null; then
+  log "installing sam2==1.1.0 (sdist, hash-checked, no CUDA extension)"
+  dl=$(mktemp -d)
+  SAM2_BUILD_CUDA=0 "$PY" -m pip download -q --no-deps --no-build-isolation --no-binary :all: \
+    sam2==1.1.0 -d "$dl"
+  got=$(sha256sum "$dl"/sam2-1.1.0.tar.gz | cut -d' ' -f1)
+  if [ "$got" != "$SAM2_SDIST_SHA256" ]; then
+    echo "sam2-1.1.0.tar.gz has sha256 $got, expected $SAM2_SDIST_SHA256: refusing to install it" >&2
+    exit 1
+  fi
+  SAM2_BUILD_CUDA=0 "${PIP[@]}" --no-build-isolation "$dl"/sam2-1.1.0.tar.gz
+  rm -rf "$dl"
+fi
+
+log "installing samtrack (editable) with test dependencies"
+"${PIP[@]}" -e ".[dev]"
+"$PY" -c 'import torch, sam2, tracker' && log "ok: $("$PY" -c 'import torch; print("torch", torch.__version__)')"

@@ -1,0 +1,54 @@
+"""Exceptions raised by samtrack's core. Each message says what was wrong and what to do."""
+
+from __future__ import annotations
+
+
+class SamtrackError(Exception):
+    """Base class of every error samtrack raises on purpose."""
+
+    code = "error"
+
+
+class CheckpointError(SamtrackError):
+    """A checkpoint file is missing, unreadable, not in Meta's format or of another model."""
+
+    code = "bad_checkpoint"
+
+
+class ModelNameError(SamtrackError, ValueError):
+    """A model name that samtrack does not know."""
+
+    code = "unknown_model"
+
+
+class FrameError(SamtrackError, ValueError):
+    """A frame that is not an HxWx3 uint8 RGB array."""
+
+    code = "bad_frame"
+
+
+class PromptError(SamtrackError, ValueError):
+    """A prompt with bad points, box, labels or mask."""
+
+    code = "bad_prompt"
+
+
+class FrameWindowError(SamtrackError, ValueError):
+    """A prompt names a frame that is not (or no longer) in the tracker's feature window."""
+
+    code = "frame_out_of_window"
+
+
+class UnknownObjectError(SamtrackError, KeyError):
+    """An object id that the tracker does not track."""
+
+    code = "unknown_object"
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class DownloadError(SamtrackError):
+    """A checkpoint download that failed or produced a file of the wrong size."""
+
+    code = "download_failed"

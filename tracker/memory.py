@@ -1,0 +1,141 @@
+"""Memory conditioning of one frame for one object: Meta's `_prepare_memory_conditioned_features`,
+forward in time, reading the bounded bank instead of every past frame.
+
+The order of concatenation and every arithmetic step follow sam2_base.py (1.1.0) so that the
+result is bit-identical to Meta's predictor.
+"""
+
+from __future__ import annotations
+
+import torch
+from sam2.modeling.sam2_utils import get_1d_sine_pe
+
+from .bank import MemoryEntry, ObjectBank
+from .options import TrackerOptions
+
+
+def select_cond_frames(
+    bank: ObjectBank, frame_index: int, cap: int
+) -> tuple[dict[int, MemoryEntry], dict[int, MemoryEntry]]:
+    """Conditioning frames attended at `frame_index` (selected) and the others (unselected).
+
+    Meta's `select_closest_cond_frames`, made causal (frames after `frame_index` are never
+    attended) and told about conditioning frames the cap already evicted: Meta would still count
+    them, which switches it from insertion order to closest-first.
+    """
+    cands = {t: e for t, e in bank.cond.items() if t <= frame_index}
+    if len(cands) + bank.cond_dropped <= cap:
+        return cands, {}
+    selected: dict[int, MemoryEntry] = {}
+    before = max((t for t in cands if t < frame_index), default=None)
+    if before is not None:
+        selected[before] = cands[before]
+    if frame_index in cands:  # Meta's "closest at or after"; causal, so only the frame itself
+        selected[frame_index] = cands[frame_index]
+    rest = sorted((t for t in cands if t not in selected), key=lambda t: abs(t - frame_index))
+    selected.update((t, cands[t]) for t in rest[: cap - len(selected)])
+    return selected, {t: e for t, e in cands.items() if t not in selected}
+
+
+def condition_on_memory(
+    model: torch.nn.Module,
+    opts: TrackerOptions,
+    bank: ObjectBank,
+    frame_index: int,
+    is_init_cond_frame: bool,
+    vision_feat: torch.Tensor,
+    vision_pos: torch.Tensor,
+    feat_size: tuple[int, int],
+    maskmem_pos_enc: torch.Tensor | None,
+) -> torch.Tensor:
+    """The frame's top-level features fused with the object's memory, [B, C, H, W].
+
+    vision_feat / vision_pos: [HW, B, C] top-level features and position encoding of the frame;
+    maskmem_pos_enc: the shared memory position encoding [1, mem_dim, H, W] (None before any memory).
+    """
+    B, C = vision_feat.size(1), model.hidden_dim
+    H, W = feat_size
+    if opts.num_maskmem == 0:
+        return vision_feat.permute(1, 2, 0).view(B, C, H, W)
+    n_ptr_tokens = 0
+    if is_init_cond_frame:
+        if model.directly_add_no_mem_embed:
+            return (vision_feat + model.no_mem_embed).permute(1, 2, 0).view(B, C, H, W)
+        memory = [model.no_mem_embed.expand(1, B, model.mem_dim)]
+        memory_pos = [model.no_mem_pos_enc.expand(1, B, model.mem_dim)]
+    else:
+        selected, unselected = select_cond_frames(bank, frame_index, opts.max_cond_frames)
+        memory, memory_pos = _spatial_memory(model, opts, bank, frame_index, selected, unselected,
+                                             maskmem_pos_enc, B)
+        if model.use_obj_ptrs_in_encoder:
+            ptrs = _pointer_memory(model, opts, bank, frame_index, selected, unselected, B, C)
+            if ptrs is not None:
+                memory.append(ptrs[0])
+                memory_pos.append(ptrs[1])
+                n_ptr_tokens = ptrs[0].shape[0]
+    out = model.memory_attention(
+        curr=[vision_feat],
+        curr_pos=[vision_pos],
+        memory=torch.cat(memory, dim=0),
+        memory_pos=torch.cat(memory_pos, dim=0),
+        num_obj_ptr_tokens=n_ptr_tokens,
+    )
+    return out.permute(1, 2, 0).view(B, C, H, W)
+
+
+def _spatial_memory(model, opts, bank, frame_index, selected, unselected, pos_enc, B):
+    """Mask memories: selected conditioning frames (t_pos 0), then recent frames oldest first."""
+    nm, r = opts.num_maskmem, opts.memory_temporal_stride_for_eval
+    t_pos_and_prevs: list[tuple[int, MemoryEntry | None]] = [(0, e) for e in selected.values()]
+    for t_pos in range(1, nm):
+        t_rel = nm - t_pos  # frames before the current one
+        if t_rel == 1:
+            prev = frame_index - 1
+        else:  # every r-th frame, nearest first
+            prev = ((frame_index - 2) // r) * r - (t_rel - 2) * r
+        t_pos_and_prevs.append((t_pos, bank.non_cond.get(prev, unselected.get(prev))))
+    memory, memory_pos = [], []
+    for t_pos, prev in t_pos_and_prevs:
+        if prev is None:
+            continue
+        # Stored bf16 like Meta; Meta's cat with fp32 pointers promotes them to fp32 exactly.
+        memory.append(prev.maskmem_features.flatten(2).permute(2, 0, 1).float())
+        enc = pos_enc.expand(B, -1, -1, -1).flatten(2).permute(2, 0, 1)
+        memory_pos.append(enc + model.maskmem_tpos_enc[nm - t_pos - 1])
+    return memory, memory_pos
+
+
+def _pointer_memory(model, opts, bank, frame_index, selected, unselected, B, C):
+    """Object pointers and their temporal encodings, or None when there is none."""
+    max_ptrs = opts.max_obj_ptrs_in_encoder
+    cond = selected
+    if model.only_obj_ptrs_in_the_past_for_eval:
+        cond = {t: e for t, e in selected.items() if t <= frame_index}
+    pos_and_ptrs = [
+        ((frame_index - t) if model.use_signed_tpos_enc_to_obj_ptrs else abs(frame_index - t), e.obj_ptr)
+        for t, e in cond.items()
+    ]
+    for t_diff in range(1, max_ptrs):
+        t = frame_index - t_diff
+        if t < 0:
+            break
+        e = bank.non_cond.get(t, unselected.get(t))
+        if e is not None:
+            pos_and_ptrs.append((t_diff, e.obj_ptr))
+    if not pos_and_ptrs:
+        return None
+    pos_list, ptrs_list = zip(*pos_and_ptrs)
+    obj_ptrs = torch.stack(ptrs_list, dim=0)
+    mem_dim = model.mem_dim
+    if model.add_tpos_enc_to_obj_ptrs:
+        tpos_dim = C if model.proj_tpos_enc_in_obj_ptrs else mem_dim
+        obj_pos = torch.tensor(pos_list).to(device=obj_ptrs.device)
+        obj_pos = get_1d_sine_pe(obj_pos / (max_ptrs - 1), dim=tpos_dim)
+        obj_pos = model.obj_ptr_tpos_proj(obj_pos)
+        obj_pos = obj_pos.unsqueeze(1).expand(-1, B, mem_dim)
+    else:
+        obj_pos = obj_ptrs.new_zeros(len(pos_list), B, mem_dim)
+    if mem_dim < C:  # a pointer becomes C // mem_dim tokens
+        obj_ptrs = obj_ptrs.reshape(-1, B, C // mem_dim, mem_dim).permute(0, 2, 1, 3).flatten(0, 1)
+        obj_pos = obj_pos.repeat_interleave(C // mem_dim, dim=0)
+    return obj_ptrs, obj_pos
