@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from tests.synthetic import make_frames, save_jpeg_folder
+from pipelines.synthetic import moving_shapes
+from tests.synthetic import save_jpeg_folder
 from tracker.models import build_sam2_model
 
 # Small enough for a 2-core CI, large enough for 8x8 top-level features and real memory attention.
@@ -36,12 +37,12 @@ def make_model(present: bool = True, image_size: int = TEST_IMAGE_SIZE, seed: in
 def video(tmp_path_factory) -> tuple[str, list[np.ndarray]]:
     """A 24-frame JPEG folder for Meta's predictor and the decoded frames samtrack is fed."""
     folder = tmp_path_factory.mktemp("video")
-    frames = save_jpeg_folder(make_frames(N_FRAMES), folder)
+    frames = save_jpeg_folder(moving_shapes(N_FRAMES), folder)
     return str(folder), frames
 
 
 @pytest.fixture(scope="session")
 def long_video(tmp_path_factory) -> tuple[str, list[np.ndarray]]:
     folder = tmp_path_factory.mktemp("long_video")
-    frames = save_jpeg_folder(make_frames(40, seed=1), folder)
+    frames = save_jpeg_folder(moving_shapes(40, seed=1), folder)
     return str(folder), frames

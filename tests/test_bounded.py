@@ -1,0 +1,53 @@
+"""The tracker's state stays constant in tensor count and bytes over thousands of frames."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from pipelines.synthetic import box_of_first_shape, moving_shapes_frame
+from tests.conftest import make_model
+from tracker import Tracker
+
+PERIOD = 100  # the prompt schedule repeats every PERIOD frames, so state must repeat too
+
+
+def test_state_is_bounded_over_2000_frames_with_prompts_and_objects_coming_and_going():
+    model = make_model(image_size=64)
+    # Corrections become conditioning frames, so the conditioning cap is exercised too.
+    tracker = Tracker.from_sam2(model, add_all_frames_to_correct_as_cond=True, feature_window=8)
+    h, w = 48, 64
+    samples = []
+    deadline = time.monotonic() + 600
+    for i in range(2200):
+        assert time.monotonic() < deadline, "bounded-state run took too long"
+        tracker.step(moving_shapes_frame(i % 50, h, w))
+        phase, cycle = i % PERIOD, i // PERIOD
+        if i == 0:
+            tracker.add_box(1, box_of_first_shape(0, h, w))
+        elif phase == 10:  # a new object for this cycle
+            tracker.add_points(100 + cycle, [[w - 12, h // 2 + 5]], [1])
+        elif phase in (20, 40, 60):  # corrections on object 1 (new conditioning frames)
+            tracker.add_points(1, [[20, 20], [2, 2]], [1, 0])
+        elif phase == 45:  # correction on a past frame in the window, then re-tracking
+            tracker.add_points(100 + cycle, [[w - 14, h // 2 + 4]], [1], frame_index=i - 5)
+        elif phase == 50:
+            m = np.zeros((h, w), bool)
+            m[10:30, 10:30] = True
+            tracker.add_mask(200 + cycle, m)
+        elif phase == 70:
+            tracker.remove_object(100 + cycle)
+        elif phase == 80:
+            tracker.remove_object(200 + cycle)
+        if phase == PERIOD - 1:
+            tensors = tracker.tensors()
+            samples.append((len(tensors), tracker.held_bytes()))
+    assert tracker.objects == [1]
+    steady = samples[3:]  # after warm-up (conditioning frames of object 1 reach the cap)
+    assert len(set(steady)) == 1, f"tracker state grows: {samples}"
+    assert len(tracker._banks[1].cond) <= tracker.options.max_cond_frames
+    assert tracker._banks[1].cond_dropped > 0
+    n_keep = tracker.options.feature_window + tracker.options.memory_horizon
+    assert len(tracker._banks[1].non_cond) <= n_keep
+    assert len(tracker.window) == tracker.options.feature_window

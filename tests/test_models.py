@@ -1,0 +1,95 @@
+"""Building Meta's models from names, checkpoints in Meta's format and seeded random weights."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tracker import CheckpointError, ModelNameError, Tracker
+from tracker.models import MODELS, build_sam2_model, model_spec
+
+
+def _save_meta_checkpoint(model, path):
+    torch.save({"model": model.state_dict()}, path)
+    return path
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_every_released_model_builds_and_tracks(name):
+    """SAM2 and SAM2.1, tiny to large, at a small image size: build, one prompted frame, one tracked frame."""
+    t = Tracker.build(name, image_size=64, seed=1)
+    frame = torch.randint(0, 255, (40, 50, 3), dtype=torch.uint8).numpy()
+    t.step(frame)
+    r = t.add_points(1, [[10, 10]], [1])
+    assert r.objects[1].logits.shape == (40, 50)
+    assert t.step(frame).objects[1].logits.shape == (40, 50)
+
+
+def test_model_names_and_aliases():
+    assert model_spec("sam2.1_hiera_tiny").name == "sam2.1_hiera_t"
+    assert model_spec("sam2_hiera_base_plus").name == "sam2_hiera_b+"
+    assert model_spec("sam2.1_hiera_l.pt").name == "sam2.1_hiera_l"
+    assert model_spec("sam2.1_hiera_s").url.endswith("/092824/sam2.1_hiera_small.pt")
+    with pytest.raises(ModelNameError, match="known models: sam2_hiera_t"):
+        model_spec("sam3_hiera_t")
+
+
+def test_seeded_random_weights_are_deterministic():
+    a = build_sam2_model("sam2.1_hiera_t", image_size=64, seed=3).state_dict()
+    b = build_sam2_model("sam2.1_hiera_t", image_size=64, seed=3).state_dict()
+    c = build_sam2_model("sam2.1_hiera_t", image_size=64, seed=4).state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], c[k]) for k in a)
+
+
+def test_checkpoint_in_meta_format_loads(tmp_path):
+    src = build_sam2_model("sam2.1_hiera_t", image_size=64, seed=7)
+    path = _save_meta_checkpoint(src, tmp_path / "sam2.1_hiera_tiny.pt")
+    loaded = build_sam2_model("sam2.1_hiera_t", checkpoint=path, image_size=64, seed=0)
+    sd, ref = loaded.state_dict(), src.state_dict()
+    assert all(torch.equal(sd[k], ref[k]) for k in ref)
+    # and it really replaced the seed-0 random weights
+    seed0 = build_sam2_model("sam2.1_hiera_t", image_size=64, seed=0).state_dict()
+    assert not all(torch.equal(sd[k], seed0[k]) for k in ref)
+
+
+def test_missing_checkpoint(tmp_path):
+    with pytest.raises(CheckpointError, match="checkpoint file not found: .*samtrack weights download"):
+        build_sam2_model("sam2.1_hiera_t", checkpoint=tmp_path / "nope.pt", image_size=64)
+
+
+def test_not_a_checkpoint(tmp_path):
+    p = tmp_path / "notes.pt"
+    p.write_text("this is a text file renamed .pt\n")
+    with pytest.raises(CheckpointError, match="not a readable PyTorch checkpoint"):
+        build_sam2_model("sam2.1_hiera_t", checkpoint=p, image_size=64)
+
+
+def test_checkpoint_not_in_meta_format(tmp_path):
+    p = tmp_path / "weights.pt"
+    torch.save({"state_dict": {"a": torch.zeros(1)}}, p)
+    with pytest.raises(CheckpointError, match="not in Meta's SAM2 checkpoint format.*'state_dict'"):
+        build_sam2_model("sam2.1_hiera_t", checkpoint=p, image_size=64)
+
+
+def test_checkpoint_of_another_model_size(tmp_path):
+    tiny = build_sam2_model("sam2.1_hiera_t", image_size=64)
+    p = _save_meta_checkpoint(tiny, tmp_path / "tiny.pt")
+    with pytest.raises(CheckpointError) as exc:
+        build_sam2_model("sam2.1_hiera_s", checkpoint=p, image_size=64)
+    msg = str(exc.value)
+    assert "does not fit model sam2.1_hiera_s" in msg
+    assert "keys missing from the checkpoint" in msg and "image_encoder.trunk.blocks." in msg
+    assert "looks like a sam2.1_hiera_t checkpoint" in msg
+
+
+def test_checkpoint_of_sam2_into_sam21(tmp_path):
+    old = build_sam2_model("sam2_hiera_t", image_size=64)
+    p = _save_meta_checkpoint(old, tmp_path / "sam2_tiny.pt")
+    with pytest.raises(CheckpointError, match="keys missing.*no_obj_embed_spatial.*looks like a sam2_hiera_t"):
+        build_sam2_model("sam2.1_hiera_t", checkpoint=p, image_size=64)
+
+
+def test_bad_image_size():
+    with pytest.raises(ValueError, match="multiple of 16"):
+        build_sam2_model("sam2.1_hiera_t", image_size=100)
