@@ -8,7 +8,6 @@ import numpy as np
 from PIL import Image
 
 
-
 def save_jpeg_folder(frames: list[np.ndarray], folder: Path) -> list[np.ndarray]:
     """Write frames as <index>.jpg (Meta's video folder layout); return the decoded pixels Meta will see."""
     folder.mkdir(parents=True, exist_ok=True)

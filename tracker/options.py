@@ -44,7 +44,7 @@ class TrackerOptions:
     feature_window: int = DEFAULT_FEATURE_WINDOW
 
     @classmethod
-    def from_model(cls, model: torch.nn.Module, **overrides) -> "TrackerOptions":
+    def from_model(cls, model: torch.nn.Module, **overrides) -> TrackerOptions:
         unknown = set(overrides) - {f.name for f in dataclasses.fields(cls)}
         if unknown:
             raise TypeError(f"unknown tracker options {sorted(unknown)}; known: {cls.names()}")

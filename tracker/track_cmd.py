@@ -34,7 +34,8 @@ def run_track(args) -> int:
     if checkpoint is None:
         cached = weights.checkpoint_path(args.model)
         checkpoint = str(cached) if cached.is_file() else None
-    print(f"model {model_spec(args.model).name}, checkpoint {checkpoint or 'NONE: random weights, masks are meaningless'}")
+    what = checkpoint or "NONE: random weights, masks are meaningless"
+    print(f"model {model_spec(args.model).name}, checkpoint {what}")
     tracker = Tracker.build(args.model, checkpoint, args.image_size, args.device, threads=args.threads)
     times = []
     for i in range(args.frames):

@@ -68,7 +68,7 @@ class Tracker:
         seed: int = 0,
         threads: int | None = None,
         **options,
-    ) -> "Tracker":
+    ) -> Tracker:
         """Build Meta's model (checkpoint or seeded random weights) and wrap it; options as in TrackerOptions."""
         if checkpoint is None:
             log.warning("no checkpoint given: %s has seeded RANDOM weights, its masks are meaningless", model)
@@ -76,7 +76,7 @@ class Tracker:
         return cls.from_sam2(net, **options)
 
     @classmethod
-    def from_sam2(cls, model: torch.nn.Module, **options) -> "Tracker":
+    def from_sam2(cls, model: torch.nn.Module, **options) -> Tracker:
         """Wrap an already-built sam2 model (e.g. the one inside Meta's predictor), honouring its settings."""
         return cls(model, TrackerOptions.from_model(model, **options))
 

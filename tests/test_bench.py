@@ -1,0 +1,44 @@
+"""The benchmarks run end to end at toy sizes and write well-formed JSON (numbers are not judged here)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from bench.common import percentiles
+
+
+def _check_percentiles(p: dict) -> None:
+    assert p["n"] > 0
+    assert 0 <= p["p50_ms"] <= p["p95_ms"] <= p["p99_ms"] <= p["max_ms"]
+
+
+def test_percentiles_are_ordered_and_in_ms():
+    p = percentiles([0.001 * i for i in range(1, 101)])
+    _check_percentiles(p)
+    assert abs(p["p50_ms"] - 50.5) < 1e-9 and p["max_ms"] == 100.0
+
+
+def test_memory_benchmark_quick(tmp_path):
+    out = tmp_path / "memory.json"
+    r = subprocess.run(
+        [sys.executable, "-m", "bench.memory", "--frames", "60", "--image-size", "64", "--every", "10",
+         "--warmup", "40", "--meta-frames", "20", "--out", str(out), "--quiet"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    data = json.loads(out.read_text())
+    assert data["benchmark"] == "memory" and data["settings"]["frames"] == 60
+    assert {"cpu", "torch", "threads"} <= set(data["environment"])
+    s = data["samtrack"]
+    assert [x["frame"] for x in s["samples"]] == [0, 10, 20, 30, 40, 50, 59]
+    assert all(x["rss_bytes"] > 0 and x["held_bytes"] > 0 for x in s["samples"])
+    assert s["held_bytes_constant_after_warmup"] is True  # the bank is full after window + horizon frames
+    _check_percentiles(s["step"])
+    v = data["vs_meta"]
+    _check_percentiles(v["meta_step"])
+    _check_percentiles(v["samtrack_step"])
+    assert v["ratio_median"] > 0
+    assert v["identical_frames"] == v["compared_frames"] == 19  # >= 16 frames: Meta then uses 16 pointers too
+    assert "per-frame time samtrack / Meta" in r.stdout
