@@ -14,6 +14,35 @@ TORCH_PINS=("torch==2.14.1" "torchvision==0.29.1")
 
 log() { printf '[setup] %s\n' "$*"; }
 
+# Debian packages: GStreamer 1.x with the plugins samtrack's sources and sinks use (good: matroska,
+# vp8, jpeg, rtsp, v4l2; ugly: x264; libav: H.264 decoding), the RTSP server bindings, and what
+# PyGObject needs to build inside the venv (the venv cannot see Debian's python3-gi).
+DEB_PACKAGES=(
+  gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly
+  gstreamer1.0-libav gir1.2-gstreamer-1.0 gir1.2-gst-plugins-base-1.0 gir1.2-gst-rtsp-server-1.0
+  libgirepository1.0-dev libcairo2-dev pkg-config
+)
+missing=()
+if command -v dpkg >/dev/null 2>&1; then
+  for p in "${DEB_PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+fi
+HAVE_GST_DEPS=1
+if [ ${#missing[@]} -gt 0 ]; then
+  SUDO=""
+  [ "$(id -u)" = 0 ] || SUDO=$(command -v sudo || true)
+  if command -v apt-get >/dev/null 2>&1 && { [ "$(id -u)" = 0 ] || [ -n "$SUDO" ]; }; then
+    log "installing Debian packages: ${missing[*]}"
+    $SUDO apt-get update -q >/dev/null
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+  else
+    HAVE_GST_DEPS=0
+    log "WARNING: cannot install ${missing[*]} (no apt-get or no root): sources fall back to OpenCV"
+  fi
+elif ! command -v dpkg >/dev/null 2>&1; then
+  HAVE_GST_DEPS=0
+  log "WARNING: not a Debian system: install GStreamer and PyGObject yourself, or sources fall back to OpenCV"
+fi
+
 [ -x "$VENV/bin/python" ] || { log "creating $VENV"; "$PYTHON" -m venv "$VENV"; }
 PY="$VENV/bin/python"
 PIP=("$PY" -m pip install -q --disable-pip-version-check)
@@ -39,5 +68,9 @@ if ! "$PY" -c 'import importlib.metadata as m, sys; sys.exit(m.version("sam2") !
 fi
 
 log "installing samtrack (editable) with test dependencies"
-"${PIP[@]}" -e ".[dev]"
+if [ "$HAVE_GST_DEPS" = 1 ]; then
+  "${PIP[@]}" -e ".[dev,gstreamer]"
+else
+  "${PIP[@]}" -e ".[dev]"
+fi
 "$PY" -c 'import torch, sam2, tracker' && log "ok: $("$PY" -c 'import torch; print("torch", torch.__version__)')"

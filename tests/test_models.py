@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from tracker import CheckpointError, ModelNameError, Tracker
-from tracker.models import MODELS, build_sam2_model, model_spec
+from tracker.models import build_sam2_model
+from tracker.registry import MODELS, model_spec
 
 
 def _save_meta_checkpoint(model, path):

@@ -1,19 +1,29 @@
-"""Streaming SAM2 tracker: frames and prompts in, per-object masks out."""
+"""Streaming SAM2 tracker: frames and prompts in, per-object masks out.
 
-from .errors import (
-    CheckpointError,
-    FrameError,
-    FrameWindowError,
-    ModelNameError,
-    PromptError,
-    SamtrackError,
-    UnknownObjectError,
-)
-from .options import TrackerOptions
-from .results import FrameResult, ObjectResult
-from .tracker import Tracker
+Names are imported on first use, so `samtrack` subcommands that need no model start without torch.
+"""
 
-__all__ = [
-    "CheckpointError", "FrameError", "FrameResult", "FrameWindowError", "ModelNameError",
-    "ObjectResult", "PromptError", "SamtrackError", "Tracker", "TrackerOptions", "UnknownObjectError",
-]
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {
+    "Tracker": ".tracker",
+    "TrackerOptions": ".options",
+    "FrameResult": ".results",
+    "ObjectResult": ".results",
+    "CheckpointError": ".errors",
+    "FrameError": ".errors",
+    "FrameWindowError": ".errors",
+    "ModelNameError": ".errors",
+    "PromptError": ".errors",
+    "SamtrackError": ".errors",
+    "UnknownObjectError": ".errors",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name], __name__), name)
+    raise AttributeError(f"module 'tracker' has no attribute {name!r}")

@@ -6,6 +6,8 @@ import argparse
 import logging
 import sys
 
+from pipelines.errors import SinkError, SourceError
+
 from .errors import SamtrackError
 
 
@@ -24,16 +26,18 @@ def main(argv: list[str] | None = None) -> int:
     wd.add_argument("--force", action="store_true", help="download again even if cached")
     wd.add_argument("--quiet", action="store_true", help="no progress bar")
 
+    from .sources_cmd import add_sources_parser
     from .track_cmd import add_track_parser
 
     add_track_parser(sub)
+    add_sources_parser(sub)
 
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
     try:
         return args.func(args) if hasattr(args, "func") else _weights(args)
-    except SamtrackError as e:
+    except (SamtrackError, SourceError, SinkError) as e:
         print(f"samtrack: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

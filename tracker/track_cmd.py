@@ -8,7 +8,7 @@ import statistics
 import time
 
 from . import weights
-from .models import model_spec
+from .registry import model_spec
 
 
 def add_track_parser(sub) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from .errors import DownloadError
-from .models import MODELS, ModelSpec, model_spec
+from .registry import MODELS, ModelSpec, model_spec
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,126 @@
+"""Live sources that survive failures: reconnection with bounded exponential backoff while the
+caller keeps reading (and gets None) instead of crashing."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .errors import EndOfStream, SourceError
+from .frame import Frame
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Delays between reconnection attempts: initial_s, times factor after each failure, at most max_s."""
+
+    initial_s: float = 0.5  # first retry soon: most RTSP/camera hiccups are short
+    factor: float = 2.0  # doubling spares a server that is restarting
+    max_s: float = 10.0  # never wait longer than this between attempts
+    max_attempts: int | None = None  # None: keep trying for ever (a service should outlive its camera)
+
+    def delay(self, attempt: int) -> float:
+        return min(self.max_s, self.initial_s * self.factor ** max(0, attempt - 1))
+
+
+DEFAULT_BACKOFF = Backoff()
+
+
+class ReconnectingSource:
+    """Wraps a source factory; on error, end of stream or a stall it restarts the source with backoff.
+
+    `read()` never raises for a failure it will retry: it returns None, so the caller's loop (and a
+    daemon's command handling) keeps running. Frame indices continue across reconnects.
+    """
+
+    def __init__(self, factory: Callable[[], object], backoff: Backoff = DEFAULT_BACKOFF, stall_timeout_s: float = 5.0):
+        self._factory = factory
+        self.backoff = backoff
+        self.stall_timeout_s = stall_timeout_s  # no frame for this long on a live source: reconnect
+        self.reconnects = 0  # successful restarts after a failure
+        self.failures = 0  # consecutive failed attempts (0 while healthy)
+        self.last_error: str | None = None
+        self._source = None
+        self._dropped_before = 0
+        self._next_index = 0
+        self._retry_at = 0.0
+        self._last_frame_at = time.monotonic()
+
+    @property
+    def connected(self) -> bool:
+        return self._source is not None
+
+    @property
+    def info(self):
+        return self._source.info if self._source is not None else None
+
+    @property
+    def dropped(self) -> int:
+        return self._dropped_before + (self._source.dropped if self._source is not None else 0)
+
+    def start(self):
+        """Start the first source; a source that cannot start at all raises (so a service fails fast)."""
+        self._source = self._factory()
+        info = self._source.start()
+        self._last_frame_at = time.monotonic()
+        return info
+
+    def read(self, timeout: float = 1.0) -> Frame | None:
+        if self._source is None and not self._try_reconnect():
+            time.sleep(min(timeout, max(0.0, self._retry_at - time.monotonic())))
+            return None
+        try:
+            frame = self._source.read(timeout)
+        except (SourceError, EndOfStream) as e:
+            self._fail(f"{type(e).__name__}: {e}")
+            return None
+        now = time.monotonic()
+        if frame is None:
+            if now - self._last_frame_at > self.stall_timeout_s:
+                self._fail(f"no frame for {self.stall_timeout_s:.1f} s")
+            return None
+        self._last_frame_at = now
+        frame = dataclasses.replace(frame, index=self._next_index)
+        self._next_index += 1
+        return frame
+
+    def stop(self) -> None:
+        if self._source is not None:
+            self._source.stop()
+            self._source = None
+
+    def _fail(self, why: str) -> None:
+        self.last_error = why
+        log.warning("live source failed (%s); reconnecting", why)
+        self._dropped_before += self._source.dropped
+        self._source.stop()
+        self._source = None
+        self.failures += 1
+        self._retry_at = time.monotonic() + self.backoff.delay(self.failures)
+
+    def _try_reconnect(self) -> bool:
+        if time.monotonic() < self._retry_at:
+            return False
+        if self.backoff.max_attempts is not None and self.failures > self.backoff.max_attempts:
+            raise SourceError(f"live source gave up after {self.backoff.max_attempts} attempts: {self.last_error}")
+        source = self._factory()
+        try:
+            source.start()
+        except SourceError as e:
+            self.last_error = str(e)
+            self.failures += 1
+            self._retry_at = time.monotonic() + self.backoff.delay(self.failures)
+            log.warning("reconnect attempt %d failed: %s (next in %.1f s)", self.failures, e,
+                        self.backoff.delay(self.failures))
+            return False
+        log.info("live source reconnected after %d attempt(s)", self.failures)
+        self._source = source
+        self.reconnects += 1
+        self.failures = 0
+        self._last_frame_at = time.monotonic()
+        return True

@@ -1,0 +1,300 @@
+"""GStreamer sources and sinks, run for real (no mock of GStreamer)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from pipelines import (
+    EndOfStream,
+    MissingElementError,
+    NotAVideoError,
+    SourceNotFoundError,
+    SourceSpecError,
+    open_source,
+    parse_source,
+)
+from pipelines.frame import rgb_from_buffer
+from pipelines.live import Backoff
+from pipelines.overlay import OverlayObject, color_for, draw_overlay
+from pipelines.sinks import DisplaySink, RtspServerSink, SinkError, VideoFileSink
+from pipelines.source import GstSource
+from pipelines.spec import launch_description
+from tests.gst_helpers import CODECS, RtspTestServer, block_image, block_means, encode_test_file, free_port
+
+# ---- launch descriptions (pure) ---------------------------------------------------------------
+
+
+def test_launch_descriptions():
+    tail_live = ("videoconvert ! video/x-raw,format=RGB ! appsink name=samtrack_sink emit-signals=true sync=false "
+                 "max-buffers=1 drop=true")
+    tail_file = tail_live.replace("max-buffers=1 drop=true", "max-buffers=4 drop=false")
+    assert launch_description(parse_source("test:")) == (
+        "videotestsrc is-live=true pattern=ball ! video/x-raw,width=640,height=480,framerate=30/1 ! " + tail_live)
+    assert launch_description(parse_source("test:?pattern=smpte&width=322&height=242&fps=15")) == (
+        "videotestsrc is-live=true pattern=smpte ! video/x-raw,width=322,height=242,framerate=15/1 ! " + tail_live)
+    assert launch_description(parse_source("file:///tmp/a%20b.mp4")) == (
+        'filesrc location="/tmp/a b.mp4" ! decodebin ! ' + tail_file)
+    assert launch_description(parse_source("/tmp/x.mkv#realtime=1")).endswith("sync=true max-buffers=4 drop=false")
+    assert launch_description(parse_source("v4l2:/dev/video1?width=1280&height=720&fps=30")) == (
+        'v4l2src device="/dev/video1" ! image/jpeg,width=1280,height=720,framerate=30/1 ! jpegdec ! ' + tail_live)
+    assert launch_description(parse_source("v4l2:/dev/video0?format=raw&fps=15")) == (
+        'v4l2src device="/dev/video0" ! video/x-raw,framerate=15/1 ! ' + tail_live)
+    assert launch_description(parse_source("rtsp://cam.local:554/s?a=1#latency=0&transport=udp")) == (
+        'rtspsrc location="rtsp://cam.local:554/s?a=1" latency=0 protocols=udp ! decodebin ! ' + tail_live)
+    assert launch_description(parse_source("gst:videotestsrc num-buffers=5")) == (
+        "videotestsrc num-buffers=5 ! " + tail_file)
+    assert parse_source("test:").live and not parse_source("/a.mp4").live
+
+
+@pytest.mark.parametrize("text, words", [
+    ("", "empty source"),
+    ("http://example.com/v.mp4", "unsupported source scheme"),
+    ("test:?colour=red", "unknown option(s) ['colour']"),
+    ("test:?pattern=nope", "unknown test pattern"),
+    ("test:?width=-5", "positive integer"),
+    ("v4l2:/dev/video0?format=h264", "mjpeg or raw"),
+    ("rtsp://h/x#transport=quic", "tcp or udp"),
+    ("rtsp://h/x#latency=soon", "milliseconds"),
+    ("gst:", "needs a launch description"),
+])
+def test_bad_source_strings(text, words):
+    with pytest.raises(SourceSpecError) as e:
+        parse_source(text)
+    assert words in str(e.value)
+
+
+def test_rgb_rows_padded_to_four_bytes():
+    img = np.arange(3 * 5 * 3, dtype=np.uint8).reshape(3, 5, 3)
+    padded = np.zeros((3, 16), np.uint8)  # 5 px * 3 = 15 bytes, padded to 16
+    padded[:, :15] = img.reshape(3, 15)
+    out = rgb_from_buffer(padded.tobytes(), 5, 3)
+    assert out.flags["C_CONTIGUOUS"] and np.array_equal(out, img)
+
+
+# ---- sources ------------------------------------------------------------------------------------
+
+
+def test_videotestsrc_frames():
+    with GstSource("test:?width=322&height=242&fps=30") as src:
+        frames = [src.read(2.0) for _ in range(20)]
+    assert all(f is not None for f in frames)
+    assert all(f.image.shape == (242, 322, 3) and f.image.dtype == np.uint8 for f in frames)
+    assert all(f.image.flags["C_CONTIGUOUS"] for f in frames)
+    assert src.info.width == 322 and src.info.fps == 30.0
+    pts = [f.pts_ns for f in frames]
+    cap = [f.capture_ns for f in frames]
+    assert all(b > a for a, b in zip(pts, pts[1:])) and all(b > a for a, b in zip(cap, cap[1:]))
+    assert [f.index for f in frames] == sorted({f.index for f in frames})
+
+
+@pytest.mark.parametrize("codec", list(CODECS))
+def test_decoded_files_deliver_every_frame_with_the_right_pixels(codec, tmp_path):
+    path = encode_test_file(tmp_path / f"blocks_322x242.{codec}", CODECS[codec], frames=12)
+    ref = block_means(block_image())
+    with GstSource(str(path)) as src:
+        frames = list(src)
+    assert [f.index for f in frames] == list(range(12))
+    assert src.dropped == 0
+    for f in frames:
+        assert f.image.shape == (242, 322, 3)
+        err = np.abs(block_means(f.image) - ref).max()
+        assert err < 12, f"{codec}: a block's colour is off by {err:.1f}"  # codec loss, no shear, no swap
+    pts = [f.pts_ns for f in frames]
+    assert all(b > a for a, b in zip(pts, pts[1:]))
+
+
+def test_missing_file_is_a_clear_error(tmp_path):
+    with pytest.raises(SourceNotFoundError, match="file not found: .*nope.mp4"):
+        GstSource(str(tmp_path / "nope.mp4")).start()
+
+
+def test_text_file_renamed_mp4_is_not_a_video(tmp_path):
+    p = tmp_path / "notes.mp4"
+    p.write_text("hello, I am not a video\n" * 50)
+    t0 = time.monotonic()
+    with pytest.raises(NotAVideoError, match="is not a video GStreamer can decode.*GStreamer says"):
+        GstSource(str(p), start_timeout=10).start()
+    assert time.monotonic() - t0 < 10
+
+
+def test_audio_only_file_is_not_a_video(tmp_path):
+    p = tmp_path / "tone.mkv"
+    subprocess.run(f"gst-launch-1.0 -q audiotestsrc num-buffers=20 ! vorbisenc ! matroskamux ! filesink location={p}",
+                   shell=True, check=True, timeout=60)
+    with pytest.raises(NotAVideoError):
+        GstSource(str(p), start_timeout=10).start()
+
+
+def test_unknown_element_in_gst_description():
+    with pytest.raises(MissingElementError, match='no element "notanelement"'):
+        GstSource("gst:videotestsrc ! notanelement").start()
+
+
+def test_no_camera():
+    with pytest.raises(SourceNotFoundError, match="no camera at /dev/video99"):
+        GstSource("v4l2:/dev/video99").start()
+
+
+def test_live_source_drops_stale_frames_file_source_loses_none(tmp_path):
+    """A slow consumer (200 ms per frame) of a 30 fps live source sees fresh frames and a growing drop
+    counter; the same consumer of a file gets every frame."""
+    with GstSource("test:?width=160&height=120&fps=30") as live:
+        ages, drops = [], []
+        for _ in range(6):
+            time.sleep(0.2)
+            f = live.read(1.0)
+            ages.append((time.monotonic_ns() - f.capture_ns) / 1e6)
+            drops.append(live.dropped)
+    assert max(ages) < 100, ages  # the newest frame, not one queued 200 ms ago
+    assert drops[-1] > drops[0] > 0
+    path = encode_test_file(tmp_path / "f.mkv", CODECS["h264.mkv"], frames=10, width=160, height=120)
+    with GstSource(str(path)) as src:
+        got = []
+        while True:
+            time.sleep(0.05)
+            try:
+                got.append(src.read(5.0).index)
+            except EndOfStream:
+                break
+    assert got == list(range(10)) and src.dropped == 0
+
+
+def test_rtsp_source_reconnects_after_server_restart():
+    server = RtspTestServer(free_port()).start()
+    src = open_source(f"{server.url}#latency=0", backoff=Backoff(initial_s=0.2, max_s=1.0), stall_timeout_s=2.0)
+    try:
+        src.start()
+        before = [f for f in (src.read(2.0) for _ in range(10)) if f is not None]
+        assert len(before) >= 5 and before[0].image.shape == (120, 160, 3)
+        server.kill()
+        deadline = time.monotonic() + 15
+        while src.connected and time.monotonic() < deadline:  # the source notices the loss
+            src.read(0.5)
+        assert not src.connected, "the source did not notice the server went away"
+        server.start()
+        after = []
+        while len(after) < 5 and time.monotonic() < deadline + 30:
+            f = src.read(0.5)
+            if f is not None:
+                after.append(f)
+        assert len(after) == 5, f"frames did not resume: {src.last_error}"
+        assert src.reconnects >= 1
+        assert after[0].index > before[-1].index  # indices continue across reconnects
+    finally:
+        src.stop()
+        server.kill()
+
+
+def test_opencv_fallback_reads_a_file(tmp_path):
+    path = encode_test_file(tmp_path / "cv.avi", CODECS["mjpeg.avi"], frames=8)
+    src = open_source(str(path), backend="opencv")
+    with src:
+        frames = list(src)
+    assert len(frames) == 8 and frames[0].image.shape == (242, 322, 3)
+    assert np.abs(block_means(frames[0].image) - block_means(block_image())).max() < 12
+
+
+# ---- sinks ----------------------------------------------------------------------------------------
+
+
+def test_overlay_draws_mask_colour_contour_and_label():
+    img = np.full((120, 160, 3), 100, np.uint8)
+    m = np.zeros((120, 160), bool)
+    m[40:90, 50:120] = True
+    out = draw_overlay(img, [OverlayObject(2, m, 0.87)])
+    inside = out[65, 85].astype(int)
+    expected = np.round(100 * 0.55 + np.array(color_for(2)) * 0.45)
+    assert np.abs(inside - expected).max() <= 1
+    assert np.array_equal(out[5, 5], img[5, 5])  # outside untouched
+    assert (out[40:90, 50] != inside).any()  # contour on the mask's edge
+    assert not np.array_equal(out[20:40, 50:90], img[20:40, 50:90])  # label above the mask
+    assert np.array_equal(img, np.full((120, 160, 3), 100, np.uint8))  # input not modified
+
+
+@pytest.mark.parametrize("ext", [".mp4", ".mkv", ".webm", ".avi"])
+def test_overlay_video_file_reads_back(ext, tmp_path):
+    path = tmp_path / f"overlay{ext}"
+    with VideoFileSink(path, 322, 242, 15) as sink:
+        for i in range(15):
+            img = np.zeros((242, 322, 3), np.uint8)
+            img[:, :161] = (200, 30, 30)
+            m = np.zeros((242, 322), bool)
+            m[60:140, 40 + 4 * i:140 + 4 * i] = True
+            sink.push(draw_overlay(img, [OverlayObject(1, m, 0.9)]))
+    with GstSource(str(path)) as src:
+        frames = list(src)
+    assert len(frames) == 15 and {f.image.shape for f in frames} == {(242, 322, 3)}
+    assert np.abs(frames[0].image[20, 20].astype(int) - (200, 30, 30)).max() < 25
+
+
+def test_bad_outputs(tmp_path):
+    with pytest.raises(SinkError, match="unsupported output extension"):
+        VideoFileSink(tmp_path / "x.gif", 64, 48, 10)
+    with pytest.raises(SinkError, match="output directory does not exist"):
+        VideoFileSink(tmp_path / "no" / "x.mp4", 64, 48, 10)
+    with VideoFileSink(tmp_path / "x.mp4", 64, 48, 10) as sink:
+        with pytest.raises(SinkError, match="expects 48x64x3"):
+            sink.push(np.zeros((10, 10, 3), np.uint8))
+        sink.push(np.zeros((48, 64, 3), np.uint8))
+
+
+def test_display_sink_without_display(monkeypatch):
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    with pytest.raises(SinkError, match="no display"):
+        DisplaySink(64, 48, 10)
+
+
+def test_rtsp_output_serves_pushed_frames():
+    port = free_port()
+    with RtspServerSink(160, 120, 15, port=port, mount="/out") as out:
+        viewer = GstSource(f"rtsp://127.0.0.1:{port}/out#latency=0", start_timeout=15)
+        import threading
+
+        stop = threading.Event()
+
+        def feed():
+            img = np.zeros((120, 160, 3), np.uint8)
+            img[:, :80] = (20, 200, 20)
+            while not stop.is_set():
+                out.push(img)
+                time.sleep(1 / 15)
+
+        t = threading.Thread(target=feed, daemon=True)
+        t.start()
+        try:
+            viewer.start()
+            f = viewer.read(5.0)
+            assert f is not None and f.image.shape == (120, 160, 3)
+            assert np.abs(f.image[60, 20].astype(int) - (20, 200, 20)).max() < 40
+            assert out.clients >= 1
+        finally:
+            viewer.stop()
+            stop.set()
+            t.join(timeout=2)
+
+
+# ---- CLI ------------------------------------------------------------------------------------------
+
+
+def _probe(source: str):
+    return subprocess.run([sys.executable, "-m", "tracker.cli", "sources", "probe", source, "--timeout", "5"],
+                          capture_output=True, text=True, timeout=60, env={**os.environ})
+
+
+def test_probe_cli(tmp_path):
+    r = _probe("test:?width=322&height=242&fps=15")
+    assert r.returncode == 0, r.stderr
+    assert "size     322x242" in r.stdout and "fps      15.0" in r.stdout and "caps     video/x-raw" in r.stdout
+    assert "first    index 0, pts" in r.stdout
+    path = encode_test_file(tmp_path / "p.mkv", CODECS["h264.mkv"], frames=3)
+    r = _probe(str(path))
+    assert r.returncode == 0 and "kind     file (file)" in r.stdout
+    r = _probe(str(tmp_path / "missing.mp4"))
+    assert r.returncode == 2 and "file not found" in r.stderr and "Traceback" not in r.stderr
