@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from .errors import EndOfStream, SourceError
 from .frame import Frame
+from .spec import SourceSpec
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +39,10 @@ class ReconnectingSource:
     daemon's command handling) keeps running. Frame indices continue across reconnects.
     """
 
-    def __init__(self, factory: Callable[[], object], backoff: Backoff = DEFAULT_BACKOFF, stall_timeout_s: float = 5.0):
+    def __init__(self, factory: Callable[[], object], spec: SourceSpec, backoff: Backoff = DEFAULT_BACKOFF,
+                 stall_timeout_s: float = 5.0):
         self._factory = factory
+        self.spec = spec
         self.backoff = backoff
         self.stall_timeout_s = stall_timeout_s  # no frame for this long on a live source: reconnect
         self.reconnects = 0  # successful restarts after a failure

@@ -35,5 +35,5 @@ def open_source(text: str | SourceSpec, backend: str = "auto", reconnect: bool =
         def factory():
             return OpenCvSource(spec, start_timeout=start_timeout)
     if spec.live and reconnect:
-        return ReconnectingSource(factory, backoff, stall_timeout_s)
+        return ReconnectingSource(factory, spec, backoff, stall_timeout_s)
     return factory()

@@ -26,9 +26,11 @@ def main(argv: list[str] | None = None) -> int:
     wd.add_argument("--force", action="store_true", help="download again even if cached")
     wd.add_argument("--quiet", action="store_true", help="no progress bar")
 
+    from .serve_cmd import add_serve_parser
     from .sources_cmd import add_sources_parser
     from .track_cmd import add_track_parser
 
+    add_serve_parser(sub)
     add_track_parser(sub)
     add_sources_parser(sub)
 

@@ -26,15 +26,31 @@ class ObjectResult:
 
 
 @dataclass(frozen=True)
+class StageTimes:
+    """Seconds spent per stage of one step (all objects together for the per-object stages)."""
+
+    preprocess: float = 0.0  # resize + normalize
+    encoder: float = 0.0  # image encoder (backbone + FPN)
+    track: float = 0.0  # memory attention + SAM heads
+    memory_encoder: float = 0.0  # encoding this frame's masks into memory
+    postprocess: float = 0.0  # upsampling logits to frame size, masks, boxes
+
+    def as_ms(self) -> dict[str, float]:
+        return {k: round(v * 1000.0, 3) for k, v in self.__dict__.items()}
+
+
+@dataclass(frozen=True)
 class FrameResult:
     """Every tracked object's result on one frame."""
 
     frame_index: int
     objects: dict[int, ObjectResult]
+    times: StageTimes = field(default_factory=StageTimes)
 
 
 def make_result(
-    frame_index: int, low_res: dict[int, tuple[torch.Tensor, torch.Tensor]], height: int, width: int
+    frame_index: int, low_res: dict[int, tuple[torch.Tensor, torch.Tensor]], height: int, width: int,
+    times: StageTimes | None = None,
 ) -> FrameResult:
     """Upsample each object's low-res logits [1, 1, s, s] to HxW (bilinear, like Meta) and summarize."""
     objects = {}
@@ -46,7 +62,7 @@ def make_result(
         for k, obj_id in enumerate(ids):
             logits = masks[k, 0].float().cpu().numpy()
             objects[obj_id] = object_result(obj_id, logits, float(low_res[obj_id][1].reshape(-1)[0]))
-    return FrameResult(frame_index, objects)
+    return FrameResult(frame_index, objects, times or StageTimes())
 
 
 def object_result(obj_id: int, logits: np.ndarray, score: float) -> ObjectResult:

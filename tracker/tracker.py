@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -18,7 +20,7 @@ from .models import build_sam2_model
 from .options import TrackerOptions
 from .preprocess import Preprocessor, check_frame
 from .prompts import check_box, check_mask, check_points, to_mask_input, to_point_prompt
-from .results import FrameResult, make_result
+from .results import FrameResult, StageTimes, make_result
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +58,7 @@ class Tracker:
         # and the memory position encoding (Meta recomputes both every frame, with equal values).
         self._vision_pos: torch.Tensor | None = None
         self._maskmem_pos: torch.Tensor | None = None
+        self._mem_time = 0.0  # seconds in the memory encoder during the current step
 
     # ---- construction -------------------------------------------------------------------
     @classmethod
@@ -100,7 +103,12 @@ class Tracker:
     def step(self, frame: np.ndarray) -> FrameResult:
         """Track every object on the next frame (HxWx3 uint8 RGB)."""
         frame = check_frame(frame)
-        feats = self._encode(frame, self._latest + 1)
+        t0 = time.perf_counter()
+        image = self._preprocess(frame)
+        t1 = time.perf_counter()
+        feats = self._encode(image, frame.shape[0], frame.shape[1], self._latest + 1)
+        t2 = time.perf_counter()
+        self._mem_time = 0.0
         for bank in self._banks.values():
             self._flush(bank)
         self._push(feats)
@@ -111,7 +119,11 @@ class Tracker:
             bank.tracked.add(feats.index)
             bank.prune(self._oldest_kept(), self.options.max_cond_frames)
             low_res[bank.obj_id] = (entry.pred_masks, entry.object_score_logits)
-        return make_result(feats.index, low_res, feats.height, feats.width)
+        t3 = time.perf_counter()
+        result = make_result(feats.index, low_res, feats.height, feats.width)
+        t4 = time.perf_counter()
+        times = StageTimes(t1 - t0, t2 - t1, t3 - t2 - self._mem_time, self._mem_time, t4 - t3)
+        return dataclasses.replace(result, times=times)
 
     @torch.inference_mode()
     def add_points(self, obj_id: int, points, labels, frame_index: int | None = None,
@@ -171,13 +183,12 @@ class Tracker:
         return total
 
     # ---- internals ----------------------------------------------------------------------
-    def _encode(self, frame: np.ndarray, index: int) -> FrameFeatures:
-        image = self._preprocess(frame)
+    def _encode(self, image: torch.Tensor, height: int, width: int, index: int) -> FrameFeatures:
         backbone_out = self.model.forward_image(image)
         _, feats, pos, sizes = self.model._prepare_backbone_features(backbone_out)
         if self._vision_pos is None:
             self._vision_pos = pos[-1].clone()
-        return FrameFeatures(index, frame.shape[0], frame.shape[1], feats, sizes)
+        return FrameFeatures(index, height, width, feats, sizes)
 
     def _push(self, feats: FrameFeatures) -> None:
         self._window[feats.index] = feats
@@ -256,6 +267,7 @@ class Tracker:
         bank.flush_pending()
 
     def _encode_memory(self, feats: FrameFeatures, high_res_masks, object_score_logits, from_pts: bool):
+        t0 = time.perf_counter()
         maskmem, pos = self.model._encode_new_memory(
             current_vision_feats=feats.vision_feats, feat_sizes=feats.feat_sizes,
             pred_masks_high_res=high_res_masks, object_score_logits=object_score_logits,
@@ -263,7 +275,9 @@ class Tracker:
         )
         if self._maskmem_pos is None:
             self._maskmem_pos = pos[-1][0:1].clone()
-        return maskmem.to(torch.bfloat16)
+        maskmem = maskmem.to(torch.bfloat16)
+        self._mem_time += time.perf_counter() - t0
+        return maskmem
 
     def _track(self, bank: ObjectBank, feats: FrameFeatures, is_init_cond: bool,
                prompt: PointPrompt | None = None, mask: torch.Tensor | None = None,
