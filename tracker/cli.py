@@ -26,11 +26,15 @@ def main(argv: list[str] | None = None) -> int:
     wd.add_argument("--force", action="store_true", help="download again even if cached")
     wd.add_argument("--quiet", action="store_true", help="no progress bar")
 
+    from .client_cmd import add_client_parsers
+    from .demo_cmd import add_demo_parser
     from .serve_cmd import add_serve_parser
     from .sources_cmd import add_sources_parser
     from .track_cmd import add_track_parser
 
     add_serve_parser(sub)
+    add_client_parsers(sub)
+    add_demo_parser(sub)
     add_track_parser(sub)
     add_sources_parser(sub)
 
@@ -40,6 +44,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args) if hasattr(args, "func") else _weights(args)
     except (SamtrackError, SourceError, SinkError) as e:
+        print(f"samtrack: error: {e}", file=sys.stderr)
+        return 2
+    except (TimeoutError, ConnectionError) as e:
         print(f"samtrack: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -11,9 +11,10 @@ import numpy as np
 import zmq
 
 from . import protocol as P
+from .errors import SamtrackError
 
 
-class RemoteError(Exception):
+class RemoteError(SamtrackError):
     """The daemon answered with an error; `code` is the protocol's error code."""
 
     def __init__(self, code: str, message: str):

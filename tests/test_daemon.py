@@ -1,0 +1,143 @@
+"""The daemon end to end: a real subprocess on the test source, real ZeroMQ sockets."""
+
+from __future__ import annotations
+
+import signal
+import time
+
+import numpy as np
+import psutil
+import pytest
+import zmq
+
+from tests.daemon_helpers import start_daemon
+from tracker.client import Client, RemoteError, Result, Subscriber
+
+
+@pytest.fixture(scope="module")
+def daemon():
+    d = start_daemon("--preview-every", "2")
+    yield d
+    assert d.stop() == 0
+
+
+def _next_results(sub: Subscriber, n: int, timeout: float = 30.0) -> list[Result]:
+    out, deadline = [], time.monotonic() + timeout
+    while len(out) < n and time.monotonic() < deadline:
+        r = sub.recv(5.0)
+        if isinstance(r, Result):
+            out.append(r)
+    assert len(out) == n, f"only {len(out)} results within {timeout} s"
+    return out
+
+
+def test_objects_come_and_go_and_past_frames_can_be_prompted(daemon):
+    with Client(daemon.commands, timeout=30) as c, Subscriber(daemon.results, "test") as sub:
+        c.reset()
+        seen = _next_results(sub, 1)[0]
+        r = c.add_points(1, [[80, 60]], [1])
+        assert r["object"]["id"] == 1 and r["frame"] >= seen.frame
+        res = _next_results(sub, 4)
+        frames = [x.frame for x in res]
+        assert frames == sorted(frames) and len(set(frames)) == 4
+        later = [x for x in res if x.frame > r["frame"]]
+        assert later and all(1 in x.masks and x.masks[1].shape == (120, 160) for x in later)
+
+        c.add_box(2, [10, 10, 60, 50])
+        res = _next_results(sub, 3)
+        assert all({1, 2} <= {o["id"] for o in x.header["objects"]} for x in res[1:])
+
+        c.remove_object(2)
+        res = _next_results(sub, 3)
+        assert all({o["id"] for o in x.header["objects"]} == {1} for x in res[1:])
+
+        past = res[0].frame  # a frame we saw a moment ago, still in the window
+        r = c.add_points(1, [[40, 30]], [0], frame=past)
+        assert r["frame"] == past and r["retracked"] >= 1
+        assert r["object"]["id"] == 1
+        after = _next_results(sub, 2)
+        assert after[-1].frame > past and 1 in after[-1].masks
+
+        objs = c.list_objects()
+        assert [o["id"] for o in objs["objects"]] == [1]
+        with pytest.raises(RemoteError) as e:
+            c.add_points(1, [[10, 10]], [1], frame=after[-1].frame + 1000)  # not seen yet
+        assert e.value.code == "frame_out_of_window"
+        with pytest.raises(RemoteError) as e:
+            c.remove_object(99)
+        assert e.value.code == "unknown_object"
+        stats = c.stats()
+        assert stats["frames"] > 0 and stats["prompts"] >= 3 and stats["errors"]["frame_out_of_window"] >= 1
+        assert {"encoder", "track", "step", "publish"} <= set(stats["timings_ms"])
+
+
+def test_mask_prompt_round_trip(daemon):
+    with Client(daemon.commands, timeout=30) as c:
+        c.reset()
+        m = np.zeros((120, 160), bool)
+        m[30:70, 40:100] = True
+        for enc in ("rle", "bits", "png"):
+            r = c.add_mask(5, m, encoding=enc)
+            assert r["object"]["id"] == 5
+        with pytest.raises(RemoteError) as e:
+            c.add_mask(5, np.ones((10, 10), bool))
+        assert e.value.code == "bad_prompt" and "frame's shape" in e.value.message
+        c.reset()
+
+
+def test_previews_carry_the_frame_to_click_on(daemon):
+    with Subscriber(daemon.results, "test", previews=True) as sub:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            msg = sub.recv(5.0)
+            if isinstance(msg, tuple):
+                header, jpeg = msg
+                assert header["type"] == "preview" and header["width"] == 160 and jpeg[:2] == b"\xff\xd8"
+                return
+    pytest.fail("no preview received")
+
+
+def test_client_timeout_resets_its_socket():
+    ctx = zmq.Context.instance()
+    dead = "tcp://127.0.0.1:1"  # nothing listens there
+    with Client(dead, timeout=0.3, context=ctx) as c:
+        first = c._sock
+        with pytest.raises(TimeoutError, match="no reply to ping"):
+            c.ping()
+        assert c._sock is not first and not c._sock.closed
+
+
+def test_slow_subscriber_does_not_stall_and_sigterm_is_clean():
+    d = start_daemon("--mask-encoding", "bits")
+    try:
+        with Client(d.commands, timeout=30) as c:
+            c.add_points(1, [[80, 60]], [1])
+            f0, t0 = c.stats()["frames"], time.monotonic()
+            time.sleep(3)
+            base_rate = (c.stats()["frames"] - f0) / (time.monotonic() - t0)
+            ctx = zmq.Context()
+            stuck = ctx.socket(zmq.SUB)  # subscribes, never reads
+            stuck.setsockopt(zmq.RCVHWM, 1)
+            stuck.setsockopt(zmq.RCVBUF, 4096)
+            stuck.setsockopt(zmq.SUBSCRIBE, b"")
+            stuck.connect(d.results)
+            f1, t1 = c.stats()["frames"], time.monotonic()
+            time.sleep(3)
+            stuck_rate = (c.stats()["frames"] - f1) / (time.monotonic() - t1)
+            stuck.close(0)
+            ctx.term()
+        assert base_rate > 0 and stuck_rate > 0.5 * base_rate, (base_rate, stuck_rate)
+        t = time.monotonic()
+        d.proc.send_signal(signal.SIGTERM)
+        assert d.proc.wait(timeout=10) == 0
+        assert time.monotonic() - t < 2.0
+    finally:
+        d.stop()
+
+
+def test_sigint_exits_zero():
+    d = start_daemon()
+    p = psutil.Process(d.proc.pid)
+    assert p.is_running()
+    d.proc.send_signal(signal.SIGINT)
+    assert d.proc.wait(timeout=10) == 0

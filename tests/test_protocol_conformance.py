@@ -1,0 +1,141 @@
+"""A client written from docs/protocol.md alone: raw pyzmq + json + pycocotools, no samtrack code.
+
+Every op is round-tripped and a published mask is decoded with pycocotools."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import cv2
+import numpy as np
+import pytest
+import zmq
+from pycocotools import mask as mask_util
+
+from tests.daemon_helpers import start_daemon
+
+HEADER_FIELDS = {"v", "type", "stream", "seq", "frame", "source_index", "width", "height", "pts_ns",
+                 "capture_ns", "publish_ns", "publish_unix_ns", "timings_ms", "dropped", "objects"}
+STAGES = {"queue", "preprocess", "encoder", "track", "memory_encoder", "postprocess", "step"}
+
+
+@pytest.fixture(scope="module")
+def daemon():
+    d = start_daemon()
+    yield d
+    assert d.stop() == 0
+
+
+@pytest.fixture()
+def sockets(daemon):
+    ctx = zmq.Context()
+    dealer = ctx.socket(zmq.DEALER)
+    dealer.connect(daemon.commands)
+    sub = ctx.socket(zmq.SUB)
+    sub.setsockopt(zmq.SUBSCRIBE, b"results.test")
+    sub.connect(daemon.results)
+    yield dealer, sub
+    for s in (dealer, sub):
+        s.close(0)
+    ctx.term()
+
+
+def call(dealer, rid, op, args=None, extra=()):
+    dealer.send_multipart([json.dumps({"v": 1, "id": rid, "op": op, "args": args or {}}).encode(), *extra])
+    assert dealer.poll(30000), f"no reply to {op}"
+    frames = dealer.recv_multipart()
+    assert len(frames) == 1
+    reply = json.loads(frames[0])
+    assert reply["v"] == 1 and reply["id"] == rid
+    return reply
+
+
+def next_result(sub, timeout_s=30):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if sub.poll(1000):
+            topic, header, *masks = sub.recv_multipart()
+            assert topic == b"results.test"
+            return json.loads(header), masks
+    raise AssertionError("no result published")
+
+
+def test_every_op_round_trips_and_masks_decode_with_pycocotools(sockets):
+    dealer, sub = sockets
+    r = call(dealer, "p", "ping")
+    assert r["ok"] and r["result"]["pong"] is True and r["result"]["protocol"] == 1
+    assert call(dealer, 1, "reset")["result"] == {"objects": []}
+
+    header, _ = next_result(sub)
+    assert HEADER_FIELDS <= set(header) and header["type"] == "result" and header["v"] == 1
+    assert STAGES <= set(header["timings_ms"])
+    w, h = header["width"], header["height"]
+
+    r = call(dealer, "a", "add_points", {"object": 3, "points": [[w / 2, h / 2]], "labels": [1],
+                                         "frame": header["frame"]})
+    assert r["ok"] and r["result"]["frame"] == header["frame"] and r["result"]["object"]["id"] == 3
+    assert set(r["result"]) == {"frame", "object", "objects", "retracked"}
+    r = call(dealer, "b", "add_box", {"object": 4, "box": [5, 5, w / 3, h / 3]})
+    assert r["ok"] and r["result"]["object"]["id"] == 4
+
+    m = np.zeros((h, w), np.uint8)
+    m[h // 4: h // 2, w // 4: w // 2] = 1
+    rle = mask_util.encode(np.asfortranarray(m))["counts"]
+    bits = np.packbits(m.reshape(-1).astype(bool)).tobytes()
+    png = cv2.imencode(".png", m * 255)[1].tobytes()
+    for enc, data in (("rle", rle), ("bits", bits), ("png", png)):
+        r = call(dealer, f"m-{enc}", "add_mask", {"object": 5, "encoding": enc, "size": [h, w]}, [data])
+        assert r["ok"], r
+        assert r["result"]["object"]["area"] > 0
+
+    for _ in range(30):  # a result with all three objects and their masks
+        header, masks = next_result(sub)
+        objs = {o["id"]: o for o in header["objects"]}
+        if {3, 4, 5} <= set(objs):
+            break
+    assert {3, 4, 5} <= set(objs)
+    for o in header["objects"]:
+        assert o["mask"]["encoding"] == "rle"
+        decoded = mask_util.decode({"size": [h, w], "counts": masks[o["mask"]["frame"]]})
+        assert decoded.shape == (h, w) and int(decoded.sum()) == o["area"]
+        if o["bbox"] is not None:
+            ys, xs = np.nonzero(decoded)
+            assert o["bbox"] == [int(xs.min()), int(ys.min()), int(xs.max()), int(ys.max())]
+
+    r = call(dealer, "l", "list_objects")
+    assert [o["id"] for o in r["result"]["objects"]] == [3, 4, 5]
+    r = call(dealer, "s", "stats")
+    assert r["ok"] and r["result"]["frames"] > 0 and "p50" in r["result"]["timings_ms"]["step"]
+    assert call(dealer, "r", "remove_object", {"object": 4})["result"]["objects"] == [3, 5]
+    r = call(dealer, "r2", "remove_object", {"object": 4})
+    assert r["ok"] is False and r["error"]["code"] == "unknown_object"
+    assert call(dealer, "z", "reset")["ok"]
+
+
+def test_req_socket_and_typed_errors(daemon):
+    ctx = zmq.Context()
+    req = ctx.socket(zmq.REQ)
+    req.connect(daemon.commands)
+    try:
+        cases = [
+            (b"not json", "bad_json"),
+            (json.dumps({"v": 1, "id": 1, "op": "fly"}).encode(), "unknown_op"),
+            (json.dumps({"v": 2, "id": 1, "op": "ping"}).encode(), "unsupported_version"),
+            (json.dumps({"v": 1, "id": 1, "op": "ping", "args": {"x": 1}}).encode(), "bad_request"),
+            (json.dumps({"v": 1, "id": 1, "op": "add_points",
+                         "args": {"object": 1, "points": [[1, 2]]}}).encode(), "bad_request"),
+            (json.dumps({"v": 1, "id": 1, "op": "add_mask",
+                         "args": {"object": 1, "encoding": "rle", "size": [4, 4]}}).encode(), "bad_frames"),
+            (json.dumps({"v": 1, "id": 1, "op": "add_points",
+                         "args": {"object": 1, "points": [[1e9, 2]], "labels": [1]}}).encode(), "bad_prompt"),
+        ]
+        for payload, code in cases:
+            req.send(payload)
+            assert req.poll(30000)
+            reply = json.loads(req.recv())
+            assert reply["ok"] is False and reply["error"]["code"] == code, (payload, reply)
+            assert reply["error"]["message"]
+    finally:
+        req.close(0)
+        ctx.term()
