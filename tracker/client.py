@@ -12,6 +12,7 @@ import zmq
 
 from . import protocol as P
 from .errors import SamtrackError
+from .security import CurveClient
 
 
 class RemoteError(SamtrackError):
@@ -27,8 +28,8 @@ class Client:
     can never be mistaken for the answer to the next request."""
 
     def __init__(self, endpoint: str = "tcp://127.0.0.1:5556", timeout: float = 10.0,
-                 context: zmq.Context | None = None):
-        self.endpoint, self.timeout = endpoint, timeout
+                 context: zmq.Context | None = None, curve: CurveClient | None = None):
+        self.endpoint, self.timeout, self.curve = endpoint, timeout, curve
         self._ctx = context or zmq.Context.instance()
         self._ids = itertools.count(1)
         self._sock = self._connect()
@@ -36,6 +37,8 @@ class Client:
     def _connect(self) -> zmq.Socket:
         s = self._ctx.socket(zmq.DEALER)
         s.setsockopt(zmq.LINGER, 0)
+        if self.curve is not None:
+            self.curve.apply(s)
         s.connect(self.endpoint)
         return s
 
@@ -115,10 +118,12 @@ class Subscriber:
     """Results (and previews, when asked) from the PUB socket, decoded."""
 
     def __init__(self, endpoint: str = "tcp://127.0.0.1:5555", stream: str | None = None, previews: bool = False,
-                 context: zmq.Context | None = None):
+                 context: zmq.Context | None = None, curve: CurveClient | None = None):
         self._ctx = context or zmq.Context.instance()
         self._sock = self._ctx.socket(zmq.SUB)
         self._sock.setsockopt(zmq.LINGER, 0)
+        if curve is not None:
+            curve.apply(self._sock)
         self._sock.connect(endpoint)
         suffix = f".{stream}" if stream else ""
         self._sock.setsockopt(zmq.SUBSCRIBE, f"{P.RESULTS_TOPIC}{suffix}".encode())

@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 from . import protocol as P
 from .errors import SamtrackError
+from .metrics import Metrics
 from .publisher import object_summary
 from .results import FrameResult
 from .stats import Stats
@@ -18,9 +19,10 @@ log = logging.getLogger(__name__)
 class CommandHandler:
     """Turns one request's frames into one reply frame. Never raises: every failure is a reply."""
 
-    def __init__(self, tracker: Tracker, stats: Stats, status: Callable[[], dict]):
+    def __init__(self, tracker: Tracker, stats: Stats, status: Callable[[], dict], metrics: Metrics | None = None):
         self.tracker = tracker
         self.stats = stats
+        self.metrics = metrics
         self._status = status  # daemon-level facts for ping/stats (source, fps, ...)
 
     def handle(self, parts: list[bytes]) -> bytes:
@@ -40,6 +42,8 @@ class CommandHandler:
 
     def _error(self, rid, code: str, message: str) -> bytes:
         self.stats.errors[code] += 1
+        if self.metrics is not None:
+            self.metrics.errors.labels(self.metrics.stream, code).inc()
         return P.reply_error(rid, code, message)
 
     # ---- ops --------------------------------------------------------------------------------
@@ -92,6 +96,8 @@ class CommandHandler:
 
     def _prompted(self, obj_id: int, res: FrameResult) -> dict:
         self.stats.prompts += 1
+        if self.metrics is not None:
+            self.metrics.prompts.labels(self.metrics.stream).inc()
         latest = self.tracker.latest_frame
         return {"frame": res.frame_index, "object": object_summary(res.objects[obj_id]),
                 "objects": [object_summary(o) for o in res.objects.values()],

@@ -1,0 +1,65 @@
+"""Prometheus metrics of the daemon (prometheus-client), served over HTTP."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+# Latency buckets (seconds) from 1 ms to 10 s: GPU steps sit at the low end, CPU steps at the high end.
+BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+# Stages measured per frame: header timings_ms keys -> metric stage label.
+STAGES = {"queue": "capture_to_track", "encoder": "encoder", "track": "memory_attention_decoder",
+          "memory_encoder": "memory_encoder", "publish": "publish"}
+
+
+class Metrics:
+    """The daemon's metrics in their own registry (no process-global state)."""
+
+    def __init__(self, stream: str):
+        self.registry = r = CollectorRegistry()
+        self.stream = stream
+        self.stage = Histogram("samtrack_stage_seconds", "Time per frame in each stage", ["stream", "stage"],
+                               buckets=BUCKETS, registry=r)
+        self.end_to_end = Histogram("samtrack_end_to_end_seconds", "Capture to published result",
+                                    ["stream"], buckets=BUCKETS, registry=r)
+        self.frames = Counter("samtrack_frames", "Frames tracked and published", ["stream"], registry=r)
+        self.dropped = Counter("samtrack_dropped_frames", "Stale live frames dropped by the source", ["stream"],
+                               registry=r)
+        self.frame_errors = Counter("samtrack_frame_errors", "Frames skipped because tracking failed", ["stream"],
+                                    registry=r)
+        self.prompts = Counter("samtrack_prompts", "Prompts applied", ["stream"], registry=r)
+        self.errors = Counter("samtrack_request_errors", "Error replies by code", ["stream", "code"], registry=r)
+        self.reconnects = Counter("samtrack_source_reconnects", "Live source reconnections", ["stream"], registry=r)
+        self.objects = Gauge("samtrack_objects", "Tracked objects", ["stream"], registry=r)
+        self.bank_bytes = Gauge("samtrack_memory_bank_bytes", "Bytes held by the tracker's memory and window",
+                                ["stream"], registry=r)
+        self._seen_dropped = 0
+        self._seen_reconnects = 0
+        self._server = None
+
+    def serve(self, address: str, port: int) -> int:
+        """Start the HTTP endpoint; return the port it listens on."""
+        self._server, _thread = start_http_server(port, addr=address, registry=self.registry)
+        return self._server.server_port
+
+    def observe_frame(self, stages_ms: dict[str, float], end_to_end_s: float) -> None:
+        s = self.stream
+        self.frames.labels(s).inc()
+        for key, label in STAGES.items():
+            if key in stages_ms:
+                self.stage.labels(s, label).observe(stages_ms[key] / 1000.0)
+        self.end_to_end.labels(s).observe(end_to_end_s)
+
+    def sync_source(self, dropped: int, reconnects: int) -> None:
+        """Counters that the source keeps as totals."""
+        if dropped > self._seen_dropped:
+            self.dropped.labels(self.stream).inc(dropped - self._seen_dropped)
+            self._seen_dropped = dropped
+        if reconnects > self._seen_reconnects:
+            self.reconnects.labels(self.stream).inc(reconnects - self._seen_reconnects)
+            self._seen_reconnects = reconnects
+
+    def close(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
