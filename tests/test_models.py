@@ -92,5 +92,5 @@ def test_checkpoint_of_sam2_into_sam21(tmp_path):
 
 
 def test_bad_image_size():
-    with pytest.raises(ValueError, match="multiple of 16"):
+    with pytest.raises(ValueError, match="multiple of 32"):
         build_sam2_model("sam2.1_hiera_t", image_size=100)

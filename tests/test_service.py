@@ -35,7 +35,7 @@ def test_example_config_is_the_shipped_file_and_loads():
 @pytest.mark.parametrize("text, words", [
     ("[stream]\nnmae = 'x'\n", ["stream.nmae: unknown key; allowed here: name, source"]),
     ("[model]\nimage_size = 'big'\n", ["model.image_size", "valid integer", "'big'"]),
-    ("[model]\nimage_size = 500\n", ["model.image_size", "multiple of 16"]),
+    ("[model]\nimage_size = 500\n", ["model.image_size", "multiple of 32"]),
     ("[endpoints]\nresults = 'http://0.0.0.0:80'\n", ["endpoints.results: must start with tcp://"]),
     ("[endpoints]\ncommands = 'tcp://127.0.0.1:99999'\n", ["PORT in 1..65535"]),
     ("[model]\ncheckpoint = '/no/such/file.pt'\n", ["model.checkpoint: checkpoint file not found: /no/such/file.pt"]),

@@ -47,11 +47,13 @@ class StreamSection(_Section):
 class ModelSection(_Section):
     name: str = Field("sam2.1_hiera_t", description="Model: sam2[.1]_hiera_{t,s,b+,l} (see `samtrack weights list`).")
     checkpoint: str = Field("", description="Checkpoint file; empty: the cached one for `name`, else random weights.")
-    image_size: int = Field(512, ge=64, multiple_of=16,
+    image_size: int = Field(512, ge=64, multiple_of=32,
                             description="Model input size; Meta's is 1024, 512 keeps a CPU near real time.")
     device: str = Field("cpu", description="torch device: cpu, cuda, cuda:1 ...")
     threads: int = Field(0, ge=0, description="CPU threads for torch; 0 keeps torch's default.")
-    backend: Literal["torch"] = Field("torch", description="Encoder backend.")
+    backend: Literal["torch", "onnxruntime", "tensorrt"] = Field(
+        "torch", description="Image encoder backend: torch (exact), onnxruntime (faster on CPU), tensorrt (GPU).")
+    engine_cache: str = Field("", description="Compiled encoder cache; empty: $XDG_CACHE_HOME/samtrack/engines.")
 
     @field_validator("checkpoint")
     @classmethod

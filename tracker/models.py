@@ -30,8 +30,8 @@ def build_sam2_model(
     from sam2.build_sam import build_sam2_video_predictor
 
     spec = model_spec(model)
-    if image_size % 16 != 0 or image_size < 64:
-        raise ValueError(f"image_size must be a multiple of 16 and >= 64, got {image_size}")
+    if image_size % 32 != 0 or image_size < 64:  # Hiera tiles an 8x8 window embedding over size/4
+        raise ValueError(f"image_size must be a multiple of 32 and >= 64, got {image_size}")
     if threads is not None:
         if threads < 1:
             raise ValueError(f"threads must be >= 1, got {threads}")

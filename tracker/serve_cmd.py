@@ -14,7 +14,7 @@ FLAG_FIELDS = {
     "image_size": "model.image_size", "device": "model.device", "threads": "model.threads",
     "results": "endpoints.results", "commands": "endpoints.commands", "mask_encoding": "output.mask_encoding",
     "preview_every": "output.preview_every", "feature_window": "memory.feature_window",
-    "metrics_port": "metrics.port", "log_level": "logging.level",
+    "metrics_port": "metrics.port", "log_level": "logging.level", "backend": "model.backend",
 }
 
 
@@ -28,6 +28,7 @@ def add_serve_parser(sub) -> None:
     p.add_argument("--image-size", type=int)
     p.add_argument("--device")
     p.add_argument("--threads", type=int, help="CPU threads for torch")
+    p.add_argument("--backend", choices=["torch", "onnxruntime", "tensorrt"], help="image encoder backend")
     p.add_argument("--results", help="PUB endpoint for results")
     p.add_argument("--commands", help="ROUTER endpoint for commands")
     p.add_argument("--mask-encoding", choices=MASK_ENCODINGS)
@@ -81,7 +82,8 @@ def run_serve(args) -> int:
     source = open_source(cfg.stream.source, stall_timeout_s=cfg.stream.stall_timeout_s,
                          backoff=Backoff(cfg.stream.reconnect_initial_s, 2.0, cfg.stream.reconnect_max_s))
     tracker = Tracker.build(cfg.model.name, checkpoint, cfg.model.image_size, cfg.model.device,
-                            threads=cfg.model.threads or None, feature_window=cfg.memory.feature_window,
+                            threads=cfg.model.threads or None, backend=cfg.model.backend,
+                            engine_cache=cfg.model.engine_cache or None, feature_window=cfg.memory.feature_window,
                             max_cond_frames=cfg.memory.max_cond_frames)
     settings = DaemonSettings(
         stream=cfg.stream.name, results=cfg.endpoints.results, commands=cfg.endpoints.commands,

@@ -13,6 +13,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from engines import EncoderBackend, make_encoder
+
 from .bank import MemoryEntry, ObjectBank, PointPrompt
 from .errors import FrameWindowError, PromptError, UnknownObjectError
 from .memory import condition_on_memory
@@ -44,9 +46,10 @@ class Tracker:
     in the feature window. Bit-exact to Meta's SAM2VideoPredictor in fp32 on causal sessions,
     with memory bounded by the options (see TrackerOptions)."""
 
-    def __init__(self, model: torch.nn.Module, options: TrackerOptions):
+    def __init__(self, model: torch.nn.Module, options: TrackerOptions, encoder: EncoderBackend | None = None):
         self.model = model
         self.options = options
+        self.encoder = encoder or make_encoder("torch", model)  # image encoder backend (engines/)
         self.device = model.device
         self.image_size = int(model.image_size)
         self._preprocess = Preprocessor(self.image_size, self.device)
@@ -184,7 +187,7 @@ class Tracker:
 
     # ---- internals ----------------------------------------------------------------------
     def _encode(self, image: torch.Tensor, height: int, width: int, index: int) -> FrameFeatures:
-        backbone_out = self.model.forward_image(image)
+        backbone_out = self.encoder(image)
         _, feats, pos, sizes = self.model._prepare_backbone_features(backbone_out)
         if self._vision_pos is None:
             self._vision_pos = pos[-1].clone()

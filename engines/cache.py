@@ -1,0 +1,98 @@
+"""Compiled artefacts (ONNX files, TensorRT plans) cached on disk, keyed by everything they depend on.
+
+An entry is `<dir>/<kind>-<key>.<ext>` plus `<same>.json`, a manifest holding the key's inputs and
+the artefact's sha256. A key that changes (other weights, config, size, precision, backend version,
+device) names another file; an artefact whose hash does not match its manifest is rebuilt, never loaded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from .base import Sam2Model
+
+log = logging.getLogger(__name__)
+
+
+def default_cache_dir() -> Path:
+    """$SAMTRACK_ENGINE_CACHE, else $XDG_CACHE_HOME/samtrack/engines, else ~/.cache/samtrack/engines."""
+    if os.environ.get("SAMTRACK_ENGINE_CACHE"):
+        return Path(os.environ["SAMTRACK_ENGINE_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "samtrack" / "engines"
+
+
+def weights_digest(model: Sam2Model) -> str:
+    """sha256 over the encoder's parameter names, shapes and bytes (what the artefact bakes in)."""
+    h = hashlib.sha256()
+    parts = {"image_encoder": model.image_encoder, "conv_s0": model.sam_mask_decoder.conv_s0,
+             "conv_s1": model.sam_mask_decoder.conv_s1}
+    for prefix, module in parts.items():
+        for name, t in sorted(module.state_dict().items()):
+            h.update(f"{prefix}.{name}:{tuple(t.shape)}:{t.dtype}".encode())
+            h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class ArtefactKey:
+    """Everything a compiled encoder depends on."""
+
+    kind: str  # "onnx" | "trt"
+    weights: str  # weights_digest
+    model_config: str  # e.g. Hiera widths/depths and image size, as text
+    image_size: int
+    precision: str  # "fp32" | "fp16"
+    backend_version: str  # e.g. "onnx-1.23/torch-2.14" or "tensorrt-10.13"
+    device: str  # "cpu" or the GPU's name
+
+    def digest(self) -> str:
+        return hashlib.sha256(json.dumps(self.__dict__, sort_keys=True).encode()).hexdigest()[:24]
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+class ArtefactCache:
+    """get_or_build(key, ext, build) -> path of a verified artefact."""
+
+    def __init__(self, directory: Path | None = None):
+        self.directory = Path(directory) if directory is not None else default_cache_dir()
+        self.hits = self.misses = self.rebuilds = 0
+
+    def path_for(self, key: ArtefactKey, ext: str) -> Path:
+        return self.directory / f"{key.kind}-{key.digest()}.{ext}"
+
+    def get_or_build(self, key: ArtefactKey, ext: str, build: Callable[[Path], Path]) -> Path:
+        path = self.path_for(key, ext)
+        manifest = path.with_name(path.name + ".json")
+        if path.is_file() and manifest.is_file():
+            try:
+                meta = json.loads(manifest.read_text())
+                if meta.get("key") == key.__dict__ and meta.get("sha256") == file_sha256(path):
+                    self.hits += 1
+                    return path
+            except (OSError, ValueError):
+                pass
+            log.warning("cached %s is corrupt or stale: rebuilding it", path.name)
+            self.rebuilds += 1
+        else:
+            self.misses += 1
+        self.directory.mkdir(parents=True, exist_ok=True)
+        manifest.unlink(missing_ok=True)
+        build(path)
+        tmp = manifest.with_name(manifest.name + ".tmp")
+        tmp.write_text(json.dumps({"key": key.__dict__, "sha256": file_sha256(path)}, indent=2))
+        tmp.replace(manifest)  # the manifest appears last: a crash mid-build leaves no valid entry
+        return path

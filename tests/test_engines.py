@@ -1,0 +1,151 @@
+"""Encoder backends against the PyTorch path: features, full tracking, the artefact cache."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from engines import make_encoder
+from engines.cache import ArtefactCache
+from engines.onnxruntime_backend import OrtEncoder, export_cached, onnx_key
+from engines.tensorrt_backend import tensorrt_available
+from pipelines.synthetic import box_of_first_shape, moving_shapes_frame
+from tests.conftest import make_model
+from tracker import Tracker
+
+SIZE = 128  # tolerance contract is size-independent; small keeps CI quick
+FEATURE_ATOL = 1e-4  # fp32 compiled backends vs torch, max abs over every feature level
+MEAN_IOU = 0.999  # over 100 tracked frames with objects present
+
+
+@pytest.fixture(scope="module")
+def model():
+    return make_model(image_size=SIZE)
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("engines")
+
+
+def _image(seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(1, 3, SIZE, SIZE, generator=g)
+
+
+def test_torch_backend_is_metas_forward_image(model):
+    x = _image()
+    with torch.inference_mode():
+        ref = model.forward_image(x)
+        out = make_encoder("torch", model)(x)
+    assert all(torch.equal(a, b) for a, b in zip(out["backbone_fpn"], ref["backbone_fpn"]))
+
+
+def test_torch_bf16_backend_stays_close(model):
+    x = _image(1)
+    with torch.inference_mode():
+        ref = model.forward_image(x)["backbone_fpn"]
+        out = make_encoder("torch", model, precision="bf16")(x)["backbone_fpn"]
+    for a, b in zip(out, ref):
+        assert a.dtype == torch.float32
+        rel = (a - b).abs().max() / b.abs().max()
+        assert rel < 0.1, f"bf16 relative error {rel:.3f}"  # bf16 has 8 bits of mantissa
+
+
+def test_onnxruntime_features_within_tolerance(model, cache_dir):
+    enc = make_encoder("onnxruntime", model, cache_dir=cache_dir)
+    for seed in range(3):
+        x = _image(seed)
+        with torch.inference_mode():
+            ref = model.forward_image(x)
+        out = enc(x)
+        for a, b in zip(out["backbone_fpn"], ref["backbone_fpn"]):
+            assert a.shape == b.shape and (a - b).abs().max().item() < FEATURE_ATOL
+        for a, b in zip(out["vision_pos_enc"], ref["vision_pos_enc"]):
+            assert torch.equal(a, b)
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    union = np.logical_or(a, b).sum()
+    return 1.0 if union == 0 else np.logical_and(a, b).sum() / union
+
+
+def test_onnxruntime_tracking_100_frames_matches_torch(model, cache_dir):
+    h, w = 96, 120
+    ref = Tracker.from_sam2(model)
+    ort_tracker = Tracker(model, ref.options, make_encoder("onnxruntime", model, cache_dir=cache_dir))
+    ious, present = [], 0
+    for i in range(100):
+        f = moving_shapes_frame(i, h, w)
+        ra, rb = ref.step(f), ort_tracker.step(f)
+        if i == 0:
+            ra, rb = ref.add_box(1, box_of_first_shape(0, h, w)), ort_tracker.add_box(1, box_of_first_shape(0, h, w))
+        present += ra.objects[1].present
+        ious.append(_iou(ra.objects[1].mask, rb.objects[1].mask))
+    assert present == 100
+    assert np.mean(ious) >= MEAN_IOU, f"mean IoU {np.mean(ious):.5f}, min {np.min(ious):.5f}"
+
+
+def test_cache_hit_miss_invalidation_and_corruption(tmp_path):
+    model = make_model(image_size=64)
+    cache = ArtefactCache(tmp_path)
+    p1 = export_cached(model, cache)
+    assert (cache.misses, cache.hits) == (1, 0)
+    assert export_cached(model, cache) == p1 and cache.hits == 1
+    manifest = json.loads(p1.with_name(p1.name + ".json").read_text())
+    assert manifest["key"]["image_size"] == 64 and manifest["key"]["kind"] == "onnx"
+
+    other = make_model(image_size=64, seed=5)  # other weights: another key, another file
+    p2 = export_cached(other, cache)
+    assert p2 != p1 and cache.misses == 2
+    bigger = make_model(image_size=96)  # another input size
+    assert export_cached(bigger, cache) not in (p1, p2)
+    assert onnx_key(model, 64).digest() != onnx_key(model, 96).digest()
+
+    data = bytearray(p1.read_bytes())  # corrupt the artefact: detected, rebuilt, never loaded
+    data[len(data) // 2] ^= 0xFF
+    p1.write_bytes(bytes(data))
+    assert export_cached(model, cache) == p1 and cache.rebuilds == 1
+    x = torch.randn(1, 3, 64, 64)
+    from engines.base import position_encodings
+
+    enc = OrtEncoder(p1, position_encodings(model, 64), model.device)
+    with torch.inference_mode():
+        ref = model.forward_image(x)["backbone_fpn"]
+    assert all((a - b).abs().max() < FEATURE_ATOL for a, b in zip(enc(x)["backbone_fpn"], ref))
+
+    p1.with_name(p1.name + ".json").write_text("{not json")  # a broken manifest: rebuilt too
+    export_cached(model, cache)
+    assert cache.rebuilds == 2
+
+
+def test_unknown_backend(model):
+    with pytest.raises(ValueError, match="unknown encoder backend 'tpu'"):
+        make_encoder("tpu", model)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(tensorrt_available() is not None, reason=str(tensorrt_available()))
+def test_tensorrt_backend_fp32_matches_torch(tmp_path):
+    model = make_model(image_size=SIZE).cuda()
+    enc = make_encoder("tensorrt", model, cache_dir=tmp_path, precision="fp32")
+    x = _image().cuda()
+    with torch.inference_mode():
+        ref = model.forward_image(x)["backbone_fpn"]
+    for a, b in zip(enc(x)["backbone_fpn"], ref):
+        assert (a - b).abs().max().item() < 1e-3
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU on this machine")
+def test_torch_cuda_backend_matches_cpu(model):
+    x = _image()
+    with torch.inference_mode():
+        ref = model.forward_image(x)["backbone_fpn"]
+        gpu = make_model(image_size=SIZE).cuda()
+        out = make_encoder("torch", gpu)(x.cuda())["backbone_fpn"]
+    for a, b in zip(out, ref):
+        assert (a.cpu() - b).abs().max().item() < 1e-3
