@@ -73,4 +73,6 @@ if [ "$HAVE_GST_DEPS" = 1 ]; then
 else
   "${PIP[@]}" -e ".[dev]"
 fi
+# Type stubs of TensorRT for mypy; --no-deps: its dependency is TensorRT itself, which cannot install here.
+"${PIP[@]}" --no-deps "tensorrt-stubs==10.13.0.35.1"
 "$PY" -c 'import torch, sam2, tracker' && log "ok: $("$PY" -c 'import torch; print("torch", torch.__version__)')"

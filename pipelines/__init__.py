@@ -1,20 +1,25 @@
-"""Frame sources and sinks: GStreamer (or OpenCV as a fallback) in, numpy frames out; overlays out."""
+"""Frame sources and sinks: GStreamer (or OpenCV as a fallback) in, numpy frames out; overlays out.
 
-from .errors import (
-    EndOfStream,
-    MissingElementError,
-    NotAVideoError,
-    SinkError,
-    SourceError,
-    SourceNotFoundError,
-    SourceSpecError,
-    SourceTimeoutError,
-)
-from .frame import Frame
-from .open import open_source
-from .spec import SourceSpec, parse_source
+Names are imported on first use: importing `pipelines.errors` or `pipelines.synthetic` does not load
+GStreamer. (Processes that also export with torch's TorchScript tracer must import torch first:
+tracing after GStreamer's libraries are loaded crashes, see docs/engines.md.)"""
 
-__all__ = [
-    "EndOfStream", "Frame", "MissingElementError", "NotAVideoError", "SinkError", "SourceError",
-    "SourceNotFoundError", "SourceSpec", "SourceSpecError", "SourceTimeoutError", "open_source", "parse_source",
-]
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {
+    "open_source": ".open",
+    "parse_source": ".spec",
+    "SourceSpec": ".spec",
+    "Frame": ".frame",
+    **{name: ".errors" for name in ("EndOfStream", "MissingElementError", "NotAVideoError", "SinkError",
+                                    "SourceError", "SourceNotFoundError", "SourceSpecError", "SourceTimeoutError")},
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name], __name__), name)
+    raise AttributeError(f"module 'pipelines' has no attribute {name!r}")

@@ -149,3 +149,30 @@ def test_torch_cuda_backend_matches_cpu(model):
         out = make_encoder("torch", gpu)(x.cuda())["backbone_fpn"]
     for a, b in zip(out, ref):
         assert (a.cpu() - b).abs().max().item() < 1e-3
+
+
+def test_export_cli_and_daemon_on_onnxruntime(tmp_path):
+    """`samtrack export` fills the cache; a daemon with --backend onnxruntime then reuses it and tracks."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.daemon_helpers import start_daemon
+    from tracker.client import Client
+
+    env = {**os.environ, "SAMTRACK_ENGINE_CACHE": str(tmp_path)}
+    r = subprocess.run([sys.executable, "-m", "tracker.cli", "export", "--image-size", "64"],
+                       capture_output=True, text=True, timeout=300, env=env)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "cache built" in r.stdout and len(list(tmp_path.glob("onnx-*.onnx"))) == 1
+    r = subprocess.run([sys.executable, "-m", "tracker.cli", "export", "--image-size", "64"],
+                       capture_output=True, text=True, timeout=300, env=env)
+    assert r.returncode == 0 and "cache hit" in r.stdout
+    d = start_daemon("--backend", "onnxruntime", env={"SAMTRACK_ENGINE_CACHE": str(tmp_path)})
+    try:
+        with Client(d.commands, timeout=30) as c:
+            res = c.add_points(1, [[80, 60]], [1])
+            assert res["object"]["id"] == 1
+            assert c.stats()["frames"] > 0
+    finally:
+        assert d.stop() == 0

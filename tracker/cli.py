@@ -28,6 +28,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from .client_cmd import add_client_parsers
     from .demo_cmd import add_demo_parser
+    from .export_cmd import add_export_parser
     from .keys_cmd import add_keys_parser
     from .serve_cmd import add_serve_parser
     from .sources_cmd import add_sources_parser
@@ -37,6 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     add_client_parsers(sub)
     add_demo_parser(sub)
     add_keys_parser(sub)
+    add_export_parser(sub)
     add_track_parser(sub)
     add_sources_parser(sub)
 

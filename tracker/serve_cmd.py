@@ -62,9 +62,6 @@ def run_config_example(args) -> int:
 
 
 def run_serve(args) -> int:
-    from pipelines import open_source
-    from pipelines.live import Backoff
-
     from . import weights
     from .config import load_config
     from .daemon import Daemon, DaemonSettings
@@ -79,12 +76,16 @@ def run_serve(args) -> int:
     checkpoint = cfg.model.checkpoint or None
     if checkpoint is None and weights.checkpoint_path(cfg.model.name).is_file():
         checkpoint = str(weights.checkpoint_path(cfg.model.name))
-    source = open_source(cfg.stream.source, stall_timeout_s=cfg.stream.stall_timeout_s,
-                         backoff=Backoff(cfg.stream.reconnect_initial_s, 2.0, cfg.stream.reconnect_max_s))
     tracker = Tracker.build(cfg.model.name, checkpoint, cfg.model.image_size, cfg.model.device,
                             threads=cfg.model.threads or None, backend=cfg.model.backend,
                             engine_cache=cfg.model.engine_cache or None, feature_window=cfg.memory.feature_window,
                             max_cond_frames=cfg.memory.max_cond_frames)
+    from pipelines import open_source
+    from pipelines.live import Backoff
+
+    # The source after the tracker: torch's ONNX exporter crashes once GStreamer's libraries are loaded.
+    source = open_source(cfg.stream.source, stall_timeout_s=cfg.stream.stall_timeout_s,
+                         backoff=Backoff(cfg.stream.reconnect_initial_s, 2.0, cfg.stream.reconnect_max_s))
     settings = DaemonSettings(
         stream=cfg.stream.name, results=cfg.endpoints.results, commands=cfg.endpoints.commands,
         mask_encoding=cfg.output.mask_encoding, preview_every=cfg.output.preview_every,

@@ -8,6 +8,7 @@ import os
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -73,13 +74,20 @@ class Tracker:
         device: str = "cpu",
         seed: int = 0,
         threads: int | None = None,
+        backend: str = "torch",
+        engine_cache: str | os.PathLike | None = None,
         **options,
     ) -> Tracker:
-        """Build Meta's model (checkpoint or seeded random weights) and wrap it; options as in TrackerOptions."""
+        """Build Meta's model (checkpoint or seeded random weights) and wrap it.
+
+        backend: image encoder backend (torch, onnxruntime, tensorrt; see engines/), its compiled
+        artefacts cached in engine_cache. Other options as in TrackerOptions.
+        """
         if checkpoint is None:
             log.warning("no checkpoint given: %s has seeded RANDOM weights, its masks are meaningless", model)
         net = build_sam2_model(model, checkpoint, image_size, device, seed, threads)
-        return cls.from_sam2(net, **options)
+        encoder = make_encoder(backend, net, cache_dir=Path(engine_cache) if engine_cache else None)
+        return cls(net, TrackerOptions.from_model(net, **options), encoder)
 
     @classmethod
     def from_sam2(cls, model: torch.nn.Module, **options) -> Tracker:
