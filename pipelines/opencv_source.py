@@ -7,30 +7,27 @@ import os
 import threading
 import time
 
+from .base import QueuedSource
 from .errors import EndOfStream, NotAVideoError, SourceNotFoundError, SourceSpecError, SourceTimeoutError
 from .frame import Frame
-from .framequeue import FrameQueue, Policy
-from .source import FILE_QUEUE, LIVE_QUEUE, StreamInfo
+from .source import StreamInfo
 from .spec import SourceSpec, parse_source
 
 log = logging.getLogger(__name__)
 
 
-class OpenCvSource:
+class OpenCvSource(QueuedSource):
     """Same interface as GstSource (start, read, stop, dropped, info) over cv2.VideoCapture."""
 
     def __init__(self, spec: SourceSpec | str, start_timeout: float = 10.0):
         import cv2
 
         self._cv2 = cv2
-        self.spec = parse_source(spec) if isinstance(spec, str) else spec
+        super().__init__(parse_source(spec) if isinstance(spec, str) else spec, start_timeout)
         if self.spec.kind not in ("file", "v4l2"):
             raise SourceSpecError(f"the OpenCV fallback reads files and cameras only, not {self.spec.kind}: "
                                   f"install GStreamer's Python bindings (./setup.sh)")
-        self.start_timeout = start_timeout
         self.info: StreamInfo | None = None
-        self._queue = FrameQueue(LIVE_QUEUE if self.spec.live else FILE_QUEUE,
-                                 Policy.LATEST if self.spec.live else Policy.BLOCK)
         self._cap = None
         self._thread: threading.Thread | None = None
         self._eos = threading.Event()
@@ -89,20 +86,6 @@ class OpenCvSource:
             raise EndOfStream(self.spec.location)
         return frame
 
-    def __iter__(self):
-        while True:
-            try:
-                frame = self.read(self.start_timeout)
-            except EndOfStream:
-                return
-            if frame is None:
-                raise SourceTimeoutError(f"{self.spec.location} gave no frame within {self.start_timeout:.0f} s")
-            yield frame
-
-    @property
-    def dropped(self) -> int:
-        return self._queue.dropped
-
     def stop(self) -> None:
         self._stop.set()
         self._queue.close()
@@ -111,10 +94,3 @@ class OpenCvSource:
         if self._cap is not None:
             self._cap.release()
             self._cap = None
-
-    def __enter__(self) -> OpenCvSource:
-        self.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop()

@@ -8,18 +8,14 @@ import os
 import time
 from dataclasses import dataclass
 
+from .base import QueuedSource
 from .errors import EndOfStream, SourceError, SourceNotFoundError, SourceTimeoutError
 from .frame import Frame, rgb_from_buffer
-from .framequeue import FrameQueue, Policy
 from .gst import Gst, error_from_message, parse_launch, require_gst
 from .spec import SINK_NAME, SourceSpec, launch_description, parse_source
 
 log = logging.getLogger(__name__)
 
-# Frames buffered between GStreamer's thread and the consumer. Live: 1, the newest frame wins.
-# Files: a few, so decoding runs ahead of tracking without holding much memory.
-LIVE_QUEUE = 1
-FILE_QUEUE = 4
 STOP_TIMEOUT_S = 2.0  # bound on the state change to NULL when stopping
 
 
@@ -33,19 +29,16 @@ class StreamInfo:
     caps: str
 
 
-class GstSource:
+class GstSource(QueuedSource):
     """Frames from one GStreamer pipeline. `start()` returns once the first frame has arrived."""
 
     def __init__(self, spec: SourceSpec | str, start_timeout: float = 10.0):
         require_gst()
-        self.spec = parse_source(spec) if isinstance(spec, str) else spec
-        self.start_timeout = start_timeout
+        super().__init__(parse_source(spec) if isinstance(spec, str) else spec, start_timeout)
         self.description = launch_description(self.spec)
         self.info: StreamInfo | None = None
         self._pipeline = None
         self._bus = None
-        self._queue = FrameQueue(LIVE_QUEUE if self.spec.live else FILE_QUEUE,
-                                 Policy.LATEST if self.spec.live else Policy.BLOCK)
         self._arrived = 0
         self._eos = False
 
@@ -84,13 +77,6 @@ class GstSource:
             self._pipeline = None
             self._bus = None
 
-    def __enter__(self) -> GstSource:
-        self.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
-
     # ---- reading --------------------------------------------------------------------
     def read(self, timeout: float = 1.0) -> Frame | None:
         """The next frame, or None if none came within `timeout` s; EndOfStream at the end; SourceError on failure."""
@@ -104,25 +90,6 @@ class GstSource:
                 raise EndOfStream(self.what)
             if time.monotonic() >= deadline:
                 return None
-
-    def __iter__(self):
-        while True:
-            try:
-                frame = self.read(self.start_timeout)
-            except EndOfStream:
-                return
-            if frame is None:
-                raise SourceTimeoutError(f"{self.what} gave no frame within {self.start_timeout:.0f} s")
-            yield frame
-
-    @property
-    def dropped(self) -> int:
-        """Frames that arrived but were replaced by a newer one before the consumer read them."""
-        return self._queue.dropped
-
-    @property
-    def what(self) -> str:
-        return f"source {self.spec.kind}:{self.spec.location}" if self.spec.kind != "test" else "test source"
 
     # ---- GStreamer side -------------------------------------------------------------
     def _on_sample(self, sink) -> Gst.FlowReturn:

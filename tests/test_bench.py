@@ -42,3 +42,17 @@ def test_memory_benchmark_quick(tmp_path):
     assert v["ratio_median"] > 0
     assert v["identical_frames"] == v["compared_frames"] == 19  # >= 16 frames: Meta then uses 16 pointers too
     assert "per-frame time samtrack / Meta" in r.stdout
+
+
+def test_engines_benchmark_quick(tmp_path):
+    out = tmp_path / "engines.json"
+    r = subprocess.run([sys.executable, "-m", "bench.engines", "--sizes", "64", "--iters", "2", "--warmup", "1",
+                        "--threads", "2", "--out", str(out)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    data = json.loads(out.read_text())
+    res = data["results"]["64"]
+    assert {"torch-fp32", "onnxruntime-fp32"} <= set(res)
+    for r_ in res.values():
+        _check_percentiles(r_["encoder"])
+        _check_percentiles(r_["step"])
+    assert res["torch-fp32"]["encoder_speedup_vs_torch"] == 1.0

@@ -1,0 +1,114 @@
+"""Encoder backends compared in one run: the image encoder alone and the full tracking step,
+at each image size, interleaved iteration by iteration so all backends see the same machine load.
+
+    python -m bench.engines                 # 512 and 1024, every backend available here
+    python -m bench.engines --sizes 512 --iters 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+
+import numpy as np
+import torch
+
+from bench.common import environment, percentiles, table, write_json
+from engines import make_encoder
+from engines.tensorrt_backend import tensorrt_available
+from pipelines.synthetic import box_of_first_shape, moving_shapes_frame
+from tracker import Tracker
+from tracker.models import build_sam2_model
+
+FRAME_W, FRAME_H = 640, 480
+
+
+def _backends(device: str) -> list[tuple[str, str, dict]]:
+    """(label, backend name, options) for every backend that can run here."""
+    out = [("torch-fp32", "torch", {}), ("onnxruntime-fp32", "onnxruntime", {})]
+    if device == "cuda":
+        out += [("torch-bf16", "torch", {"precision": "bf16"}), ("torch-compile", "torch", {"compile": True})]
+        if tensorrt_available() is None:
+            out += [("tensorrt-fp16", "tensorrt", {"precision": "fp16"}), ("tensorrt-fp32", "tensorrt",
+                                                                            {"precision": "fp32"})]
+    return out
+
+
+def _sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def bench_size(size: int, args, cache_dir: str) -> dict:
+    model = build_sam2_model(args.model, image_size=size, device=args.device, seed=0)
+    model.fill_hole_area = 0
+    with torch.no_grad():  # random weights: make the object present so every tracking stage runs
+        model.sam_mask_decoder.pred_obj_score_head.layers[-1].bias.fill_(5.0)
+    encoders = {label: make_encoder(name, model, cache_dir=cache_dir, **opts)
+                for label, name, opts in _backends(args.device)}
+    image = torch.randn(1, 3, size, size, device=args.device)
+    enc_times: dict[str, list[float]] = {k: [] for k in encoders}
+    with torch.inference_mode():
+        for i in range(args.warmup + args.iters):
+            for label, enc in encoders.items():
+                _sync(args.device)
+                t0 = time.perf_counter()
+                enc(image)
+                _sync(args.device)
+                if i >= args.warmup:
+                    enc_times[label].append(time.perf_counter() - t0)
+    trackers = {}
+    for label, enc in encoders.items():
+        t = Tracker.from_sam2(model) if label == "torch-fp32" else Tracker(model, Tracker.from_sam2(model).options, enc)
+        t.step(moving_shapes_frame(0, FRAME_H, FRAME_W))
+        t.add_box(1, box_of_first_shape(0, FRAME_H, FRAME_W))
+        trackers[label] = t
+    step_times: dict[str, list[float]] = {k: [] for k in trackers}
+    for i in range(1, 1 + args.warmup + args.iters):
+        frame = moving_shapes_frame(i, FRAME_H, FRAME_W)
+        for label, t in trackers.items():
+            _sync(args.device)
+            t0 = time.perf_counter()
+            t.step(frame)
+            _sync(args.device)
+            if i > args.warmup:
+                step_times[label].append(time.perf_counter() - t0)
+    base_enc = np.median(enc_times["torch-fp32"])
+    base_step = np.median(step_times["torch-fp32"])
+    return {
+        label: {"encoder": percentiles(enc_times[label]), "step": percentiles(step_times[label]),
+                "encoder_speedup_vs_torch": float(base_enc / np.median(enc_times[label])),
+                "step_speedup_vs_torch": float(base_step / np.median(step_times[label]))}
+        for label in encoders
+    }
+
+
+def main(argv=None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--sizes", type=int, nargs="+", default=[512, 1024])
+    p.add_argument("--model", default="sam2.1_hiera_t")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--iters", type=int, default=5, help="measured iterations per backend")
+    p.add_argument("--warmup", type=int, default=2, help="iterations run first and not measured")
+    p.add_argument("--threads", type=int, default=os.cpu_count())
+    p.add_argument("--engine-cache", help="artefact cache (default: a temporary directory)")
+    p.add_argument("--out", default="bench-results/engines.json")
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    with tempfile.TemporaryDirectory() as tmp:
+        results = {str(s): bench_size(s, args, args.engine_cache or tmp) for s in args.sizes}
+    data = {"benchmark": "engines", "settings": {k: getattr(args, k) for k in ("sizes", "model", "device",
+                                                                               "iters", "warmup")},
+            "environment": environment(args.threads), "results": results}
+    write_json(args.out, data)
+    rows = [[size, label, r["encoder"]["p50_ms"], r["encoder_speedup_vs_torch"], r["step"]["p50_ms"],
+             r["step_speedup_vs_torch"]] for size, by in results.items() for label, r in by.items()]
+    print(table(rows, ["size", "backend", "encoder p50 ms", "encoder x", "step p50 ms", "step x"]))
+    print(f"wrote {args.out}")
+    return data
+
+
+if __name__ == "__main__":
+    main()
