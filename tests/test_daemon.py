@@ -141,3 +141,25 @@ def test_sigint_exits_zero():
     assert p.is_running()
     d.proc.send_signal(signal.SIGINT)
     assert d.proc.wait(timeout=10) == 0
+
+
+def test_watch_prints_results_and_writes_an_overlay_video(daemon, tmp_path):
+    import subprocess
+    import sys
+
+    from pipelines.source import GstSource
+
+    out = tmp_path / "overlay.mkv"
+    with Client(daemon.commands, timeout=30) as c:
+        c.reset()
+        c.add_points(1, [[80, 60]], [1])
+        r = subprocess.run([sys.executable, "-m", "tracker.cli", "watch", "--results", daemon.results,
+                            "--frames", "12", "--video", str(out)], capture_output=True, text=True, timeout=120)
+        c.reset()
+    assert r.returncode == 0, r.stderr[-2000:]
+    lines = [ln for ln in r.stdout.splitlines() if ln.startswith("frame")]
+    assert len(lines) == 12 and "latency" in lines[0] and "#1 " in lines[-1]
+    assert "glass-to-mask latency p50" in r.stdout
+    with GstSource(str(out)) as src:
+        frames = list(src)
+    assert len(frames) >= 3 and frames[0].image.shape == (120, 160, 3)
