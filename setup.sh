@@ -69,9 +69,9 @@ fi
 
 log "installing samtrack (editable) with test dependencies"
 if [ "$HAVE_GST_DEPS" = 1 ]; then
-  "${PIP[@]}" -e ".[dev,gstreamer]"
+  "${PIP[@]}" -e ".[dev,bench,gstreamer]"
 else
-  "${PIP[@]}" -e ".[dev]"
+  "${PIP[@]}" -e ".[dev,bench]"
 fi
 # Type stubs of TensorRT for mypy; --no-deps: its dependency is TensorRT itself, which cannot install here.
 "${PIP[@]}" --no-deps "tensorrt-stubs==10.13.0.35.1"

@@ -56,3 +56,43 @@ def test_engines_benchmark_quick(tmp_path):
         _check_percentiles(r_["encoder"])
         _check_percentiles(r_["step"])
     assert res["torch-fp32"]["encoder_speedup_vs_torch"] == 1.0
+
+
+def _bench(tmp_path, scenario: str, *args: str) -> dict:
+    out = tmp_path / f"{scenario}.json"
+    r = subprocess.run([sys.executable, "-m", "tracker.cli", "bench", scenario, *args, "--image-size", "64",
+                        "--threads", "2", "--out", str(out)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert out.with_suffix(".png").stat().st_size > 1000  # a real PNG next to the JSON
+    data = json.loads(out.read_text())
+    assert data["benchmark"] == scenario and {"cpu", "torch", "threads"} <= set(data["environment"])
+    return data
+
+
+def test_step_scenario(tmp_path):
+    data = _bench(tmp_path, "step", "--quick", "--objects", "1", "2")
+    for r in data["results"].values():
+        _check_percentiles(r["step"])
+        for s in r["stages"].values():
+            _check_percentiles(s)
+    assert set(data["per_object_ms"]) == {"1", "2"}
+
+
+def test_vs_meta_scenario(tmp_path):
+    data = _bench(tmp_path, "vs-meta", "--quick", "--objects", "1", "2")
+    for r in data["results"].values():
+        _check_percentiles(r["meta_step"])
+        _check_percentiles(r["samtrack_step"])
+        assert r["identical_frames"] == r["compared_frames"] >= 16
+
+
+def test_e2e_scenario(tmp_path):
+    data = _bench(tmp_path, "e2e", "--seconds", "4", "--warmup", "2")
+    _check_percentiles(data["glass_to_mask"])
+    assert data["achieved_fps"] > 0 and data["daemon_exit_code"] == 0 and data["dropped_frames"] >= 0
+    assert (tmp_path / "e2e-time.png").is_file()
+
+
+def test_soak_scenario(tmp_path):
+    data = _bench(tmp_path, "soak", "--seconds", "4")
+    assert len(data["samples"]["rss_bytes"]) >= 3 and data["frames"] > 0 and data["daemon_exit_code"] == 0

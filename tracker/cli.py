@@ -26,6 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     wd.add_argument("--force", action="store_true", help="download again even if cached")
     wd.add_argument("--quiet", action="store_true", help="no progress bar")
 
+    from .bench_cmd import add_bench_parser
     from .client_cmd import add_client_parsers
     from .demo_cmd import add_demo_parser
     from .export_cmd import add_export_parser
@@ -39,6 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     add_demo_parser(sub)
     add_keys_parser(sub)
     add_export_parser(sub)
+    add_bench_parser(sub)
     add_track_parser(sub)
     add_sources_parser(sub)
 

@@ -1,0 +1,87 @@
+"""Scenario `e2e`: the daemon on a test source at a fixed input rate; glass-to-mask latency measured
+from each frame's capture time to the moment a subscriber has decoded its result, plus dropped
+frames and achieved fps.
+
+    samtrack bench e2e [--quick] [--fps 10] [--seconds 60]
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import torch
+
+from bench.common import environment, percentiles, table, write_json
+from bench.plots import cdf, over_time
+from bench.scenario import object_boxes, scenario_parser, start_daemon, stop_daemon
+from tracker.client import Client, Result, Subscriber
+
+
+def main(argv=None) -> dict:
+    p = scenario_parser("e2e", __doc__, frames=0, quick_frames=0)
+    p.add_argument("--fps", type=int, default=5, help="input rate of the test source")
+    p.add_argument("--seconds", type=float, default=60.0, help="measured duration")
+    p.set_defaults(image_size=256, objects=[1])
+    args = p.parse_args(argv)
+    if args.quick:
+        args.seconds, args.warmup = 30.0, 5
+    torch.set_num_threads(args.threads)
+    w, h = args.width, args.height
+    proc, results_ep, commands_ep = start_daemon(args, f"test:?pattern=ball&width={w}&height={h}&fps={args.fps}")
+    lat, stages, arrivals, frames = [], {}, [], []
+    try:
+        with Client(commands_ep, timeout=60) as c, Subscriber(results_ep, "bench") as sub:
+            for k, box in enumerate(object_boxes(args.objects[0], w, h)):
+                c.add_box(k + 1, box)
+            seen, t_end = 0, None
+            t_start, dropped0, first_frame = time.monotonic(), 0, None
+            while t_end is None or time.monotonic() < t_end:
+                msg = sub.recv(10.0)
+                if msg is None:
+                    break
+                if not isinstance(msg, Result):
+                    continue
+                seen += 1
+                if seen == args.warmup:
+                    t_start, dropped0, first_frame = time.monotonic(), msg.header["dropped"], msg.frame
+                    t_end = t_start + args.seconds
+                if seen > args.warmup:
+                    lat.append(msg.latency_ms() / 1000)
+                    arrivals.append(time.monotonic() - t_start)
+                    frames.append(msg.frame)
+                    for k, v in msg.header["timings_ms"].items():
+                        stages.setdefault(k, []).append(v)
+            if not lat:
+                raise RuntimeError(f"no results after warm-up from {results_ep}")
+            dropped = msg.header["dropped"] - dropped0
+            stats = c.stats()
+            gaps = sub.gaps
+    finally:
+        code = stop_daemon(proc)
+    elapsed = arrivals[-1] if arrivals else 0.0
+    data = {
+        "benchmark": "e2e", "settings": {**{k: getattr(args, k) for k in ("model", "image_size", "objects", "fps",
+                                                                          "seconds", "warmup", "width", "height")}},
+        "environment": environment(args.threads),
+        "glass_to_mask": percentiles(lat), "stages": {k: percentiles([x / 1000 for x in v]) for k, v in stages.items()},
+        "achieved_fps": (len(lat) - 1) / elapsed if elapsed else 0.0, "input_fps": args.fps,
+        "dropped_frames": dropped, "results_lost": gaps, "frames": len(lat), "first_frame": first_frame,
+        "daemon_exit_code": code, "daemon_fps": stats["fps"],
+    }
+    out = Path(args.out or f"bench-results/e2e-{args.image_size}.json")
+    write_json(out, data)
+    cdf({"glass-to-mask": [1000 * x for x in lat], **{k: v for k, v in stages.items() if k in
+                                                       ("queue", "encoder", "track", "step")}},
+        f"end to end at {args.fps} fps input, {args.image_size}px", out.with_suffix(".png"))
+    over_time({"glass-to-mask": (arrivals, [1000 * x for x in lat])}, "ms", "latency over time",
+              out.with_name(out.stem + "-time.png"), xlabel="seconds")
+    g = data["glass_to_mask"]
+    print(table([[g["p50_ms"], g["p95_ms"], g["p99_ms"], g["max_ms"], data["achieved_fps"], args.fps, dropped]],
+                ["p50 ms", "p95 ms", "p99 ms", "max ms", "achieved fps", "input fps", "dropped"]))
+    print(f"wrote {out}, {out.with_suffix('.png')} and {out.with_name(out.stem + '-time.png')}")
+    return data
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,49 @@
+"""PNG plots written next to a benchmark's JSON: latency CDFs, latency over time, RSS over time."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, no display
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def cdf(series_ms: dict[str, list[float]], title: str, path: Path) -> Path:
+    """One CDF line per named series of durations in milliseconds."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for name, values in series_ms.items():
+        if len(values):
+            v = np.sort(np.asarray(values))
+            ax.plot(v, np.arange(1, v.size + 1) / v.size, label=name)
+    ax.set(xlabel="milliseconds", ylabel="fraction of frames", title=title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def over_time(series: dict[str, tuple[list[float], list[float]]], ylabel: str, title: str, path: Path,
+              xlabel: str = "frame") -> Path:
+    """One line per named (x, y) series."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for name, (x, y) in series.items():
+        ax.plot(x, y, label=name, linewidth=1)
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

@@ -1,0 +1,96 @@
+"""Shared set-up of the benchmark scenarios: arguments, a model with objects present, prompts."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+import torch
+
+from tracker.models import build_sam2_model
+
+
+def scenario_parser(name: str, doc: str | None, frames: int, quick_frames: int) -> argparse.ArgumentParser:
+    """Common options; --quick shrinks the run to finish within a few minutes on a 2-core CPU."""
+
+    class Quick(argparse.Action):
+        def __call__(self, parser, ns, values, option_string=None):
+            ns.quick = True
+            ns.frames, ns.warmup = quick_frames, 2
+
+    p = argparse.ArgumentParser(prog=f"samtrack bench {name}", description=doc,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default="sam2.1_hiera_t")
+    p.add_argument("--image-size", type=int, default=512)
+    p.add_argument("--objects", type=int, nargs="+", default=[1, 2, 4, 8])
+    p.add_argument("--frames", type=int, default=frames, help="measured frames (after warm-up)")
+    p.add_argument("--warmup", type=int, default=5, help="frames run first, reported apart, not in statistics")
+    p.add_argument("--width", type=int, default=640)
+    p.add_argument("--height", type=int, default=480)
+    p.add_argument("--threads", type=int, default=os.cpu_count(), help="torch threads (pinned, recorded)")
+    p.add_argument("--out", help="JSON path; the PNG goes next to it")
+    p.add_argument("--quick", nargs=0, action=Quick, default=False, help=f"{quick_frames} frames, 2 warm-up")
+    return p
+
+
+def forced_present_model(name: str, image_size: int):
+    """Random weights with the object-score bias raised: objects present, every stage runs."""
+    model = build_sam2_model(name, image_size=image_size, seed=0)
+    model.fill_hole_area = 0
+    with torch.no_grad():
+        model.sam_mask_decoder.pred_obj_score_head.layers[-1].bias.fill_(5.0)
+    return model
+
+
+def object_boxes(n: int, width: int, height: int) -> list[tuple[int, int, int, int]]:
+    """n boxes tiling the frame, one per object."""
+    cols = max(1, int(n ** 0.5 + 0.999))
+    rows = (n + cols - 1) // cols
+    w, h = width // cols, height // rows
+    return [((k % cols) * w + 2, (k // cols) * h + 2, (k % cols + 1) * w - 2, (k // cols + 1) * h - 2)
+            for k in range(n)]
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_daemon(args, source: str):
+    """`samtrack serve` as a subprocess on loopback; returns (process, results, commands) once it answers."""
+    import subprocess
+    import sys
+    import time
+
+    from tracker.client import Client
+
+    results, commands = f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}"
+    cmd = [sys.executable, "-m", "tracker.cli", "serve", "--source", source, "--image-size", str(args.image_size),
+           "--model", args.model, "--results", results, "--commands", commands, "--no-metrics",
+           "--threads", str(args.threads), "--stream", "bench", "--log-level", "WARNING"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 180
+    with Client(commands, timeout=1.0) as c:
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                if c.ping()["frame"] is not None:
+                    return proc, results, commands
+            except TimeoutError:
+                pass
+    proc.kill()
+    raise RuntimeError("the daemon did not start")
+
+
+def stop_daemon(proc) -> int:
+    import signal
+    import subprocess
+
+    proc.send_signal(signal.SIGTERM)
+    try:
+        return proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.wait()

@@ -1,0 +1,79 @@
+"""Scenario `step`: the tracker alone, per stage, for 1, 2, 4 and 8 objects.
+
+    samtrack bench step [--quick]      (or python -m bench.step)
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from bench.common import environment, percentiles, table, write_json
+from bench.plots import cdf
+from bench.scenario import forced_present_model, object_boxes, scenario_parser
+from pipelines.synthetic import moving_shapes_frame
+from tracker import Tracker
+
+STAGES = ("preprocess", "encoder", "track", "memory_encoder", "postprocess")
+
+
+def run(args) -> dict:
+    model = forced_present_model(args.model, args.image_size)
+    results, series = {}, {}
+    for n in args.objects:
+        tracker = Tracker.from_sam2(model)
+        tracker.step(moving_shapes_frame(0, args.height, args.width))
+        for k, box in enumerate(object_boxes(n, args.width, args.height)):
+            tracker.add_box(k + 1, box)
+        totals, stages = [], {s: [] for s in STAGES}
+        for i in range(1, 1 + args.warmup + args.frames):
+            frame = moving_shapes_frame(i, args.height, args.width)
+            t0 = time.perf_counter()
+            res = tracker.step(frame)
+            dt = time.perf_counter() - t0
+            if i == 1:
+                first = dt  # the first frame pays for allocation and caches: reported apart
+            if i > args.warmup:
+                totals.append(dt)
+                for s in STAGES:
+                    stages[s].append(getattr(res.times, s))
+        results[str(n)] = {"objects": n, "step": percentiles(totals), "first_frame_ms": 1000 * first,
+                           "stages": {s: percentiles(v) for s, v in stages.items()},
+                           "jitter_ms": float(np.std(np.asarray(totals) * 1000))}
+        series[f"{n} obj step"] = [1000 * t for t in totals]
+        if n == args.objects[-1]:
+            series.update({f"{n} obj {s}": [1000 * t for t in v] for s, v in stages.items()})
+    base = results[str(args.objects[0])]
+    shared = base["stages"]["preprocess"]["p50_ms"] + base["stages"]["encoder"]["p50_ms"]
+    per_object = {n: (r["step"]["p50_ms"] - shared) / int(n) for n, r in results.items()}
+    return {"benchmark": "step", "settings": _settings(args), "environment": environment(args.threads),
+            "results": results, "shared_per_frame_ms": shared, "per_object_ms": per_object, "_series": series}
+
+
+def _settings(args) -> dict:
+    return {k: getattr(args, k) for k in ("model", "image_size", "objects", "frames", "warmup", "width", "height")}
+
+
+def main(argv=None) -> dict:
+    args = scenario_parser("step", __doc__, frames=20, quick_frames=8).parse_args(argv)
+    torch.set_num_threads(args.threads)
+    data = run(args)
+    series = data.pop("_series")
+    out = Path(args.out or f"bench-results/step-{args.image_size}.json")
+    write_json(out, data)
+    cdf(series, f"tracker step, {args.model} at {args.image_size}px", out.with_suffix(".png"))
+    print(table([[n, r["step"]["p50_ms"], r["step"]["p95_ms"], r["step"]["p99_ms"], r["step"]["max_ms"],
+                  r["stages"]["encoder"]["p50_ms"], r["stages"]["track"]["p50_ms"],
+                  r["stages"]["memory_encoder"]["p50_ms"]] for n, r in data["results"].items()],
+                ["objects", "p50 ms", "p95", "p99", "max", "encoder p50", "track p50", "mem-enc p50"]))
+    print(f"shared per frame {data['shared_per_frame_ms']:.1f} ms; per object: "
+          + ", ".join(f"{n} obj {v:.1f} ms" for n, v in data["per_object_ms"].items()))
+    print(f"wrote {out} and {out.with_suffix('.png')}")
+    return data
+
+
+if __name__ == "__main__":
+    main()

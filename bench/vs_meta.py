@@ -1,0 +1,93 @@
+"""Scenario `vs-meta`: Meta's SAM2VideoPredictor and samtrack on the same frames and prompts, in the
+same run, frame by frame alternately; per-frame time ratio and an identical-output check.
+
+    samtrack bench vs-meta [--quick] [--objects 1 8]
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TQDM_DISABLE", "1")  # Meta's predictor draws a progress bar per propagate call
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from bench.common import environment, percentiles, table, write_json  # noqa: E402
+from bench.plots import over_time  # noqa: E402
+from bench.scenario import forced_present_model, object_boxes, scenario_parser  # noqa: E402
+from pipelines.synthetic import moving_shapes_frame  # noqa: E402
+from tracker import Tracker  # noqa: E402
+
+MIN_VIDEO = 16  # Meta scales pointer encodings by min(video length, 16): shorter videos are not comparable
+
+
+def compare(model, frames: list[np.ndarray], n_objects: int, warmup: int) -> dict:
+    h, w = frames[0].shape[:2]
+    boxes = object_boxes(n_objects, w, h)
+    with tempfile.TemporaryDirectory() as d:
+        for i, f in enumerate(frames):
+            Image.fromarray(f).save(f"{d}/{i:06d}.jpg", quality=95)
+        decoded = [np.array(Image.open(f"{d}/{i:06d}.jpg").convert("RGB")) for i in range(len(frames))]
+        state = model.init_state(d)
+    tracker = Tracker.from_sam2(model)
+    tracker.step(decoded[0])
+    for k, box in enumerate(boxes):
+        model.add_new_points_or_box(state, 0, k + 1, box=np.array(box, np.float32))
+        tracker.add_box(k + 1, box)
+    meta = model.propagate_in_video(state, start_frame_idx=1)
+    meta_t, ours_t, identical = [], [], 0
+    for i in range(1, len(frames)):
+        t0 = time.perf_counter()
+        fi, ids, masks = next(meta)
+        t1 = time.perf_counter()
+        res = tracker.step(decoded[i])
+        t2 = time.perf_counter()
+        meta_t.append(t1 - t0)
+        ours_t.append(t2 - t1)
+        identical += all(torch.equal(torch.from_numpy(res.objects[o].logits), masks[k, 0]) for k, o in enumerate(ids))
+    meta.close()
+    ratios = [o / m for o, m in zip(ours_t, meta_t)]
+    warm = slice(warmup, None)
+    return {"objects": n_objects, "frames": len(frames), "meta_step": percentiles(meta_t[warm]),
+            "samtrack_step": percentiles(ours_t[warm]), "ratio_median": statistics.median(ratios[warm]),
+            "warmup_ratio": ratios[:warmup], "identical_frames": identical, "compared_frames": len(frames) - 1,
+            "_series": (meta_t, ours_t)}
+
+
+def main(argv=None) -> dict:
+    p = scenario_parser("vs-meta", __doc__, frames=40, quick_frames=MIN_VIDEO + 2)
+    p.set_defaults(objects=[1, 8])
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    model = forced_present_model(args.model, args.image_size)
+    n = max(MIN_VIDEO + 1, args.frames + args.warmup + 1)
+    frames = [moving_shapes_frame(i, args.height, args.width) for i in range(n)]
+    results, series = {}, {}
+    for k in args.objects:
+        r = compare(model, frames, k, args.warmup)
+        meta_t, ours_t = r.pop("_series")
+        x = list(range(1, len(meta_t) + 1))
+        series[f"Meta, {k} obj"] = (x, [1000 * t for t in meta_t])
+        series[f"samtrack, {k} obj"] = (x, [1000 * t for t in ours_t])
+        results[str(k)] = r
+    data = {"benchmark": "vs-meta", "settings": {k: getattr(args, k) for k in ("model", "image_size", "objects",
+                                                                               "frames", "warmup")},
+            "environment": environment(args.threads), "results": results}
+    out = Path(args.out or f"bench-results/vs-meta-{args.image_size}.json")
+    write_json(out, data)
+    over_time(series, "ms per frame", f"per-frame time, {args.model} at {args.image_size}px", out.with_suffix(".png"))
+    print(table([[k, r["meta_step"]["p50_ms"], r["samtrack_step"]["p50_ms"], r["ratio_median"],
+                  f"{r['identical_frames']}/{r['compared_frames']}"] for k, r in results.items()],
+                ["objects", "Meta p50 ms", "samtrack p50 ms", "ratio (median)", "identical"]))
+    print(f"wrote {out} and {out.with_suffix('.png')}")
+    return data
+
+
+if __name__ == "__main__":
+    main()
