@@ -14,8 +14,9 @@ import torch
 
 from bench.common import environment, percentiles, table, write_json
 from bench.plots import cdf, over_time
-from bench.scenario import object_boxes, scenario_parser, start_daemon, stop_daemon
+from bench.scenario import object_boxes, scenario_parser, start_daemon
 from tracker.client import Client, Result, Subscriber
+from tracker.spawn import stop_daemon
 
 
 def main(argv=None) -> dict:

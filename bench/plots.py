@@ -24,13 +24,7 @@ def cdf(series_ms: dict[str, list[float]], title: str, path: Path) -> Path:
         if len(values):
             v = np.sort(np.asarray(values))
             ax.plot(v, np.arange(1, v.size + 1) / v.size, label=name)
-    ax.set(xlabel="milliseconds", ylabel="fraction of frames", title=title)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _finish(plt, fig, ax, "milliseconds", "fraction of frames", title, path)
 
 
 def over_time(series: dict[str, tuple[list[float], list[float]]], ylabel: str, title: str, path: Path,
@@ -40,6 +34,10 @@ def over_time(series: dict[str, tuple[list[float], list[float]]], ylabel: str, t
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for name, (x, y) in series.items():
         ax.plot(x, y, label=name, linewidth=1)
+    return _finish(plt, fig, ax, xlabel, ylabel, title, path)
+
+
+def _finish(plt, fig, ax, xlabel: str, ylabel: str, title: str, path: Path) -> Path:
     ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)

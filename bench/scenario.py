@@ -61,36 +61,15 @@ def free_port() -> int:
 
 def start_daemon(args, source: str):
     """`samtrack serve` as a subprocess on loopback; returns (process, results, commands) once it answers."""
-    import subprocess
-    import sys
-    import time
-
-    from tracker.client import Client
+    from tracker.spawn import spawn_daemon, stop_daemon, wait_ready
 
     results, commands = f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}"
-    cmd = [sys.executable, "-m", "tracker.cli", "serve", "--source", source, "--image-size", str(args.image_size),
-           "--model", args.model, "--results", results, "--commands", commands, "--no-metrics",
-           "--threads", str(args.threads), "--stream", "bench", "--log-level", "WARNING"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 180
-    with Client(commands, timeout=1.0) as c:
-        while time.monotonic() < deadline and proc.poll() is None:
-            try:
-                if c.ping()["frame"] is not None:
-                    return proc, results, commands
-            except TimeoutError:
-                pass
-    proc.kill()
-    raise RuntimeError("the daemon did not start")
-
-
-def stop_daemon(proc) -> int:
-    import signal
-    import subprocess
-
-    proc.send_signal(signal.SIGTERM)
+    proc = spawn_daemon(["--source", source, "--image-size", str(args.image_size), "--model", args.model,
+                         "--results", results, "--commands", commands, "--no-metrics", "--threads",
+                         str(args.threads), "--stream", "bench", "--log-level", "WARNING"])
     try:
-        return proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        return proc.wait()
+        wait_ready(proc, commands)
+    except RuntimeError:
+        stop_daemon(proc)
+        raise
+    return proc, results, commands

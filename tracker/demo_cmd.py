@@ -4,9 +4,6 @@ preview, then per-frame results and latency for a few seconds; everything stoppe
 from __future__ import annotations
 
 import argparse
-import os
-import signal
-import subprocess
 import sys
 import time
 
@@ -30,28 +27,20 @@ def run_demo(args) -> int:
 
     from . import weights
     from .client import Client, Result, Subscriber
+    from .spawn import spawn_daemon, stop_daemon, wait_ready
 
     if not weights.checkpoint_path(args.model).is_file():
         print("=" * 78)
         print(f"NOTE: no checkpoint for {args.model} in {weights.cache_dir()}: the daemon uses seeded RANDOM")
         print(f"weights and its masks are MEANINGLESS. Get real ones: samtrack weights download {args.model}")
         print("=" * 78, flush=True)
-    cmd = [sys.executable, "-m", "tracker.cli", "serve", "--source",
-           f"test:?pattern=ball&width=320&height=240&fps={args.fps}", "--model", args.model,
-           "--image-size", str(args.image_size), "--results", args.results, "--commands", args.commands,
-           "--preview-every", "1", "--stream", "demo"]
-    daemon = subprocess.Popen(cmd, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    daemon = spawn_daemon(["--source", f"test:?pattern=ball&width=320&height=240&fps={args.fps}",
+                           "--model", args.model, "--image-size", str(args.image_size), "--results", args.results,
+                           "--commands", args.commands, "--preview-every", "1", "--stream", "demo",
+                           "--no-metrics"], quiet=False)
     try:
+        wait_ready(daemon, args.commands, need_frame=False)
         with Client(args.commands, timeout=60.0) as client, Subscriber(args.results, "demo", previews=True) as sub:
-            deadline = time.monotonic() + 180
-            while True:  # the daemon is up once it answers
-                try:
-                    client.request("ping", timeout=2.0)
-                    break
-                except TimeoutError:
-                    if daemon.poll() is not None or time.monotonic() > deadline:
-                        print("the daemon did not start", file=sys.stderr)
-                        return 1
             while True:  # click the ball in the first preview we get
                 msg = sub.recv(30.0)
                 if msg is None:
@@ -82,12 +71,10 @@ def run_demo(args) -> int:
                 print(f"{len(lat)} frames; latency p50 {lat[len(lat) // 2]:.0f} ms, max {lat[-1]:.0f} ms; "
                       f"results lost {sub.gaps}")
             print(f"daemon stats: {client.stats()['fps']:.1f} fps")
+    except RuntimeError as e:
+        print(f"samtrack demo: {e}", file=sys.stderr)
+        return 1
     finally:
-        daemon.send_signal(signal.SIGTERM)
-        try:
-            code = daemon.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            daemon.kill()
-            code = daemon.wait()
+        code = stop_daemon(daemon)
         print(f"daemon exited with code {code}")
     return 0 if code == 0 else 1
