@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import io
 import warnings
 from pathlib import Path
 
@@ -11,9 +10,10 @@ import torch
 
 from .base import Sam2Model
 
-# torch.export-based exporter at opset 18: its graph runs ~1.4x faster in ONNX Runtime on CPU than the
-# TorchScript exporter's opset-17 graph (measured at 512 px), and TensorRT 10 reads it.
-OPSET = 18
+# TorchScript exporter at opset 17: every op of the encoder is supported, ONNX Runtime and TensorRT 8.6+
+# read it. (torch's torch.export-based exporter at opset 18 gave a faster graph in ONNX Runtime, but
+# aborted inside onnxscript in a process that had loaded GStreamer first; see docs/engines.md.)
+OPSET = 17
 OUTPUT_NAMES = ["fpn0", "fpn1", "fpn2"]
 
 
@@ -52,11 +52,10 @@ def export_encoder(model: Sam2Model, image_size: int, path: Path) -> Path:
     graph = EncoderGraph(model).eval()
     dummy = torch.zeros(1, 3, image_size, image_size, device=model.device)
     tmp = path.with_suffix(".tmp.onnx")
-    with fixed_pos_embed(model, image_size), torch.no_grad(), warnings.catch_warnings(), \
-            contextlib.redirect_stdout(io.StringIO()):
-        # The exporter warns and prints about its internal passes; the export is for one fixed size.
-        warnings.simplefilter("ignore")
-        torch.onnx.export(graph, (dummy,), str(tmp), opset_version=OPSET, dynamo=True, external_data=False,
+    with fixed_pos_embed(model, image_size), torch.no_grad(), warnings.catch_warnings():
+        # The tracer warns about Python conditionals on shapes; the export is for one fixed size.
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        torch.onnx.export(graph, (dummy,), str(tmp), opset_version=OPSET, dynamo=False,
                           input_names=["image"], output_names=OUTPUT_NAMES)
     onnx.checker.check_model(str(tmp))
     tmp.replace(path)

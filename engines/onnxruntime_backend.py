@@ -21,7 +21,7 @@ def onnx_key(model: Sam2Model, image_size: int) -> ArtefactKey:
     trunk = model.image_encoder.trunk
     config = f"hiera:{trunk.patch_embed.proj.out_channels}:{len(trunk.blocks)}:{type(model).__name__}"
     return ArtefactKey("onnx", weights_digest(model), config, image_size, "fp32",
-                       f"onnx-{onnx.__version__}/opset-{OPSET}/dynamo/torch-{torch.__version__}", "any")
+                       f"onnx-{onnx.__version__}/opset-{OPSET}/torchscript/torch-{torch.__version__}", "any")
 
 
 def export_cached(model: Sam2Model, cache: ArtefactCache, progress=None) -> Path:
