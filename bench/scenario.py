@@ -51,17 +51,9 @@ def object_boxes(n: int, width: int, height: int) -> list[tuple[int, int, int, i
             for k in range(n)]
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def start_daemon(args, source: str):
     """`samtrack serve` as a subprocess on loopback; returns (process, results, commands) once it answers."""
-    from tracker.spawn import spawn_daemon, stop_daemon, wait_ready
+    from tracker.spawn import free_port, spawn_daemon, stop_daemon, wait_ready
 
     results, commands = f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}"
     proc = spawn_daemon(["--source", source, "--image-size", str(args.image_size), "--model", args.model,

@@ -5,9 +5,8 @@ from __future__ import annotations
 import subprocess
 from dataclasses import dataclass
 
-from tests.gst_helpers import free_port
 from tracker.security import CurveClient
-from tracker.spawn import spawn_daemon, stop_daemon, wait_ready
+from tracker.spawn import free_port, spawn_daemon, stop_daemon, wait_ready
 
 
 @dataclass

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shlex
-import socket
 import subprocess
 import sys
 import time
@@ -18,12 +17,6 @@ CODECS = {
     "vp8.webm": "vp8enc deadline=1 ! webmmux",
     "mjpeg.avi": "jpegenc ! avimux",
 }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # In-gamut colours (no clipping differences between RGB and YUV paths), one per block of a 4x4 grid.

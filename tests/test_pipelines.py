@@ -25,7 +25,8 @@ from pipelines.overlay import OverlayObject, color_for, draw_overlay
 from pipelines.sinks import DisplaySink, RtspServerSink, SinkError, VideoFileSink
 from pipelines.source import GstSource
 from pipelines.spec import launch_description
-from tests.gst_helpers import CODECS, RtspTestServer, block_image, block_means, encode_test_file, free_port
+from tests.gst_helpers import CODECS, RtspTestServer, block_image, block_means, encode_test_file
+from tracker.spawn import free_port
 
 # ---- launch descriptions (pure) ---------------------------------------------------------------
 

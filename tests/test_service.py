@@ -15,10 +15,11 @@ from pathlib import Path
 import pytest
 
 from tests.daemon_helpers import start_daemon
-from tests.gst_helpers import RtspTestServer, free_port
+from tests.gst_helpers import RtspTestServer
 from tracker.client import Client
 from tracker.config import ConfigError, example_toml, load_config
 from tracker.security import CurveClient, authorize_client, generate_keys, is_loopback
+from tracker.spawn import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 

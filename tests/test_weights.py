@@ -124,3 +124,13 @@ def test_cli_download_errors_are_clear(tmp_path):
     with FileServer(tmp_path) as srv:
         r = _samtrack("weights", "download", NAME, "--base-url", srv.url, env=env)
     assert r.returncode == 2 and "HTTP 404" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_resolve_checkpoint_prefers_explicit_then_cache(monkeypatch, tmp_path):
+    from tracker.weights import resolve_checkpoint
+
+    monkeypatch.setenv("SAMTRACK_CACHE_DIR", str(tmp_path))
+    assert resolve_checkpoint(NAME, None) is None  # nothing cached: random weights
+    (tmp_path / FILE).write_bytes(b"x")
+    assert resolve_checkpoint(NAME, None) == str(tmp_path / FILE)
+    assert resolve_checkpoint(NAME, "/my/own.pt") == "/my/own.pt"

@@ -60,9 +60,6 @@ class ObjectBank:
                 return d[frame_index]
         return None
 
-    def has_prompt(self) -> bool:
-        return bool(self.cond or self.pending_cond)
-
     def flush_pending(self) -> list[MemoryEntry]:
         """Move pending outputs into memory, as Meta's propagate preflight does; return the moved ones."""
         moved = []

@@ -29,7 +29,7 @@ def run_demo(args) -> int:
     from .client import Client, Result, Subscriber
     from .spawn import spawn_daemon, stop_daemon, wait_ready
 
-    if not weights.checkpoint_path(args.model).is_file():
+    if weights.resolve_checkpoint(args.model, None) is None:
         print("=" * 78)
         print(f"NOTE: no checkpoint for {args.model} in {weights.cache_dir()}: the daemon uses seeded RANDOM")
         print(f"weights and its masks are MEANINGLESS. Get real ones: samtrack weights download {args.model}")

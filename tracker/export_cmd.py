@@ -29,9 +29,7 @@ def run_export(args) -> int:
     from . import weights
     from .models import build_sam2_model
 
-    checkpoint = args.checkpoint
-    if checkpoint is None and weights.checkpoint_path(args.model).is_file():
-        checkpoint = str(weights.checkpoint_path(args.model))
+    checkpoint = weights.resolve_checkpoint(args.model, args.checkpoint)
     cache = ArtefactCache(Path(args.engine_cache) if args.engine_cache else None)
     steps = ["load model", "export ONNX"] + (["build TensorRT plan"] if args.backend == "tensorrt" else [])
     t0 = time.monotonic()

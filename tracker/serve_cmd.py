@@ -73,9 +73,7 @@ def run_serve(args) -> int:
         overrides["metrics.enabled"] = False
     cfg = load_config(args.config, overrides)
     logging.getLogger().setLevel(cfg.logging.level)
-    checkpoint = cfg.model.checkpoint or None
-    if checkpoint is None and weights.checkpoint_path(cfg.model.name).is_file():
-        checkpoint = str(weights.checkpoint_path(cfg.model.name))
+    checkpoint = weights.resolve_checkpoint(cfg.model.name, cfg.model.checkpoint)
     tracker = Tracker.build(cfg.model.name, checkpoint, cfg.model.image_size, cfg.model.device,
                             threads=cfg.model.threads or None, backend=cfg.model.backend,
                             engine_cache=cfg.model.engine_cache or None, feature_window=cfg.memory.feature_window,

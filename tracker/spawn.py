@@ -13,6 +13,15 @@ from .client import Client
 from .security import CurveClient
 
 
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago (for daemons and test servers)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def spawn_daemon(serve_args: list[str], env: dict[str, str] | None = None, quiet: bool = True) -> subprocess.Popen:
     """`python -m tracker.cli serve <serve_args>` with this interpreter."""
     out = subprocess.DEVNULL if quiet else None

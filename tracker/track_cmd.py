@@ -30,10 +30,7 @@ def run_track(args) -> int:
     from .tracker import Tracker
 
     w, h = (int(v) for v in args.size.lower().split("x"))
-    checkpoint = args.checkpoint
-    if checkpoint is None:
-        cached = weights.checkpoint_path(args.model)
-        checkpoint = str(cached) if cached.is_file() else None
+    checkpoint = weights.resolve_checkpoint(args.model, args.checkpoint)
     what = checkpoint or "NONE: random weights, masks are meaningless"
     print(f"model {model_spec(args.model).name}, checkpoint {what}")
     tracker = Tracker.build(args.model, checkpoint, args.image_size, args.device, threads=args.threads)

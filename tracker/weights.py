@@ -50,6 +50,14 @@ def checkpoint_path(name: str, directory: Path | None = None) -> Path:
     return (directory or cache_dir()) / model_spec(name).filename
 
 
+def resolve_checkpoint(name: str, explicit: str | os.PathLike | None) -> str | None:
+    """The checkpoint to load: the one given, else the cached one for the model, else None (random weights)."""
+    if explicit:
+        return str(explicit)
+    cached = checkpoint_path(name)
+    return str(cached) if cached.is_file() else None
+
+
 def download(
     name: str,
     base_url: str | None = None,
