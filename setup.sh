@@ -16,11 +16,12 @@ log() { printf '[setup] %s\n' "$*"; }
 
 # Debian packages: GStreamer 1.x with the plugins samtrack's sources and sinks use (good: matroska,
 # vp8, jpeg, rtsp, v4l2; ugly: x264; libav: H.264 decoding), the RTSP server bindings, and what
-# PyGObject needs to build inside the venv (the venv cannot see Debian's python3-gi).
+# PyGObject needs to build inside the venv (the venv cannot see Debian's python3-gi); and Chromium
+# with a font, which the viewer's tests drive through Playwright (Playwright never downloads a browser).
 DEB_PACKAGES=(
   gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly
   gstreamer1.0-libav gir1.2-gstreamer-1.0 gir1.2-gst-plugins-base-1.0 gir1.2-gst-rtsp-server-1.0
-  libgirepository1.0-dev libcairo2-dev pkg-config
+  libgirepository1.0-dev libcairo2-dev pkg-config chromium fonts-dejavu-core
 )
 missing=()
 if command -v dpkg >/dev/null 2>&1; then
@@ -36,7 +37,8 @@ if [ ${#missing[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
   else
     HAVE_GST_DEPS=0
-    log "WARNING: cannot install ${missing[*]} (no apt-get or no root): sources fall back to OpenCV"
+    log "WARNING: cannot install ${missing[*]} (no apt-get or no root): sources fall back to OpenCV," \
+        "viewer browser tests are skipped"
   fi
 elif ! command -v dpkg >/dev/null 2>&1; then
   HAVE_GST_DEPS=0

@@ -21,9 +21,10 @@ class DaemonProcess:
 
 def start_daemon(*extra: str, source: str = "test:?width=160&height=120&fps=15", image_size: int = 64,
                  wait_s: float = 120.0, env: dict[str, str] | None = None, curve: CurveClient | None = None,
-                 wait_for_frame: bool = True) -> DaemonProcess:
-    """A daemon on loopback ports (metrics on a free port), returned once it answers ping (bounded wait)."""
-    results, commands = f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}"
+                 wait_for_frame: bool = True, endpoints: tuple[str, str] | None = None) -> DaemonProcess:
+    """A daemon on loopback ports (metrics on a free port), returned once it answers ping (bounded wait);
+    `endpoints` (results, commands) reuses a stopped daemon's ports."""
+    results, commands = endpoints or (f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}")
     proc = spawn_daemon(["--source", source, "--image-size", str(image_size), "--results", results,
                          "--commands", commands, "--threads", "1", "--stream", "test", "--metrics-port", "0",
                          *extra], env=env)

@@ -34,6 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     from .serve_cmd import add_serve_parser
     from .sources_cmd import add_sources_parser
     from .track_cmd import add_track_parser
+    from .view_cmd import add_view_parser
 
     add_serve_parser(sub)
     add_client_parsers(sub)
@@ -43,6 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     add_bench_parser(sub)
     add_track_parser(sub)
     add_sources_parser(sub)
+    add_view_parser(sub)
 
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,

@@ -114,6 +114,13 @@ class Result:
         return (time.monotonic_ns() - self.header["capture_ns"]) / 1e6
 
 
+@dataclass(frozen=True)
+class StreamEnd:
+    """The daemon's source ended (e.g. the end of a file); the daemon exits after sending this."""
+
+    header: dict
+
+
 class Subscriber:
     """Results (and previews, when asked) from the PUB socket, decoded."""
 
@@ -132,14 +139,16 @@ class Subscriber:
         self.gaps = 0  # results lost between daemon and this subscriber (seen as jumps in "seq")
         self._last_seq: int | None = None
 
-    def recv(self, timeout: float = 5.0) -> Result | tuple[dict, bytes] | None:
-        """The next message (Result, or (header, jpeg) for a preview), or None after `timeout` s."""
+    def recv(self, timeout: float = 5.0) -> Result | StreamEnd | tuple[dict, bytes] | None:
+        """The next message (Result, StreamEnd, or (header, jpeg) for a preview), or None after `timeout` s."""
         if not self._sock.poll(int(timeout * 1000)):
             return None
         topic, header, *frames = self._sock.recv_multipart()
         h = json.loads(header)
         if h["type"] == "preview":
             return h, frames[0]
+        if h["type"] == "end":
+            return StreamEnd(h)
         if self._last_seq is not None and h["seq"] > self._last_seq + 1:
             self.gaps += h["seq"] - self._last_seq - 1
         self._last_seq = h["seq"]
@@ -151,10 +160,10 @@ class Subscriber:
         return Result(h, masks)
 
     def results(self, timeout: float = 5.0):
-        """Iterate over results until none arrives within `timeout` s (previews skipped)."""
+        """Iterate over results until the stream ends or none arrives within `timeout` s (previews skipped)."""
         while True:
             r = self.recv(timeout)
-            if r is None:
+            if r is None or isinstance(r, StreamEnd):
                 return
             if isinstance(r, Result):
                 yield r

@@ -94,7 +94,7 @@ def run_prompt(args) -> int:
 
 
 def run_watch(args) -> int:
-    from .client import Result, Subscriber
+    from .client import Result, StreamEnd, Subscriber
 
     sink, n, t_end = None, 0, time.monotonic() + args.duration if args.duration else None
     latencies = []
@@ -105,6 +105,9 @@ def run_watch(args) -> int:
             if msg is None:
                 print(f"no result for {args.timeout:.0f} s: is the daemon running at {args.results}?")
                 return 1
+            if isinstance(msg, StreamEnd):
+                print(f"stream ended ({msg.header['reason']}) after frame {msg.header['frame']}")
+                break
             if isinstance(msg, Result):
                 n += 1
                 latencies.append(msg.latency_ms())

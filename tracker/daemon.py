@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import zmq
 
+from pipelines.errors import EndOfStream
+
 from .commands import CommandHandler
 from .metrics import Metrics
 from .publisher import PUB_HWM, Publisher
@@ -24,6 +26,7 @@ log = logging.getLogger(__name__)
 COMMANDS_PER_TURN = 32  # requests served between two frames at most: prompts never starve tracking
 FRAME_WAIT_S = 0.02  # how long one turn waits for a frame: bounds command latency while idle
 MAX_INBOUND_BYTES = 64 << 20  # larger messages are dropped by ZeroMQ itself (memory safety net)
+END_LINGER_MS = 1000  # at the end of a stream, how long the "end" message may take to leave before exit
 
 
 @dataclass(frozen=True)
@@ -108,7 +111,11 @@ class Daemon:
             log.info("serving stream %r: results on %s, commands on %s", self.stream, s.results, s.commands)
             while not self._stop.is_set():
                 self._serve_commands()
-                frame = self.source.read(FRAME_WAIT_S)
+                try:
+                    frame = self.source.read(FRAME_WAIT_S)
+                except EndOfStream:
+                    self._end("end of stream")
+                    return
                 if frame is not None and not self._stop.is_set():
                     self._track(frame)
                 self._systemd()
@@ -116,9 +123,14 @@ class Daemon:
             self.notifier.stopping()
             self.close()
 
+    def _end(self, reason: str) -> None:
+        log.info("%s after %d frames; exiting", reason, self.stats.frames)
+        self.publisher.publish_end(self.tracker.latest_frame, reason)
+        self._pub.setsockopt(zmq.LINGER, END_LINGER_MS)
+
     def close(self) -> None:
         self.source.stop()
-        self._pub.close(0)
+        self._pub.close()  # LINGER option: 0, or END_LINGER_MS after an end message
         self._cmd.close(0)
         if self._auth is not None:
             self._auth.stop()

@@ -59,6 +59,13 @@ class Publisher:
             self._preview(frame, result.frame_index)
         return sum(len(p) for p in parts)
 
+    def publish_end(self, last_frame: int | None, reason: str) -> None:
+        """Tell subscribers that the stream is over (the daemon exits after this)."""
+        header = {"v": PROTOCOL_VERSION, "type": "end", "stream": self.stream, "seq": self._seq,
+                  "frame": last_frame, "reason": reason, "publish_unix_ns": time.time_ns()}
+        self._seq += 1
+        self.socket.send_multipart([self._topic, json.dumps(header).encode()], flags=zmq.NOBLOCK)
+
     def _preview(self, frame: Frame, index: int) -> None:
         import cv2
 

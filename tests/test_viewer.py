@@ -1,0 +1,275 @@
+"""`samtrack view` in a real browser: Debian's Chromium driven by Playwright against a real daemon and a
+real viewer process, all on loopback."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.daemon_helpers import start_daemon
+from tests.gst_helpers import CODECS, encode_test_file
+from tracker.client import Client, Result, Subscriber
+from tracker.spawn import free_port, stop_daemon
+from tracker.viewer import needs_token
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARTIFACTS = Path(os.environ.get("SAMTRACK_ARTIFACTS", Path(__file__).resolve().parents[1] / "build" / "test-artifacts"))
+# Chromium flags for a closed network: no background connections to Google, no GPU, no sandbox as root.
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-sync",
+                 "--disable-background-networking", "--disable-component-update"]
+SOURCE = "test:?pattern=ball&width=160&height=120&fps=10"
+WAIT_MS = 30_000  # page conditions: frames arrive within a second, a prompt reply within a few
+
+pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM),
+                                reason="chromium is not installed (./setup.sh installs it)")
+
+
+class ViewerProcess:
+    """`samtrack view` as a subprocess on a free loopback port."""
+
+    def __init__(self, results: str, commands: str, *extra: str, token: str | None = "s3cret"):
+        self.port, self.token = free_port(), token
+        args = ["--results", results, "--commands", commands, "--port", str(self.port), *extra]
+        if token:
+            args += ["--token", token]
+        self.proc = subprocess.Popen([sys.executable, "-m", "tracker.cli", "view", *args],
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.first_line = self.proc.stdout.readline()  # the URL line, printed once listening
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"samtrack view exited: {self.first_line}{self.proc.stdout.read()}")
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/" + (f"?token={self.token}" if self.token else "")
+
+    def stop(self) -> int:
+        code = stop_daemon(self.proc)
+        self.proc.stdout.close()
+        return code
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture(scope="module")
+def daemon():
+    d = start_daemon("--preview-every", "1", source=SOURCE)
+    yield d
+    d.stop()
+
+
+@pytest.fixture(scope="module")
+def viewer(daemon):
+    v = ViewerProcess(daemon.results, daemon.commands)
+    yield v
+    assert v.stop() == 0
+
+
+@pytest.fixture(scope="module")
+def page(browser, viewer):
+    """One page for the module's tests, in order: they build on each other like a user's session."""
+    pg = browser.new_page(viewport={"width": 1000, "height": 560})
+    pg.requested, pg.sent, pg.errors = [], [], []
+    pg.on("request", lambda r: pg.requested.append(r.url))
+    pg.on("pageerror", lambda e: pg.errors.append(str(e)))
+    pg.on("websocket", lambda ws: ws.on("framesent", lambda payload: pg.sent.append(json.loads(payload))))
+    pg.goto(viewer.url)
+    yield pg
+    assert pg.errors == [], f"JavaScript errors in the page: {pg.errors}"
+    pg.close()
+
+
+def shown_frame(page) -> int:
+    text = page.inner_text("#frame")
+    return int(text) if text.isdigit() else -1
+
+
+def canvas_point(page, fx: float, fy: float) -> tuple[float, float]:
+    """Screen position of a point given as a fraction of the canvas."""
+    box = page.locator("#view").bounding_box()
+    return box["x"] + box["width"] * fx, box["y"] + box["height"] * fy
+
+
+def last_sent(page, op: str) -> dict:
+    return next(m for m in reversed(page.sent) if m["op"] == op)
+
+
+def daemon_objects(daemon) -> list[int]:
+    with Client(daemon.commands, timeout=30) as c:
+        return [o["id"] for o in c.list_objects()["objects"]]
+
+
+def test_page_loads_offline_and_frames_advance(page, viewer):
+    page.wait_for_selector("#state[data-state=live]", timeout=WAIT_MS)
+    page.wait_for_function("() => /^\\d+$/.test(document.getElementById('frame').textContent)", timeout=WAIT_MS)
+    first = shown_frame(page)
+    page.wait_for_function(f"() => Number(document.getElementById('frame').textContent) > {first + 3}",
+                           timeout=WAIT_MS)
+    assert re.fullmatch(r"\d+(\.\d)? ", page.inner_text("#fps") + " ")
+    assert page.inner_text("#latency").endswith(" ms")
+    assert "source" in page.inner_text("#dropped")
+    # nothing but this server, over loopback (no CDN, no fonts, no analytics)
+    assert page.requested and all(u.startswith(f"http://127.0.0.1:{viewer.port}/") for u in page.requested)
+
+
+def test_click_creates_object_1_on_the_frame_seen_and_its_mask_is_published(page, daemon):
+    x, y = canvas_point(page, 0.5, 0.5)
+    before = shown_frame(page)
+    page.mouse.click(x, y)
+    page.wait_for_selector('#objects li[data-id="1"]', timeout=WAIT_MS)
+    req = last_sent(page, "add_points")
+    assert req["args"]["object"] == 1 and req["args"]["labels"] == [1]
+    # the click names the frame on screen, not "latest": the daemon applies it there and catches up
+    assert isinstance(req["args"]["frame"], int) and before <= req["args"]["frame"] <= before + 2
+    px, py = req["args"]["points"][0]
+    assert abs(px - 80) < 2 and abs(py - 60) < 2  # the canvas centre, in frame pixels (160x120)
+    assert page.inner_text("#error") == ""
+    with Subscriber(daemon.results) as sub:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            r = sub.recv(5.0)
+            if isinstance(r, Result) and 1 in r.masks:
+                assert r.masks[1].shape == (120, 160)
+                break
+        else:
+            pytest.fail("no published result carries object 1's mask")
+    # the page decoded the published RLE masks: painted pixels == the areas in the same header
+    page.wait_for_function("() => shown.result && shown.result.header.objects.length > 0", timeout=WAIT_MS)
+    painted, area = page.evaluate("""() => {
+        const r = shown.result, c = r.overlay.getContext('2d');
+        const d = c.getImageData(0, 0, r.overlay.width, r.overlay.height).data;
+        let n = 0; for (let i = 3; i < d.length; i += 4) n += d[i] > 0;
+        return [n, r.header.objects.reduce((s, o) => s + o.area, 0)];
+    }""")
+    assert painted == area
+
+
+def test_drag_creates_object_2_with_a_box(page, daemon):
+    page.click("#new-object")
+    assert page.inner_text("#selected").startswith("#2")
+    x0, y0 = canvas_point(page, 0.2, 0.2)
+    x1, y1 = canvas_point(page, 0.6, 0.7)
+    page.mouse.move(x0, y0)
+    page.mouse.down()
+    page.mouse.move((x0 + x1) / 2, (y0 + y1) / 2, steps=3)
+    page.mouse.move(x1, y1, steps=3)
+    page.mouse.up()
+    page.wait_for_selector('#objects li[data-id="2"]', timeout=WAIT_MS)
+    req = last_sent(page, "add_box")
+    bx0, by0, bx1, by1 = req["args"]["box"]
+    assert req["args"]["object"] == 2 and isinstance(req["args"]["frame"], int)
+    assert abs(bx0 - 32) < 2 and abs(by0 - 24) < 2 and abs(bx1 - 96) < 2 and abs(by1 - 84) < 2
+    assert sorted(daemon_objects(daemon)) == [1, 2]
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.wait_for_function("() => shown.result && shown.result.header.objects.length === 2", timeout=WAIT_MS)
+    page.screenshot(path=str(ARTIFACTS / "viewer.png"))
+    assert (ARTIFACTS / "viewer.png").stat().st_size > 10_000
+
+
+def test_modifier_click_is_a_negative_point(page):
+    page.click('#objects li[data-id="1"]')
+    n = len(page.sent)
+    x, y = canvas_point(page, 0.1, 0.9)
+    page.keyboard.down("Shift")
+    page.mouse.click(x, y)
+    page.keyboard.up("Shift")
+    for _ in range(100):  # the request leaves the page (bounded: 5 s)
+        if len(page.sent) > n:
+            break
+        page.wait_for_timeout(50)
+    page.wait_for_function("() => pending.size === 0", timeout=WAIT_MS)  # and its reply came back
+    req = last_sent(page, "add_points")
+    assert req["args"]["object"] == 1 and req["args"]["labels"] == [0]
+    assert page.inner_text("#error") == ""
+
+
+def test_a_rejected_prompt_shows_the_daemons_message(page):
+    page.evaluate("() => request('add_points', {object: 1, points: [[5000, 10]], labels: [1], frame: shown.frame})")
+    page.wait_for_selector("#error.shown", timeout=WAIT_MS)
+    assert page.get_attribute("#error", "data-code") == "bad_prompt"
+    assert "add_points rejected: bad_prompt" in page.inner_text("#error")
+    assert "5000" in page.inner_text("#error")  # the daemon's own explanation, not a generic failure
+
+
+def test_remove_and_reset(page, daemon):
+    page.click('#objects li[data-id="2"]')
+    page.click("#remove-object")
+    page.wait_for_function("() => !document.querySelector('#objects li[data-id=\"2\"]')", timeout=WAIT_MS)
+    assert daemon_objects(daemon) == [1]
+    page.click("#reset")
+    page.wait_for_function("() => document.querySelectorAll('#objects li').length === 0", timeout=WAIT_MS)
+    assert daemon_objects(daemon) == []
+    time.sleep(1.0)  # results published after the reset carry no objects either
+    assert page.evaluate("() => shown.result.header.objects.length") == 0
+
+
+def test_token_is_required_when_set(viewer):
+    with pytest.raises(urllib.error.HTTPError) as e:
+        urllib.request.urlopen(f"http://127.0.0.1:{viewer.port}/", timeout=10)
+    with e.value:
+        assert e.value.code == 401 and "token" in e.value.read().decode()
+    with pytest.raises(urllib.error.HTTPError) as e:
+        urllib.request.urlopen(f"http://127.0.0.1:{viewer.port}/ws?token=wrong", timeout=10)
+    with e.value:
+        assert e.value.code == 401
+    with urllib.request.urlopen(viewer.url, timeout=10) as r:
+        assert r.status == 200 and "default-src 'self'" in r.headers["Content-Security-Policy"]
+
+
+def test_beyond_loopback_a_token_is_generated():
+    assert needs_token("0.0.0.0") and needs_token("192.168.1.7") and not needs_token("127.0.0.1")
+    v = ViewerProcess("tcp://127.0.0.1:1", "tcp://127.0.0.1:2", "--host", "0.0.0.0", token=None)
+    try:
+        m = re.search(r"\?token=([\w-]{16,})", v.first_line)
+        assert m, v.first_line
+        with pytest.raises(urllib.error.HTTPError) as e:
+            urllib.request.urlopen(f"http://127.0.0.1:{v.port}/", timeout=10)
+        with e.value:
+            assert e.value.code == 401
+        with urllib.request.urlopen(f"http://127.0.0.1:{v.port}/?token={m.group(1)}", timeout=10) as r:
+            assert r.status == 200
+    finally:
+        v.stop()
+
+
+def test_daemon_restart_shows_reconnecting_then_resumes_then_stream_end(browser, tmp_path):
+    first = start_daemon("--preview-every", "1", source=SOURCE)
+    v = ViewerProcess(first.results, first.commands, token=None)
+    pg = browser.new_page()
+    try:
+        pg.goto(v.url)
+        pg.wait_for_selector("#state[data-state=live]", timeout=WAIT_MS)
+        assert first.stop() == 0
+        pg.wait_for_selector("#state[data-state=unreachable]", timeout=WAIT_MS)
+        assert "no answer from the daemon" in pg.inner_text("#state-message")
+        # the same endpoints again, now on a short file: frames resume, then the stream ends
+        clip = encode_test_file(tmp_path / "clip.mkv", CODECS["h264.mkv"], frames=60, width=160, height=120)
+        second = start_daemon("--preview-every", "1", source=str(clip), wait_for_frame=False,
+                              endpoints=(first.results, first.commands))
+        try:
+            pg.wait_for_selector("#state[data-state=live]", timeout=WAIT_MS)
+            pg.wait_for_selector("#state[data-state=ended]", timeout=WAIT_MS * 2)
+            assert "end of stream" in pg.inner_text("#state-message")
+            assert second.proc.wait(timeout=30) == 0
+        finally:
+            second.stop()
+    finally:
+        pg.close()
+        v.stop()
