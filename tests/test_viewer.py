@@ -14,13 +14,15 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tests.daemon_helpers import start_daemon
 from tests.gst_helpers import CODECS, encode_test_file
 from tracker.client import Client, Result, Subscriber
 from tracker.spawn import free_port, stop_daemon
-from tracker.viewer import needs_token
+from tracker import protocol as P
+from tracker.viewer import as_rle, needs_token, pack
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = Path(os.environ.get("SAMTRACK_ARTIFACTS", Path(__file__).resolve().parents[1] / "build" / "test-artifacts"))
@@ -30,8 +32,6 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
 SOURCE = "test:?pattern=ball&width=160&height=120&fps=10"
 WAIT_MS = 30_000  # page conditions: frames arrive within a second, a prompt reply within a few
 
-pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM),
-                                reason="chromium is not installed (./setup.sh installs it)")
 
 
 class ViewerProcess:
@@ -62,6 +62,8 @@ class ViewerProcess:
 def browser():
     from playwright.sync_api import sync_playwright
 
+    if not os.path.exists(CHROMIUM):
+        pytest.skip("chromium is not installed (./setup.sh installs it)")
     with sync_playwright() as p:
         b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield b
@@ -218,6 +220,23 @@ def test_remove_and_reset(page, daemon):
     assert daemon_objects(daemon) == []
     time.sleep(1.0)  # results published after the reset carry no objects either
     assert page.evaluate("() => shown.result.header.objects.length") == 0
+
+
+@pytest.mark.parametrize("encoding", ["bits", "png", "rle"])
+def test_masks_reach_the_page_as_the_same_rle(encoding):
+    rng = np.random.default_rng(0)
+    masks = [rng.random((30, 41)) > 0.6, np.zeros((30, 41), bool)]
+    header = {"type": "result", "width": 41, "height": 30,
+              "objects": [{"id": i + 1, "mask": {"encoding": encoding, "frame": i}} for i in range(2)]}
+    parts = [b"results.x", json.dumps(header).encode(), *(P.encode_mask(m, encoding) for m in masks)]
+    out = as_rle(parts)
+    assert all(o["mask"]["encoding"] == "rle" for o in json.loads(out[1])["objects"])
+    for m, data in zip(masks, out[2:]):
+        assert np.array_equal(P.decode_mask(data, "rle", 30, 41), m)
+    blob = pack(out)  # what the page unpacks: count, lengths, parts
+    n = int.from_bytes(blob[:4], "little")
+    lengths = [int.from_bytes(blob[4 + 4 * i:8 + 4 * i], "little") for i in range(n)]
+    assert n == 4 and lengths == [len(p) for p in out] and blob.endswith(b"".join(out))
 
 
 def test_token_is_required_when_set(viewer):
