@@ -1,6 +1,7 @@
-"""Scenario `step`: the tracker alone, per stage, for 1, 2, 4 and 8 objects.
+"""Scenario `step`: the tracker alone, per stage, for 1, 2, 4 and 8 objects, with objects tracked
+one at a time (Meta-exact) and in one batch (TrackerOptions.batch_objects), interleaved.
 
-    samtrack bench step [--quick]      (or python -m bench.step)
+    samtrack bench step [--quick] [--batch off|on|both]      (or python -m bench.step)
 """
 
 from __future__ import annotations
@@ -24,28 +25,38 @@ def run(args) -> dict:
     model = forced_present_model(args.model, args.image_size)
     results, series = {}, {}
     for n in args.objects:
-        tracker = Tracker.from_sam2(model)
-        tracker.step(moving_shapes_frame(0, args.height, args.width))
-        for k, box in enumerate(object_boxes(n, args.width, args.height)):
-            tracker.add_box(k + 1, box)
-        totals, stages = [], {s: [] for s in STAGES}
+        modes = {"off": [False], "on": [True], "both": [False, True] if n > 1 else [False]}[args.batch]
+        trackers = {b: Tracker.from_sam2(model, batch_objects=b) for b in modes}
+        first_frame = moving_shapes_frame(0, args.height, args.width)
+        for tracker in trackers.values():
+            tracker.step(first_frame)
+            for k, box in enumerate(object_boxes(n, args.width, args.height)):
+                tracker.add_box(k + 1, box)
+        totals = {b: [] for b in modes}
+        stages = {b: {s: [] for s in STAGES} for b in modes}
+        first = {}
         for i in range(1, 1 + args.warmup + args.frames):
             frame = moving_shapes_frame(i, args.height, args.width)
-            t0 = time.perf_counter()
-            res = tracker.step(frame)
-            dt = time.perf_counter() - t0
-            if i == 1:
-                first = dt  # the first frame pays for allocation and caches: reported apart
-            if i > args.warmup:
-                totals.append(dt)
-                for s in STAGES:
-                    stages[s].append(getattr(res.times, s))
-        results[str(n)] = {"objects": n, "step": percentiles(totals), "first_frame_ms": 1000 * first,
-                           "stages": {s: percentiles(v) for s, v in stages.items()},
-                           "jitter_ms": float(np.std(np.asarray(totals) * 1000))}
-        series[f"{n} obj step"] = [1000 * t for t in totals]
+            for b in (modes if i % 2 else modes[::-1]):  # interleaved: both modes see the same machine state
+                t0 = time.perf_counter()
+                res = trackers[b].step(frame)
+                dt = time.perf_counter() - t0
+                if i == 1:
+                    first[b] = dt  # the first frame pays for allocation and caches: reported apart
+                if i > args.warmup:
+                    totals[b].append(dt)
+                    for s in STAGES:
+                        stages[b][s].append(getattr(res.times, s))
+        main = modes[0]
+        results[str(n)] = _summary(n, totals[main], stages[main], first[main], main)
+        if len(modes) == 2:
+            batched = _summary(n, totals[True], stages[True], first[True], True)
+            batched["speedup"] = results[str(n)]["step"]["p50_ms"] / batched["step"]["p50_ms"]
+            results[str(n)]["batched"] = batched
+            series[f"{n} obj batched step"] = [1000 * t for t in totals[True]]
+        series[f"{n} obj step"] = [1000 * t for t in totals[main]]
         if n == args.objects[-1]:
-            series.update({f"{n} obj {s}": [1000 * t for t in v] for s, v in stages.items()})
+            series.update({f"{n} obj {s}": [1000 * t for t in v] for s, v in stages[main].items()})
     base = results[str(args.objects[0])]
     shared = base["stages"]["preprocess"]["p50_ms"] + base["stages"]["encoder"]["p50_ms"]
     per_object = {n: (r["step"]["p50_ms"] - shared) / int(n) for n, r in results.items()}
@@ -53,12 +64,22 @@ def run(args) -> dict:
             "results": results, "shared_per_frame_ms": shared, "per_object_ms": per_object, "_series": series}
 
 
+def _summary(n: int, totals: list[float], stages: dict[str, list[float]], first: float, batched: bool) -> dict:
+    return {"objects": n, "batch_objects": batched, "step": percentiles(totals), "first_frame_ms": 1000 * first,
+            "stages": {s: percentiles(v) for s, v in stages.items()},
+            "jitter_ms": float(np.std(np.asarray(totals) * 1000))}
+
+
 def _settings(args) -> dict:
-    return {k: getattr(args, k) for k in ("model", "image_size", "objects", "frames", "warmup", "width", "height")}
+    return {k: getattr(args, k) for k in ("model", "image_size", "objects", "frames", "warmup", "width", "height",
+                                          "batch")}
 
 
 def main(argv=None) -> dict:
-    args = scenario_parser("step", __doc__, frames=20, quick_frames=8).parse_args(argv)
+    parser = scenario_parser("step", __doc__, frames=20, quick_frames=8)
+    parser.add_argument("--batch", choices=["off", "on", "both"], default="both",
+                        help="objects one at a time (off, Meta-exact), in one batch (on), or both compared")
+    args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     data = run(args)
     series = data.pop("_series")
@@ -69,6 +90,10 @@ def main(argv=None) -> dict:
                   r["stages"]["encoder"]["p50_ms"], r["stages"]["track"]["p50_ms"],
                   r["stages"]["memory_encoder"]["p50_ms"]] for n, r in data["results"].items()],
                 ["objects", "p50 ms", "p95", "p99", "max", "encoder p50", "track p50", "mem-enc p50"]))
+    batched = [[n, r["step"]["p50_ms"], r["batched"]["step"]["p50_ms"], r["batched"]["speedup"]]
+               for n, r in data["results"].items() if "batched" in r]
+    if batched:
+        print(table(batched, ["objects", "one at a time p50 ms", "batched p50 ms", "speedup"]))
     print(f"shared per frame {data['shared_per_frame_ms']:.1f} ms; per object: "
           + ", ".join(f"{n} obj {v:.1f} ms" for n, v in data["per_object_ms"].items()))
     print(f"wrote {out} and {out.with_suffix('.png')}")

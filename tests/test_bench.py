@@ -76,6 +76,10 @@ def test_step_scenario(tmp_path):
         for s in r["stages"].values():
             _check_percentiles(s)
     assert set(data["per_object_ms"]) == {"1", "2"}
+    assert "batched" not in data["results"]["1"] and not data["results"]["2"]["batch_objects"]
+    batched = data["results"]["2"]["batched"]
+    assert batched["batch_objects"] and batched["speedup"] > 0
+    _check_percentiles(batched["step"])
 
 
 def test_vs_meta_scenario(tmp_path):

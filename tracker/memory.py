@@ -7,6 +7,8 @@ result is bit-identical to Meta's predictor.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from sam2.modeling.sam2_utils import get_1d_sine_pe
 
@@ -37,50 +39,88 @@ def select_cond_frames(
     return selected, {t: e for t, e in cands.items() if t not in selected}
 
 
-def condition_on_memory(
+@dataclass(frozen=True)
+class MemoryInputs:
+    """What one object's frame attends to: memory tokens [L, 1, mem_dim], their position encodings,
+    and how many of the last tokens are object pointers (RoPE skips them)."""
+
+    memory: torch.Tensor
+    memory_pos: torch.Tensor
+    n_ptr_tokens: int
+
+    @property
+    def group(self) -> tuple[int, int]:
+        """Objects with the same group can attend in one batch."""
+        return self.memory.shape[0], self.n_ptr_tokens
+
+
+def gather_memory(
     model: torch.nn.Module,
     opts: TrackerOptions,
     bank: ObjectBank,
     frame_index: int,
     is_init_cond_frame: bool,
-    vision_feat: torch.Tensor,
-    vision_pos: torch.Tensor,
-    feat_size: tuple[int, int],
     maskmem_pos_enc: torch.Tensor | None,
-) -> torch.Tensor:
-    """The frame's top-level features fused with the object's memory, [B, C, H, W].
+) -> MemoryInputs | None:
+    """The object's memory for this frame, or None when the model skips memory attention for it.
 
-    vision_feat / vision_pos: [HW, B, C] top-level features and position encoding of the frame;
     maskmem_pos_enc: the shared memory position encoding [1, mem_dim, H, W] (None before any memory).
     """
-    B, C = vision_feat.size(1), model.hidden_dim
-    H, W = feat_size
-    if opts.num_maskmem == 0:
-        return vision_feat.permute(1, 2, 0).view(B, C, H, W)
+    if opts.num_maskmem == 0 or (is_init_cond_frame and model.directly_add_no_mem_embed):
+        return None
     n_ptr_tokens = 0
     if is_init_cond_frame:
-        if model.directly_add_no_mem_embed:
-            return (vision_feat + model.no_mem_embed).permute(1, 2, 0).view(B, C, H, W)
-        memory = [model.no_mem_embed.expand(1, B, model.mem_dim)]
-        memory_pos = [model.no_mem_pos_enc.expand(1, B, model.mem_dim)]
+        memory = [model.no_mem_embed.expand(1, 1, model.mem_dim)]
+        memory_pos = [model.no_mem_pos_enc.expand(1, 1, model.mem_dim)]
     else:
         selected, unselected = select_cond_frames(bank, frame_index, opts.max_cond_frames)
         memory, memory_pos = _spatial_memory(model, opts, bank, frame_index, selected, unselected,
-                                             maskmem_pos_enc, B)
+                                             maskmem_pos_enc, 1)
         if model.use_obj_ptrs_in_encoder:
-            ptrs = _pointer_memory(model, opts, bank, frame_index, selected, unselected, B, C)
+            ptrs = _pointer_memory(model, opts, bank, frame_index, selected, unselected, 1, model.hidden_dim)
             if ptrs is not None:
                 memory.append(ptrs[0])
                 memory_pos.append(ptrs[1])
                 n_ptr_tokens = ptrs[0].shape[0]
-    out = model.memory_attention(
-        curr=[vision_feat],
-        curr_pos=[vision_pos],
-        memory=torch.cat(memory, dim=0),
-        memory_pos=torch.cat(memory_pos, dim=0),
-        num_obj_ptr_tokens=n_ptr_tokens,
-    )
-    return out.permute(1, 2, 0).view(B, C, H, W)
+    return MemoryInputs(torch.cat(memory, dim=0), torch.cat(memory_pos, dim=0), n_ptr_tokens)
+
+
+def condition_on_memory(
+    model: torch.nn.Module,
+    opts: TrackerOptions,
+    vision_feat: torch.Tensor,
+    vision_pos: torch.Tensor,
+    feat_size: tuple[int, int],
+    inputs: list[MemoryInputs | None],
+) -> torch.Tensor:
+    """The frame's top-level features fused with each object's memory, [N, C, H, W] for N objects.
+
+    vision_feat / vision_pos: [HW, 1, C] top-level features and position encoding of the frame.
+    Objects whose memories have the same length attend in one batch (one object: Meta's exact call).
+    """
+    C, (H, W) = model.hidden_dim, feat_size
+    out: list[torch.Tensor | None] = [None] * len(inputs)
+    groups: dict[tuple[int, int], list[int]] = {}
+    for i, m in enumerate(inputs):
+        if m is None:
+            x = vision_feat if opts.num_maskmem == 0 else vision_feat + model.no_mem_embed
+            out[i] = x.permute(1, 2, 0).view(1, C, H, W)
+        else:
+            groups.setdefault(m.group, []).append(i)
+    for (_, n_ptr), idx in groups.items():
+        B = len(idx)
+        fused = model.memory_attention(
+            curr=[vision_feat.expand(-1, B, -1)],
+            curr_pos=[vision_pos.expand(-1, B, -1)],
+            memory=torch.cat([inputs[i].memory for i in idx], dim=1),
+            memory_pos=torch.cat([inputs[i].memory_pos for i in idx], dim=1),
+            num_obj_ptr_tokens=n_ptr,
+        )
+        fused = fused.permute(1, 2, 0).view(B, C, H, W)
+        for k, i in enumerate(idx):
+            out[i] = fused[k:k + 1]
+    # One object: Meta's (non-contiguous) layout as is; a copy would change the decoder's rounding.
+    return out[0] if len(out) == 1 else torch.cat(out, dim=0)
 
 
 def _spatial_memory(model, opts, bank, frame_index, selected, unselected, pos_enc, B):

@@ -42,6 +42,11 @@ class TrackerOptions:
     fill_hole_area: int
     # Frames whose features are cached so prompts can name a recent frame and re-track from it.
     feature_window: int = DEFAULT_FEATURE_WINDOW
+    # Track all objects of a frame in one batch (memory attention per group of equally long memories,
+    # SAM heads and memory encoder together): fewer, larger kernels for GPUs. Off by default: Meta runs
+    # one object at a time, batching changes float rounding (within 1e-5), and on a CPU the memory
+    # attention is compute-bound, so batching it was measured slower (docs/benchmarks.md).
+    batch_objects: bool = False
 
     @classmethod
     def from_model(cls, model: torch.nn.Module, **overrides) -> TrackerOptions:

@@ -18,7 +18,7 @@ from engines import EncoderBackend, make_encoder
 
 from .bank import MemoryEntry, ObjectBank, PointPrompt
 from .errors import FrameWindowError, PromptError, UnknownObjectError
-from .memory import condition_on_memory
+from .memory import condition_on_memory, gather_memory
 from .models import build_sam2_model
 from .options import TrackerOptions
 from .preprocess import Preprocessor, check_frame
@@ -124,8 +124,9 @@ class Tracker:
             self._flush(bank)
         self._push(feats)
         low_res = {}
-        for bank in self._banks.values():
-            entry = self._track(bank, feats, is_init_cond=False, run_mem_encoder=True)
+        banks = list(self._banks.values())
+        entries = self._track_objects(banks, feats, is_init_cond=False, run_mem_encoder=True) if banks else []
+        for bank, entry in zip(banks, entries):
             bank.non_cond[feats.index] = entry
             bank.tracked.add(feats.index)
             bank.prune(self._oldest_kept(), self.options.max_cond_frames)
@@ -274,13 +275,15 @@ class Tracker:
                 feats = self._window[t]
                 high_res = F.interpolate(e.pred_masks, size=(self.image_size,) * 2, mode="bilinear",
                                          align_corners=False)
-                e.maskmem_features = self._encode_memory(feats, high_res, e.object_score_logits, from_pts=True)
+                e.maskmem_features = self._encode_memory(feats.vision_feats, feats.feat_sizes, high_res,
+                                                         e.object_score_logits, from_pts=True)
         bank.flush_pending()
 
-    def _encode_memory(self, feats: FrameFeatures, high_res_masks, object_score_logits, from_pts: bool):
+    def _encode_memory(self, vision_feats: list[torch.Tensor], feat_sizes, high_res_masks, object_score_logits,
+                       from_pts: bool):
         t0 = time.perf_counter()
         maskmem, pos = self.model._encode_new_memory(
-            current_vision_feats=feats.vision_feats, feat_sizes=feats.feat_sizes,
+            current_vision_feats=vision_feats, feat_sizes=feat_sizes,
             pred_masks_high_res=high_res_masks, object_score_logits=object_score_logits,
             is_mask_from_pts=from_pts,
         )
@@ -294,16 +297,24 @@ class Tracker:
                prompt: PointPrompt | None = None, mask: torch.Tensor | None = None,
                prev_logits: torch.Tensor | None = None, run_mem_encoder: bool = True) -> MemoryEntry:
         """One object on one frame: Meta's track_step reading the bounded bank."""
-        m, vf, sizes = self.model, feats.vision_feats, feats.feat_sizes
-        high_res_feats = [x.permute(1, 2, 0).view(x.size(1), x.size(2), *s) for x, s in zip(vf[:-1], sizes[:-1])]
-        high_res_feats = high_res_feats or None
+        return self._track_objects([bank], feats, is_init_cond, prompt, mask, prev_logits, run_mem_encoder)[0]
+
+    def _track_objects(self, banks: list[ObjectBank], feats: FrameFeatures, is_init_cond: bool,
+                       prompt: PointPrompt | None = None, mask: torch.Tensor | None = None,
+                       prev_logits: torch.Tensor | None = None, run_mem_encoder: bool = True) -> list[MemoryEntry]:
+        """Objects on one frame, in one batch (prompts only come one object at a time)."""
+        if len(banks) > 1 and not self.options.batch_objects:
+            return [self._track(b, feats, is_init_cond, run_mem_encoder=run_mem_encoder) for b in banks]
+        m, vf, sizes, n = self.model, feats.vision_feats, feats.feat_sizes, len(banks)
+        high_res_feats = [x.permute(1, 2, 0).view(x.size(1), x.size(2), *s).expand(n, -1, -1, -1)
+                          for x, s in zip(vf[:-1], sizes[:-1])] or None
         point_inputs = prompt.as_inputs() if prompt is not None else None
         if mask is not None and m.use_mask_input_as_output_without_sam:
             pix_feat = vf[-1].permute(1, 2, 0).view(-1, m.hidden_dim, *sizes[-1])
             outs = m._use_mask_as_output(pix_feat, high_res_feats, mask)
         else:
-            pix_feat = condition_on_memory(m, self.options, bank, feats.index, is_init_cond, vf[-1],
-                                           self._vision_pos, sizes[-1], self._maskmem_pos)
+            memories = [gather_memory(m, self.options, b, feats.index, is_init_cond, self._maskmem_pos) for b in banks]
+            pix_feat = condition_on_memory(m, self.options, vf[-1], self._vision_pos, sizes[-1], memories)
             outs = m._forward_sam_heads(
                 backbone_features=pix_feat, point_inputs=point_inputs,
                 mask_inputs=prev_logits if prev_logits is not None else mask,
@@ -313,12 +324,18 @@ class Tracker:
         _, _, _, low_res, high_res, obj_ptr, score = outs
         maskmem = None
         if run_mem_encoder and self.options.num_maskmem > 0:
-            maskmem = self._encode_memory(feats, high_res, score, from_pts=point_inputs is not None)
+            batch_feats = [x.expand(-1, n, -1) for x in vf]
+            maskmem = self._encode_memory(batch_feats, sizes, high_res, score, from_pts=point_inputs is not None)
         if self._fill_hole_area > 0:
             from sam2.utils.misc import fill_holes_in_mask_scores
 
             low_res = fill_holes_in_mask_scores(low_res, self._fill_hole_area)
-        return MemoryEntry(feats.index, low_res, obj_ptr, score, maskmem)
+        if n == 1:
+            return [MemoryEntry(feats.index, low_res, obj_ptr, score, maskmem)]
+        # Each object keeps its own copy, so its memory is freed with it, not with the whole batch.
+        return [MemoryEntry(feats.index, low_res[i:i + 1].clone(), obj_ptr[i:i + 1].clone(),
+                            score[i:i + 1].clone(), None if maskmem is None else maskmem[i:i + 1].clone())
+                for i in range(n)]
 
     def _result(self, feats: FrameFeatures) -> FrameResult:
         low_res = {}
