@@ -21,6 +21,13 @@ class EncoderBackend(Protocol):
     def __call__(self, image: torch.Tensor) -> dict[str, list[torch.Tensor]]: ...
 
 
+class MemoryAttentionBackend(Protocol):
+    """Meta's `memory_attention` call: a frame's features fused with an object's memory."""
+
+    def __call__(self, curr: list[torch.Tensor], curr_pos: list[torch.Tensor], memory: torch.Tensor,
+                 memory_pos: torch.Tensor, num_obj_ptr_tokens: int = 0) -> torch.Tensor: ...
+
+
 def image_size_of(model: Sam2Model) -> int:
     """The model's fixed input size (sam2 keeps it as a plain attribute)."""
     return int(getattr(model, "image_size"))  # noqa: B009  (typed as Any for the type checker)
@@ -48,3 +55,16 @@ def make_encoder(name: str, model: Sam2Model, cache_dir: Path | None = None, **o
 
         return TensorRTEncoder.for_model(model, cache_dir=cache_dir, **options)
     raise ValueError(f"unknown encoder backend {name!r}; one of {', '.join(BACKENDS)}")
+
+
+def make_memory_attention(name: str, model: Sam2Model, cache_dir: Path | None = None,
+                          **options) -> MemoryAttentionBackend:
+    """The memory attention for backend `name`: ONNX Runtime's graph for `onnxruntime` (measured faster
+    on CPU, docs/benchmarks.md), Meta's torch module otherwise."""
+    if name == "onnxruntime":
+        from .onnxruntime_backend import OrtMemoryAttention
+
+        return OrtMemoryAttention.for_model(model, cache_dir=cache_dir, **options)
+    if name not in BACKENDS:
+        raise ValueError(f"unknown backend {name!r}; one of {', '.join(BACKENDS)}")
+    return model.memory_attention

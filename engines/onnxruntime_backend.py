@@ -11,16 +11,22 @@ import torch
 from .base import Sam2Model, image_size_of, position_encodings
 from .cache import ArtefactCache, ArtefactKey, weights_digest
 from .export import OPSET, OUTPUT_NAMES, export_encoder
+from .memory_graph import INPUT_NAMES as MEMORY_INPUTS
+from .memory_graph import export_memory_attention
 
 log = logging.getLogger(__name__)
 
 
-def onnx_key(model: Sam2Model, image_size: int) -> ArtefactKey:
+def onnx_key(model: Sam2Model, image_size: int, kind: str = "onnx") -> ArtefactKey:
+    """Cache key of an exported graph: "onnx" (image encoder) or "onnx-memory" (memory attention)."""
     import onnx
 
     trunk = model.image_encoder.trunk
     config = f"hiera:{trunk.patch_embed.proj.out_channels}:{len(trunk.blocks)}:{type(model).__name__}"
-    return ArtefactKey("onnx", weights_digest(model), config, image_size, "fp32",
+    if kind == "onnx-memory":
+        ma = model.memory_attention
+        config = f"memory-attention:{ma.num_layers}:{ma.d_model}:{model.mem_dim}:{type(model).__name__}"
+    return ArtefactKey(kind, weights_digest(model), config, image_size, "fp32",
                        f"onnx-{onnx.__version__}/opset-{OPSET}/torchscript/torch-{torch.__version__}", "any")
 
 
@@ -37,6 +43,32 @@ def export_cached(model: Sam2Model, cache: ArtefactCache, progress=None) -> Path
     return cache.get_or_build(onnx_key(model, size), "onnx", build)
 
 
+def export_memory_cached(model: Sam2Model, cache: ArtefactCache, progress=None) -> Path:
+    """The memory attention's ONNX file from the cache, exporting it on a miss."""
+    size = image_size_of(model)
+
+    def build(path: Path) -> Path:
+        log.info("exporting the memory attention to ONNX at %d px (once per weights and size)", size)
+        if progress:
+            progress("exporting memory attention ONNX")
+        export_memory_attention(model, size, path)
+        return path
+
+    return cache.get_or_build(onnx_key(model, size, "onnx-memory"), "onnx", build)
+
+
+def _session(path: Path, threads: int | None, device: torch.device, providers: list[str] | None):
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    if threads:
+        opts.intra_op_num_threads = threads
+    if providers is None:
+        cuda = device.type == "cuda" and "CUDAExecutionProvider" in ort.get_available_providers()
+        providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if cuda else ["CPUExecutionProvider"]
+    return ort.InferenceSession(str(path), opts, providers=providers)
+
+
 class OrtEncoder:
     """Runs the exported encoder; position encodings come from the torch model once."""
 
@@ -44,17 +76,7 @@ class OrtEncoder:
 
     def __init__(self, onnx_path: Path, pos_enc: list[torch.Tensor], device: torch.device,
                  threads: int | None = None, providers: list[str] | None = None):
-        import onnxruntime as ort
-
-        opts = ort.SessionOptions()
-        if threads:
-            opts.intra_op_num_threads = threads
-        available = ort.get_available_providers()
-        if providers is None:
-            providers = ["CUDAExecutionProvider"] if device.type == "cuda" and \
-                "CUDAExecutionProvider" in available else []
-            providers.append("CPUExecutionProvider")
-        self.session = ort.InferenceSession(str(onnx_path), opts, providers=providers)
+        self.session = _session(onnx_path, threads, device, providers)
         self.providers = self.session.get_providers()
         self.pos_enc, self.device = pos_enc, device
 
@@ -68,3 +90,29 @@ class OrtEncoder:
         outs = self.session.run(OUTPUT_NAMES, {"image": image.detach().cpu().numpy().astype(np.float32)})
         fpn = [torch.from_numpy(o).to(self.device) for o in outs]
         return {"backbone_fpn": fpn, "vision_pos_enc": list(self.pos_enc)}
+
+
+class OrtMemoryAttention:
+    """Meta's memory_attention call, run by ONNX Runtime for one object with object pointers; other
+    calls (a batch of objects, or a memory without pointers) go to the torch module."""
+
+    name = "onnxruntime"
+
+    def __init__(self, onnx_path: Path, module: torch.nn.Module, device: torch.device,
+                 threads: int | None = None, providers: list[str] | None = None):
+        self.session = _session(onnx_path, threads, device, providers)
+        self.module, self.device = module, device
+
+    @classmethod
+    def for_model(cls, model: Sam2Model, cache_dir: Path | None = None, threads: int | None = None):
+        path = export_memory_cached(model, ArtefactCache(cache_dir))
+        return cls(path, model.memory_attention, model.device, threads or torch.get_num_threads())
+
+    def __call__(self, curr, curr_pos, memory, memory_pos, num_obj_ptr_tokens: int = 0) -> torch.Tensor:
+        if curr[0].shape[1] != 1 or num_obj_ptr_tokens == 0:
+            return self.module(curr=curr, curr_pos=curr_pos, memory=memory, memory_pos=memory_pos,
+                               num_obj_ptr_tokens=num_obj_ptr_tokens)
+        n = memory.shape[0] - num_obj_ptr_tokens
+        inputs = (curr[0], curr_pos[0], memory[:n], memory_pos[:n], memory[n:], memory_pos[n:])
+        feed = {k: v.detach().cpu().float().contiguous().numpy() for k, v in zip(MEMORY_INPUTS, inputs)}
+        return torch.from_numpy(self.session.run(None, feed)[0]).to(self.device)

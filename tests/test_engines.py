@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from engines import make_encoder
+from engines import make_encoder, make_memory_attention
 from engines.cache import ArtefactCache
-from engines.onnxruntime_backend import OrtEncoder, export_cached, onnx_key
+from engines.memory_graph import MemoryAttentionGraph
+from engines.onnxruntime_backend import OrtEncoder, OrtMemoryAttention, export_cached, export_memory_cached, onnx_key
 from engines.tensorrt_backend import tensorrt_available
 from pipelines.synthetic import box_of_first_shape, moving_shapes_frame
 from tests.conftest import make_model
@@ -73,10 +74,40 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
     return 1.0 if union == 0 else np.logical_and(a, b).sum() / union
 
 
+def _memory_inputs(n_frames: int, n_ptr: int, seed: int) -> tuple[torch.Tensor, ...]:
+    g = torch.Generator().manual_seed(seed)
+    hw = (SIZE // 16) ** 2
+    return tuple(torch.randn(n, 1, c, generator=g) for n, c in ((hw, 256), (hw, 256), (n_frames * hw, 64),
+                                                                 (n_frames * hw, 64), (n_ptr, 64), (n_ptr, 64)))
+
+
+def test_memory_attention_real_rope_graph_and_onnxruntime(model, cache_dir):
+    """The exportable graph (cos/sin RoPE, keys projected in two parts) equals Meta's module up to float
+    rounding in torch; its ONNX file, one for every memory length, stays within tolerance in ONNX Runtime."""
+    graph = MemoryAttentionGraph(model, SIZE).eval()
+    ort_attn = make_memory_attention("onnxruntime", model, cache_dir=cache_dir)
+    assert isinstance(ort_attn, OrtMemoryAttention)
+    for seed, (n_frames, n_ptr) in enumerate([(1, 4), (7, 64), (3, 17), (9, 1)]):
+        curr, curr_pos, mem, mem_pos, ptr, ptr_pos = _memory_inputs(n_frames, n_ptr, seed)
+        memory, memory_pos = torch.cat([mem, ptr]), torch.cat([mem_pos, ptr_pos])
+        with torch.inference_mode():
+            ref = model.memory_attention(curr=[curr], curr_pos=[curr_pos], memory=memory, memory_pos=memory_pos,
+                                         num_obj_ptr_tokens=n_ptr)
+            assert (graph(curr, curr_pos, mem, mem_pos, ptr, ptr_pos) - ref).abs().max().item() < 1e-5
+        out = ort_attn([curr], [curr_pos], memory, memory_pos, n_ptr)
+        assert out.shape == ref.shape and (out - ref).abs().max().item() < FEATURE_ATOL
+    assert len(list(cache_dir.glob("onnx-memory-*.onnx"))) == 1
+
+
 def test_onnxruntime_tracking_100_frames_matches_torch(model, cache_dir):
     h, w = 96, 120
     ref = Tracker.from_sam2(model)
-    ort_tracker = Tracker(model, ref.options, make_encoder("onnxruntime", model, cache_dir=cache_dir))
+    memory_attention = make_memory_attention("onnxruntime", model, cache_dir=cache_dir)
+    runs = []
+    session_run = memory_attention.session.run
+    memory_attention.session.run = lambda *a: runs.append(1) or session_run(*a)  # count: it must be used
+    ort_tracker = Tracker(model, ref.options, make_encoder("onnxruntime", model, cache_dir=cache_dir),
+                          memory_attention)
     ious, present = [], 0
     for i in range(100):
         f = moving_shapes_frame(i, h, w)
@@ -85,7 +116,7 @@ def test_onnxruntime_tracking_100_frames_matches_torch(model, cache_dir):
             ra, rb = ref.add_box(1, box_of_first_shape(0, h, w)), ort_tracker.add_box(1, box_of_first_shape(0, h, w))
         present += ra.objects[1].present
         ious.append(_iou(ra.objects[1].mask, rb.objects[1].mask))
-    assert present == 100
+    assert present == 100 and len(runs) >= 99  # every tracked frame after the prompt
     assert np.mean(ious) >= MEAN_IOU, f"mean IoU {np.mean(ious):.5f}, min {np.min(ious):.5f}"
 
 
@@ -120,6 +151,8 @@ def test_cache_hit_miss_invalidation_and_corruption(tmp_path):
     p1.with_name(p1.name + ".json").write_text("{not json")  # a broken manifest: rebuilt too
     export_cached(model, cache)
     assert cache.rebuilds == 2
+    m1 = export_memory_cached(model, cache)  # the memory attention: its own kind and file
+    assert m1.name.startswith("onnx-memory-") and export_memory_cached(model, cache) == m1
 
 
 def test_unknown_backend(model):
@@ -164,7 +197,8 @@ def test_export_cli_and_daemon_on_onnxruntime(tmp_path):
     r = subprocess.run([sys.executable, "-m", "tracker.cli", "export", "--image-size", "64"],
                        capture_output=True, text=True, timeout=300, env=env)
     assert r.returncode == 0, r.stderr[-2000:]
-    assert "cache built" in r.stdout and len(list(tmp_path.glob("onnx-*.onnx"))) == 1
+    assert "cache built" in r.stdout and len(list(tmp_path.glob("onnx-*.onnx"))) == 2
+    assert len(list(tmp_path.glob("onnx-memory-*.onnx"))) == 1
     r = subprocess.run([sys.executable, "-m", "tracker.cli", "export", "--image-size", "64"],
                        capture_output=True, text=True, timeout=300, env=env)
     assert r.returncode == 0 and "cache hit" in r.stdout

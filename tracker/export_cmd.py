@@ -24,28 +24,34 @@ def run_export(args) -> int:
     from tqdm import tqdm
 
     from engines.cache import ArtefactCache
-    from engines.onnxruntime_backend import export_cached
+    from engines.onnxruntime_backend import export_cached, export_memory_cached
 
     from . import weights
     from .models import build_sam2_model
 
     checkpoint = weights.resolve_checkpoint(args.model, args.checkpoint)
     cache = ArtefactCache(Path(args.engine_cache) if args.engine_cache else None)
-    steps = ["load model", "export ONNX"] + (["build TensorRT plan"] if args.backend == "tensorrt" else [])
+    steps = ["load model", "export encoder ONNX"]
+    steps += ["export memory ONNX"] if args.backend == "onnxruntime" else ["build TensorRT plan"]
     t0 = time.monotonic()
     with tqdm(total=len(steps), unit="step", bar_format="{desc:<22} {bar} {n}/{total} [{elapsed}]") as bar:
         bar.set_description(steps[0])
         model = build_sam2_model(args.model, checkpoint, args.image_size)
         bar.update()
         bar.set_description(steps[1])
-        path = export_cached(model, cache)
+        paths = [export_cached(model, cache)]
         bar.update()
-        if args.backend == "tensorrt":
+        if args.backend == "onnxruntime":
+            bar.set_description(steps[2])
+            paths.append(export_memory_cached(model, cache))
+            bar.update()
+        else:
             from engines.tensorrt_backend import TensorRTEncoder
 
             bar.set_description(steps[2])
             TensorRTEncoder.for_model(model.cuda(), cache.directory, precision=args.precision)
             bar.update()
-    print(f"{path} ({path.stat().st_size / 2**20:.1f} MiB); cache {'hit' if cache.hits else 'built'} "
-          f"in {time.monotonic() - t0:.1f} s")
+    for path in paths:
+        print(f"{path} ({path.stat().st_size / 2**20:.1f} MiB)")
+    print(f"cache {'hit' if cache.hits == len(paths) else 'built'} in {time.monotonic() - t0:.1f} s")
     return 0

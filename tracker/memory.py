@@ -88,6 +88,7 @@ def gather_memory(
 def condition_on_memory(
     model: torch.nn.Module,
     opts: TrackerOptions,
+    attend,
     vision_feat: torch.Tensor,
     vision_pos: torch.Tensor,
     feat_size: tuple[int, int],
@@ -95,6 +96,7 @@ def condition_on_memory(
 ) -> torch.Tensor:
     """The frame's top-level features fused with each object's memory, [N, C, H, W] for N objects.
 
+    attend: Meta's memory_attention call (the model's module, or a compiled one from engines/);
     vision_feat / vision_pos: [HW, 1, C] top-level features and position encoding of the frame.
     Objects whose memories have the same length attend in one batch (one object: Meta's exact call).
     """
@@ -109,7 +111,7 @@ def condition_on_memory(
             groups.setdefault(m.group, []).append(i)
     for (_, n_ptr), idx in groups.items():
         B = len(idx)
-        fused = model.memory_attention(
+        fused = attend(
             curr=[vision_feat.expand(-1, B, -1)],
             curr_pos=[vision_pos.expand(-1, B, -1)],
             memory=torch.cat([inputs[i].memory for i in idx], dim=1),

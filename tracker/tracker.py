@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from engines import EncoderBackend, make_encoder
+from engines import EncoderBackend, MemoryAttentionBackend, make_encoder, make_memory_attention
 
 from .bank import MemoryEntry, ObjectBank, PointPrompt
 from .errors import FrameWindowError, PromptError, UnknownObjectError
@@ -47,10 +47,12 @@ class Tracker:
     in the feature window. Bit-exact to Meta's SAM2VideoPredictor in fp32 on causal sessions,
     with memory bounded by the options (see TrackerOptions)."""
 
-    def __init__(self, model: torch.nn.Module, options: TrackerOptions, encoder: EncoderBackend | None = None):
+    def __init__(self, model: torch.nn.Module, options: TrackerOptions, encoder: EncoderBackend | None = None,
+                 memory_attention: MemoryAttentionBackend | None = None):
         self.model = model
         self.options = options
         self.encoder = encoder or make_encoder("torch", model)  # image encoder backend (engines/)
+        self.memory_attention = memory_attention or model.memory_attention
         self.device = model.device
         self.image_size = int(model.image_size)
         self._preprocess = Preprocessor(self.image_size, self.device)
@@ -86,8 +88,9 @@ class Tracker:
         if checkpoint is None:
             log.warning("no checkpoint given: %s has seeded RANDOM weights, its masks are meaningless", model)
         net = build_sam2_model(model, checkpoint, image_size, device, seed, threads)
-        encoder = make_encoder(backend, net, cache_dir=Path(engine_cache) if engine_cache else None)
-        return cls(net, TrackerOptions.from_model(net, **options), encoder)
+        cache = Path(engine_cache) if engine_cache else None
+        encoder = make_encoder(backend, net, cache_dir=cache)
+        return cls(net, TrackerOptions.from_model(net, **options), encoder, make_memory_attention(backend, net, cache))
 
     @classmethod
     def from_sam2(cls, model: torch.nn.Module, **options) -> Tracker:
@@ -314,7 +317,8 @@ class Tracker:
             outs = m._use_mask_as_output(pix_feat, high_res_feats, mask)
         else:
             memories = [gather_memory(m, self.options, b, feats.index, is_init_cond, self._maskmem_pos) for b in banks]
-            pix_feat = condition_on_memory(m, self.options, vf[-1], self._vision_pos, sizes[-1], memories)
+            pix_feat = condition_on_memory(m, self.options, self.memory_attention, vf[-1], self._vision_pos,
+                                           sizes[-1], memories)
             outs = m._forward_sam_heads(
                 backbone_features=pix_feat, point_inputs=point_inputs,
                 mask_inputs=prev_logits if prev_logits is not None else mask,
