@@ -1,5 +1,6 @@
-"""Encoder backends compared in one run: the image encoder alone and the full tracking step,
-at each image size, interleaved iteration by iteration so all backends see the same machine load.
+"""Backends compared in one run: the image encoder alone, the memory attention alone (a full memory:
+7 frames and 16 object pointers) and the full tracking step, at each image size, interleaved
+iteration by iteration so all backends see the same machine load.
 
     python -m bench.engines                 # 512 and 1024, every backend available here
     python -m bench.engines --sizes 512 --iters 10
@@ -16,7 +17,7 @@ import numpy as np
 import torch
 
 from bench.common import environment, percentiles, table, write_json
-from engines import make_encoder
+from engines import make_encoder, make_memory_attention
 from engines.tensorrt_backend import tensorrt_available
 from pipelines.synthetic import box_of_first_shape, moving_shapes_frame
 from tracker import Tracker
@@ -59,9 +60,13 @@ def bench_size(size: int, args, cache_dir: str) -> dict:
                 _sync(args.device)
                 if i >= args.warmup:
                     enc_times[label].append(time.perf_counter() - t0)
+    attn = {label: make_memory_attention(name, model, cache_dir=cache_dir)
+            for label, name, _ in _backends(args.device)}
+    attn_times = _time_memory_attention(model, size, attn, args)
     trackers = {}
+    options = Tracker.from_sam2(model).options
     for label, enc in encoders.items():
-        t = Tracker.from_sam2(model) if label == "torch-fp32" else Tracker(model, Tracker.from_sam2(model).options, enc)
+        t = Tracker.from_sam2(model) if label == "torch-fp32" else Tracker(model, options, enc, attn[label])
         t.step(moving_shapes_frame(0, FRAME_H, FRAME_W))
         t.add_box(1, box_of_first_shape(0, FRAME_H, FRAME_W))
         trackers[label] = t
@@ -77,12 +82,35 @@ def bench_size(size: int, args, cache_dir: str) -> dict:
                 step_times[label].append(time.perf_counter() - t0)
     base_enc = np.median(enc_times["torch-fp32"])
     base_step = np.median(step_times["torch-fp32"])
+    base_attn = np.median(attn_times["torch-fp32"])
     return {
-        label: {"encoder": percentiles(enc_times[label]), "step": percentiles(step_times[label]),
+        label: {"encoder": percentiles(enc_times[label]), "memory_attention": percentiles(attn_times[label]),
+                "step": percentiles(step_times[label]),
                 "encoder_speedup_vs_torch": float(base_enc / np.median(enc_times[label])),
+                "memory_attention_speedup_vs_torch": float(base_attn / np.median(attn_times[label])),
                 "step_speedup_vs_torch": float(base_step / np.median(step_times[label]))}
         for label in encoders
     }
+
+
+def _time_memory_attention(model, size: int, attn: dict, args) -> dict[str, list[float]]:
+    """Seconds per call with a full memory: 7 memory frames and 16 pointers (4 tokens each)."""
+    hw, dev = (size // 16) ** 2, args.device
+    n_ptr = 16 * (model.hidden_dim // model.mem_dim)
+    g = torch.Generator(device=dev).manual_seed(0)
+    curr, curr_pos = (torch.randn(hw, 1, model.hidden_dim, generator=g, device=dev) for _ in range(2))
+    memory, memory_pos = (torch.randn(7 * hw + n_ptr, 1, model.mem_dim, generator=g, device=dev) for _ in range(2))
+    times: dict[str, list[float]] = {k: [] for k in attn}
+    with torch.inference_mode():
+        for i in range(args.warmup + args.iters):
+            for label, fn in attn.items():
+                _sync(dev)
+                t0 = time.perf_counter()
+                fn(curr=[curr], curr_pos=[curr_pos], memory=memory, memory_pos=memory_pos, num_obj_ptr_tokens=n_ptr)
+                _sync(dev)
+                if i >= args.warmup:
+                    times[label].append(time.perf_counter() - t0)
+    return times
 
 
 def main(argv=None) -> dict:
@@ -103,9 +131,11 @@ def main(argv=None) -> dict:
                                                                                "iters", "warmup")},
             "environment": environment(args.threads), "results": results}
     write_json(args.out, data)
-    rows = [[size, label, r["encoder"]["p50_ms"], r["encoder_speedup_vs_torch"], r["step"]["p50_ms"],
-             r["step_speedup_vs_torch"]] for size, by in results.items() for label, r in by.items()]
-    print(table(rows, ["size", "backend", "encoder p50 ms", "encoder x", "step p50 ms", "step x"]))
+    rows = [[size, label, r["encoder"]["p50_ms"], r["encoder_speedup_vs_torch"], r["memory_attention"]["p50_ms"],
+             r["memory_attention_speedup_vs_torch"], r["step"]["p50_ms"], r["step_speedup_vs_torch"]]
+            for size, by in results.items() for label, r in by.items()]
+    print(table(rows, ["size", "backend", "encoder p50 ms", "encoder x", "mem-attn p50 ms", "mem-attn x",
+                       "step p50 ms", "step x"]))
     print(f"wrote {args.out}")
     return data
 

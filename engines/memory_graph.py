@@ -33,6 +33,9 @@ class MemoryAttentionGraph(torch.nn.Module):
     """curr, curr_pos [HW, 1, C]; memory, memory_pos [Ls, 1, M]; pointers, pointers_pos [Lp, 1, M]
     -> the frame's features fused with memory [HW, 1, C]."""
 
+    cos: torch.Tensor  # [HW, D/2] buffers: the real and imaginary parts of Meta's RoPE frequencies
+    sin: torch.Tensor
+
     def __init__(self, model: Sam2Model, image_size: int):
         super().__init__()
         self.attn = model.memory_attention

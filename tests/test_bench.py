@@ -54,8 +54,10 @@ def test_engines_benchmark_quick(tmp_path):
     assert {"torch-fp32", "onnxruntime-fp32"} <= set(res)
     for r_ in res.values():
         _check_percentiles(r_["encoder"])
+        _check_percentiles(r_["memory_attention"])
         _check_percentiles(r_["step"])
     assert res["torch-fp32"]["encoder_speedup_vs_torch"] == 1.0
+    assert res["torch-fp32"]["memory_attention_speedup_vs_torch"] == 1.0
 
 
 def _bench(tmp_path, scenario: str, *args: str) -> dict:

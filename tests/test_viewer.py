@@ -19,9 +19,9 @@ import pytest
 
 from tests.daemon_helpers import start_daemon
 from tests.gst_helpers import CODECS, encode_test_file
+from tracker import protocol as P
 from tracker.client import Client, Result, Subscriber
 from tracker.spawn import free_port, stop_daemon
-from tracker import protocol as P
 from tracker.viewer import as_rle, needs_token, pack
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"

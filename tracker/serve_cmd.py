@@ -77,7 +77,7 @@ def run_serve(args) -> int:
     tracker = Tracker.build(cfg.model.name, checkpoint, cfg.model.image_size, cfg.model.device,
                             threads=cfg.model.threads or None, backend=cfg.model.backend,
                             engine_cache=cfg.model.engine_cache or None, feature_window=cfg.memory.feature_window,
-                            max_cond_frames=cfg.memory.max_cond_frames)
+                            max_cond_frames=cfg.memory.max_cond_frames, batch_objects=cfg.memory.batch_objects)
     from pipelines import open_source
     from pipelines.live import Backoff
 
