@@ -30,31 +30,24 @@ def onnx_key(model: Sam2Model, image_size: int, kind: str = "onnx") -> ArtefactK
                        f"onnx-{onnx.__version__}/opset-{OPSET}/torchscript/torch-{torch.__version__}", "any")
 
 
-def export_cached(model: Sam2Model, cache: ArtefactCache, progress=None) -> Path:
-    """The encoder's ONNX file from the cache, exporting it on a miss."""
+# What each cached ONNX kind holds, and its exporter.
+EXPORTERS = {"onnx": ("image encoder", export_encoder), "onnx-memory": ("memory attention", export_memory_attention)}
+
+
+def export_cached(model: Sam2Model, cache: ArtefactCache, progress=None, kind: str = "onnx") -> Path:
+    """An ONNX file (`kind`: "onnx" the image encoder, "onnx-memory" the memory attention) from the
+    cache, exported on a miss."""
     size = image_size_of(model)
+    what, export = EXPORTERS[kind]
 
     def build(path: Path) -> Path:
-        log.info("exporting the image encoder to ONNX at %d px (once per weights and size)", size)
+        log.info("exporting the %s to ONNX at %d px (once per weights and size)", what, size)
         if progress:
-            progress("exporting ONNX")
-        return export_encoder(model, size, path)
-
-    return cache.get_or_build(onnx_key(model, size), "onnx", build)
-
-
-def export_memory_cached(model: Sam2Model, cache: ArtefactCache, progress=None) -> Path:
-    """The memory attention's ONNX file from the cache, exporting it on a miss."""
-    size = image_size_of(model)
-
-    def build(path: Path) -> Path:
-        log.info("exporting the memory attention to ONNX at %d px (once per weights and size)", size)
-        if progress:
-            progress("exporting memory attention ONNX")
-        export_memory_attention(model, size, path)
+            progress(f"exporting the {what}")
+        export(model, size, path)
         return path
 
-    return cache.get_or_build(onnx_key(model, size, "onnx-memory"), "onnx", build)
+    return cache.get_or_build(onnx_key(model, size, kind), "onnx", build)
 
 
 def _session(path: Path, threads: int | None, device: torch.device, providers: list[str] | None):
@@ -105,7 +98,7 @@ class OrtMemoryAttention:
 
     @classmethod
     def for_model(cls, model: Sam2Model, cache_dir: Path | None = None, threads: int | None = None):
-        path = export_memory_cached(model, ArtefactCache(cache_dir))
+        path = export_cached(model, ArtefactCache(cache_dir), kind="onnx-memory")
         return cls(path, model.memory_attention, model.device, threads or torch.get_num_threads())
 
     def __call__(self, curr, curr_pos, memory, memory_pos, num_obj_ptr_tokens: int = 0) -> torch.Tensor:

@@ -11,7 +11,7 @@ import torch
 from engines import make_encoder, make_memory_attention
 from engines.cache import ArtefactCache
 from engines.memory_graph import MemoryAttentionGraph
-from engines.onnxruntime_backend import OrtEncoder, OrtMemoryAttention, export_cached, export_memory_cached, onnx_key
+from engines.onnxruntime_backend import OrtEncoder, OrtMemoryAttention, export_cached, onnx_key
 from engines.tensorrt_backend import tensorrt_available
 from pipelines.synthetic import box_of_first_shape, moving_shapes_frame
 from tests.conftest import make_model
@@ -151,8 +151,8 @@ def test_cache_hit_miss_invalidation_and_corruption(tmp_path):
     p1.with_name(p1.name + ".json").write_text("{not json")  # a broken manifest: rebuilt too
     export_cached(model, cache)
     assert cache.rebuilds == 2
-    m1 = export_memory_cached(model, cache)  # the memory attention: its own kind and file
-    assert m1.name.startswith("onnx-memory-") and export_memory_cached(model, cache) == m1
+    m1 = export_cached(model, cache, kind="onnx-memory")  # the memory attention: its own kind and file
+    assert m1.name.startswith("onnx-memory-") and export_cached(model, cache, kind="onnx-memory") == m1
 
 
 def test_unknown_backend(model):

@@ -24,7 +24,7 @@ def run_export(args) -> int:
     from tqdm import tqdm
 
     from engines.cache import ArtefactCache
-    from engines.onnxruntime_backend import export_cached, export_memory_cached
+    from engines.onnxruntime_backend import export_cached
 
     from . import weights
     from .models import build_sam2_model
@@ -43,7 +43,7 @@ def run_export(args) -> int:
         bar.update()
         if args.backend == "onnxruntime":
             bar.set_description(steps[2])
-            paths.append(export_memory_cached(model, cache))
+            paths.append(export_cached(model, cache, kind="onnx-memory"))
             bar.update()
         else:
             from engines.tensorrt_backend import TensorRTEncoder
