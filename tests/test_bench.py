@@ -89,7 +89,8 @@ def test_vs_meta_scenario(tmp_path):
     for r in data["results"].values():
         _check_percentiles(r["meta_step"])
         _check_percentiles(r["samtrack_step"])
-        assert r["identical_frames"] == r["compared_frames"] >= 16
+        # quick: 8 measured + 2 warm-up frames of a 17-frame video (Meta's arithmetic needs >= 16 frames)
+        assert r["identical_frames"] == r["compared_frames"] == 10 and r["frames"] >= 17
 
 
 def test_e2e_scenario(tmp_path):
