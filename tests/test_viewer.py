@@ -212,6 +212,9 @@ def test_a_rejected_prompt_shows_the_daemons_message(page):
 
 def test_remove_and_reset(page, daemon):
     page.click('#objects li[data-id="2"]')
+    page.keyboard.press("Escape")
+    assert page.inner_text("#selected").startswith("none")
+    page.click('#objects li[data-id="2"]')
     page.click("#remove-object")
     page.wait_for_function("() => !document.querySelector('#objects li[data-id=\"2\"]')", timeout=WAIT_MS)
     assert daemon_objects(daemon) == [1]

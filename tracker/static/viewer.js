@@ -307,6 +307,11 @@ canvas.addEventListener("pointerup", (ev) => {
 });
 
 $("new-object").onclick = () => select(newId());
+document.addEventListener("keydown", (ev) => {
+  if (ev.key === "Escape") select(null);
+  else if (ev.key === "n") $("new-object").click();
+  else if (ev.key === "Delete") $("remove-object").click();
+});
 $("remove-object").onclick = () => {
   if (selected === null) return showError("select an object in the list to remove it", "no_selection");
   const id = selected;
