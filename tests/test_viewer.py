@@ -139,7 +139,7 @@ def test_click_creates_object_1_on_the_frame_seen_and_its_mask_is_published(page
     req = last_sent(page, "add_points")
     assert req["args"]["object"] == 1 and req["args"]["labels"] == [1]
     # the click names the frame on screen, not "latest": the daemon applies it there and catches up
-    assert isinstance(req["args"]["frame"], int) and before <= req["args"]["frame"] <= before + 2
+    assert isinstance(req["args"]["frame"], int) and before <= req["args"]["frame"] <= before + 5
     px, py = req["args"]["points"][0]
     assert abs(px - 80) < 2 and abs(py - 60) < 2  # the canvas centre, in frame pixels (160x120)
     assert page.inner_text("#error") == ""
