@@ -295,3 +295,47 @@ def test_daemon_restart_shows_reconnecting_then_resumes_then_stream_end(browser,
     finally:
         pg.close()
         v.stop()
+
+
+def test_viewer_reaches_a_curve_daemon_with_its_keys(tmp_path):
+    """Through CurveZMQ: results reach the WebSocket and a request gets the daemon's reply."""
+    import asyncio
+
+    import aiohttp
+
+    from tracker.security import CurveClient, authorize_client, generate_keys
+
+    keys, allowed = tmp_path / "keys", tmp_path / "allowed"
+    server_pub, server_secret = generate_keys(keys, "server")
+    client_pub, client_secret = generate_keys(keys, "viewer")
+    authorize_client(client_pub, allowed)
+    cfg = tmp_path / "curve.toml"
+    cfg.write_text(f"[auth]\ncurve = true\nserver_secret_key = '{server_secret}'\nauthorized_clients = '{allowed}'\n")
+    d = start_daemon("--config", str(cfg), curve=CurveClient(str(client_secret), str(server_pub)))
+    v = ViewerProcess(d.results, d.commands, "--client-key", str(client_secret), "--server-key", str(server_pub),
+                      token=None)
+
+    async def session() -> tuple[dict, dict]:
+        async with aiohttp.ClientSession() as s, s.ws_connect(f"http://127.0.0.1:{v.port}/ws") as ws:
+            header = None
+            async with asyncio.timeout(30):
+                while header is None:
+                    msg = await ws.receive()
+                    if msg.type == aiohttp.WSMsgType.BINARY:
+                        n = int.from_bytes(msg.data[:4], "little")
+                        first, second = (int.from_bytes(msg.data[4 + 4 * i:8 + 4 * i], "little") for i in (0, 1))
+                        start = 4 + 4 * n + first
+                        header = json.loads(msg.data[start:start + second])
+                await ws.send_str(json.dumps({"id": 7, "op": "ping"}))
+                while True:  # results keep coming as binary messages; the reply is text
+                    msg = await ws.receive()
+                    if msg.type == aiohttp.WSMsgType.TEXT and json.loads(msg.data).get("id") == 7:
+                        return header, json.loads(msg.data)
+
+    try:
+        header, reply = asyncio.run(session())
+        assert header["type"] in ("result", "preview") and header["stream"] == "test"
+        assert reply["ok"] and reply["result"]["pong"] is True
+    finally:
+        v.stop()
+        d.stop()
