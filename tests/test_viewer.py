@@ -300,6 +300,7 @@ def test_daemon_restart_shows_reconnecting_then_resumes_then_stream_end(browser,
 def test_viewer_reaches_a_curve_daemon_with_its_keys(tmp_path):
     """Through CurveZMQ: results reach the WebSocket and a request gets the daemon's reply."""
     import asyncio
+    import concurrent.futures
 
     import aiohttp
 
@@ -333,7 +334,9 @@ def test_viewer_reaches_a_curve_daemon_with_its_keys(tmp_path):
                         return header, json.loads(msg.data)
 
     try:
-        header, reply = asyncio.run(session())
+        # in a thread of its own: Playwright's sync API keeps an event loop running in this one
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            header, reply = pool.submit(asyncio.run, session()).result(timeout=60)
         assert header["type"] in ("result", "preview") and header["stream"] == "test"
         assert reply["ok"] and reply["result"]["pong"] is True
     finally:
