@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import subprocess
 from dataclasses import dataclass
+from pathlib import Path
 
-from tracker.security import CurveClient
+from tracker.security import CurveClient, authorize_client, generate_keys
 from tracker.spawn import free_port, spawn_daemon, stop_daemon, wait_ready
 
 
@@ -35,3 +36,14 @@ def start_daemon(*extra: str, source: str = "test:?width=160&height=120&fps=15",
         d.stop()
         raise
     return d
+
+
+def curve_config(directory: Path, client: str) -> tuple[Path, CurveClient]:
+    """A daemon config file with CurveZMQ on (keys under directory/keys) and one authorised client's keys."""
+    keys, allowed = directory / "keys", directory / "allowed"
+    server_pub, server_secret = generate_keys(keys, "server")
+    client_pub, client_secret = generate_keys(keys, client)
+    authorize_client(client_pub, allowed)
+    cfg = directory / "curve.toml"
+    cfg.write_text(f"[auth]\ncurve = true\nserver_secret_key = '{server_secret}'\nauthorized_clients = '{allowed}'\n")
+    return cfg, CurveClient(str(client_secret), str(server_pub))

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.daemon_helpers import start_daemon
+from tests.daemon_helpers import curve_config, start_daemon
 from tests.gst_helpers import RtspTestServer
 from tracker.client import Client
 from tracker.config import ConfigError, example_toml, load_config
-from tracker.security import CurveClient, authorize_client, generate_keys, is_loopback
+from tracker.security import CurveClient, generate_keys, is_loopback
 from tracker.spawn import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -223,15 +223,10 @@ def test_notify_watchdog_metrics_and_rtsp_recovery(tmp_path):
 
 
 def test_curve_refuses_unauthenticated_clients(tmp_path):
-    keys, allowed = tmp_path / "keys", tmp_path / "allowed"
-    server_pub, server_secret = generate_keys(keys, "server")
-    client_pub, client_secret = generate_keys(keys, "alice")
-    _, mallory_secret = generate_keys(keys, "mallory")
-    authorize_client(client_pub, allowed)
-    assert (server_secret.stat().st_mode & 0o777) == 0o600
-    cfg = tmp_path / "curve.toml"
-    cfg.write_text(f"[auth]\ncurve = true\nserver_secret_key = '{server_secret}'\nauthorized_clients = '{allowed}'\n")
-    alice = CurveClient(str(client_secret), str(server_pub))
+    cfg, alice = curve_config(tmp_path, "alice")
+    server_pub = alice.server_public_key_file
+    _, mallory_secret = generate_keys(tmp_path / "keys", "mallory")  # not authorised
+    assert ((tmp_path / "keys" / "server.key_secret").stat().st_mode & 0o777) == 0o600
     d = start_daemon("--config", str(cfg), curve=alice)
     try:
         with Client(d.commands, timeout=10, curve=alice) as c:
@@ -239,7 +234,7 @@ def test_curve_refuses_unauthenticated_clients(tmp_path):
         with Client(d.commands, timeout=2) as plain:
             with pytest.raises(TimeoutError):
                 plain.ping()
-        with Client(d.commands, timeout=2, curve=CurveClient(str(mallory_secret), str(server_pub))) as m:
+        with Client(d.commands, timeout=2, curve=CurveClient(str(mallory_secret), server_pub)) as m:
             with pytest.raises(TimeoutError):
                 m.ping()
     finally:

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.daemon_helpers import start_daemon
+from tests.daemon_helpers import curve_config, start_daemon
 from tests.gst_helpers import CODECS, encode_test_file
 from tracker import protocol as P
 from tracker.client import Client, Result, Subscriber
@@ -304,17 +304,10 @@ def test_viewer_reaches_a_curve_daemon_with_its_keys(tmp_path):
 
     import aiohttp
 
-    from tracker.security import CurveClient, authorize_client, generate_keys
-
-    keys, allowed = tmp_path / "keys", tmp_path / "allowed"
-    server_pub, server_secret = generate_keys(keys, "server")
-    client_pub, client_secret = generate_keys(keys, "viewer")
-    authorize_client(client_pub, allowed)
-    cfg = tmp_path / "curve.toml"
-    cfg.write_text(f"[auth]\ncurve = true\nserver_secret_key = '{server_secret}'\nauthorized_clients = '{allowed}'\n")
-    d = start_daemon("--config", str(cfg), curve=CurveClient(str(client_secret), str(server_pub)))
-    v = ViewerProcess(d.results, d.commands, "--client-key", str(client_secret), "--server-key", str(server_pub),
-                      token=None)
+    cfg, keys = curve_config(tmp_path, "viewer")
+    d = start_daemon("--config", str(cfg), curve=keys)
+    v = ViewerProcess(d.results, d.commands, "--client-key", keys.secret_key_file,
+                      "--server-key", keys.server_public_key_file, token=None)
 
     async def session() -> tuple[dict, dict]:
         async with aiohttp.ClientSession() as s, s.ws_connect(f"http://127.0.0.1:{v.port}/ws") as ws:
