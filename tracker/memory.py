@@ -74,10 +74,9 @@ def gather_memory(
         memory_pos = [model.no_mem_pos_enc.expand(1, 1, model.mem_dim)]
     else:
         selected, unselected = select_cond_frames(bank, frame_index, opts.max_cond_frames)
-        memory, memory_pos = _spatial_memory(model, opts, bank, frame_index, selected, unselected,
-                                             maskmem_pos_enc, 1)
+        memory, memory_pos = _spatial_memory(model, opts, bank, frame_index, selected, unselected, maskmem_pos_enc)
         if model.use_obj_ptrs_in_encoder:
-            ptrs = _pointer_memory(model, opts, bank, frame_index, selected, unselected, 1, model.hidden_dim)
+            ptrs = _pointer_memory(model, opts, bank, frame_index, selected, unselected)
             if ptrs is not None:
                 memory.append(ptrs[0])
                 memory_pos.append(ptrs[1])
@@ -125,8 +124,9 @@ def condition_on_memory(
     return out[0] if len(out) == 1 else torch.cat(out, dim=0)
 
 
-def _spatial_memory(model, opts, bank, frame_index, selected, unselected, pos_enc, B):
-    """Mask memories: selected conditioning frames (t_pos 0), then recent frames oldest first."""
+def _spatial_memory(model, opts, bank, frame_index, selected, unselected, pos_enc):
+    """Mask memories [HW, 1, mem_dim] each: selected conditioning frames (t_pos 0), then recent frames
+    oldest first."""
     nm, r = opts.num_maskmem, opts.memory_temporal_stride_for_eval
     t_pos_and_prevs: list[tuple[int, MemoryEntry | None]] = [(0, e) for e in selected.values()]
     for t_pos in range(1, nm):
@@ -142,14 +142,14 @@ def _spatial_memory(model, opts, bank, frame_index, selected, unselected, pos_en
             continue
         # Stored bf16 like Meta; Meta's cat with fp32 pointers promotes them to fp32 exactly.
         memory.append(prev.maskmem_features.flatten(2).permute(2, 0, 1).float())
-        enc = pos_enc.expand(B, -1, -1, -1).flatten(2).permute(2, 0, 1)
+        enc = pos_enc.flatten(2).permute(2, 0, 1)
         memory_pos.append(enc + model.maskmem_tpos_enc[nm - t_pos - 1])
     return memory, memory_pos
 
 
-def _pointer_memory(model, opts, bank, frame_index, selected, unselected, B, C):
-    """Object pointers and their temporal encodings, or None when there is none."""
-    max_ptrs = opts.max_obj_ptrs_in_encoder
+def _pointer_memory(model, opts, bank, frame_index, selected, unselected):
+    """Object pointers and their temporal encodings, [tokens, 1, mem_dim] each, or None when there is none."""
+    max_ptrs, C = opts.max_obj_ptrs_in_encoder, model.hidden_dim
     cond = selected
     if model.only_obj_ptrs_in_the_past_for_eval:
         cond = {t: e for t, e in selected.items() if t <= frame_index}
@@ -174,10 +174,10 @@ def _pointer_memory(model, opts, bank, frame_index, selected, unselected, B, C):
         obj_pos = torch.tensor(pos_list).to(device=obj_ptrs.device)
         obj_pos = get_1d_sine_pe(obj_pos / (max_ptrs - 1), dim=tpos_dim)
         obj_pos = model.obj_ptr_tpos_proj(obj_pos)
-        obj_pos = obj_pos.unsqueeze(1).expand(-1, B, mem_dim)
+        obj_pos = obj_pos.unsqueeze(1)
     else:
-        obj_pos = obj_ptrs.new_zeros(len(pos_list), B, mem_dim)
+        obj_pos = obj_ptrs.new_zeros(len(pos_list), 1, mem_dim)
     if mem_dim < C:  # a pointer becomes C // mem_dim tokens
-        obj_ptrs = obj_ptrs.reshape(-1, B, C // mem_dim, mem_dim).permute(0, 2, 1, 3).flatten(0, 1)
+        obj_ptrs = obj_ptrs.reshape(-1, 1, C // mem_dim, mem_dim).permute(0, 2, 1, 3).flatten(0, 1)
         obj_pos = obj_pos.repeat_interleave(C // mem_dim, dim=0)
     return obj_ptrs, obj_pos
