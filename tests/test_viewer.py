@@ -232,7 +232,7 @@ def test_masks_reach_the_page_as_the_same_rle(encoding):
     header = {"type": "result", "width": 41, "height": 30,
               "objects": [{"id": i + 1, "mask": {"encoding": encoding, "frame": i}} for i in range(2)]}
     parts = [b"results.x", json.dumps(header).encode(), *(P.encode_mask(m, encoding) for m in masks)]
-    out = as_rle(parts)
+    out = as_rle(json.loads(parts[1]), parts)
     assert all(o["mask"]["encoding"] == "rle" for o in json.loads(out[1])["objects"])
     for m, data in zip(masks, out[2:]):
         assert np.array_equal(P.decode_mask(data, "rle", 30, 41), m)

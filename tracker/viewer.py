@@ -56,9 +56,9 @@ def pack(parts: list[bytes]) -> bytes:
     return struct.pack(f"<{len(parts) + 1}I", len(parts), *map(len, parts)) + b"".join(parts)
 
 
-def as_rle(parts: list[bytes]) -> list[bytes]:
-    """A result message with its masks in RLE, the one encoding the page decodes."""
-    header = json.loads(parts[1])
+def as_rle(header: dict, parts: list[bytes]) -> list[bytes]:
+    """A result message (its parsed header, and its parts) with its masks in RLE, the one encoding the
+    page decodes; the header is updated in place when a mask is re-encoded."""
     objects = [o for o in header.get("objects", ()) if "mask" in o and o["mask"]["encoding"] != "rle"]
     if not objects:
         return parts
@@ -205,7 +205,7 @@ class Viewer:
             try:
                 header = json.loads(parts[1])
                 if header["type"] == "result":
-                    parts = as_rle(parts)
+                    parts = as_rle(header, parts)
                     self._set_state("live", f"tracking stream {header['stream']!r}")
                 elif header["type"] == "end":
                     self._set_state("ended", f"the stream ended ({header['reason']}) after frame {header['frame']}")
