@@ -89,8 +89,6 @@ class OrtMemoryAttention:
     """Meta's memory_attention call, run by ONNX Runtime for one object with object pointers; other
     calls (a batch of objects, or a memory without pointers) go to the torch module."""
 
-    name = "onnxruntime"
-
     def __init__(self, onnx_path: Path, module: torch.nn.Module, device: torch.device,
                  threads: int | None = None, providers: list[str] | None = None):
         self.session = _session(onnx_path, threads, device, providers)
