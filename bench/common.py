@@ -7,7 +7,7 @@ import os
 import platform
 from pathlib import Path
 
-import numpy as np
+from tracker.percentiles import percentiles as summarize
 
 
 def environment(threads: int) -> dict:
@@ -32,17 +32,10 @@ def environment(threads: int) -> dict:
 
 def percentiles(values_s: list[float]) -> dict:
     """p50/p95/p99/max and mean of durations given in seconds, reported in milliseconds."""
-    a = np.asarray(values_s, dtype=np.float64) * 1000.0
-    if a.size == 0:
+    if len(values_s) == 0:
         return {"n": 0}
-    return {
-        "n": int(a.size),
-        "p50_ms": float(np.percentile(a, 50)),
-        "p95_ms": float(np.percentile(a, 95)),
-        "p99_ms": float(np.percentile(a, 99)),
-        "max_ms": float(a.max()),
-        "mean_ms": float(a.mean()),
-    }
+    p = summarize([1000.0 * v for v in values_s])
+    return {"n": p.n, "p50_ms": p.p50, "p95_ms": p.p95, "p99_ms": p.p99, "max_ms": p.max, "mean_ms": p.mean}
 
 
 def write_json(path: str | Path, data: dict) -> Path:

@@ -16,7 +16,7 @@ from bench.common import environment, percentiles, table, write_json
 from bench.plots import cdf, over_time
 from bench.scenario import object_boxes, scenario_parser, start_daemon
 from tracker.client import Client, Result, Subscriber
-from tracker.spawn import stop_daemon
+from tracker.client.spawn import stop_daemon
 
 
 def main(argv=None) -> dict:

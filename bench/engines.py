@@ -17,11 +17,11 @@ import numpy as np
 import torch
 
 from bench.common import environment, percentiles, table, write_json
-from engines import make_encoder, make_memory_attention
+from engines.factory import make_encoder, make_memory_attention
 from engines.tensorrt_backend import tensorrt_available
 from pipelines.synthetic import box_of_first_shape, moving_shapes_frame
 from tracker import Tracker
-from tracker.models import build_sam2_model
+from tracker.models import seeded_model
 
 FRAME_W, FRAME_H = 640, 480
 
@@ -43,10 +43,7 @@ def _sync(device: str) -> None:
 
 
 def bench_size(size: int, args, cache_dir: str) -> dict:
-    model = build_sam2_model(args.model, image_size=size, device=args.device, seed=0)
-    model.fill_hole_area = 0
-    with torch.no_grad():  # random weights: make the object present so every tracking stage runs
-        model.sam_mask_decoder.pred_obj_score_head.layers[-1].bias.fill_(5.0)
+    model = seeded_model(args.model, image_size=size, device=args.device)  # objects present: every stage runs
     encoders = {label: make_encoder(name, model, cache_dir=cache_dir, **opts)
                 for label, name, opts in _backends(args.device)}
     image = torch.randn(1, 3, size, size, device=args.device)

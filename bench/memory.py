@@ -28,7 +28,7 @@ from PIL import Image  # noqa: E402
 from bench.common import environment, percentiles, table, write_json  # noqa: E402
 from pipelines.synthetic import box_of_first_shape, moving_shapes_frame  # noqa: E402
 from tracker import Tracker  # noqa: E402
-from tracker.models import build_sam2_model  # noqa: E402
+from tracker.models import seeded_model  # noqa: E402
 
 FRAME_W, FRAME_H = 320, 240  # synthetic stream size (a small camera)
 N_DISTINCT = 200  # distinct synthetic frames; the stream cycles through them (generation stays cheap)
@@ -39,12 +39,8 @@ def rss_bytes() -> int:
 
 
 def _model(args):
-    model = build_sam2_model(args.model, image_size=args.image_size, seed=args.seed)
-    model.fill_hole_area = 0  # CPU build of sam2: Meta skips it too (with a warning per frame)
-    if not args.absent:  # random weights: force objects present so every memory path runs
-        with torch.no_grad():
-            model.sam_mask_decoder.pred_obj_score_head.layers[-1].bias.fill_(5.0)
-    return model
+    # Random weights: objects forced present (unless --absent) so every memory path runs.
+    return seeded_model(args.model, image_size=args.image_size, seed=args.seed, present=not args.absent)
 
 
 def phase_stream(args, model, frames) -> dict:

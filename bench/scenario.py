@@ -5,10 +5,6 @@ from __future__ import annotations
 import argparse
 import os
 
-import torch
-
-from tracker.models import build_sam2_model
-
 
 def scenario_parser(name: str, doc: str | None, frames: int, quick_frames: int) -> argparse.ArgumentParser:
     """Common options; --quick shrinks the run to finish within a few minutes on a 2-core CPU."""
@@ -33,15 +29,6 @@ def scenario_parser(name: str, doc: str | None, frames: int, quick_frames: int) 
     return p
 
 
-def forced_present_model(name: str, image_size: int):
-    """Random weights with the object-score bias raised: objects present, every stage runs."""
-    model = build_sam2_model(name, image_size=image_size, seed=0)
-    model.fill_hole_area = 0
-    with torch.no_grad():
-        model.sam_mask_decoder.pred_obj_score_head.layers[-1].bias.fill_(5.0)
-    return model
-
-
 def object_boxes(n: int, width: int, height: int) -> list[tuple[int, int, int, int]]:
     """n boxes tiling the frame, one per object."""
     cols = max(1, int(n ** 0.5 + 0.999))
@@ -53,7 +40,7 @@ def object_boxes(n: int, width: int, height: int) -> list[tuple[int, int, int, i
 
 def start_daemon(args, source: str):
     """`samtrack serve` as a subprocess on loopback; returns (process, results, commands) once it answers."""
-    from tracker.spawn import free_port, spawn_daemon, stop_daemon, wait_ready
+    from tracker.client.spawn import free_port, spawn_daemon, stop_daemon, wait_ready
 
     results, commands = f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}"
     proc = spawn_daemon(["--source", source, "--image-size", str(args.image_size), "--model", args.model,

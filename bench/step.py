@@ -14,15 +14,16 @@ import torch
 
 from bench.common import environment, percentiles, table, write_json
 from bench.plots import cdf
-from bench.scenario import forced_present_model, object_boxes, scenario_parser
+from bench.scenario import object_boxes, scenario_parser
 from pipelines.synthetic import moving_shapes_frame
 from tracker import Tracker
+from tracker.models import seeded_model
 
 STAGES = ("preprocess", "encoder", "track", "memory_encoder", "postprocess")
 
 
 def run(args) -> dict:
-    model = forced_present_model(args.model, args.image_size)
+    model = seeded_model(args.model, args.image_size)
     results, series = {}, {}
     for n in args.objects:
         modes = {"off": [False], "on": [True], "both": [False, True] if n > 1 else [False]}[args.batch]

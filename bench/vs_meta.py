@@ -20,9 +20,10 @@ from PIL import Image  # noqa: E402
 
 from bench.common import environment, percentiles, table, write_json  # noqa: E402
 from bench.plots import over_time  # noqa: E402
-from bench.scenario import forced_present_model, object_boxes, scenario_parser  # noqa: E402
+from bench.scenario import object_boxes, scenario_parser  # noqa: E402
 from pipelines.synthetic import moving_shapes_frame  # noqa: E402
-from tracker import Tracker  # noqa: E402
+from tracker import Tracker
+from tracker.models import seeded_model  # noqa: E402
 
 MIN_VIDEO = 16  # Meta scales pointer encodings by min(video length, 16): shorter videos are not comparable
 
@@ -67,7 +68,7 @@ def main(argv=None) -> dict:
     p.set_defaults(objects=[1, 8])
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
-    model = forced_present_model(args.model, args.image_size)
+    model = seeded_model(args.model, args.image_size)
     n = max(MIN_VIDEO + 1, args.frames + args.warmup + 1)
     frames = [moving_shapes_frame(i, args.height, args.width) for i in range(n)]
     results, series = {}, {}

@@ -1,8 +1,7 @@
-"""The encoder seam and the factory choosing a backend by name."""
+"""The backend seams (typed protocols) and what every backend needs from the model."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Protocol
 
 import torch
@@ -38,33 +37,3 @@ def position_encodings(model: Sam2Model, image_size: int) -> list[torch.Tensor]:
     with torch.inference_mode():
         dummy = torch.zeros(1, 3, image_size, image_size, device=model.device)
         return [p.clone() for p in model.image_encoder(dummy)["vision_pos_enc"]]
-
-
-def make_encoder(name: str, model: Sam2Model, cache_dir: Path | None = None, **options) -> EncoderBackend:
-    """The backend `name` for this model; compiled backends build (or reuse from the cache) their artefact."""
-    if name == "torch":
-        from .torch_backend import TorchEncoder
-
-        return TorchEncoder(model, **options)
-    if name == "onnxruntime":
-        from .onnxruntime_backend import OrtEncoder
-
-        return OrtEncoder.for_model(model, cache_dir=cache_dir, **options)
-    if name == "tensorrt":
-        from .tensorrt_backend import TensorRTEncoder
-
-        return TensorRTEncoder.for_model(model, cache_dir=cache_dir, **options)
-    raise ValueError(f"unknown encoder backend {name!r}; one of {', '.join(BACKENDS)}")
-
-
-def make_memory_attention(name: str, model: Sam2Model, cache_dir: Path | None = None,
-                          **options) -> MemoryAttentionBackend:
-    """The memory attention for backend `name`: ONNX Runtime's graph for `onnxruntime` (measured faster
-    on CPU, docs/benchmarks.md), Meta's torch module otherwise."""
-    if name == "onnxruntime":
-        from .onnxruntime_backend import OrtMemoryAttention
-
-        return OrtMemoryAttention.for_model(model, cache_dir=cache_dir, **options)
-    if name not in BACKENDS:
-        raise ValueError(f"unknown backend {name!r}; one of {', '.join(BACKENDS)}")
-    return model.memory_attention

@@ -14,26 +14,28 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-
-from .base import Sam2Model
+from typing import Any
 
 log = logging.getLogger(__name__)
 
 
-def default_cache_dir() -> Path:
-    """$SAMTRACK_ENGINE_CACHE, else $XDG_CACHE_HOME/samtrack/engines, else ~/.cache/samtrack/engines."""
-    if os.environ.get("SAMTRACK_ENGINE_CACHE"):
-        return Path(os.environ["SAMTRACK_ENGINE_CACHE"])
+def user_cache_dir(name: str, override_env: str) -> Path:
+    """$<override_env>, else $XDG_CACHE_HOME/samtrack/<name>, else ~/.cache/samtrack/<name>."""
+    if os.environ.get(override_env):
+        return Path(os.environ[override_env])
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "samtrack" / "engines"
+    return Path(base) / "samtrack" / name
 
 
-def weights_digest(model: Sam2Model) -> str:
-    """sha256 over the encoder's parameter names, shapes and bytes (what the artefact bakes in)."""
+def default_cache_dir() -> Path:
+    """Where compiled artefacts go: $SAMTRACK_ENGINE_CACHE, else the XDG cache's samtrack/engines."""
+    return user_cache_dir("engines", "SAMTRACK_ENGINE_CACHE")
+
+
+def weights_digest(modules: dict[str, Any]) -> str:
+    """sha256 over the parameter names, shapes and bytes of the modules an artefact bakes in."""
     h = hashlib.sha256()
-    parts = {"image_encoder": model.image_encoder, "conv_s0": model.sam_mask_decoder.conv_s0,
-             "conv_s1": model.sam_mask_decoder.conv_s1}
-    for prefix, module in parts.items():
+    for prefix, module in modules.items():
         for name, t in sorted(module.state_dict().items()):
             h.update(f"{prefix}.{name}:{tuple(t.shape)}:{t.dtype}".encode())
             h.update(t.detach().cpu().contiguous().numpy().tobytes())
@@ -45,7 +47,7 @@ class ArtefactKey:
     """Everything a compiled encoder depends on."""
 
     kind: str  # "onnx" | "trt"
-    weights: str  # weights_digest
+    weights: str  # weights_digest of the modules the artefact holds
     model_config: str  # e.g. Hiera widths/depths and image size, as text
     image_size: int
     precision: str  # "fp32" | "fp16"

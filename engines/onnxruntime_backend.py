@@ -18,15 +18,20 @@ log = logging.getLogger(__name__)
 
 
 def onnx_key(model: Sam2Model, image_size: int, kind: str = "onnx") -> ArtefactKey:
-    """Cache key of an exported graph: "onnx" (image encoder) or "onnx-memory" (memory attention)."""
+    """Cache key of an exported graph: "onnx" (image encoder) or "onnx-memory" (memory attention), over
+    the weights of exactly the modules that graph holds."""
     import onnx
 
-    trunk = model.image_encoder.trunk
-    config = f"hiera:{trunk.patch_embed.proj.out_channels}:{len(trunk.blocks)}:{type(model).__name__}"
     if kind == "onnx-memory":
         ma = model.memory_attention
         config = f"memory-attention:{ma.num_layers}:{ma.d_model}:{model.mem_dim}:{type(model).__name__}"
-    return ArtefactKey(kind, weights_digest(model), config, image_size, "fp32",
+        modules = {"memory_attention": ma}
+    else:
+        trunk = model.image_encoder.trunk
+        config = f"hiera:{trunk.patch_embed.proj.out_channels}:{len(trunk.blocks)}:{type(model).__name__}"
+        modules = {"image_encoder": model.image_encoder, "conv_s0": model.sam_mask_decoder.conv_s0,
+                   "conv_s1": model.sam_mask_decoder.conv_s1}
+    return ArtefactKey(kind, weights_digest(modules), config, image_size, "fp32",
                        f"onnx-{onnx.__version__}/opset-{OPSET}/torchscript/torch-{torch.__version__}", "any")
 
 

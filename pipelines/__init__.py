@@ -13,6 +13,8 @@ _EXPORTS = {
     "parse_source": ".spec",
     "SourceSpec": ".spec",
     "Frame": ".frame",
+    "Source": ".base",
+    "StreamInfo": ".base",
     **{name: ".errors" for name in ("EndOfStream", "MissingElementError", "NotAVideoError", "SinkError",
                                     "SourceError", "SourceNotFoundError", "SourceSpecError", "SourceTimeoutError")},
 }

@@ -1,8 +1,11 @@
-"""What every frame source shares: a bounded frame queue, iteration until end of stream, `with`."""
+"""The `Source` protocol the daemon depends on, and what the GStreamer and OpenCV sources share: a bounded
+frame queue, iteration until end of stream, `with`."""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Protocol
 
 from .errors import EndOfStream, SourceTimeoutError
 from .frame import Frame
@@ -15,6 +18,47 @@ LIVE_QUEUE = 1
 FILE_QUEUE = 4
 
 
+@dataclass(frozen=True)
+class StreamInfo:
+    """What the first frame's caps say about the stream."""
+
+    width: int
+    height: int
+    fps: float | None  # None for a variable or unknown rate
+    caps: str
+
+
+class Source(Protocol):
+    """A frame source: every source samtrack opens implements this, and the daemon needs nothing else."""
+
+    spec: SourceSpec
+
+    def start(self) -> StreamInfo | None:
+        """Open the capture; return once the first frame arrived, raise SourceError if it cannot."""
+
+    def read(self, timeout: float = 1.0) -> Frame | None:
+        """The next frame, None after `timeout` s, EndOfStream at the end, SourceError on failure."""
+
+    def stop(self) -> None:
+        """Release the capture; safe to call twice."""
+
+    @property
+    def info(self) -> StreamInfo | None:
+        """The stream's size and rate once started (None before, or while a live source reconnects)."""
+
+    @property
+    def dropped(self) -> int:
+        """Frames that arrived but were replaced by a newer one before they were read."""
+
+    @property
+    def reconnects(self) -> int:
+        """Successful restarts after a failure (0 for sources that do not reconnect)."""
+
+    @property
+    def connected(self) -> bool:
+        """Whether frames can arrive now (False while a live source waits to reconnect)."""
+
+
 class QueuedSource(ABC):
     """Base of the GStreamer and OpenCV sources: subclasses fill `_queue`, implement start/read/stop."""
 
@@ -22,9 +66,11 @@ class QueuedSource(ABC):
         self.spec, self.start_timeout = spec, start_timeout
         self._queue = FrameQueue(LIVE_QUEUE if spec.live else FILE_QUEUE,
                                  Policy.LATEST if spec.live else Policy.BLOCK)
+        self.info: StreamInfo | None = None
+        self.reconnects = 0  # these sources never reconnect themselves (ReconnectingSource wraps them)
 
     @abstractmethod
-    def start(self):
+    def start(self) -> StreamInfo:
         """Open the capture; return once the first frame arrived (StreamInfo), raise if it cannot."""
 
     @abstractmethod
@@ -43,6 +89,10 @@ class QueuedSource(ABC):
     def dropped(self) -> int:
         """Frames that arrived but were replaced by a newer one before the consumer read them."""
         return self._queue.dropped
+
+    @property
+    def connected(self) -> bool:
+        return self.info is not None
 
     def __iter__(self):
         """Every frame until the end of the stream; a wait longer than start_timeout raises."""

@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from .base import Source, StreamInfo
 from .errors import EndOfStream, SourceError
 from .frame import Frame
 from .spec import SourceSpec
@@ -39,7 +40,7 @@ class ReconnectingSource:
     daemon's command handling) keeps running. Frame indices continue across reconnects.
     """
 
-    def __init__(self, factory: Callable[[], object], spec: SourceSpec, backoff: Backoff = DEFAULT_BACKOFF,
+    def __init__(self, factory: Callable[[], Source], spec: SourceSpec, backoff: Backoff = DEFAULT_BACKOFF,
                  stall_timeout_s: float = 5.0):
         self._factory = factory
         self.spec = spec
@@ -48,7 +49,7 @@ class ReconnectingSource:
         self.reconnects = 0  # successful restarts after a failure
         self.failures = 0  # consecutive failed attempts (0 while healthy)
         self.last_error: str | None = None
-        self._source = None
+        self._source: Source | None = None
         self._dropped_before = 0
         self._next_index = 0
         self._retry_at = 0.0
@@ -59,14 +60,14 @@ class ReconnectingSource:
         return self._source is not None
 
     @property
-    def info(self):
+    def info(self) -> StreamInfo | None:
         return self._source.info if self._source is not None else None
 
     @property
     def dropped(self) -> int:
         return self._dropped_before + (self._source.dropped if self._source is not None else 0)
 
-    def start(self):
+    def start(self) -> StreamInfo | None:
         """Start the first source; a source that cannot start at all raises (so a service fails fast)."""
         self._source = self._factory()
         info = self._source.start()

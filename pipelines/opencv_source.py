@@ -7,10 +7,9 @@ import os
 import threading
 import time
 
-from .base import QueuedSource
+from .base import QueuedSource, StreamInfo
 from .errors import EndOfStream, NotAVideoError, SourceNotFoundError, SourceSpecError, SourceTimeoutError
 from .frame import Frame
-from .source import StreamInfo
 from .spec import SourceSpec, parse_source
 
 log = logging.getLogger(__name__)
@@ -27,7 +26,6 @@ class OpenCvSource(QueuedSource):
         if self.spec.kind not in ("file", "v4l2"):
             raise SourceSpecError(f"the OpenCV fallback reads files and cameras only, not {self.spec.kind}: "
                                   f"install GStreamer's Python bindings (./setup.sh)")
-        self.info: StreamInfo | None = None
         self._cap = None
         self._thread: threading.Thread | None = None
         self._eos = threading.Event()

@@ -6,9 +6,8 @@ from __future__ import annotations
 import logging
 import os
 import time
-from dataclasses import dataclass
 
-from .base import QueuedSource
+from .base import QueuedSource, StreamInfo
 from .errors import EndOfStream, SourceError, SourceNotFoundError, SourceTimeoutError
 from .frame import Frame, rgb_from_buffer
 from .gst import Gst, error_from_message, parse_launch, require_gst
@@ -19,16 +18,6 @@ log = logging.getLogger(__name__)
 STOP_TIMEOUT_S = 2.0  # bound on the state change to NULL when stopping
 
 
-@dataclass(frozen=True)
-class StreamInfo:
-    """What the first frame's caps say about the stream."""
-
-    width: int
-    height: int
-    fps: float | None  # None for a variable or unknown rate
-    caps: str
-
-
 class GstSource(QueuedSource):
     """Frames from one GStreamer pipeline. `start()` returns once the first frame has arrived."""
 
@@ -36,7 +25,6 @@ class GstSource(QueuedSource):
         require_gst()
         super().__init__(parse_source(spec) if isinstance(spec, str) else spec, start_timeout)
         self.description = launch_description(self.spec)
-        self.info: StreamInfo | None = None
         self._pipeline = None
         self._bus = None
         self._arrived = 0

@@ -8,7 +8,7 @@ import torch
 
 from pipelines.synthetic import moving_shapes
 from tests.synthetic import save_jpeg_folder
-from tracker.models import build_sam2_model
+from tracker.models import seeded_model
 
 # Small enough for a 2-core CI, large enough for 8x8 top-level features and real memory attention.
 TEST_IMAGE_SIZE = 128
@@ -16,17 +16,10 @@ N_FRAMES = 24
 
 
 def make_model(present: bool = True, image_size: int = TEST_IMAGE_SIZE, seed: int = 0, **attrs):
-    """Meta's video predictor with seeded random weights; objects forced present when asked.
-
-    Random weights mostly give object scores <= 0 (every mask "absent"); raising the score head's
-    bias makes objects present so the memory paths of present objects are exercised.
-    """
+    """Meta's video predictor with seeded random weights, objects forced present when asked, and
+    model attributes overridden by `attrs`."""
     torch.set_num_threads(2)
-    model = build_sam2_model("sam2.1_hiera_t", image_size=image_size, seed=seed)
-    model.fill_hole_area = 0  # no CUDA extension here: Meta would warn per frame and skip it
-    if present:
-        with torch.no_grad():
-            model.sam_mask_decoder.pred_obj_score_head.layers[-1].bias.fill_(5.0)
+    model = seeded_model("sam2.1_hiera_t", image_size=image_size, seed=seed, present=present)
     for k, v in attrs.items():
         assert hasattr(model, k), k
         setattr(model, k, v)

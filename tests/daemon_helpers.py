@@ -6,8 +6,8 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from tracker.security import CurveClient, authorize_client, generate_keys
-from tracker.spawn import free_port, spawn_daemon, stop_daemon, wait_ready
+from tracker.client.spawn import free_port, spawn_daemon, stop_daemon, wait_ready
+from tracker.protocol.curve import CurveClient, authorize_client, generate_keys
 
 
 @dataclass
@@ -22,13 +22,14 @@ class DaemonProcess:
 
 def start_daemon(*extra: str, source: str = "test:?width=160&height=120&fps=15", image_size: int = 64,
                  wait_s: float = 120.0, env: dict[str, str] | None = None, curve: CurveClient | None = None,
-                 wait_for_frame: bool = True, endpoints: tuple[str, str] | None = None) -> DaemonProcess:
+                 wait_for_frame: bool = True, endpoints: tuple[str, str] | None = None,
+                 log: Path | None = None) -> DaemonProcess:
     """A daemon on loopback ports (metrics on a free port), returned once it answers ping (bounded wait);
-    `endpoints` (results, commands) reuses a stopped daemon's ports."""
+    `endpoints` (results, commands) reuses a stopped daemon's ports; `log` receives its output."""
     results, commands = endpoints or (f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}")
     proc = spawn_daemon(["--source", source, "--image-size", str(image_size), "--results", results,
                          "--commands", commands, "--threads", "1", "--stream", "test", "--metrics-port", "0",
-                         *extra], env=env)
+                         *extra], env=env, log=log)
     d = DaemonProcess(proc, results, commands)
     try:
         wait_ready(proc, commands, wait_s, need_frame=wait_for_frame, curve=curve)

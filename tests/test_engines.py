@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from engines import make_encoder, make_memory_attention
 from engines.cache import ArtefactCache
+from engines.factory import make_encoder, make_memory_attention
 from engines.memory_graph import MemoryAttentionGraph
 from engines.onnxruntime_backend import OrtEncoder, OrtMemoryAttention, export_cached, onnx_key
 from engines.tensorrt_backend import tensorrt_available
@@ -153,6 +153,21 @@ def test_cache_hit_miss_invalidation_and_corruption(tmp_path):
     assert cache.rebuilds == 2
     m1 = export_cached(model, cache, kind="onnx-memory")  # the memory attention: its own kind and file
     assert m1.name.startswith("onnx-memory-") and export_cached(model, cache, kind="onnx-memory") == m1
+
+
+def test_each_graph_is_keyed_by_the_weights_it_holds():
+    """A checkpoint differing only in its memory attention must not reuse a cached memory graph, and
+    one differing only in its image encoder must not reuse a cached encoder graph."""
+    base, mem, enc = (make_model(image_size=64) for _ in range(3))
+    with torch.no_grad():
+        mem.memory_attention.layers[0].linear1.weight.add_(1e-3)
+        enc.image_encoder.neck.convs[0].conv.weight.add_(1e-3)
+    key = {(name, kind): onnx_key(m, 64, kind).digest() for name, m in (("base", base), ("mem", mem), ("enc", enc))
+           for kind in ("onnx", "onnx-memory")}
+    assert key["mem", "onnx-memory"] != key["base", "onnx-memory"]
+    assert key["mem", "onnx"] == key["base", "onnx"]
+    assert key["enc", "onnx"] != key["base", "onnx"]
+    assert key["enc", "onnx-memory"] == key["base", "onnx-memory"]
 
 
 def test_unknown_backend(model):

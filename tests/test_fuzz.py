@@ -4,7 +4,6 @@ publishing, and its memory stays flat."""
 from __future__ import annotations
 
 import json
-import math
 import time
 
 import psutil
@@ -147,7 +146,7 @@ def test_daemon_survives_fuzzing_with_flat_memory(daemon, dealer):
                 frames.append(json.loads(sub.recv_multipart()[1])["frame"])
         assert len(frames) == 3 and frames == sorted(frames), "the daemon stopped publishing"
         assert growth < 40 * 2**20, f"daemon RSS grew {growth / 2**20:.1f} MiB over 6,000 bad requests"
-        assert not math.isnan(growth)
+        assert daemon.proc.poll() is None, "the daemon exited under fuzzing"
     finally:
         sub.close(0)
         ctx.term()

@@ -7,7 +7,7 @@ import torch
 
 from tracker import CheckpointError, ModelNameError, Tracker
 from tracker.models import build_sam2_model
-from tracker.registry import MODELS, model_spec
+from tracker.models.registry import MODELS, model_spec
 
 
 def _save_meta_checkpoint(model, path):

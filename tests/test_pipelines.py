@@ -26,7 +26,7 @@ from pipelines.sinks import DisplaySink, RtspServerSink, SinkError, VideoFileSin
 from pipelines.source import GstSource
 from pipelines.spec import launch_description
 from tests.gst_helpers import CODECS, RtspTestServer, block_image, block_means, encode_test_file
-from tracker.spawn import free_port
+from tracker.client.spawn import free_port
 
 # ---- launch descriptions (pure) ---------------------------------------------------------------
 

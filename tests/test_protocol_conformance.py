@@ -16,7 +16,9 @@ from pycocotools import mask as mask_util
 from tests.daemon_helpers import start_daemon
 
 HEADER_FIELDS = {"v", "type", "stream", "seq", "frame", "source_index", "width", "height", "pts_ns",
-                 "capture_ns", "publish_ns", "publish_unix_ns", "timings_ms", "dropped", "objects"}
+                 "capture_ns", "publish_ns", "publish_unix_ns", "capture_us", "publish_us", "publish_unix_us",
+                 "timings_ms", "dropped", "objects"}
+PING_FIELDS = {"pong", "protocol", "stream", "frame", "source", "uptime_s", "window", "metrics_port"}
 STAGES = {"queue", "preprocess", "encoder", "track", "memory_encoder", "postprocess", "step"}
 
 
@@ -75,7 +77,8 @@ def test_every_op_round_trips_and_masks_decode_with_pycocotools(sockets):
     r = call(dealer, "a", "add_points", {"object": 3, "points": [[w / 2, h / 2]], "labels": [1],
                                          "frame": header["frame"]})
     assert r["ok"] and r["result"]["frame"] == header["frame"] and r["result"]["object"]["id"] == 3
-    assert set(r["result"]) == {"frame", "object", "objects", "retracked"}
+    assert set(r["result"]) == {"frame", "object", "objects", "retracked", "elapsed_ms"}
+    assert r["result"]["elapsed_ms"] > 0
     r = call(dealer, "b", "add_box", {"object": 4, "box": [5, 5, w / 3, h / 3]})
     assert r["ok"] and r["result"]["object"]["id"] == 4
 
@@ -129,6 +132,11 @@ def test_req_socket_and_typed_errors(daemon):
                          "args": {"object": 1, "encoding": "rle", "size": [4, 4]}}).encode(), "bad_frames"),
             (json.dumps({"v": 1, "id": 1, "op": "add_points",
                          "args": {"object": 1, "points": [[1e9, 2]], "labels": [1]}}).encode(), "bad_prompt"),
+            (json.dumps({"v": 1, "id": 1, "op": "add_points",  # the doc's table: labels not 0/1 are bad_prompt
+                         "args": {"object": 1, "points": [[1, 2]], "labels": [2]}}).encode(), "bad_prompt"),
+            (json.dumps({"v": 1, "id": 1, "op": "add_box",
+                         "args": {"object": 1, "box": [1, 2, 30, 40], "points": [[3, 4]], "labels": [3]}}).encode(),
+             "bad_prompt"),
         ]
         for payload, code in cases:
             req.send(payload)
@@ -138,4 +146,54 @@ def test_req_socket_and_typed_errors(daemon):
             assert reply["error"]["message"]
     finally:
         req.close(0)
+        ctx.term()
+
+
+def test_stats_carries_everything_of_ping_and_documented_fields(sockets):
+    dealer, sub = sockets
+    next_result(sub)
+    ping = call(dealer, 1, "ping")["result"]
+    stats = call(dealer, 2, "stats")["result"]
+    assert PING_FIELDS == set(ping), set(ping) ^ PING_FIELDS
+    assert PING_FIELDS <= set(stats) and stats["pong"] is True and stats["protocol"] == 1
+    assert isinstance(stats["metrics_port"], int) and stats["metrics_port"] > 0
+    assert {"step", "publish", "queue"} <= set(stats["timings_ms"])
+    assert {"frames", "frame_errors", "prompts", "requests", "errors", "fps", "objects", "held_bytes",
+            "retracked_frames"} <= set(stats)
+
+
+def test_args_may_be_omitted_and_coordinates_may_be_fractional(sockets):
+    dealer, sub = sockets
+    dealer.send_multipart([json.dumps({"v": 1, "id": "no-args", "op": "ping"}).encode()])
+    assert dealer.poll(30000)
+    reply = json.loads(dealer.recv_multipart()[0])
+    assert reply["id"] == "no-args" and reply["ok"] and reply["result"]["pong"] is True
+    header, _ = next_result(sub)
+    r = call(dealer, "f", "add_points", {"object": 9, "points": [[10.25, 20.75]], "labels": [1],
+                                         "frame": header["frame"]})
+    assert r["ok"], r
+    r = call(dealer, "g", "add_box", {"object": 9, "box": [0.5, 1.5, 40.25, 30.75]})
+    assert r["ok"], r
+    assert call(dealer, "h", "remove_object", {"object": 9})["ok"]
+
+
+def test_microsecond_timestamps_are_exact_for_javascript(sockets):
+    _, sub = sockets
+    header, _ = next_result(sub)
+    for us, ns in (("capture_us", "capture_ns"), ("publish_us", "publish_ns"), ("publish_unix_us", "publish_unix_ns")):
+        assert header[us] == header[ns] // 1000 and header[us] < 2**53, (us, header[us])
+    assert header["publish_unix_ns"] > 2**53  # why the _us forms exist
+
+
+def test_too_large_reply_has_null_id(daemon):
+    ctx = zmq.Context()
+    dealer = ctx.socket(zmq.DEALER)
+    dealer.connect(daemon.commands)
+    try:
+        dealer.send_multipart([json.dumps({"v": 1, "id": "big", "op": "ping"}).encode(), b"\0" * (17 << 20)])
+        assert dealer.poll(30000)
+        reply = json.loads(dealer.recv_multipart()[0])
+        assert reply["ok"] is False and reply["error"]["code"] == "too_large" and reply["id"] is None
+    finally:
+        dealer.close(0)
         ctx.term()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import configparser
+import json
 import shutil
 import socket
 import subprocess
@@ -17,9 +18,9 @@ import pytest
 from tests.daemon_helpers import curve_config, start_daemon
 from tests.gst_helpers import RtspTestServer
 from tracker.client import Client
-from tracker.config import ConfigError, example_toml, load_config
-from tracker.security import CurveClient, generate_keys, is_loopback
-from tracker.spawn import free_port
+from tracker.client.spawn import free_port
+from tracker.daemon.config import ConfigError, example_toml, load_config
+from tracker.protocol.curve import CurveClient, generate_keys, is_loopback
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -237,8 +238,31 @@ def test_curve_refuses_unauthenticated_clients(tmp_path):
         with Client(d.commands, timeout=2, curve=CurveClient(str(mallory_secret), server_pub)) as m:
             with pytest.raises(TimeoutError):
                 m.ping()
+        _cli_clients_reach_a_curve_daemon(d, alice)
     finally:
         assert d.stop() == 0
+
+
+def _samtrack(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "tracker.cli", *args], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def _cli_clients_reach_a_curve_daemon(d, alice: CurveClient) -> None:
+    """samtrack prompt/watch/objects/stats with --client-key/--server-key, and a clear error for half a pair."""
+    keys = ["--client-key", alice.secret_key_file, "--server-key", alice.server_public_key_file]
+    r = _samtrack("prompt", "--commands", d.commands, "--object", "1", "--point", "80,60", *keys)
+    assert r.returncode == 0 and json.loads(r.stdout)["object"]["id"] == 1, r.stderr[-2000:]
+    r = _samtrack("objects", "--commands", d.commands, *keys)
+    assert r.returncode == 0 and [o["id"] for o in json.loads(r.stdout)["objects"]] == [1], r.stderr[-2000:]
+    r = _samtrack("stats", "--commands", d.commands, *keys)
+    assert r.returncode == 0 and json.loads(r.stdout)["prompts"] == 1, r.stderr[-2000:]
+    r = _samtrack("watch", "--results", d.results, "--frames", "2", *keys)
+    assert r.returncode == 0 and r.stdout.count("frame ") >= 2 and "#1 " in r.stdout, r.stderr[-2000:]
+    r = _samtrack("stats", "--commands", d.commands, "--timeout", "2")  # no keys: the daemon never answers
+    assert r.returncode == 2 and "no reply to stats" in r.stderr
+    r = _samtrack("stats", "--commands", d.commands, "--client-key", alice.secret_key_file)
+    assert r.returncode == 2 and "--client-key and --server-key go together" in r.stderr
 
 
 def test_loopback_detection():

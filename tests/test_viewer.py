@@ -21,8 +21,8 @@ from tests.daemon_helpers import curve_config, start_daemon
 from tests.gst_helpers import CODECS, encode_test_file
 from tracker import protocol as P
 from tracker.client import Client, Result, Subscriber
-from tracker.spawn import free_port, stop_daemon
-from tracker.viewer import as_rle, needs_token, pack
+from tracker.client.spawn import free_port, stop_daemon
+from tracker.viewer.server import as_rle, needs_token, pack
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = Path(os.environ.get("SAMTRACK_ARTIFACTS", Path(__file__).resolve().parents[1] / "build" / "test-artifacts"))

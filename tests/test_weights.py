@@ -14,7 +14,7 @@ from tests.httpserver import FileServer
 from tracker import Tracker
 from tracker.errors import DownloadError
 from tracker.models import build_sam2_model
-from tracker.weights import cache_dir, download, list_models
+from tracker.models.weights import cache_dir, download, list_models
 
 NAME, FILE = "sam2.1_hiera_t", "sam2.1_hiera_tiny.pt"
 
@@ -127,7 +127,7 @@ def test_cli_download_errors_are_clear(tmp_path):
 
 
 def test_resolve_checkpoint_prefers_explicit_then_cache(monkeypatch, tmp_path):
-    from tracker.weights import resolve_checkpoint
+    from tracker.models.weights import resolve_checkpoint
 
     monkeypatch.setenv("SAMTRACK_CACHE_DIR", str(tmp_path))
     assert resolve_checkpoint(NAME, None) is None  # nothing cached: random weights

@@ -1,5 +1,7 @@
 """Streaming SAM2 tracker: frames and prompts in, per-object masks out.
 
+Rooms: core/ (the tracker), models/, protocol/ (the wire), daemon/, client/, viewer/, cli/; see docs/design.md.
+
 Names are imported on first use, so `samtrack` subcommands that need no model start without torch.
 """
 
@@ -8,10 +10,10 @@ from __future__ import annotations
 import importlib
 
 _EXPORTS = {
-    "Tracker": ".tracker",
-    "TrackerOptions": ".options",
-    "FrameResult": ".results",
-    "ObjectResult": ".results",
+    "Tracker": ".core.tracker",
+    "TrackerOptions": ".core.options",
+    "FrameResult": ".core.results",
+    "ObjectResult": ".core.results",
     "CheckpointError": ".errors",
     "FrameError": ".errors",
     "FrameWindowError": ".errors",

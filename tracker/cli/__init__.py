@@ -1,0 +1,5 @@
+"""The `samtrack` command line (thin: parse arguments, call library functions). `python -m tracker.cli`."""
+
+from .main import main
+
+__all__ = ["main"]

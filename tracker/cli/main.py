@@ -1,0 +1,54 @@
+"""The `samtrack` command line: one parser, one subcommand module each, errors as one line and exit code 2."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from pipelines.errors import SinkError, SourceError
+
+from ..errors import SamtrackError
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="samtrack", description="Real-time streaming SAM2 tracker")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    from .bench import add_bench_parser
+    from .client import add_client_parsers
+    from .demo import add_demo_parser
+    from .export import add_export_parser
+    from .keys import add_keys_parser
+    from .serve import add_serve_parser
+    from .sources import add_sources_parser
+    from .track import add_track_parser
+    from .view import add_view_parser
+    from .weights import add_weights_parser
+
+    add_serve_parser(sub)
+    add_client_parsers(sub)
+    add_demo_parser(sub)
+    add_keys_parser(sub)
+    add_export_parser(sub)
+    add_bench_parser(sub)
+    add_track_parser(sub)
+    add_sources_parser(sub)
+    add_view_parser(sub)
+    add_weights_parser(sub)
+
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return args.func(args)
+    except (SamtrackError, SourceError, SinkError) as e:
+        print(f"samtrack: error: {e}", file=sys.stderr)
+        return 2
+    except (TimeoutError, ConnectionError) as e:
+        print(f"samtrack: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+

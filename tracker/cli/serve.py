@@ -1,0 +1,67 @@
+"""`samtrack serve` (the daemon, from a config file and flags) and `samtrack config check|example`."""
+
+from __future__ import annotations
+
+from ..protocol import MASK_ENCODINGS
+
+# flag dest -> config field it overrides
+FLAG_FIELDS = {
+    "source": "stream.source", "stream": "stream.name", "model": "model.name", "checkpoint": "model.checkpoint",
+    "image_size": "model.image_size", "device": "model.device", "threads": "model.threads",
+    "results": "endpoints.results", "commands": "endpoints.commands", "mask_encoding": "output.mask_encoding",
+    "preview_every": "output.preview_every", "feature_window": "memory.feature_window",
+    "metrics_port": "metrics.port", "log_level": "logging.level", "backend": "model.backend",
+}
+
+
+def add_serve_parser(sub) -> None:
+    p = sub.add_parser("serve", help="run the tracker daemon on a source (flags override --config)")
+    p.add_argument("--config", help="TOML config file (see `samtrack config example`)")
+    p.add_argument("--source", help="test:, a file, v4l2:/dev/videoN, rtsp://..., gst:...")
+    p.add_argument("--stream", help="stream name (topic suffix)")
+    p.add_argument("--model")
+    p.add_argument("--checkpoint", help="checkpoint file (default: the cached one for the model, else random)")
+    p.add_argument("--image-size", type=int)
+    p.add_argument("--device")
+    p.add_argument("--threads", type=int, help="CPU threads for torch")
+    p.add_argument("--backend", choices=["torch", "onnxruntime", "tensorrt"], help="image encoder backend")
+    p.add_argument("--results", help="PUB endpoint for results")
+    p.add_argument("--commands", help="ROUTER endpoint for commands")
+    p.add_argument("--mask-encoding", choices=MASK_ENCODINGS)
+    p.add_argument("--preview-every", type=int, help="publish a JPEG preview every N frames (0: off)")
+    p.add_argument("--feature-window", type=int, help="recent frames a prompt may name")
+    p.add_argument("--metrics-port", type=int, help="Prometheus port (0: any free port)")
+    p.add_argument("--no-metrics", action="store_true", help="do not serve metrics")
+    p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    p.set_defaults(func=run_serve)
+
+    c = sub.add_parser("config", help="configuration files").add_subparsers(dest="action", required=True)
+    check = c.add_parser("check", help="validate a config file without starting")
+    check.add_argument("file")
+    check.set_defaults(func=run_config_check)
+    c.add_parser("example", help="print a commented example config").set_defaults(func=run_config_example)
+
+
+def run_config_check(args) -> int:
+    from ..daemon.config import load_config
+
+    cfg = load_config(args.file)
+    print(f"{args.file}: ok (stream {cfg.stream.name!r}, source {cfg.stream.source!r}, model {cfg.model.name})")
+    return 0
+
+
+def run_config_example(args) -> int:
+    from ..daemon.config import example_toml
+
+    print(example_toml(), end="")
+    return 0
+
+
+def run_serve(args) -> int:
+    from ..daemon.config import load_config
+    from ..daemon.wiring import serve
+
+    overrides = {field: getattr(args, dest) for dest, field in FLAG_FIELDS.items() if getattr(args, dest) is not None}
+    if args.no_metrics:
+        overrides["metrics.enabled"] = False
+    return serve(load_config(args.config, overrides))

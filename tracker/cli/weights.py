@@ -1,0 +1,39 @@
+"""`samtrack weights list|download`: Meta's released checkpoints in the local cache."""
+
+from __future__ import annotations
+
+
+def add_weights_parser(sub) -> None:
+    weights = sub.add_parser("weights", help="Meta's released checkpoints").add_subparsers(dest="action", required=True)
+    wl = weights.add_parser("list", help="list models and whether their checkpoint is cached")
+    wl.add_argument("--cache-dir", help="cache directory (default: $XDG_CACHE_HOME/samtrack/checkpoints)")
+    wl.set_defaults(func=run_list)
+    wd = weights.add_parser("download", help="download a model's checkpoint into the cache")
+    wd.add_argument("name", help="model name, e.g. sam2.1_hiera_t (see `samtrack weights list`)")
+    wd.add_argument("--base-url", help="download from this directory URL instead of Meta's")
+    wd.add_argument("--cache-dir", help="cache directory")
+    wd.add_argument("--force", action="store_true", help="download again even if cached")
+    wd.add_argument("--quiet", action="store_true", help="no progress bar")
+    wd.set_defaults(func=run_download)
+
+
+def _directory(args):
+    from pathlib import Path
+
+    return Path(args.cache_dir) if args.cache_dir else None
+
+
+def run_list(args) -> int:
+    from ..models import weights
+
+    for m in weights.list_models(_directory(args)):
+        state = f"cached  {m.path}" if m.present else "-"
+        print(f"{m.spec.name:16s} {m.spec.filename:26s} {state}")
+    return 0
+
+
+def run_download(args) -> int:
+    from ..models import weights
+
+    print(weights.download(args.name, args.base_url, _directory(args), force=args.force, progress=not args.quiet))
+    return 0

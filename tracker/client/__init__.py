@@ -1,0 +1,8 @@
+"""The Python client of the daemon: requests (`Client`), results (`Subscriber`), and helpers to start a
+daemon as a child process (`spawn`). Speaks protocol v1 through tracker.protocol only."""
+
+from .commands import Client, RemoteError
+from .detections import to_detections
+from .results import Result, StreamEnd, Subscriber
+
+__all__ = ["Client", "RemoteError", "Result", "StreamEnd", "Subscriber", "to_detections"]

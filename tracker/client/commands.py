@@ -1,0 +1,108 @@
+"""Requests to the daemon over a DEALER socket: prompts and queries with timeouts, typed remote errors."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import time
+
+import numpy as np
+import zmq
+
+from .. import protocol as P
+from ..errors import SamtrackError
+from ..protocol.curve import CurveClient
+
+
+class RemoteError(SamtrackError):
+    """The daemon answered with an error; `code` is the protocol's error code."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(f"{code}: {message}")
+        self.code, self.message = code, message
+
+
+class Client:
+    """Requests over a DEALER socket. On a timeout the socket is closed and recreated, so a late reply
+    can never be mistaken for the answer to the next request."""
+
+    def __init__(self, endpoint: str = P.DEFAULT_COMMANDS, timeout: float = 10.0,
+                 context: zmq.Context | None = None, curve: CurveClient | None = None):
+        self.endpoint, self.timeout, self.curve = endpoint, timeout, curve
+        self._ctx = context or zmq.Context.instance()
+        self._ids = itertools.count(1)
+        self._sock = self._connect()
+
+    def _connect(self) -> zmq.Socket:
+        s = self._ctx.socket(zmq.DEALER)
+        s.setsockopt(zmq.LINGER, 0)
+        if self.curve is not None:
+            self.curve.apply(s)
+        s.connect(self.endpoint)
+        return s
+
+    def request(self, op: str, args: P.NoArgs | None = None, frames: list[bytes] = (), timeout: float | None = None):
+        """Send one request (args as the op's schema in tracker.protocol) and return its result;
+        RemoteError for an error reply, TimeoutError if none."""
+        rid = next(self._ids)
+        self._sock.send_multipart([P.request(rid, op, args), *frames])
+        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or not self._sock.poll(int(left * 1000)):
+                self._sock.close(0)
+                self._sock = self._connect()
+                raise TimeoutError(f"no reply to {op} from {self.endpoint} within {self.timeout:.1f} s")
+            reply = json.loads(self._sock.recv_multipart()[-1])
+            if reply.get("id") != rid:  # a stale reply to an earlier request: skip it
+                continue
+            if not reply["ok"]:
+                raise RemoteError(reply["error"]["code"], reply["error"]["message"])
+            return reply["result"]
+
+    def ping(self) -> dict:
+        return self.request("ping")
+
+    def add_points(self, obj: int, points, labels, frame: int | str = "latest", clear_old_points: bool = True):
+        return self.request("add_points", P.PointsArgs.model_construct(
+            object=obj, points=_points(points), labels=[int(v) for v in labels], frame=frame,
+            clear_old_points=clear_old_points))
+
+    def add_box(self, obj: int, box, frame: int | str = "latest", points=None, labels=None):
+        """A box, optionally with clicks (points and labels together)."""
+        args = P.BoxArgs.model_construct(object=obj, box=[float(v) for v in box], frame=frame)
+        if points is not None or labels is not None:
+            args = P.BoxArgs.model_construct(object=obj, box=args.box, frame=frame, points=_points(points or []),
+                                             labels=[int(v) for v in labels or []])
+        return self.request("add_box", args)
+
+    def add_mask(self, obj: int, mask: np.ndarray, frame: int | str = "latest", encoding: str = "rle"):
+        h, w = mask.shape
+        return self.request("add_mask", P.MaskArgs.model_construct(object=obj, encoding=encoding, size=[h, w],
+                                                                   frame=frame),
+                            frames=[P.encode_mask(mask.astype(bool), encoding)])
+
+    def remove_object(self, obj: int):
+        return self.request("remove_object", P.ObjectArgs.model_construct(object=obj))
+
+    def reset(self):
+        return self.request("reset")
+
+    def list_objects(self):
+        return self.request("list_objects")
+
+    def stats(self):
+        return self.request("stats")
+
+    def close(self) -> None:
+        self._sock.close(0)
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _points(points) -> list[list[float]]:
+    return [[float(v) for v in p] for p in points]

@@ -1,0 +1,68 @@
+"""Running `samtrack serve` as a child process: start it, wait until it answers, stop it cleanly.
+Used by `samtrack demo`, the end-to-end benchmarks and the tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from ..protocol.curve import CurveClient
+from .commands import Client
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago (for daemons and test servers)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def spawn_daemon(serve_args: list[str], env: dict[str, str] | None = None, quiet: bool = True,
+                 log: Path | None = None) -> subprocess.Popen:
+    """`python -m tracker.cli serve <serve_args>` with this interpreter; its output goes to `log` when
+    given, else nowhere (quiet) or to this process's terminal."""
+    out = open(log, "wb") if log is not None else subprocess.DEVNULL if quiet else None
+    try:
+        return subprocess.Popen([sys.executable, "-m", "tracker.cli", "serve", *serve_args],
+                                env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}, stdout=out,
+                                stderr=subprocess.STDOUT if log is not None else out)
+    finally:
+        if log is not None:
+            out.close()  # the child holds its own descriptor
+
+
+def wait_ready(proc: subprocess.Popen, commands: str, timeout_s: float = 180.0, need_frame: bool = True,
+               curve: CurveClient | None = None) -> None:
+    """Return once the daemon answers ping (and has tracked a frame, if need_frame); raise if it exits or
+    the time runs out (bounded: model loading can take a while on a CPU)."""
+    deadline = time.monotonic() + timeout_s
+    with Client(commands, timeout=1.0, curve=curve) as c:
+        while True:
+            try:
+                if not need_frame or c.ping()["frame"] is not None:
+                    return
+            except TimeoutError:
+                pass
+            if proc.poll() is not None:
+                raise RuntimeError(f"the daemon exited with code {proc.returncode} before it was ready")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the daemon did not answer on {commands} within {timeout_s:.0f} s")
+            time.sleep(0.2)
+
+
+def stop_daemon(proc: subprocess.Popen, timeout_s: float = 10.0) -> int:
+    """SIGTERM, then SIGKILL if it has not exited within timeout_s; the exit code."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+    return proc.returncode

@@ -1,0 +1,366 @@
+"""The streaming tracker: frames one at a time in, per-object results out, prompts at any recent frame."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from engines.base import EncoderBackend, MemoryAttentionBackend
+
+from ..errors import FrameWindowError, PromptError, UnknownObjectError
+from .bank import MemoryEntry, ObjectBank, PointPrompt
+from .memory import condition_on_memory, gather_memory
+from .options import TrackerOptions
+from .preprocess import Preprocessor, check_frame
+from .prompts import check_box, check_mask, check_points, to_mask_input, to_point_prompt
+from .results import FrameResult, StageTimes, make_result
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class FrameFeatures:
+    """Backbone features of one frame in the feature window."""
+
+    index: int
+    height: int
+    width: int
+    vision_feats: list[torch.Tensor]  # per level [HW, 1, C], as Meta's _prepare_backbone_features
+    feat_sizes: list[tuple[int, int]]
+
+    def tensors(self) -> list[torch.Tensor]:
+        return list(self.vision_feats)
+
+
+class Tracker:
+    """Streaming SAM2: `step(frame)` per frame; `add_points` / `add_box` / `add_mask` at any frame
+    in the feature window. Bit-exact to Meta's SAM2VideoPredictor in fp32 on causal sessions,
+    with memory bounded by the options (see TrackerOptions)."""
+
+    def __init__(self, model: torch.nn.Module, options: TrackerOptions, encoder: EncoderBackend | None = None,
+                 memory_attention: MemoryAttentionBackend | None = None):
+        self.model = model
+        self.options = options
+        # Backends (engines/) chosen by whoever builds the tracker; Meta's own modules by default.
+        self.encoder = encoder or model.forward_image
+        self.memory_attention = memory_attention or model.memory_attention
+        self.device = model.device
+        self.image_size = int(model.image_size)
+        self._preprocess = Preprocessor(self.image_size, self.device)
+        self._fill_hole_area = _usable_hole_area(options.fill_hole_area)
+        self._window: OrderedDict[int, FrameFeatures] = OrderedDict()
+        self._banks: dict[int, ObjectBank] = {}
+        self._latest = -1
+        # Constants per resolution, computed once: the top-level position encoding of the image
+        # and the memory position encoding (Meta recomputes both every frame, with equal values).
+        self._vision_pos: torch.Tensor | None = None
+        self._maskmem_pos: torch.Tensor | None = None
+        self._mem_time = 0.0  # seconds in the memory encoder during the current step
+
+    # ---- construction -------------------------------------------------------------------
+    @classmethod
+    def build(
+        cls,
+        model: str = "sam2.1_hiera_t",
+        checkpoint: str | os.PathLike | None = None,
+        image_size: int = 1024,
+        device: str = "cpu",
+        seed: int = 0,
+        threads: int | None = None,
+        backend: str = "torch",
+        engine_cache: str | os.PathLike | None = None,
+        **options,
+    ) -> Tracker:
+        """Build Meta's model (checkpoint or seeded random weights) with the named backend and wrap it.
+
+        backend: torch, onnxruntime or tensorrt (engines/), its compiled artefacts cached in engine_cache;
+        the choice is made beside the core, in tracker/build.py. Other options as in TrackerOptions.
+        """
+        from ..build import build_parts
+
+        net, encoder, memory_attention = build_parts(model, checkpoint, image_size, device, seed, threads,
+                                                     backend, engine_cache)
+        return cls(net, TrackerOptions.from_model(net, **options), encoder, memory_attention)
+
+    @classmethod
+    def from_sam2(cls, model: torch.nn.Module, **options) -> Tracker:
+        """Wrap an already-built sam2 model (e.g. the one inside Meta's predictor), honouring its settings."""
+        return cls(model, TrackerOptions.from_model(model, **options))
+
+    # ---- public API ---------------------------------------------------------------------
+    @property
+    def objects(self) -> list[int]:
+        """Ids of the tracked objects, in the order they were added."""
+        return list(self._banks)
+
+    @property
+    def latest_frame(self) -> int | None:
+        """Index of the last stepped frame (None before the first)."""
+        return self._latest if self._latest >= 0 else None
+
+    @property
+    def window(self) -> list[int]:
+        """Frame indices a prompt may name now."""
+        return list(self._window)
+
+    @torch.inference_mode()
+    def step(self, frame: np.ndarray) -> FrameResult:
+        """Track every object on the next frame (HxWx3 uint8 RGB)."""
+        frame = check_frame(frame)
+        t0 = time.perf_counter()
+        image = self._preprocess(frame)
+        t1 = time.perf_counter()
+        feats = self._encode(image, frame.shape[0], frame.shape[1], self._latest + 1)
+        t2 = time.perf_counter()
+        self._mem_time = 0.0
+        for bank in self._banks.values():
+            self._flush(bank)
+        self._push(feats)
+        low_res = {}
+        banks = list(self._banks.values())
+        entries = self._track_objects(banks, feats, is_init_cond=False, run_mem_encoder=True) if banks else []
+        for bank, entry in zip(banks, entries):
+            bank.non_cond[feats.index] = entry
+            bank.tracked.add(feats.index)
+            bank.prune(self._oldest_kept(), self.options.max_cond_frames)
+            low_res[bank.obj_id] = (entry.pred_masks, entry.object_score_logits)
+        t3 = time.perf_counter()
+        result = make_result(feats.index, low_res, feats.height, feats.width)
+        t4 = time.perf_counter()
+        times = StageTimes(t1 - t0, t2 - t1, t3 - t2 - self._mem_time, self._mem_time, t4 - t3)
+        return dataclasses.replace(result, times=times)
+
+    @torch.inference_mode()
+    def add_points(self, obj_id: int, points, labels, frame_index: int | None = None,
+                   clear_old_points: bool = True) -> FrameResult:
+        """Positive (1) / negative (0) clicks in frame pixels (x, y) for a new or existing object."""
+        feats = self._prompt_frame(frame_index)
+        pts, lab = check_points(points, labels, feats.width, feats.height)
+        prompt = to_point_prompt(pts, lab, None, feats.width, feats.height, self.image_size, self.device)
+        return self._add_prompt(_obj_id(obj_id), feats, prompt=prompt, clear_old_points=clear_old_points)
+
+    @torch.inference_mode()
+    def add_box(self, obj_id: int, box, frame_index: int | None = None,
+                points=None, labels=None) -> FrameResult:
+        """A box (x0, y0, x1, y1) in frame pixels, optionally with clicks, for a new or existing object."""
+        feats = self._prompt_frame(frame_index)
+        b = check_box(box, feats.width, feats.height)
+        pts, lab = (None, None) if points is None else check_points(points, labels, feats.width, feats.height)
+        prompt = to_point_prompt(pts, lab, b, feats.width, feats.height, self.image_size, self.device)
+        return self._add_prompt(_obj_id(obj_id), feats, prompt=prompt)
+
+    @torch.inference_mode()
+    def add_mask(self, obj_id: int, mask, frame_index: int | None = None) -> FrameResult:
+        """A binary HxW mask at frame resolution for a new or existing object."""
+        feats = self._prompt_frame(frame_index)
+        m = check_mask(mask, feats.width, feats.height)
+        return self._add_prompt(_obj_id(obj_id), feats, mask=to_mask_input(m, self.image_size, self.device))
+
+    def remove_object(self, obj_id: int) -> None:
+        """Stop tracking an object and forget its memory."""
+        if obj_id not in self._banks:
+            raise UnknownObjectError(f"unknown object {obj_id!r}; tracked objects: {self.objects}")
+        del self._banks[obj_id]
+
+    def reset(self) -> None:
+        """Forget every object. Frame indices and the feature window carry on."""
+        self._banks.clear()
+
+    def result(self, frame_index: int | None = None) -> FrameResult:
+        """Every object's current result on a frame still in the window (default: the latest)."""
+        feats = self._prompt_frame(frame_index)
+        return self._result(feats)
+
+    def tensors(self) -> list[torch.Tensor]:
+        """Every tensor the tracker holds per frame or per object (for accounting and tests)."""
+        out = [t for f in self._window.values() for t in f.tensors()]
+        out += [t for b in self._banks.values() for t in b.tensors()]
+        return out + [t for t in (self._vision_pos, self._maskmem_pos) if t is not None]
+
+    def held_bytes(self) -> int:
+        """Bytes of the tensors in `tensors()`, counting shared storage once."""
+        seen, total = set(), 0
+        for t in self.tensors():
+            s = t.untyped_storage()
+            if s.data_ptr() not in seen:
+                seen.add(s.data_ptr())
+                total += s.nbytes()
+        return total
+
+    # ---- internals ----------------------------------------------------------------------
+    def _encode(self, image: torch.Tensor, height: int, width: int, index: int) -> FrameFeatures:
+        backbone_out = self.encoder(image)
+        _, feats, pos, sizes = self.model._prepare_backbone_features(backbone_out)
+        if self._vision_pos is None:
+            self._vision_pos = pos[-1].clone()
+        return FrameFeatures(index, height, width, feats, sizes)
+
+    def _push(self, feats: FrameFeatures) -> None:
+        self._window[feats.index] = feats
+        self._latest = feats.index
+        while len(self._window) > self.options.feature_window:
+            self._window.popitem(last=False)
+
+    def _oldest_kept(self) -> int:
+        """Oldest frame whose memory a frame in the window may still read (catch-up included)."""
+        return self._latest - (self.options.feature_window - 1) - self.options.memory_horizon
+
+    def _prompt_frame(self, frame_index: int | None) -> FrameFeatures:
+        if self._latest < 0:
+            raise FrameWindowError("no frame yet: call step(frame) before prompting")
+        k = self._latest if frame_index is None else frame_index
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or int(k) not in self._window:
+            first = next(iter(self._window))
+            raise FrameWindowError(
+                f"frame {frame_index!r} is not in the feature window [{first}, {self._latest}]: prompt a "
+                f"recent frame, or raise feature_window (now {self.options.feature_window})"
+            )
+        return self._window[int(k)]
+
+    def _add_prompt(self, obj_id: int, feats: FrameFeatures, prompt: PointPrompt | None = None,
+                    mask: torch.Tensor | None = None, clear_old_points: bool = True) -> FrameResult:
+        k = feats.index
+        bank = self._banks.get(obj_id) or ObjectBank(obj_id)
+        if prompt is not None and not clear_old_points and k in bank.points:
+            old = bank.points[k]
+            prompt = PointPrompt(torch.cat([old.coords, prompt.coords], 1), torch.cat([old.labels, prompt.labels], 1))
+        is_init_cond = k not in bank.tracked
+        is_cond = is_init_cond or self.options.add_all_frames_to_correct_as_cond
+        pending = bank.pending_cond if is_cond else bank.pending_non_cond
+        prev_logits = None
+        if prompt is not None:  # Meta feeds the previous mask of this frame along with new clicks
+            prev = next((d[k] for d in (pending, bank.cond, bank.non_cond) if k in d), None)
+            if prev is not None:
+                prev_logits = torch.clamp(prev.pred_masks, -32.0, 32.0)
+        entry = self._track(bank, feats, is_init_cond, prompt=prompt, mask=mask,
+                            prev_logits=prev_logits, run_mem_encoder=False)
+        # Commit only now: a failure above leaves the state as it was.
+        pending[k] = entry
+        if prompt is not None:
+            bank.points[k] = prompt
+        else:
+            bank.points.pop(k, None)
+        self._banks[obj_id] = bank
+        if k < self._latest:
+            self._retrack(bank, k)
+        return self._result(feats)
+
+    def _retrack(self, bank: ObjectBank, k: int) -> None:
+        """Re-track one object from frame k+1 to the latest frame from cached features.
+
+        Only the prompted object is re-tracked: objects are independent in SAM2, so the others'
+        results are unchanged (their pending prompts stay pending, unlike Meta's propagate).
+        """
+        self._flush(bank)
+        for j in range(k + 1, self._latest + 1):
+            bank.tracked.add(j)
+            if j in bank.cond:  # prompted frames keep their prompt output, as in Meta's propagate
+                continue
+            bank.non_cond[j] = self._track(bank, self._window[j], is_init_cond=False, run_mem_encoder=True)
+        bank.prune(self._oldest_kept(), self.options.max_cond_frames)
+
+    def _flush(self, bank: ObjectBank) -> None:
+        """Encode the memory of prompted frames (Meta's propagate preflight) and move them into memory."""
+        for pending in (bank.pending_non_cond, bank.pending_cond):
+            for t, e in pending.items():
+                if e.maskmem_features is not None:
+                    continue
+                feats = self._window[t]
+                high_res = F.interpolate(e.pred_masks, size=(self.image_size,) * 2, mode="bilinear",
+                                         align_corners=False)
+                e.maskmem_features = self._encode_memory(feats.vision_feats, feats.feat_sizes, high_res,
+                                                         e.object_score_logits, from_pts=True)
+        bank.flush_pending()
+
+    def _encode_memory(self, vision_feats: list[torch.Tensor], feat_sizes, high_res_masks, object_score_logits,
+                       from_pts: bool):
+        t0 = time.perf_counter()
+        maskmem, pos = self.model._encode_new_memory(
+            current_vision_feats=vision_feats, feat_sizes=feat_sizes,
+            pred_masks_high_res=high_res_masks, object_score_logits=object_score_logits,
+            is_mask_from_pts=from_pts,
+        )
+        if self._maskmem_pos is None:
+            self._maskmem_pos = pos[-1][0:1].clone()
+        maskmem = maskmem.to(torch.bfloat16)
+        self._mem_time += time.perf_counter() - t0
+        return maskmem
+
+    def _track(self, bank: ObjectBank, feats: FrameFeatures, is_init_cond: bool,
+               prompt: PointPrompt | None = None, mask: torch.Tensor | None = None,
+               prev_logits: torch.Tensor | None = None, run_mem_encoder: bool = True) -> MemoryEntry:
+        """One object on one frame: Meta's track_step reading the bounded bank."""
+        return self._track_objects([bank], feats, is_init_cond, prompt, mask, prev_logits, run_mem_encoder)[0]
+
+    def _track_objects(self, banks: list[ObjectBank], feats: FrameFeatures, is_init_cond: bool,
+                       prompt: PointPrompt | None = None, mask: torch.Tensor | None = None,
+                       prev_logits: torch.Tensor | None = None, run_mem_encoder: bool = True) -> list[MemoryEntry]:
+        """Objects on one frame, in one batch (prompts only come one object at a time)."""
+        if len(banks) > 1 and not self.options.batch_objects:
+            return [self._track(b, feats, is_init_cond, run_mem_encoder=run_mem_encoder) for b in banks]
+        m, vf, sizes, n = self.model, feats.vision_feats, feats.feat_sizes, len(banks)
+        high_res_feats = [x.permute(1, 2, 0).view(x.size(1), x.size(2), *s).expand(n, -1, -1, -1)
+                          for x, s in zip(vf[:-1], sizes[:-1])] or None
+        point_inputs = prompt.as_inputs() if prompt is not None else None
+        if mask is not None and m.use_mask_input_as_output_without_sam:
+            pix_feat = vf[-1].permute(1, 2, 0).view(-1, m.hidden_dim, *sizes[-1])
+            outs = m._use_mask_as_output(pix_feat, high_res_feats, mask)
+        else:
+            memories = [gather_memory(m, self.options, b, feats.index, is_init_cond, self._maskmem_pos) for b in banks]
+            pix_feat = condition_on_memory(m, self.options, self.memory_attention, vf[-1], self._vision_pos,
+                                           sizes[-1], memories)
+            outs = m._forward_sam_heads(
+                backbone_features=pix_feat, point_inputs=point_inputs,
+                mask_inputs=prev_logits if prev_logits is not None else mask,
+                high_res_features=high_res_feats,
+                multimask_output=m._use_multimask(is_init_cond, point_inputs),
+            )
+        _, _, _, low_res, high_res, obj_ptr, score = outs
+        maskmem = None
+        if run_mem_encoder and self.options.num_maskmem > 0:
+            batch_feats = [x.expand(-1, n, -1) for x in vf]
+            maskmem = self._encode_memory(batch_feats, sizes, high_res, score, from_pts=point_inputs is not None)
+        if self._fill_hole_area > 0:
+            from sam2.utils.misc import fill_holes_in_mask_scores
+
+            low_res = fill_holes_in_mask_scores(low_res, self._fill_hole_area)
+        if n == 1:
+            return [MemoryEntry(feats.index, low_res, obj_ptr, score, maskmem)]
+        # Each object keeps its own copy, so its memory is freed with it, not with the whole batch.
+        return [MemoryEntry(feats.index, low_res[i:i + 1].clone(), obj_ptr[i:i + 1].clone(),
+                            score[i:i + 1].clone(), None if maskmem is None else maskmem[i:i + 1].clone())
+                for i in range(n)]
+
+    def _result(self, feats: FrameFeatures) -> FrameResult:
+        low_res = {}
+        for obj_id, bank in self._banks.items():
+            e = bank.entry(feats.index)
+            if e is not None:
+                low_res[obj_id] = (e.pred_masks, e.object_score_logits)
+        return make_result(feats.index, low_res, feats.height, feats.width)
+
+
+def _obj_id(obj_id) -> int:
+    if isinstance(obj_id, bool) or not isinstance(obj_id, (int, np.integer)):
+        raise PromptError(f"object ids must be integers, got {obj_id!r}")
+    return int(obj_id)
+
+
+def _usable_hole_area(area: int) -> int:
+    """The hole-filling area to apply: 0 when sam2's CUDA extension is missing (Meta then skips it too)."""
+    if area <= 0:
+        return 0
+    try:
+        from sam2 import _C  # noqa: F401
+    except ImportError:
+        log.info("sam2 CUDA extension not built: mask hole filling (fill_hole_area=%d) is off", area)
+        return 0
+    return area

@@ -1,0 +1,198 @@
+"""The daemon's configuration: one TOML file, validated at start; command-line flags override it.
+
+Every field has a default and a description; `samtrack config example` prints them as a commented
+TOML file (systemd/samtrack.toml is that output)."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from ..core.options import DEFAULT_FEATURE_WINDOW, DEFAULT_MAX_COND_FRAMES
+from ..errors import SamtrackError
+from ..protocol import DEFAULT_COMMANDS, DEFAULT_RESULTS, MASK_ENCODINGS
+
+
+class ConfigError(SamtrackError):
+    """A configuration file that cannot be read or does not validate."""
+
+    code = "bad_config"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+def _check_endpoint(value: str) -> str:
+    if not value.startswith(("tcp://", "ipc://", "inproc://")):
+        raise ValueError("must start with tcp://, ipc:// or inproc:// (e.g. tcp://127.0.0.1:5555)")
+    if value.startswith("tcp://"):
+        host, _, port = value[6:].rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError("tcp endpoints are tcp://HOST:PORT with PORT in 1..65535")
+    return value
+
+
+class StreamSection(_Section):
+    name: str = Field("default", min_length=1, pattern=r"^[A-Za-z0-9_.-]+$",
+                      description="Stream name: the results topic is results.<name>; one per camera.")
+    source: str = Field("test:", description="Frame source: test:, a file, v4l2:/dev/videoN, rtsp://..., gst:...")
+    stall_timeout_s: float = Field(5.0, gt=0, description="A live source without a frame this long is reconnected.")
+    reconnect_initial_s: float = Field(0.5, gt=0, description="First reconnection delay; doubles per failure.")
+    reconnect_max_s: float = Field(10.0, gt=0, description="Longest delay between reconnection attempts.")
+
+
+class ModelSection(_Section):
+    name: str = Field("sam2.1_hiera_t", description="Model: sam2[.1]_hiera_{t,s,b+,l} (see `samtrack weights list`).")
+    checkpoint: str = Field("", description="Checkpoint file; empty: the cached one for `name`, else random weights.")
+    image_size: int = Field(512, ge=64, multiple_of=32,
+                            description="Model input size; Meta's is 1024, 512 keeps a CPU near real time.")
+    device: str = Field("cpu", description="torch device: cpu, cuda, cuda:1 ...")
+    threads: int = Field(0, ge=0, description="CPU threads for torch; 0 keeps torch's default.")
+    backend: Literal["torch", "onnxruntime", "tensorrt"] = Field(
+        "torch", description="Image encoder backend: torch (exact), onnxruntime (faster on CPU), tensorrt (GPU).")
+    engine_cache: str = Field("", description="Compiled encoder cache; empty: $XDG_CACHE_HOME/samtrack/engines.")
+
+    @field_validator("checkpoint")
+    @classmethod
+    def _exists(cls, v: str) -> str:
+        if v and not Path(v).expanduser().is_file():
+            raise ValueError(f"checkpoint file not found: {v} (download one with `samtrack weights download`)")
+        return v
+
+
+class MemorySection(_Section):
+    feature_window: int = Field(DEFAULT_FEATURE_WINDOW, ge=1, le=256,
+                                description="Recent frames a prompt may name (~0.5 s at 30 fps covers a click).")
+    max_cond_frames: int = Field(DEFAULT_MAX_COND_FRAMES, ge=2, le=64,
+                                 description="Prompted frames kept per object; bounds memory and attention cost.")
+    batch_objects: bool = Field(False, description="Track all objects of a frame in one batch (for GPUs; "
+                                "within 1e-5 of one at a time, measured slower on CPU).")
+
+
+class EndpointsSection(_Section):
+    results: str = Field(DEFAULT_RESULTS, description="PUB socket for results and previews.")
+    commands: str = Field(DEFAULT_COMMANDS, description="ROUTER socket for prompts and queries.")
+
+    _v = field_validator("results", "commands")(lambda cls, v: _check_endpoint(v))
+
+    @model_validator(mode="after")
+    def _distinct(self):
+        if self.results == self.commands:
+            raise ValueError("results and commands must be different endpoints")
+        return self
+
+
+class OutputSection(_Section):
+    mask_encoding: Literal[MASK_ENCODINGS] = Field("rle", description="Mask encoding on the wire: rle bits png none.")
+    preview_every: int = Field(0, ge=0, description="Publish a JPEG preview every N frames (0: never).")
+
+
+class MetricsSection(_Section):
+    enabled: bool = Field(True, description="Serve Prometheus metrics over HTTP.")
+    address: str = Field("127.0.0.1", description="Metrics HTTP address (loopback: scrape locally or via a proxy).")
+    port: int = Field(9105, ge=0, le=65535, description="Metrics HTTP port (0: pick a free one).")
+
+
+class LoggingSection(_Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level.")
+
+
+class AuthSection(_Section):
+    curve: bool = Field(False, description="Encrypt and authenticate both sockets with CurveZMQ.")
+    server_secret_key: str = Field("", description="Server secret key file (from `samtrack keys generate`).")
+    authorized_clients: str = Field("", description="Directory of client public key files allowed to connect.")
+
+    @model_validator(mode="after")
+    def _files(self):
+        if self.curve:
+            if not self.server_secret_key or not Path(self.server_secret_key).expanduser().is_file():
+                raise ValueError(f"curve needs server_secret_key, a key file (got {self.server_secret_key!r})")
+            if not self.authorized_clients or not Path(self.authorized_clients).expanduser().is_dir():
+                raise ValueError(f"curve needs authorized_clients, a directory (got {self.authorized_clients!r})")
+        return self
+
+
+class ServiceSection(_Section):
+    watchdog_stall_s: float = Field(10.0, gt=0,
+                                    description="No frame tracked this long: stop watchdog pings (systemd restarts).")
+    status_every_s: float = Field(5.0, gt=0, description="How often STATUS= is sent to systemd.")
+
+
+class Config(_Section):
+    stream: StreamSection = Field(default_factory=StreamSection)
+    model: ModelSection = Field(default_factory=ModelSection)
+    memory: MemorySection = Field(default_factory=MemorySection)
+    endpoints: EndpointsSection = Field(default_factory=EndpointsSection)
+    output: OutputSection = Field(default_factory=OutputSection)
+    metrics: MetricsSection = Field(default_factory=MetricsSection)
+    logging: LoggingSection = Field(default_factory=LoggingSection)
+    auth: AuthSection = Field(default_factory=AuthSection)
+    service: ServiceSection = Field(default_factory=ServiceSection)
+
+
+def load_config(path: str | Path | None, overrides: dict[str, object] | None = None) -> Config:
+    """The configuration from a TOML file (or defaults), with "section.field" overrides applied."""
+    data: dict = {}
+    where = "defaults"
+    if path is not None:
+        p = Path(path)
+        where = str(p)
+        try:
+            data = tomllib.loads(p.read_text())
+        except FileNotFoundError as e:
+            raise ConfigError(f"config file not found: {p}") from e
+        except (OSError, UnicodeDecodeError) as e:
+            raise ConfigError(f"cannot read config file {p}: {e}") from e
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"{p}: not valid TOML: {e}") from e
+    for key, value in (overrides or {}).items():
+        section, field = key.split(".")
+        data.setdefault(section, {})[field] = value
+    try:
+        return Config.model_validate(data)
+    except ValidationError as e:
+        lines = [f"{where}: {len(e.errors())} problem(s):"]
+        for err in e.errors():
+            loc = ".".join(str(x) for x in err["loc"])
+            msg = err["msg"].removeprefix("Value error, ")
+            if err["type"] == "extra_forbidden":
+                section = _section_of(err["loc"])
+                msg = f"unknown key; allowed here: {', '.join(section.model_fields)}"
+            lines.append(f"  {loc}: {msg} (got {err.get('input')!r})")
+        raise ConfigError("\n".join(lines)) from e
+
+
+def _section_of(loc) -> type[BaseModel]:
+    model: type[BaseModel] = Config
+    for part in loc[:-1]:
+        field = model.model_fields.get(str(part))
+        if field is None or not isinstance(field.annotation, type) or not issubclass(field.annotation, BaseModel):
+            break
+        model = field.annotation
+    return model
+
+
+def example_toml() -> str:
+    """A commented TOML file with every field at its default."""
+    out = ["# samtrack daemon configuration (`samtrack serve --config FILE`).",
+           "# Every field is optional; shown here with its default. Flags given to `samtrack serve` win.", ""]
+    for name, field in Config.model_fields.items():
+        section = field.annotation
+        out.append(f"[{name}]")
+        for fname, f in section.model_fields.items():
+            out.append(f"# {f.description}")
+            out.append(f"{fname} = {_toml_value(f.default)}")
+        out.append("")
+    return "\n".join(out)
+
+
+def _toml_value(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, str):
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return repr(v)

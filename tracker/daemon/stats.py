@@ -1,0 +1,41 @@
+"""Daemon counters and rolling per-stage timings, reported by the `stats` command."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter, deque
+from dataclasses import dataclass, field
+
+from ..percentiles import Percentiles, percentiles
+
+WINDOW = 1000  # recent frames kept per timing series: percentiles follow the present, memory stays flat
+FPS_FRAMES = 64  # frames the fps is measured over: about two seconds at 30 fps
+
+
+@dataclass
+class Stats:
+    """What the daemon has done since it started."""
+
+    started: float = field(default_factory=time.monotonic)
+    frames: int = 0  # frames tracked and published
+    frame_errors: int = 0  # frames skipped because tracking raised
+    prompts: int = 0  # prompts applied
+    requests: int = 0  # command requests received
+    retracked_frames: int = 0  # frames re-tracked for prompts on past frames
+    errors: Counter = field(default_factory=Counter)  # error replies by code
+    timings_ms: dict[str, deque] = field(default_factory=dict)  # stage -> recent durations (ms)
+    _frame_times: deque = field(default_factory=lambda: deque(maxlen=FPS_FRAMES))
+
+    def record_frame(self, stages_ms: dict[str, float]) -> None:
+        self.frames += 1
+        self._frame_times.append(time.monotonic())
+        for k, v in stages_ms.items():
+            self.timings_ms.setdefault(k, deque(maxlen=WINDOW)).append(v)
+
+    @property
+    def fps(self) -> float:
+        t = self._frame_times
+        return (len(t) - 1) / (t[-1] - t[0]) if len(t) > 1 and t[-1] > t[0] else 0.0
+
+    def percentiles(self) -> dict[str, Percentiles]:
+        return {k: percentiles(v) for k, v in self.timings_ms.items()}

@@ -1,0 +1,49 @@
+"""Building a daemon from its configuration: the tracker (model and backends), the source, the settings."""
+
+from __future__ import annotations
+
+import logging
+
+from ..core.tracker import Tracker
+from ..models import weights
+from ..protocol.curve import CurveServer
+from .config import Config
+from .loop import Daemon, DaemonSettings
+
+log = logging.getLogger(__name__)
+
+
+def settings_from(cfg: Config) -> DaemonSettings:
+    return DaemonSettings(
+        stream=cfg.stream.name, results=cfg.endpoints.results, commands=cfg.endpoints.commands,
+        mask_encoding=cfg.output.mask_encoding, preview_every=cfg.output.preview_every,
+        metrics_address=cfg.metrics.address if cfg.metrics.enabled else None, metrics_port=cfg.metrics.port,
+        curve=CurveServer(cfg.auth.server_secret_key, cfg.auth.authorized_clients) if cfg.auth.curve else None,
+        watchdog_stall_s=cfg.service.watchdog_stall_s, status_every_s=cfg.service.status_every_s,
+    )
+
+
+def build_daemon(cfg: Config) -> Daemon:
+    """The tracker first, then the source (torch's ONNX exporter crashes once GStreamer's libraries are
+    loaded, and an onnxruntime backend may export on first use)."""
+    from pipelines import open_source
+    from pipelines.live import Backoff
+
+    checkpoint = weights.resolve_checkpoint(cfg.model.name, cfg.model.checkpoint)
+    m, mem = cfg.model, cfg.memory
+    tracker = Tracker.build(m.name, checkpoint, m.image_size, m.device, threads=m.threads or None, backend=m.backend,
+                            engine_cache=m.engine_cache or None, feature_window=mem.feature_window,
+                            max_cond_frames=mem.max_cond_frames, batch_objects=mem.batch_objects)
+    source = open_source(cfg.stream.source, stall_timeout_s=cfg.stream.stall_timeout_s,
+                         backoff=Backoff(cfg.stream.reconnect_initial_s, 2.0, cfg.stream.reconnect_max_s))
+    return Daemon(source, tracker, settings_from(cfg))
+
+
+def serve(cfg: Config) -> int:
+    """Run a daemon from its configuration until SIGINT/SIGTERM or the end of its source; the exit code."""
+    logging.getLogger().setLevel(cfg.logging.level)
+    daemon = build_daemon(cfg)
+    daemon.install_signal_handlers()
+    daemon.run()
+    log.info("stopped cleanly after %d frames", daemon.stats.frames)
+    return 0

@@ -1,0 +1,40 @@
+"""samtrack wire protocol, version 1 (specified in docs/protocol.md): the one place that names wire
+fields. Requests and replies (requests.py), published messages and reply results (messages.py), mask
+encodings (masks.py), CurveZMQ keys (curve.py), topics, endpoints and limits (base.py)."""
+
+from .base import (
+    DEFAULT_COMMANDS,
+    DEFAULT_RESULTS,
+    MAX_MASK_SIDE,
+    MAX_OBJECT_ID,
+    MAX_POINTS,
+    MAX_REQUEST_BYTES,
+    PREVIEW_TOPIC,
+    PROTOCOL_VERSION,
+    RESULTS_TOPIC,
+    ProtocolError,
+    subscriptions,
+    topic,
+    topic_matches,
+)
+from .masks import MASK_ENCODINGS, decode_mask, encode_mask, rle_counts
+from .requests import (
+    OPS,
+    BoxArgs,
+    MaskArgs,
+    NoArgs,
+    ObjectArgs,
+    PointsArgs,
+    error_reply,
+    parse_request,
+    reply_error,
+    reply_ok,
+    request,
+)
+
+__all__ = [
+    "DEFAULT_COMMANDS", "DEFAULT_RESULTS", "MASK_ENCODINGS", "MAX_MASK_SIDE", "MAX_OBJECT_ID", "MAX_POINTS",
+    "MAX_REQUEST_BYTES", "OPS", "PREVIEW_TOPIC", "PROTOCOL_VERSION", "RESULTS_TOPIC", "BoxArgs", "MaskArgs",
+    "NoArgs", "ObjectArgs", "PointsArgs", "ProtocolError", "decode_mask", "encode_mask", "error_reply",
+    "parse_request", "reply_error", "reply_ok", "request", "rle_counts", "subscriptions", "topic", "topic_matches",
+]

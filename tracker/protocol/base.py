@@ -1,0 +1,42 @@
+"""Protocol v1 constants shared by every message: version, topics, default endpoints, limits, errors."""
+
+from __future__ import annotations
+
+PROTOCOL_VERSION = 1
+RESULTS_TOPIC = "results"  # PUB topic: "results.<stream>"
+PREVIEW_TOPIC = "preview"  # PUB topic: "preview.<stream>"
+DEFAULT_RESULTS = "tcp://127.0.0.1:5555"  # PUB: results and previews (loopback only by default)
+DEFAULT_COMMANDS = "tcp://127.0.0.1:5556"  # ROUTER: requests and replies
+
+# Limits a request must respect (documented in docs/protocol.md).
+MAX_REQUEST_BYTES = 16 << 20  # a full-HD mask as PNG or bits is far below this
+MAX_POINTS = 64  # clicks per prompt; more is a client bug, not a user's intent
+MAX_OBJECT_ID = 2**31 - 1
+MAX_MASK_SIDE = 8192
+
+
+class ProtocolError(Exception):
+    """A request or message that cannot be served or read; `code` is the wire error code."""
+
+    def __init__(self, code: str, message: str, request_id: str | int | None = None):
+        super().__init__(message)
+        self.code, self.message, self.request_id = code, message, request_id
+
+
+def topic(kind: str, stream: str) -> bytes:
+    """The PUB topic of a stream: kind is RESULTS_TOPIC or PREVIEW_TOPIC."""
+    return f"{kind}.{stream}".encode()
+
+
+def subscriptions(stream: str | None, previews: bool) -> list[bytes]:
+    """SUB prefixes for one stream (or every stream). A prefix also matches longer stream names
+    (results.cam matches results.cam2): check each message with `topic_matches`."""
+    kinds = [RESULTS_TOPIC] + ([PREVIEW_TOPIC] if previews else [])
+    return [topic(k, stream) if stream else k.encode() for k in kinds]
+
+
+def topic_matches(received: bytes, stream: str | None) -> bool:
+    """Whether a received topic belongs to `stream` exactly (any stream when None)."""
+    if stream is None:
+        return True
+    return received in (topic(RESULTS_TOPIC, stream), topic(PREVIEW_TOPIC, stream))

@@ -1,0 +1,137 @@
+"""What the daemon writes: result, preview and end messages on the PUB socket, and the result objects
+of replies (status, stats, prompts, object lists). Every wire field is named here and nowhere else."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+
+from ..core.results import FrameResult, ObjectResult
+from ..percentiles import Percentiles
+from .base import PREVIEW_TOPIC, PROTOCOL_VERSION, RESULTS_TOPIC, topic
+from .masks import encode_mask
+
+
+@dataclass(frozen=True)
+class FrameInfo:
+    """The source frame a result belongs to."""
+
+    source_index: int
+    width: int
+    height: int
+    pts_ns: int | None
+    capture_ns: int  # CLOCK_MONOTONIC when the frame reached samtrack
+
+
+@dataclass(frozen=True)
+class SourceStatus:
+    kind: str
+    live: bool
+    width: int | None
+    height: int | None
+    fps: float | None
+    dropped: int
+    reconnects: int
+    connected: bool
+
+
+@dataclass(frozen=True)
+class DaemonStatus:
+    """What ping (and stats) report about the daemon."""
+
+    stream: str
+    frame: int | None
+    source: SourceStatus
+    uptime_s: float
+    window: list[int]  # [first, last] frame a prompt may name; [] before the first frame
+    metrics_port: int | None
+
+
+def _us(ns: int | None) -> int | None:
+    """Nanoseconds as integer microseconds: below 2^53 for centuries, so exact in JavaScript numbers."""
+    return None if ns is None else ns // 1000
+
+
+def object_summary(o: ObjectResult) -> dict:
+    return {"id": o.obj_id, "present": bool(o.present), "score": round(float(o.score), 4),
+            "bbox": list(o.bbox) if o.bbox is not None else None, "area": int(o.area)}
+
+
+def result_message(stream: str, seq: int, frame: FrameInfo, result: FrameResult, timings_ms: dict[str, float],
+                   dropped: int, mask_encoding: str) -> list[bytes]:
+    """[topic, header, masks...] of one tracked frame."""
+    masks, objects = [], []
+    for o in result.objects.values():
+        d = object_summary(o)
+        if mask_encoding != "none":
+            d["mask"] = {"encoding": mask_encoding, "frame": len(masks)}
+            masks.append(encode_mask(o.mask, mask_encoding))
+        objects.append(d)
+    publish_ns, publish_unix_ns = time.monotonic_ns(), time.time_ns()
+    header = {
+        "v": PROTOCOL_VERSION, "type": "result", "stream": stream, "seq": seq,
+        "frame": result.frame_index, "source_index": frame.source_index,
+        "width": frame.width, "height": frame.height, "pts_ns": frame.pts_ns,
+        "capture_ns": frame.capture_ns, "publish_ns": publish_ns, "publish_unix_ns": publish_unix_ns,
+        "capture_us": _us(frame.capture_ns), "publish_us": _us(publish_ns), "publish_unix_us": _us(publish_unix_ns),
+        "timings_ms": timings_ms, "dropped": dropped, "objects": objects,
+    }
+    return [topic(RESULTS_TOPIC, stream), json.dumps(header).encode(), *masks]
+
+
+def preview_message(stream: str, seq: int, frame_index: int, frame: FrameInfo, jpeg: bytes) -> list[bytes]:
+    """[topic, header, jpeg] of one preview picture."""
+    header = {"v": PROTOCOL_VERSION, "type": "preview", "stream": stream, "seq": seq, "frame": frame_index,
+              "width": frame.width, "height": frame.height, "capture_ns": frame.capture_ns,
+              "capture_us": _us(frame.capture_ns), "encoding": "jpeg"}
+    return [topic(PREVIEW_TOPIC, stream), json.dumps(header).encode(), jpeg]
+
+
+def end_message(stream: str, seq: int, last_frame: int | None, reason: str) -> list[bytes]:
+    """[topic, header]: the stream is over (the daemon exits after this)."""
+    now = time.time_ns()
+    header = {"v": PROTOCOL_VERSION, "type": "end", "stream": stream, "seq": seq, "frame": last_frame,
+              "reason": reason, "publish_unix_ns": now, "publish_unix_us": _us(now)}
+    return [topic(RESULTS_TOPIC, stream), json.dumps(header).encode()]
+
+
+def status_result(s: DaemonStatus) -> dict:
+    """The result of ping; stats carries all of it too."""
+    src = s.source
+    return {
+        "pong": True, "protocol": PROTOCOL_VERSION, "stream": s.stream, "frame": s.frame,
+        "source": {"kind": src.kind, "live": src.live, "width": src.width, "height": src.height, "fps": src.fps,
+                   "dropped": src.dropped, "reconnects": src.reconnects, "connected": src.connected},
+        "uptime_s": round(s.uptime_s, 3), "window": list(s.window), "metrics_port": s.metrics_port,
+    }
+
+
+def stats_result(status: DaemonStatus, *, frames: int, frame_errors: int, prompts: int, requests: int,
+                 errors: dict[str, int], fps: float, timings_ms: dict[str, Percentiles], objects: int,
+                 held_bytes: int, retracked_frames: int) -> dict:
+    return {
+        **status_result(status),
+        "frames": frames, "frame_errors": frame_errors, "prompts": prompts, "requests": requests,
+        "errors": dict(errors), "fps": round(fps, 3), "retracked_frames": retracked_frames,
+        "timings_ms": {k: {"p50": p.p50, "p95": p.p95, "p99": p.p99, "max": p.max, "n": p.n}
+                       for k, p in timings_ms.items()},
+        "objects": objects, "held_bytes": held_bytes,
+    }
+
+
+def prompt_result(obj_id: int, result: FrameResult, retracked: int, elapsed_ms: float) -> dict:
+    """The reply to add_points / add_box / add_mask."""
+    return {"frame": result.frame_index, "object": object_summary(result.objects[obj_id]),
+            "objects": [object_summary(o) for o in result.objects.values()],
+            "retracked": retracked, "elapsed_ms": round(elapsed_ms, 3)}
+
+
+def objects_result(frame: int | None, results: list[ObjectResult | int]) -> dict:
+    """list_objects: each object's entry on the latest frame (only its id when it has none there)."""
+    return {"frame": frame, "objects": [{"id": r} if isinstance(r, int) else object_summary(r) for r in results]}
+
+
+def ids_result(ids: list[int]) -> dict:
+    """remove_object / reset: the objects still tracked."""
+    return {"objects": list(ids)}

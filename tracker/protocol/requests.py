@@ -1,0 +1,137 @@
+"""Requests and replies on the command socket: request schemas, parsing with typed errors, reply frames."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, StrictBool, StrictInt, StrictStr, ValidationError
+
+from .base import MAX_MASK_SIDE, MAX_OBJECT_ID, MAX_POINTS, MAX_REQUEST_BYTES, PROTOCOL_VERSION, ProtocolError
+
+ObjectId = Annotated[StrictInt, Field(ge=0, le=MAX_OBJECT_ID)]
+FrameRef = Annotated[StrictInt, Field(ge=0)] | Literal["latest"]
+Point = Annotated[list[FiniteFloat], Field(min_length=2, max_length=2)]
+# Any integer here: a label other than 0/1 is a bad prompt (checked by the tracker), not a malformed request.
+Label = StrictInt
+
+
+class _Args(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class NoArgs(_Args):
+    pass
+
+
+class PointsArgs(_Args):
+    object: ObjectId
+    points: Annotated[list[Point], Field(min_length=1, max_length=MAX_POINTS)]
+    labels: Annotated[list[Label], Field(min_length=1, max_length=MAX_POINTS)]
+    frame: FrameRef = "latest"
+    clear_old_points: StrictBool = True
+
+
+class BoxArgs(_Args):
+    object: ObjectId
+    box: Annotated[list[FiniteFloat], Field(min_length=4, max_length=4)]
+    points: Annotated[list[Point], Field(max_length=MAX_POINTS)] | None = None
+    labels: Annotated[list[Label], Field(max_length=MAX_POINTS)] | None = None
+    frame: FrameRef = "latest"
+
+
+class MaskArgs(_Args):
+    object: ObjectId
+    encoding: Literal["rle", "bits", "png"]
+    size: Annotated[list[Annotated[StrictInt, Field(ge=1, le=MAX_MASK_SIDE)]], Field(min_length=2, max_length=2)]
+    frame: FrameRef = "latest"
+
+
+class ObjectArgs(_Args):
+    object: ObjectId
+
+
+# op -> (argument model, number of binary frames after the request)
+OPS: dict[str, tuple[type[_Args], int]] = {
+    "ping": (NoArgs, 0),
+    "add_points": (PointsArgs, 0),
+    "add_box": (BoxArgs, 0),
+    "add_mask": (MaskArgs, 1),
+    "remove_object": (ObjectArgs, 0),
+    "reset": (NoArgs, 0),
+    "list_objects": (NoArgs, 0),
+    "stats": (NoArgs, 0),
+}
+
+
+class Envelope(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    v: StrictInt
+    id: StrictStr | StrictInt = Field(union_mode="left_to_right")
+    op: StrictStr
+    args: dict[str, Any] = Field(default_factory=dict)
+
+
+def parse_request(parts: list[bytes]) -> tuple[str | int, str, _Args, list[bytes]]:
+    """(id, op, validated args, binary frames) of a request's frames; ProtocolError otherwise.
+
+    Checks run in this order and the first failure is the reply: size (too_large), frames present
+    (bad_frames), JSON (bad_json), envelope (bad_request), version, op, frame count, args. The id
+    travels in ProtocolError.request_id once it could be read.
+    """
+    size = sum(len(p) for p in parts)
+    if size > MAX_REQUEST_BYTES:
+        raise ProtocolError("too_large", f"request of {size} bytes exceeds {MAX_REQUEST_BYTES} bytes")
+    if not parts:
+        raise ProtocolError("bad_frames", "empty message: send the request JSON as the first frame")
+    try:
+        raw = json.loads(parts[0].decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ProtocolError("bad_json", f"first frame is not UTF-8 JSON: {e}") from e
+    rid = raw.get("id") if isinstance(raw, dict) and isinstance(raw.get("id"), (str, int)) else None
+    try:
+        env = Envelope.model_validate(raw)
+    except ValidationError as e:
+        raise ProtocolError("bad_request", _explain(e, "request"), rid) from e
+    if env.v != PROTOCOL_VERSION:
+        raise ProtocolError("unsupported_version", f"protocol version {env.v} is not supported; "
+                                                   f"this daemon speaks {PROTOCOL_VERSION}", rid)
+    if env.op not in OPS:
+        raise ProtocolError("unknown_op", f"unknown op {env.op!r}; ops: {', '.join(OPS)}", rid)
+    model, n_frames = OPS[env.op]
+    if len(parts) - 1 != n_frames:
+        raise ProtocolError("bad_frames", f"{env.op} takes {n_frames} binary frame(s) after the request, "
+                                          f"got {len(parts) - 1}", rid)
+    try:
+        args = model.model_validate(env.args)
+    except ValidationError as e:
+        raise ProtocolError("bad_request", _explain(e, f"{env.op} args"), rid) from e
+    return env.id, env.op, args, parts[1:]
+
+
+def _explain(e: ValidationError, what: str) -> str:
+    msgs = []
+    for err in e.errors()[:5]:
+        loc = ".".join(str(x) for x in err["loc"]) or what
+        msgs.append(f"{loc}: {err['msg']}")
+    return f"invalid {what}: " + "; ".join(msgs)
+
+
+def request(rid: str | int, op: str, args: _Args | dict[str, Any] | None = None) -> bytes:
+    """The JSON frame of a request (clients): args as the op's schema (unset optional fields left out),
+    or as a JSON object relayed from elsewhere (the viewer's page)."""
+    fields = args.model_dump(exclude_unset=True) if isinstance(args, _Args) else dict(args or {})
+    return json.dumps({"v": PROTOCOL_VERSION, "id": rid, "op": op, "args": fields}).encode()
+
+
+def reply_ok(rid, result: dict) -> bytes:
+    return json.dumps({"v": PROTOCOL_VERSION, "id": rid, "ok": True, "result": result}).encode()
+
+
+def error_reply(rid, code: str, message: str) -> dict:
+    """An error reply as a JSON object (the viewer relays it to its page as is)."""
+    return {"v": PROTOCOL_VERSION, "id": rid, "ok": False, "error": {"code": code, "message": message}}
+
+
+def reply_error(rid, code: str, message: str) -> bytes:
+    return json.dumps(error_reply(rid, code, message)).encode()
