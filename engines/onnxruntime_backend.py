@@ -39,7 +39,7 @@ def onnx_key(model: Sam2Model, image_size: int, kind: str = "onnx") -> ArtefactK
 EXPORTERS = {"onnx": ("image encoder", export_encoder), "onnx-memory": ("memory attention", export_memory_attention)}
 
 
-def export_cached(model: Sam2Model, cache: ArtefactCache, progress=None, kind: str = "onnx") -> Path:
+def export_cached(model: Sam2Model, cache: ArtefactCache, kind: str = "onnx") -> Path:
     """An ONNX file (`kind`: "onnx" the image encoder, "onnx-memory" the memory attention) from the
     cache, exported on a miss."""
     size = image_size_of(model)
@@ -47,8 +47,6 @@ def export_cached(model: Sam2Model, cache: ArtefactCache, progress=None, kind: s
 
     def build(path: Path) -> Path:
         log.info("exporting the %s to ONNX at %d px (once per weights and size)", what, size)
-        if progress:
-            progress(f"exporting the {what}")
         export(model, size, path)
         return path
 

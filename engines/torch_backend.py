@@ -1,4 +1,4 @@
-"""The PyTorch encoder: Meta's module as is (fp32, bit-exact), or with bf16 autocast / torch.compile."""
+"""The PyTorch encoder: Meta's module as is (fp32, bit-exact), or under bf16 autocast."""
 
 from __future__ import annotations
 
@@ -8,21 +8,19 @@ from .base import Sam2Model
 
 
 class TorchEncoder:
-    """sam2's `forward_image`, optionally under bf16 autocast and/or torch.compile."""
+    """sam2's `forward_image`, optionally under bf16 autocast."""
 
     name = "torch"
 
-    def __init__(self, model: Sam2Model, precision: str = "fp32", compile: bool = False):
+    def __init__(self, model: Sam2Model, precision: str = "fp32"):
         if precision not in ("fp32", "bf16"):
             raise ValueError(f"torch precision must be fp32 or bf16, got {precision!r}")
         self.model, self.precision = model, precision
-        # Compiled graphs pay off on CUDA; on CPU compile time dwarfs the gain for a live stream.
-        self._forward = torch.compile(model.forward_image, dynamic=False) if compile else model.forward_image
 
     def __call__(self, image: torch.Tensor) -> dict[str, list[torch.Tensor]]:
         if self.precision == "bf16":
             with torch.autocast(device_type=image.device.type, dtype=torch.bfloat16):
-                out = self._forward(image)
+                out = self.model.forward_image(image)
             return {"backbone_fpn": [x.float() for x in out["backbone_fpn"]],
                     "vision_pos_enc": [x.float() for x in out["vision_pos_enc"]]}
-        return self._forward(image)
+        return self.model.forward_image(image)

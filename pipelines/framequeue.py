@@ -29,7 +29,6 @@ class FrameQueue:
         self._cond = threading.Condition()
         self._closed = False
         self.dropped = 0  # frames discarded under Policy.LATEST
-        self.delivered = 0  # frames handed to the consumer
 
     def put(self, frame: Frame) -> bool:
         """Add a frame; False once the queue is closed (the producer should stop)."""
@@ -56,7 +55,6 @@ class FrameQueue:
                 self._cond.wait(left)
             if not self._items:
                 return None
-            self.delivered += 1
             frame = self._items.popleft()
             self._cond.notify_all()
             return frame

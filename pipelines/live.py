@@ -31,6 +31,9 @@ class Backoff:
 
 
 DEFAULT_BACKOFF = Backoff()
+# A live source without a frame this long is restarted: several frames' worth even at a few fps, short
+# enough that a frozen camera is noticed well before systemd's watchdog.
+DEFAULT_STALL_TIMEOUT_S = 5.0
 
 
 class ReconnectingSource:
@@ -41,7 +44,7 @@ class ReconnectingSource:
     """
 
     def __init__(self, factory: Callable[[], Source], spec: SourceSpec, backoff: Backoff = DEFAULT_BACKOFF,
-                 stall_timeout_s: float = 5.0):
+                 stall_timeout_s: float = DEFAULT_STALL_TIMEOUT_S):
         self._factory = factory
         self.spec = spec
         self.backoff = backoff

@@ -6,7 +6,7 @@ import logging
 
 from .base import Source
 from .gst import HAVE_GST
-from .live import DEFAULT_BACKOFF, Backoff, ReconnectingSource
+from .live import DEFAULT_BACKOFF, DEFAULT_STALL_TIMEOUT_S, Backoff, ReconnectingSource
 from .spec import SourceSpec, parse_source
 
 log = logging.getLogger(__name__)
@@ -14,7 +14,7 @@ log = logging.getLogger(__name__)
 
 def open_source(text: str | SourceSpec, backend: str = "auto", reconnect: bool = True,
                 backoff: Backoff = DEFAULT_BACKOFF,
-                stall_timeout_s: float = 5.0, start_timeout: float = 10.0) -> Source:
+                stall_timeout_s: float = DEFAULT_STALL_TIMEOUT_S, start_timeout: float = 10.0) -> Source:
     """A not-yet-started source for a source string.
 
     backend: "gstreamer", "opencv", or "auto" (GStreamer when its bindings import, else OpenCV for

@@ -6,6 +6,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from bench.common import percentiles
 
 
@@ -20,6 +22,7 @@ def test_percentiles_are_ordered_and_in_ms():
     assert abs(p["p50_ms"] - 50.5) < 1e-9 and p["max_ms"] == 100.0
 
 
+@pytest.mark.slow
 def test_memory_benchmark_quick(tmp_path):
     out = tmp_path / "memory.json"
     r = subprocess.run(
@@ -44,6 +47,7 @@ def test_memory_benchmark_quick(tmp_path):
     assert "per-frame time samtrack / Meta" in r.stdout
 
 
+@pytest.mark.slow
 def test_engines_benchmark_quick(tmp_path):
     out = tmp_path / "engines.json"
     r = subprocess.run([sys.executable, "-m", "bench.engines", "--sizes", "64", "--iters", "2", "--warmup", "1",
@@ -71,6 +75,7 @@ def _bench(tmp_path, scenario: str, *args: str) -> dict:
     return data
 
 
+@pytest.mark.slow
 def test_step_scenario(tmp_path):
     data = _bench(tmp_path, "step", "--quick", "--objects", "1", "2")
     for r in data["results"].values():
@@ -84,6 +89,7 @@ def test_step_scenario(tmp_path):
     _check_percentiles(batched["step"])
 
 
+@pytest.mark.slow
 def test_vs_meta_scenario(tmp_path):
     data = _bench(tmp_path, "vs-meta", "--quick", "--objects", "1", "2")
     for r in data["results"].values():
@@ -93,6 +99,7 @@ def test_vs_meta_scenario(tmp_path):
         assert r["identical_frames"] == r["compared_frames"] == 10 and r["frames"] >= 17
 
 
+@pytest.mark.slow
 def test_e2e_scenario(tmp_path):
     data = _bench(tmp_path, "e2e", "--seconds", "4", "--warmup", "2")
     _check_percentiles(data["glass_to_mask"])
@@ -100,6 +107,13 @@ def test_e2e_scenario(tmp_path):
     assert (tmp_path / "e2e-time.png").is_file()
 
 
+@pytest.mark.slow
 def test_soak_scenario(tmp_path):
     data = _bench(tmp_path, "soak", "--seconds", "4")
     assert len(data["samples"]["rss_bytes"]) >= 3 and data["frames"] > 0 and data["daemon_exit_code"] == 0
+
+
+@pytest.mark.slow
+def test_shutdown_scenario(tmp_path):
+    data = _bench(tmp_path, "shutdown", "--runs", "1", "--delay", "0.05")
+    assert data["exit_codes"] == [0] and data["exit"]["n"] == 1 and data["runs"][0]["step_p50_ms"] > 0

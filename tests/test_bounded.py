@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import numpy as np
+import pytest
 
 from pipelines.synthetic import box_of_first_shape, moving_shapes_frame
 from tests.conftest import make_model
@@ -13,6 +14,7 @@ from tracker import Tracker
 PERIOD = 100  # the prompt schedule repeats every PERIOD frames, so state must repeat too
 
 
+@pytest.mark.slow
 def test_state_is_bounded_over_2000_frames_with_prompts_and_objects_coming_and_going():
     model = make_model(image_size=64)
     # Corrections become conditioning frames, so the conditioning cap is exercised too.

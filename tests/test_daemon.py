@@ -108,6 +108,7 @@ def test_client_timeout_resets_its_socket():
         assert c._sock is not first and not c._sock.closed
 
 
+@pytest.mark.slow
 def test_slow_subscriber_does_not_stall_and_sigterm_is_clean():
     d = start_daemon("--mask-encoding", "bits")
     try:
@@ -174,8 +175,8 @@ def test_a_burst_of_past_frame_prompts_is_spread_over_frames(daemon):
 
 @pytest.mark.slow
 def test_sigterm_interrupts_a_step_in_flight(tmp_path):
-    """At 1024 px a step takes seconds on this CPU; SIGTERM must not wait for it. The bound is generous
-    (the step alone takes longer); the log shows that a step was interrupted."""
+    """At 1024 px a step takes seconds on this CPU; SIGTERM must not wait for it. The log shows that a step
+    was interrupted; the time bound is only a generous backstop (exit times: bench, docs/benchmarks.md)."""
     log = tmp_path / "daemon.log"
     d = start_daemon("--feature-window", "2", image_size=1024, wait_s=300, log=log)
     try:
@@ -193,7 +194,7 @@ def test_sigterm_interrupts_a_step_in_flight(tmp_path):
     text = log.read_text()
     assert code == 0, text[-2000:]
     assert "stopped in the middle of a tracking step" in text, text[-2000:]
-    assert took < 4.0, f"exit took {took:.1f} s after SIGTERM"
+    assert took < 15.0, f"exit took {took:.1f} s after SIGTERM"  # generous: a busy machine; typical 0.3-1 s
 
 
 def test_sigint_exits_zero():

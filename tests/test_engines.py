@@ -99,6 +99,7 @@ def test_memory_attention_real_rope_graph_and_onnxruntime(model, cache_dir):
     assert len(list(cache_dir.glob("onnx-memory-*.onnx"))) == 1
 
 
+@pytest.mark.slow
 def test_onnxruntime_tracking_100_frames_matches_torch(model, cache_dir):
     h, w = 96, 120
     ref = Tracker.from_sam2(model)
@@ -120,6 +121,7 @@ def test_onnxruntime_tracking_100_frames_matches_torch(model, cache_dir):
     assert np.mean(ious) >= MEAN_IOU, f"mean IoU {np.mean(ious):.5f}, min {np.min(ious):.5f}"
 
 
+@pytest.mark.slow
 def test_cache_hit_miss_invalidation_and_corruption(tmp_path):
     model = make_model(image_size=64)
     cache = ArtefactCache(tmp_path)
@@ -199,6 +201,7 @@ def test_torch_cuda_backend_matches_cpu(model):
         assert (a.cpu() - b).abs().max().item() < 1e-3
 
 
+@pytest.mark.slow
 def test_export_cli_and_daemon_on_onnxruntime(tmp_path):
     """`samtrack export` fills the cache; a daemon with --backend onnxruntime then reuses it and tracks."""
     import os

@@ -37,7 +37,8 @@ SCENARIOS = {
 }
 
 
-@pytest.mark.parametrize("present", [True, False], ids=["present", "absent"])
+# Absent objects take the same code paths with other values: in the slow set, present ones in the fast set.
+@pytest.mark.parametrize("present", [True, pytest.param(False, marks=pytest.mark.slow)], ids=["present", "absent"])
 @pytest.mark.parametrize("name", list(SCENARIOS))
 def test_bit_exact_vs_meta(name, present, video):
     folder, frames = video
@@ -58,6 +59,7 @@ COND_PROMPTS = [Prompt(at=0, obj=1, points=((20, 25),), labels=(1,))] + [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("present", [True, False], ids=["present", "absent"])
 @pytest.mark.parametrize("cap", [2, 3])
 def test_more_cond_frames_than_cap(cap, present, long_video):
@@ -70,6 +72,7 @@ def test_more_cond_frames_than_cap(cap, present, long_video):
     assert tracker._banks[1].cond_dropped > 0, "the scenario must evict conditioning frames"
 
 
+@pytest.mark.slow
 def test_unlimited_model_capped_bank_is_exact_up_to_cap(long_video):
     """Model attends to all conditioning frames (-1); the bank cap (8 > 6 frames used) changes nothing."""
     folder, frames = long_video
@@ -80,7 +83,7 @@ def test_unlimited_model_capped_bank_is_exact_up_to_cap(long_video):
     assert compare(ours, ref) == []
 
 
-@pytest.mark.parametrize("present", [True, False], ids=["present", "absent"])
+@pytest.mark.parametrize("present", [True, pytest.param(False, marks=pytest.mark.slow)], ids=["present", "absent"])
 def test_memory_temporal_stride_2(present, long_video):
     folder, frames = long_video
     prompts = [CLICK, Prompt(at=20, obj=1, points=((50, 40),), labels=(1,))]

@@ -126,6 +126,7 @@ def test_fuzzed_requests_get_typed_errors(dealer, messages):
         assert isinstance(r["error"]["message"], str) and r["error"]["message"]
 
 
+@pytest.mark.slow
 def test_daemon_survives_fuzzing_with_flat_memory(daemon, dealer):
     proc = psutil.Process(daemon.proc.pid)
     ctx = zmq.Context()

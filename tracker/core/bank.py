@@ -60,17 +60,13 @@ class ObjectBank:
                 return d[frame_index]
         return None
 
-    def flush_pending(self) -> list[MemoryEntry]:
-        """Move pending outputs into memory, as Meta's propagate preflight does; return the moved ones."""
-        moved = []
+    def flush_pending(self) -> None:
+        """Move pending outputs into memory, as Meta's propagate preflight does."""
         for pending, store in ((self.pending_non_cond, self.non_cond), (self.pending_cond, self.cond)):
-            for t, e in pending.items():
-                store[t] = e
-                moved.append(e)
+            store.update(pending)
             pending.clear()
         for t in self.cond:
             self.non_cond.pop(t, None)
-        return moved
 
     def prune(self, oldest_kept: int, max_cond: int) -> None:
         """Drop what no future frame can read.

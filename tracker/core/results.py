@@ -48,10 +48,8 @@ class FrameResult:
     times: StageTimes = field(default_factory=StageTimes)
 
 
-def make_result(
-    frame_index: int, low_res: dict[int, tuple[torch.Tensor, torch.Tensor]], height: int, width: int,
-    times: StageTimes | None = None,
-) -> FrameResult:
+def make_result(frame_index: int, low_res: dict[int, tuple[torch.Tensor, torch.Tensor]], height: int,
+                width: int) -> FrameResult:
     """Upsample each object's low-res logits [1, 1, s, s] to HxW (bilinear, like Meta) and summarize."""
     objects = {}
     if low_res:
@@ -62,7 +60,7 @@ def make_result(
         for k, obj_id in enumerate(ids):
             logits = masks[k, 0].float().cpu().numpy()
             objects[obj_id] = object_result(obj_id, logits, float(low_res[obj_id][1].reshape(-1)[0]))
-    return FrameResult(frame_index, objects, times or StageTimes())
+    return FrameResult(frame_index, objects)
 
 
 def object_result(obj_id: int, logits: np.ndarray, score: float) -> ObjectResult:

@@ -11,6 +11,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from pipelines.live import DEFAULT_BACKOFF, DEFAULT_STALL_TIMEOUT_S
+
 from ..core.options import DEFAULT_FEATURE_WINDOW, DEFAULT_MAX_COND_FRAMES
 from ..errors import SamtrackError
 from ..protocol import DEFAULT_COMMANDS, DEFAULT_RESULTS, MASK_ENCODINGS
@@ -40,9 +42,12 @@ class StreamSection(_Section):
     name: str = Field("default", min_length=1, pattern=r"^[A-Za-z0-9_.-]+$",
                       description="Stream name: the results topic is results.<name>; one per camera.")
     source: str = Field("test:", description="Frame source: test:, a file, v4l2:/dev/videoN, rtsp://..., gst:...")
-    stall_timeout_s: float = Field(5.0, gt=0, description="A live source without a frame this long is reconnected.")
-    reconnect_initial_s: float = Field(0.5, gt=0, description="First reconnection delay; doubles per failure.")
-    reconnect_max_s: float = Field(10.0, gt=0, description="Longest delay between reconnection attempts.")
+    stall_timeout_s: float = Field(DEFAULT_STALL_TIMEOUT_S, gt=0,
+                                   description="A live source without a frame this long is reconnected.")
+    reconnect_initial_s: float = Field(DEFAULT_BACKOFF.initial_s, gt=0,
+                                       description="First reconnection delay; doubles per failure.")
+    reconnect_max_s: float = Field(DEFAULT_BACKOFF.max_s, gt=0,
+                                   description="Longest delay between reconnection attempts.")
 
 
 class ModelSection(_Section):

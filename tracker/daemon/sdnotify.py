@@ -23,10 +23,6 @@ class Notifier:
         self.watchdog_interval_s = (int(usec) / 1e6 / 2) if usec.isdigit() and (not pid or pid == str(os.getpid())) \
             else None
 
-    @property
-    def enabled(self) -> bool:
-        return self._sock is not None
-
     def send(self, *fields: str) -> None:
         if self._sock is None:
             return

@@ -27,7 +27,7 @@ def build_daemon(cfg: Config) -> Daemon:
     """The tracker first, then the source (torch's ONNX exporter crashes once GStreamer's libraries are
     loaded, and an onnxruntime backend may export on first use)."""
     from pipelines import open_source
-    from pipelines.live import Backoff
+    from pipelines.live import DEFAULT_BACKOFF, Backoff
 
     checkpoint = weights.resolve_checkpoint(cfg.model.name, cfg.model.checkpoint)
     m, mem = cfg.model, cfg.memory
@@ -35,7 +35,8 @@ def build_daemon(cfg: Config) -> Daemon:
                             engine_cache=m.engine_cache or None, feature_window=mem.feature_window,
                             max_cond_frames=mem.max_cond_frames, batch_objects=mem.batch_objects)
     source = open_source(cfg.stream.source, stall_timeout_s=cfg.stream.stall_timeout_s,
-                         backoff=Backoff(cfg.stream.reconnect_initial_s, 2.0, cfg.stream.reconnect_max_s))
+                         backoff=Backoff(cfg.stream.reconnect_initial_s, DEFAULT_BACKOFF.factor,
+                                         cfg.stream.reconnect_max_s))
     return Daemon(source, tracker, settings_from(cfg))
 
 
