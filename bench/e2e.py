@@ -16,7 +16,6 @@ from bench.common import environment, percentiles, table, write_json
 from bench.plots import cdf, over_time
 from bench.scenario import object_boxes, scenario_parser, start_daemon
 from tracker.client import Client, Result, Subscriber
-from tracker.client.spawn import stop_daemon
 
 
 def main(argv=None) -> dict:
@@ -29,10 +28,10 @@ def main(argv=None) -> dict:
         args.seconds, args.warmup = 30.0, 5
     torch.set_num_threads(args.threads)
     w, h = args.width, args.height
-    proc, results_ep, commands_ep = start_daemon(args, f"test:?pattern=ball&width={w}&height={h}&fps={args.fps}")
+    daemon = start_daemon(args, f"test:?pattern=ball&width={w}&height={h}&fps={args.fps}")
     lat, stages, arrivals, frames = [], {}, [], []
     try:
-        with Client(commands_ep, timeout=60) as c, Subscriber(results_ep, "bench") as sub:
+        with Client(daemon.commands, timeout=60) as c, Subscriber(daemon.results, "bench") as sub:
             for k, box in enumerate(object_boxes(args.objects[0], w, h)):
                 c.add_box(k + 1, box)
             seen, t_end = 0, None
@@ -54,12 +53,12 @@ def main(argv=None) -> dict:
                     for k, v in msg.header["timings_ms"].items():
                         stages.setdefault(k, []).append(v)
             if not lat:
-                raise RuntimeError(f"no results after warm-up from {results_ep}")
+                raise RuntimeError(f"no results after warm-up from {daemon.results}")
             dropped = msg.header["dropped"] - dropped0
             stats = c.stats()
             gaps = sub.gaps
     finally:
-        code = stop_daemon(proc)
+        code = daemon.stop()
     elapsed = arrivals[-1] if arrivals else 0.0
     data = {
         "benchmark": "e2e", "settings": {**{k: getattr(args, k) for k in ("model", "image_size", "objects", "fps",

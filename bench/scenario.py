@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 import os
 
+from tracker.client import spawn
+from tracker.client.spawn import DaemonProcess
+
 
 def scenario_parser(name: str, doc: str | None, frames: int, quick_frames: int) -> argparse.ArgumentParser:
     """Common options; --quick shrinks the run to finish within a few minutes on a 2-core CPU."""
@@ -38,17 +41,8 @@ def object_boxes(n: int, width: int, height: int) -> list[tuple[int, int, int, i
             for k in range(n)]
 
 
-def start_daemon(args, source: str):
-    """`samtrack serve` as a subprocess on loopback; returns (process, results, commands) once it answers."""
-    from tracker.client.spawn import free_port, spawn_daemon, stop_daemon, wait_ready
-
-    results, commands = f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}"
-    proc = spawn_daemon(["--source", source, "--image-size", str(args.image_size), "--model", args.model,
-                         "--results", results, "--commands", commands, "--no-metrics", "--threads",
-                         str(args.threads), "--stream", "bench", "--log-level", "WARNING"])
-    try:
-        wait_ready(proc, commands)
-    except RuntimeError:
-        stop_daemon(proc)
-        raise
-    return proc, results, commands
+def start_daemon(args, source: str) -> DaemonProcess:
+    """`samtrack serve` as a subprocess on loopback, with the scenario's model, size and threads."""
+    return spawn.start_daemon(["--source", source, "--image-size", str(args.image_size), "--model", args.model,
+                               "--no-metrics", "--threads", str(args.threads), "--stream", "bench",
+                               "--log-level", "WARNING"])

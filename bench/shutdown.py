@@ -17,28 +17,27 @@ from bench.common import environment, percentiles, table, write_json
 from bench.plots import over_time
 from bench.scenario import object_boxes, scenario_parser, start_daemon
 from tracker.client import Client, Result, Subscriber
-from tracker.client.spawn import stop_daemon
 
 
 def one_run(args) -> dict:
     w, h = args.width, args.height
-    proc, results, commands = start_daemon(args, f"test:?pattern=ball&width={w}&height={h}&fps=30")
+    daemon = start_daemon(args, f"test:?pattern=ball&width={w}&height={h}&fps=30")
     try:
-        with Client(commands, timeout=300) as c:
+        with Client(daemon.commands, timeout=300) as c:
             for k, box in enumerate(object_boxes(args.objects[0], w, h)):
                 c.add_box(k + 1, box)
-            with Subscriber(results, "bench") as sub:
+            with Subscriber(daemon.results, "bench") as sub:
                 deadline = time.monotonic() + 300
                 while not isinstance(sub.recv(10.0), Result) and time.monotonic() < deadline:
                     pass
             step_ms = c.stats()["timings_ms"]["step"]["p50"]
         time.sleep(args.delay)
         t0 = time.monotonic()
-        proc.send_signal(signal.SIGTERM)
-        code = proc.wait(timeout=120)
+        daemon.proc.send_signal(signal.SIGTERM)
+        code = daemon.proc.wait(timeout=120)
         exit_s = time.monotonic() - t0
     finally:
-        stop_daemon(proc)
+        daemon.stop()
     return {"exit_s": exit_s, "exit_code": code, "step_p50_ms": step_ms}
 
 

@@ -16,7 +16,6 @@ from bench.common import environment, table, write_json
 from bench.plots import over_time
 from bench.scenario import object_boxes, scenario_parser, start_daemon
 from tracker.client import Client
-from tracker.client.spawn import stop_daemon
 
 
 def main(argv=None) -> dict:
@@ -30,21 +29,21 @@ def main(argv=None) -> dict:
         args.seconds = 90.0
     torch.set_num_threads(args.threads)
     w, h = args.width, args.height
-    proc, _, commands_ep = start_daemon(args, f"test:?pattern=ball&width={w}&height={h}&fps={args.fps}")
-    ps = psutil.Process(proc.pid)
+    daemon = start_daemon(args, f"test:?pattern=ball&width={w}&height={h}&fps={args.fps}")
+    ps = psutil.Process(daemon.proc.pid)
     t, rss, frames = [], [], []
     try:
-        with Client(commands_ep, timeout=60) as c:
+        with Client(daemon.commands, timeout=60) as c:
             for k, box in enumerate(object_boxes(args.objects[0], w, h)):
                 c.add_box(k + 1, box)
             t0 = time.monotonic()
-            while time.monotonic() - t0 < args.seconds:
-                time.sleep(1.0)
+            for k in range(1, int(args.seconds) + 1):  # one sample a second, on schedule: a slow reply never drifts it
+                time.sleep(max(0.0, t0 + k - time.monotonic()))
                 t.append(time.monotonic() - t0)
                 rss.append(ps.memory_info().rss)
                 frames.append(c.stats()["frames"])
     finally:
-        code = stop_daemon(proc)
+        code = daemon.stop()
     k0 = int(len(rss) * args.warmup_fraction)
     growth = (rss[-1] - rss[k0]) / rss[k0] if rss else 0.0
     data = {"benchmark": "soak", "settings": {k: getattr(args, k) for k in ("model", "image_size", "objects",

@@ -26,7 +26,7 @@ def run_demo(args) -> int:
     import cv2
 
     from ..client import Client, Result, Subscriber
-    from ..client.spawn import spawn_daemon, stop_daemon, wait_ready
+    from ..client.spawn import start_daemon
     from ..models import weights
     from ..percentiles import percentiles
 
@@ -35,12 +35,15 @@ def run_demo(args) -> int:
         print(f"NOTE: no checkpoint for {args.model} in {weights.cache_dir()}: the daemon uses seeded RANDOM")
         print(f"weights and its masks are MEANINGLESS. Get real ones: samtrack weights download {args.model}")
         print("=" * 78, flush=True)
-    daemon = spawn_daemon(["--source", f"test:?pattern=ball&width=320&height=240&fps={args.fps}",
-                           "--model", args.model, "--image-size", str(args.image_size), "--results", args.results,
-                           "--commands", args.commands, "--preview-every", "1", "--stream", "demo",
-                           "--no-metrics"], quiet=False)
     try:
-        wait_ready(daemon, args.commands, need_frame=False)
+        daemon = start_daemon(["--source", f"test:?pattern=ball&width=320&height=240&fps={args.fps}",
+                               "--model", args.model, "--image-size", str(args.image_size), "--preview-every", "1",
+                               "--stream", "demo", "--no-metrics"], endpoints=(args.results, args.commands),
+                              need_frame=False, quiet=False)
+    except RuntimeError as e:
+        print(f"samtrack demo: {e}", file=sys.stderr)
+        return 1
+    try:
         with Client(args.commands, timeout=60.0) as client, Subscriber(args.results, "demo", previews=True) as sub:
             while True:  # click the ball in the first preview we get
                 msg = sub.recv(30.0)
@@ -75,6 +78,6 @@ def run_demo(args) -> int:
         print(f"samtrack demo: {e}", file=sys.stderr)
         return 1
     finally:
-        code = stop_daemon(daemon)
+        code = daemon.stop()
         print(f"daemon exited with code {code}")
     return 0 if code == 0 else 1

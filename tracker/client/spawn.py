@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..protocol.curve import CurveClient
@@ -66,3 +67,32 @@ def stop_daemon(proc: subprocess.Popen, timeout_s: float = 10.0) -> int:
             proc.kill()
             proc.wait(timeout=10)
     return proc.returncode
+
+
+@dataclass
+class DaemonProcess:
+    """A started `samtrack serve` child and its endpoints."""
+
+    proc: subprocess.Popen
+    results: str
+    commands: str
+
+    def stop(self, timeout_s: float = 10.0) -> int:
+        """SIGTERM (then SIGKILL after timeout_s); the exit code."""
+        return stop_daemon(self.proc, timeout_s)
+
+
+def start_daemon(serve_args: list[str], endpoints: tuple[str, str] | None = None, wait_s: float = 180.0,
+                 need_frame: bool = True, curve: CurveClient | None = None, env: dict[str, str] | None = None,
+                 quiet: bool = True, log: Path | None = None) -> DaemonProcess:
+    """`samtrack serve <serve_args>` on `endpoints` (results, commands; default: free loopback ports),
+    returned once it answers ping (and has tracked a frame, if need_frame); stopped again if it never does."""
+    results, commands = endpoints or (f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}")
+    proc = spawn_daemon([*serve_args, "--results", results, "--commands", commands], env=env, quiet=quiet, log=log)
+    try:
+        wait_ready(proc, commands, wait_s, need_frame=need_frame, curve=curve)
+    except BaseException:
+        stop_daemon(proc)
+        raise
+    return DaemonProcess(proc, results, commands)
+
