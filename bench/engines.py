@@ -61,9 +61,9 @@ def bench_size(size: int, args, cache_dir: str) -> dict:
             for label, name, _ in _backends(args.device)}
     attn_times = _time_memory_attention(model, size, attn, args)
     trackers = {}
-    options = Tracker.from_sam2(model).options
+    options = Tracker.from_sam2(model, precision="fp32").options
     for label, enc in encoders.items():
-        t = Tracker.from_sam2(model) if label == "torch-fp32" else Tracker(model, options, enc, attn[label])
+        t = Tracker(model, options) if label == "torch-fp32" else Tracker(model, options, enc, attn[label])
         t.step(moving_shapes_frame(0, FRAME_H, FRAME_W))
         t.add_box(1, box_of_first_shape(0, FRAME_H, FRAME_W))
         trackers[label] = t

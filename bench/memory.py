@@ -45,7 +45,7 @@ def _model(args):
 
 def phase_stream(args, model, frames) -> dict:
     """samtrack alone over args.frames frames: RSS and held bytes every args.every frames."""
-    tracker = Tracker.from_sam2(model)
+    tracker = Tracker.from_sam2(model, precision=args.precision)
     samples, times = [], []
     for i in range(args.frames):
         f = frames[i % len(frames)]
@@ -83,7 +83,7 @@ def phase_vs_meta(args, model, frames) -> dict:
         state = model.init_state(d)
     box = np.array(box_of_first_shape(0, FRAME_H, FRAME_W), np.float32)
     model.add_new_points_or_box(state, 0, 1, box=box)
-    tracker = Tracker.from_sam2(model)
+    tracker = Tracker.from_sam2(model, precision="fp32")  # Meta's arithmetic: frames compared bit for bit
     tracker.step(decoded[0])
     tracker.add_box(1, box)
     meta = model.propagate_in_video(state, start_frame_idx=1)
@@ -129,6 +129,8 @@ def main(argv=None) -> dict:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--absent", action="store_true", help="keep random weights' absent objects")
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
+                   help="arithmetic of the streaming phase (the Meta comparison always runs fp32)")
     p.add_argument("--out", default=None, help="JSON path (default bench-results/memory-<model>-<size>.json)")
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args(argv)

@@ -19,7 +19,8 @@ from pipelines.synthetic import moving_shapes_frame
 from tracker import Tracker
 from tracker.models import seeded_model
 
-STAGES = ("preprocess", "encoder", "track", "memory_encoder", "postprocess")
+STAGES = ("preprocess", "encoder", "track", "memory_encoder", "bookkeeping", "postprocess")
+OUTSIDE_MODEL = ("preprocess", "bookkeeping", "postprocess")  # what the step does besides the model's calls
 
 
 def run(args) -> dict:
@@ -27,7 +28,7 @@ def run(args) -> dict:
     results, series = {}, {}
     for n in args.objects:
         modes = {"off": [False], "on": [True], "both": [False, True] if n > 1 else [False]}[args.batch]
-        trackers = {b: Tracker.from_sam2(model, batch_objects=b) for b in modes}
+        trackers = {b: Tracker.from_sam2(model, batch_objects=b, precision=args.precision) for b in modes}
         first_frame = moving_shapes_frame(0, args.height, args.width)
         for tracker in trackers.values():
             tracker.step(first_frame)
@@ -62,24 +63,29 @@ def run(args) -> dict:
     shared = base["stages"]["preprocess"]["p50_ms"] + base["stages"]["encoder"]["p50_ms"]
     per_object = {n: (r["step"]["p50_ms"] - shared) / int(n) for n, r in results.items()}
     return {"benchmark": "step", "settings": _settings(args), "environment": environment(args.threads),
+            "precision": trackers[modes[0]].precision,
             "results": results, "shared_per_frame_ms": shared, "per_object_ms": per_object, "_series": series}
 
 
 def _summary(n: int, totals: list[float], stages: dict[str, list[float]], first: float, batched: bool) -> dict:
+    outside = [sum(stages[s][i] for s in OUTSIDE_MODEL) for i in range(len(totals))]
     return {"objects": n, "batch_objects": batched, "step": percentiles(totals), "first_frame_ms": 1000 * first,
             "stages": {s: percentiles(v) for s, v in stages.items()},
+            "outside_model": percentiles(outside),
+            "outside_model_share": float(np.median([o / t for o, t in zip(outside, totals)])),
             "jitter_ms": float(np.std(np.asarray(totals) * 1000))}
 
 
 def _settings(args) -> dict:
     return {k: getattr(args, k) for k in ("model", "image_size", "objects", "frames", "warmup", "width", "height",
-                                          "batch")}
+                                          "batch", "precision")}
 
 
 def main(argv=None) -> dict:
     parser = scenario_parser("step", __doc__, frames=20, quick_frames=8)
     parser.add_argument("--batch", choices=["off", "on", "both"], default="both",
                         help="objects one at a time (off, Meta-exact), in one batch (on), or both compared")
+    parser.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     data = run(args)
@@ -89,13 +95,15 @@ def main(argv=None) -> dict:
     cdf(series, f"tracker step, {args.model} at {args.image_size}px", out.with_suffix(".png"))
     print(table([[n, r["step"]["p50_ms"], r["step"]["p95_ms"], r["step"]["p99_ms"], r["step"]["max_ms"],
                   r["stages"]["encoder"]["p50_ms"], r["stages"]["track"]["p50_ms"],
-                  r["stages"]["memory_encoder"]["p50_ms"]] for n, r in data["results"].items()],
-                ["objects", "p50 ms", "p95", "p99", "max", "encoder p50", "track p50", "mem-enc p50"]))
+                  r["stages"]["memory_encoder"]["p50_ms"], f"{100 * r['outside_model_share']:.1f} %"]
+                 for n, r in data["results"].items()],
+                ["objects", "p50 ms", "p95", "p99", "max", "encoder p50", "track p50", "mem-enc p50",
+                 "outside model"]))
     batched = [[n, r["step"]["p50_ms"], r["batched"]["step"]["p50_ms"], r["batched"]["speedup"]]
                for n, r in data["results"].items() if "batched" in r]
     if batched:
         print(table(batched, ["objects", "one at a time p50 ms", "batched p50 ms", "speedup"]))
-    print(f"shared per frame {data['shared_per_frame_ms']:.1f} ms; per object: "
+    print(f"precision {data['precision']}; shared per frame {data['shared_per_frame_ms']:.1f} ms; per object: "
           + ", ".join(f"{n} obj {v:.1f} ms" for n, v in data["per_object_ms"].items()))
     print(f"wrote {out} and {out.with_suffix('.png')}")
     return data

@@ -1,7 +1,8 @@
 """Scenario `vs-meta`: Meta's SAM2VideoPredictor and samtrack on the same frames and prompts, in the
-same run, frame by frame alternately; per-frame time ratio and an identical-output check.
+same run, frame by frame alternately; per-frame time ratio, the count of bit-identical frames and the
+mask IoU against Meta's fp32 output (which the fp32 path reproduces exactly).
 
-    samtrack bench vs-meta [--quick] [--objects 1 8]
+    samtrack bench vs-meta [--quick] [--objects 1 8] [--precision auto|fp32|bf16]
 """
 
 from __future__ import annotations
@@ -28,7 +29,12 @@ from tracker.models import seeded_model  # noqa: E402
 MIN_VIDEO = 16  # Meta scales pointer encodings by min(video length, 16): shorter videos are not comparable
 
 
-def compare(model, frames: list[np.ndarray], n_objects: int, warmup: int, n_steps: int) -> dict:
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    union = (a | b).sum()
+    return float((a & b).sum() / union) if union else 1.0
+
+
+def compare(model, frames: list[np.ndarray], n_objects: int, warmup: int, n_steps: int, precision: str) -> dict:
     """Track n_objects over frames 1..n_steps of `frames` (the whole video is given to Meta: its
     length changes Meta's arithmetic below 16 frames)."""
     h, w = frames[0].shape[:2]
@@ -38,13 +44,13 @@ def compare(model, frames: list[np.ndarray], n_objects: int, warmup: int, n_step
             Image.fromarray(f).save(f"{d}/{i:06d}.jpg", quality=95)
         decoded = [np.array(Image.open(f"{d}/{i:06d}.jpg").convert("RGB")) for i in range(len(frames))]
         state = model.init_state(d)
-    tracker = Tracker.from_sam2(model)
+    tracker = Tracker.from_sam2(model, precision=precision)
     tracker.step(decoded[0])
     for k, box in enumerate(boxes):
         model.add_new_points_or_box(state, 0, k + 1, box=np.array(box, np.float32))
         tracker.add_box(k + 1, box)
     meta = model.propagate_in_video(state, start_frame_idx=1)
-    meta_t, ours_t, identical = [], [], 0
+    meta_t, ours_t, identical, ious = [], [], 0, []
     for i in range(1, n_steps + 1):
         t0 = time.perf_counter()
         fi, ids, masks = next(meta)
@@ -54,17 +60,21 @@ def compare(model, frames: list[np.ndarray], n_objects: int, warmup: int, n_step
         meta_t.append(t1 - t0)
         ours_t.append(t2 - t1)
         identical += all(torch.equal(torch.from_numpy(res.objects[o].logits), masks[k, 0]) for k, o in enumerate(ids))
+        ious += [_iou(res.objects[o].mask, (masks[k, 0] > 0).numpy()) for k, o in enumerate(ids)]
     meta.close()
     ratios = [o / m for o, m in zip(ours_t, meta_t)]
     warm = slice(warmup, None)
     return {"objects": n_objects, "frames": len(frames), "meta_step": percentiles(meta_t[warm]),
             "samtrack_step": percentiles(ours_t[warm]), "ratio_median": statistics.median(ratios[warm]),
             "warmup_ratio": ratios[:warmup], "identical_frames": identical, "compared_frames": n_steps,
-            "_series": (meta_t, ours_t)}
+            "precision": tracker.precision, "iou_vs_fp32_mean": float(np.mean(ious)),
+            "iou_vs_fp32_min": float(np.min(ious)), "_series": (meta_t, ours_t)}
 
 
 def main(argv=None) -> dict:
     p = scenario_parser("vs-meta", __doc__, frames=40, quick_frames=8)
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
+                   help="samtrack's arithmetic (Meta's predictor always runs fp32)")
     p.set_defaults(objects=[1, 8])
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -73,21 +83,23 @@ def main(argv=None) -> dict:
     frames = [moving_shapes_frame(i, args.height, args.width) for i in range(n)]
     results, series = {}, {}
     for k in args.objects:
-        r = compare(model, frames, k, args.warmup, args.frames + args.warmup)
+        r = compare(model, frames, k, args.warmup, args.frames + args.warmup, args.precision)
         meta_t, ours_t = r.pop("_series")
         x = list(range(1, len(meta_t) + 1))
         series[f"Meta, {k} obj"] = (x, [1000 * t for t in meta_t])
         series[f"samtrack, {k} obj"] = (x, [1000 * t for t in ours_t])
         results[str(k)] = r
     data = {"benchmark": "vs-meta", "settings": {k: getattr(args, k) for k in ("model", "image_size", "objects",
-                                                                               "frames", "warmup")},
+                                                                               "frames", "warmup", "precision")},
             "environment": environment(args.threads), "results": results}
     out = Path(args.out or f"bench-results/vs-meta-{args.image_size}.json")
     write_json(out, data)
     over_time(series, "ms per frame", f"per-frame time, {args.model} at {args.image_size}px", out.with_suffix(".png"))
-    print(table([[k, r["meta_step"]["p50_ms"], r["samtrack_step"]["p50_ms"], r["ratio_median"],
-                  f"{r['identical_frames']}/{r['compared_frames']}"] for k, r in results.items()],
-                ["objects", "Meta p50 ms", "samtrack p50 ms", "ratio (median)", "identical"]))
+    print(table([[k, r["precision"], r["meta_step"]["p50_ms"], r["samtrack_step"]["p50_ms"], r["ratio_median"],
+                  f"{r['identical_frames']}/{r['compared_frames']}", r["iou_vs_fp32_mean"], r["iou_vs_fp32_min"]]
+                 for k, r in results.items()],
+                ["objects", "precision", "Meta p50 ms", "samtrack p50 ms", "ratio (median)", "identical",
+                 "IoU vs fp32 mean", "min"]))
     print(f"wrote {out} and {out.with_suffix('.png')}")
     return data
 

@@ -33,11 +33,11 @@ def test_batched_equals_per_object(long_video):
     _, frames = long_video
     model = make_model()
     batch_sizes = []
-    ref = _session(Tracker.from_sam2(model, batch_objects=False), frames)
+    ref = _session(Tracker.from_sam2(model, batch_objects=False, precision="fp32"), frames)
     hook = model.memory_attention.register_forward_pre_hook(
         lambda _m, _args, kwargs: batch_sizes.append(kwargs["curr"][0].shape[1]), with_kwargs=True)
     try:
-        got = _session(Tracker.from_sam2(model, batch_objects=True), frames)
+        got = _session(Tracker.from_sam2(model, batch_objects=True, precision="fp32"), frames)
     finally:
         hook.remove()
     assert max(batch_sizes) >= 3, "objects were never attended in one batch"

@@ -82,7 +82,8 @@ def test_step_scenario(tmp_path):
         _check_percentiles(r["step"])
         for s in r["stages"].values():
             _check_percentiles(s)
-    assert set(data["per_object_ms"]) == {"1", "2"}
+    assert set(data["per_object_ms"]) == {"1", "2"} and data["precision"] in ("fp32", "bf16")
+    assert all(0 < r["outside_model_share"] < 1 for r in data["results"].values())
     assert "batched" not in data["results"]["1"] and not data["results"]["2"]["batch_objects"]
     batched = data["results"]["2"]["batched"]
     assert batched["batch_objects"] and batched["speedup"] > 0
@@ -91,12 +92,15 @@ def test_step_scenario(tmp_path):
 
 @pytest.mark.slow
 def test_vs_meta_scenario(tmp_path):
-    data = _bench(tmp_path, "vs-meta", "--quick", "--objects", "1", "2")
+    data = _bench(tmp_path, "vs-meta", "--quick", "--objects", "1", "2", "--precision", "fp32")
     for r in data["results"].values():
         _check_percentiles(r["meta_step"])
         _check_percentiles(r["samtrack_step"])
         # quick: 8 measured + 2 warm-up frames of a 17-frame video (Meta's arithmetic needs >= 16 frames)
         assert r["identical_frames"] == r["compared_frames"] == 10 and r["frames"] >= 17
+        assert r["precision"] == "fp32" and r["iou_vs_fp32_mean"] == r["iou_vs_fp32_min"] == 1.0
+    fast = _bench(tmp_path, "vs-meta", "--quick", "--objects", "1", "--precision", "bf16")["results"]["1"]
+    assert fast["precision"] == "bf16" and 0.9 < fast["iou_vs_fp32_min"] <= fast["iou_vs_fp32_mean"] <= 1.0
 
 
 @pytest.mark.slow

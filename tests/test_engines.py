@@ -102,7 +102,7 @@ def test_memory_attention_real_rope_graph_and_onnxruntime(model, cache_dir):
 @pytest.mark.slow
 def test_onnxruntime_tracking_100_frames_matches_torch(model, cache_dir):
     h, w = 96, 120
-    ref = Tracker.from_sam2(model)
+    ref = Tracker.from_sam2(model, precision="fp32")
     memory_attention = make_memory_attention("onnxruntime", model, cache_dir=cache_dir)
     runs = []
     session_run = memory_attention.session.run

@@ -45,7 +45,7 @@ def test_bit_exact_vs_meta(name, present, video):
     prompts = SCENARIOS[name]
     model = make_model(present=present)
     ref = run_meta(model, folder, len(frames), prompts)
-    ours = run_samtrack(Tracker.from_sam2(model), frames, prompts)
+    ours = run_samtrack(Tracker.from_sam2(model, precision="fp32"), frames, prompts)
     assert len(ours) == len(frames)
     assert compare(ours, ref) == []
     if present:  # the scenario really exercised present objects
@@ -66,7 +66,8 @@ def test_more_cond_frames_than_cap(cap, present, long_video):
     folder, frames = long_video
     model = make_model(present=present, max_cond_frames_in_attn=cap, add_all_frames_to_correct_as_cond=True)
     ref = run_meta(model, folder, len(frames), COND_PROMPTS)
-    tracker = Tracker.from_sam2(model, feature_window=2)  # small window: evictions happen within 40 frames
+    # small window: evictions happen within 40 frames
+    tracker = Tracker.from_sam2(model, feature_window=2, precision="fp32")
     ours = run_samtrack(tracker, frames, COND_PROMPTS)
     assert compare(ours, ref) == []
     assert tracker._banks[1].cond_dropped > 0, "the scenario must evict conditioning frames"
@@ -79,7 +80,7 @@ def test_unlimited_model_capped_bank_is_exact_up_to_cap(long_video):
     model = make_model(add_all_frames_to_correct_as_cond=True)
     assert model.max_cond_frames_in_attn == -1
     ref = run_meta(model, folder, len(frames), COND_PROMPTS)
-    ours = run_samtrack(Tracker.from_sam2(model, feature_window=2), frames, COND_PROMPTS)
+    ours = run_samtrack(Tracker.from_sam2(model, feature_window=2, precision="fp32"), frames, COND_PROMPTS)
     assert compare(ours, ref) == []
 
 
@@ -89,7 +90,7 @@ def test_memory_temporal_stride_2(present, long_video):
     prompts = [CLICK, Prompt(at=20, obj=1, points=((50, 40),), labels=(1,))]
     model = make_model(present=present, memory_temporal_stride_for_eval=2)
     ref = run_meta(model, folder, len(frames), prompts)
-    tracker = Tracker.from_sam2(model, feature_window=2)
+    tracker = Tracker.from_sam2(model, feature_window=2, precision="fp32")
     assert tracker.options.memory_horizon == 15
     ours = run_samtrack(tracker, frames, prompts)
     assert compare(ours, ref) == []
@@ -99,7 +100,7 @@ def test_options_override_model_settings(video):
     """An option passed to the tracker wins over the model's value; the model itself is untouched."""
     folder, frames = video
     model = make_model()
-    tracker = Tracker.from_sam2(model, memory_temporal_stride_for_eval=2, max_cond_frames=4)
+    tracker = Tracker.from_sam2(model, memory_temporal_stride_for_eval=2, max_cond_frames=4, precision="fp32")
     assert tracker.options.memory_temporal_stride_for_eval == 2 and tracker.options.max_cond_frames == 4
     assert model.memory_temporal_stride_for_eval == 1
     ours = run_samtrack(tracker, frames, [CLICK])
@@ -113,6 +114,6 @@ def test_harness_detects_a_bank_of_six(video, monkeypatch):
     model = make_model()
     ref = run_meta(model, folder, len(frames), [CLICK])
     monkeypatch.setattr(Tracker, "_oldest_kept", lambda self: self._latest - 5)
-    ours = run_samtrack(Tracker.from_sam2(model), frames, [CLICK])
+    ours = run_samtrack(Tracker.from_sam2(model, precision="fp32"), frames, [CLICK])
     problems = compare(ours, ref)
     assert problems and all(int(p.split()[1].rstrip(":")) >= 8 for p in problems), problems

@@ -7,12 +7,12 @@ import asyncio
 import json
 import time
 
-import numpy as np
+import torch
 import zmq
 
 from tracker.client import Result, Subscriber
 from tracker.client.spawn import free_port
-from tracker.core.results import FrameResult, object_result
+from tracker.core.results import make_result
 from tracker.protocol import messages
 from tracker.viewer.server import Viewer, ViewerSettings
 
@@ -20,9 +20,9 @@ FRAME = messages.FrameInfo(source_index=0, width=8, height=6, pts_ns=None, captu
 
 
 def _result(stream: str, seq: int, obj_id: int) -> list[bytes]:
-    logits = np.full((6, 8), -1.0, np.float32)
-    logits[1:3, 2:5] = 1.0
-    result = FrameResult(seq, {obj_id: object_result(obj_id, logits, 2.0)})
+    logits = torch.full((1, 1, 6, 8), -1.0)
+    logits[..., 1:3, 2:5] = 1.0
+    result = make_result(seq, {obj_id: (logits, torch.tensor([[2.0]]))}, 6, 8)
     return messages.result_message(stream, seq, FRAME, result, {"step": 1.0}, 0, "rle")
 
 

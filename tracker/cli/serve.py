@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..core.options import PRECISIONS
 from ..protocol import MASK_ENCODINGS
 
 # flag dest -> config field it overrides
@@ -11,6 +12,7 @@ FLAG_FIELDS = {
     "results": "endpoints.results", "commands": "endpoints.commands", "mask_encoding": "output.mask_encoding",
     "preview_every": "output.preview_every", "feature_window": "memory.feature_window",
     "metrics_port": "metrics.port", "log_level": "logging.level", "backend": "model.backend",
+    "precision": "model.precision",
 }
 
 
@@ -25,6 +27,7 @@ def add_serve_parser(sub) -> None:
     p.add_argument("--device")
     p.add_argument("--threads", type=int, help="CPU threads for torch")
     p.add_argument("--backend", choices=["torch", "onnxruntime", "tensorrt"], help="image encoder backend")
+    p.add_argument("--precision", choices=PRECISIONS, help="fp32 (exact), bf16 (fast path) or auto")
     p.add_argument("--results", help="PUB endpoint for results")
     p.add_argument("--commands", help="ROUTER endpoint for commands")
     p.add_argument("--mask-encoding", choices=MASK_ENCODINGS)

@@ -7,6 +7,7 @@ import argparse
 import statistics
 import time
 
+from ..core.options import PRECISIONS
 from ..models import weights
 from ..models.registry import model_spec
 
@@ -19,6 +20,7 @@ def add_track_parser(sub) -> None:
     p.add_argument("--image-size", type=int, default=512, help="model input size (1024 is Meta's; 512 suits CPUs)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, help="CPU threads for torch")
+    p.add_argument("--precision", choices=PRECISIONS, default="auto", help="fp32 (exact), bf16 (fast path) or auto")
     p.add_argument("--frames", type=int, default=30, help="frames to track")
     p.add_argument("--size", default="320x240", help="frame size WxH of the synthetic stream")
     p.set_defaults(func=run_track)
@@ -33,7 +35,8 @@ def run_track(args) -> int:
     checkpoint = weights.resolve_checkpoint(args.model, args.checkpoint)
     what = checkpoint or "NONE: random weights, masks are meaningless"
     print(f"model {model_spec(args.model).name}, checkpoint {what}")
-    tracker = Tracker.build(args.model, checkpoint, args.image_size, args.device, threads=args.threads)
+    tracker = Tracker.build(args.model, checkpoint, args.image_size, args.device, threads=args.threads,
+                            precision=args.precision)
     times = []
     for i in range(args.frames):
         frame = moving_shapes_frame(i, h, w)

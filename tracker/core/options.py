@@ -20,6 +20,8 @@ DEFAULT_MAX_COND_FRAMES = 8
 # half a second at 30 fps, the round trip from a viewer's click back to the daemon.
 DEFAULT_FEATURE_WINDOW = 16
 
+PRECISIONS = ("auto", "fp32", "bf16")  # see TrackerOptions.precision
+
 
 @dataclass(frozen=True)
 class TrackerOptions:
@@ -47,6 +49,10 @@ class TrackerOptions:
     # one object at a time, batching changes float rounding (within 1e-5), and on a CPU the memory
     # attention is compute-bound, so batching it was measured slower (docs/benchmarks.md).
     batch_objects: bool = False
+    # Arithmetic: "fp32" is Meta's (bit-exact); "bf16" runs the model under bf16 autocast with the frame
+    # resized on the device (within the tolerance of docs/engines.md); "auto" picks bf16 where the device
+    # has native bf16 (CUDA, CPUs with AVX512-BF16 or AMX), else fp32.
+    precision: str = "auto"
 
     @classmethod
     def from_model(cls, model: torch.nn.Module, **overrides) -> TrackerOptions:
@@ -84,6 +90,8 @@ class TrackerOptions:
             raise ValueError("feature_window must be >= 1")
         if self.fill_hole_area < 0:
             raise ValueError("fill_hole_area must be >= 0")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
 
     @property
     def memory_horizon(self) -> int:

@@ -19,7 +19,8 @@ from ..errors import FrameWindowError, PromptError, UnknownObjectError
 from .bank import MemoryEntry, ObjectBank, PointPrompt
 from .memory import condition_on_memory, gather_memory
 from .options import TrackerOptions
-from .preprocess import Preprocessor, check_frame
+from .precision import compute_context, resolve_precision
+from .preprocess import DevicePreprocessor, Preprocessor, check_frame
 from .prompts import check_box, check_mask, check_points, to_mask_input, to_point_prompt
 from .results import FrameResult, StageTimes, make_result
 
@@ -54,7 +55,9 @@ class Tracker:
         self.memory_attention = memory_attention or model.memory_attention
         self.device = model.device
         self.image_size = int(model.image_size)
-        self._preprocess = Preprocessor(self.image_size, self.device)
+        self.precision = resolve_precision(options.precision, self.device)  # "fp32" (exact) or "bf16"
+        exact = self.precision == "fp32"
+        self._preprocess = (Preprocessor if exact else DevicePreprocessor)(self.image_size, self.device)
         self._fill_hole_area = _usable_hole_area(options.fill_hole_area)
         self._window: OrderedDict[int, FrameFeatures] = OrderedDict()
         self._banks: dict[int, ObjectBank] = {}
@@ -64,6 +67,7 @@ class Tracker:
         self._vision_pos: torch.Tensor | None = None
         self._maskmem_pos: torch.Tensor | None = None
         self._mem_time = 0.0  # seconds in the memory encoder during the current step
+        self._track_time = 0.0  # seconds in memory attention and SAM heads during the current step
 
     # ---- construction -------------------------------------------------------------------
     @classmethod
@@ -118,24 +122,26 @@ class Tracker:
         t0 = time.perf_counter()
         image = self._preprocess(frame)
         t1 = time.perf_counter()
-        feats = self._encode(image, frame.shape[0], frame.shape[1], self._latest + 1)
-        t2 = time.perf_counter()
-        self._mem_time = 0.0
-        for bank in self._banks.values():
-            self._flush(bank)
-        self._push(feats)
-        low_res = {}
-        banks = list(self._banks.values())
-        entries = self._track_objects(banks, feats, is_init_cond=False, run_mem_encoder=True) if banks else []
-        for bank, entry in zip(banks, entries):
-            bank.non_cond[feats.index] = entry
-            bank.tracked.add(feats.index)
-            bank.prune(self._oldest_kept(), self.options.max_cond_frames)
-            low_res[bank.obj_id] = (entry.pred_masks, entry.object_score_logits)
+        with compute_context(self.precision, self.device):
+            feats = self._encode(image, frame.shape[0], frame.shape[1], self._latest + 1)
+            t2 = time.perf_counter()
+            self._mem_time = self._track_time = 0.0
+            for bank in self._banks.values():
+                self._flush(bank)
+            self._push(feats)
+            low_res = {}
+            banks = list(self._banks.values())
+            entries = self._track_objects(banks, feats, is_init_cond=False, run_mem_encoder=True) if banks else []
+            for bank, entry in zip(banks, entries):
+                bank.non_cond[feats.index] = entry
+                bank.tracked.add(feats.index)
+                bank.prune(self._oldest_kept(), self.options.max_cond_frames)
+                low_res[bank.obj_id] = (entry.pred_masks, entry.object_score_logits)
         t3 = time.perf_counter()
         result = make_result(feats.index, low_res, feats.height, feats.width)
         t4 = time.perf_counter()
-        times = StageTimes(t1 - t0, t2 - t1, t3 - t2 - self._mem_time, self._mem_time, t4 - t3)
+        bookkeeping = t3 - t2 - self._mem_time - self._track_time
+        times = StageTimes(t1 - t0, t2 - t1, self._track_time, self._mem_time, bookkeeping, t4 - t3)
         return dataclasses.replace(result, times=times)
 
     @torch.inference_mode()
@@ -240,17 +246,18 @@ class Tracker:
             prev = next((d[k] for d in (pending, bank.cond, bank.non_cond) if k in d), None)
             if prev is not None:
                 prev_logits = torch.clamp(prev.pred_masks, -32.0, 32.0)
-        entry = self._track(bank, feats, is_init_cond, prompt=prompt, mask=mask,
-                            prev_logits=prev_logits, run_mem_encoder=False)
-        # Commit only now: a failure above leaves the state as it was.
-        pending[k] = entry
-        if prompt is not None:
-            bank.points[k] = prompt
-        else:
-            bank.points.pop(k, None)
-        self._banks[obj_id] = bank
-        if k < self._latest:
-            self._retrack(bank, k)
+        with compute_context(self.precision, self.device):
+            entry = self._track(bank, feats, is_init_cond, prompt=prompt, mask=mask,
+                                prev_logits=prev_logits, run_mem_encoder=False)
+            # Commit only now: a failure above leaves the state as it was.
+            pending[k] = entry
+            if prompt is not None:
+                bank.points[k] = prompt
+            else:
+                bank.points.pop(k, None)
+            self._banks[obj_id] = bank
+            if k < self._latest:
+                self._retrack(bank, k)
         return self._result(feats)
 
     def _retrack(self, bank: ObjectBank, k: int) -> None:
@@ -315,6 +322,7 @@ class Tracker:
             outs = m._use_mask_as_output(pix_feat, high_res_feats, mask)
         else:
             memories = [gather_memory(m, self.options, b, feats.index, is_init_cond, self._maskmem_pos) for b in banks]
+            t0 = time.perf_counter()
             pix_feat = condition_on_memory(m, self.options, self.memory_attention, vf[-1], self._vision_pos,
                                            sizes[-1], memories)
             outs = m._forward_sam_heads(
@@ -323,6 +331,7 @@ class Tracker:
                 high_res_features=high_res_feats,
                 multimask_output=m._use_multimask(is_init_cond, point_inputs),
             )
+            self._track_time += time.perf_counter() - t0
         _, _, _, low_res, high_res, obj_ptr, score = outs
         maskmem = None
         if run_mem_encoder and self.options.num_maskmem > 0:

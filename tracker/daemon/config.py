@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from pipelines.live import DEFAULT_BACKOFF, DEFAULT_STALL_TIMEOUT_S
 
-from ..core.options import DEFAULT_FEATURE_WINDOW, DEFAULT_MAX_COND_FRAMES
+from ..core.options import DEFAULT_FEATURE_WINDOW, DEFAULT_MAX_COND_FRAMES, PRECISIONS
 from ..errors import SamtrackError
 from ..protocol import DEFAULT_COMMANDS, DEFAULT_RESULTS, MASK_ENCODINGS
 
@@ -60,6 +60,9 @@ class ModelSection(_Section):
     backend: Literal["torch", "onnxruntime", "tensorrt"] = Field(
         "torch", description="Image encoder backend: torch (exact), onnxruntime (faster on CPU), tensorrt (GPU).")
     engine_cache: str = Field("", description="Compiled encoder cache; empty: $XDG_CACHE_HOME/samtrack/engines.")
+    precision: Literal[PRECISIONS] = Field(
+        "auto", description="fp32: Meta's exact arithmetic; bf16: the fast path (docs/engines.md tolerances); "
+        "auto: bf16 on CUDA and on CPUs with AVX512-BF16/AMX, else fp32.")
 
     @field_validator("checkpoint")
     @classmethod
@@ -94,6 +97,9 @@ class EndpointsSection(_Section):
 class OutputSection(_Section):
     mask_encoding: Literal[MASK_ENCODINGS] = Field("rle", description="Mask encoding on the wire: rle bits png none.")
     preview_every: int = Field(0, ge=0, description="Publish a JPEG preview every N frames (0: never).")
+    publish_queue: int = Field(4, ge=0, le=64, description="Results waiting for the publisher thread (the oldest is "
+                               "dropped and counted when full): a few absorb a slow encode; 0: publish on the "
+                               "tracking thread.")
 
 
 class MetricsSection(_Section):

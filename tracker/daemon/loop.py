@@ -50,6 +50,7 @@ class DaemonSettings:
     commands: str  # ROUTER: requests and replies
     mask_encoding: str
     preview_every: int
+    publish_queue: int  # results waiting for the publisher thread; 0: publish on the tracking thread
     metrics_address: str | None  # None: no metrics endpoint
     metrics_port: int
     curve: CurveServer | None
@@ -75,12 +76,14 @@ class Daemon:
         self._pub.setsockopt(zmq.SNDHWM, PUB_HWM)
         self._cmd = self._socket(zmq.ROUTER)
         self._cmd.setsockopt(zmq.MAXMSGSIZE, MAX_INBOUND_BYTES)
-        self.publisher = Publisher(self._pub, settings.stream, settings.mask_encoding, settings.preview_every)
+        self.publisher = Publisher(self._pub, settings.stream, settings.mask_encoding, settings.preview_every,
+                                   settings.publish_queue, self._published)
         self.handler = CommandHandler(tracker, self.stats, self.status, self.metrics)
         self._last_frame = 0.0
         self._last_ping = 0.0
         self._last_status = 0.0
         self._ready = False
+        self._ended = False  # an end message was published
 
     def _socket(self, kind: int) -> zmq.Socket:
         s = self._ctx.socket(kind)
@@ -144,11 +147,14 @@ class Daemon:
     def _end(self, reason: str) -> None:
         log.info("%s after %d frames; exiting", reason, self.stats.frames)
         self.publisher.publish_end(self.tracker.latest_frame, reason)
-        self._pub.setsockopt(zmq.LINGER, END_LINGER_MS)
+        self._ended = True
 
     def close(self) -> None:
         self.source.stop()
-        self._pub.close()  # LINGER option: 0, or END_LINGER_MS after an end message
+        self.publisher.close()  # its thread is done with the socket after this
+        if self._ended:  # the end message may take a moment to leave
+            self._pub.setsockopt(zmq.LINGER, END_LINGER_MS)
+        self._pub.close()
         self._cmd.close(0)
         if self._auth is not None:
             self._auth.stop()
@@ -168,15 +174,17 @@ class Daemon:
             return
         finally:
             self._busy = False
-        t_tracked = time.monotonic_ns()
         stages = {"queue": (t_start - frame.capture_ns) / 1e6, **result.times.as_ms()}
-        stages["step"] = (t_tracked - t_start) / 1e6
+        stages["step"] = (time.monotonic_ns() - t_start) / 1e6
         self.publisher.publish(frame, result, stages, self.source.dropped)
-        t_published = time.monotonic_ns()
-        stages["publish"] = (t_published - t_tracked) / 1e6
         self.stats.record_frame(stages)
-        self.metrics.observe_frame(stages, (t_published - frame.capture_ns) / 1e9)
+        self.metrics.observe_frame(stages)
         self._last_frame = time.monotonic()
+
+    def _published(self, capture_ns: int, publish_ms: float) -> None:
+        """A result left the socket (called in the publisher's thread)."""
+        self.stats.record_stages({"publish": publish_ms})
+        self.metrics.observe_published(publish_ms, (time.monotonic_ns() - capture_ns) / 1e9)
 
     def _systemd(self) -> None:
         """READY after the first tracked frame, STATUS periodically, WATCHDOG only while frames flow."""

@@ -41,13 +41,18 @@ class Metrics:
         self._server, _thread = start_http_server(port, addr=address, registry=self.registry)
         return self._server.server_port
 
-    def observe_frame(self, stages_ms: dict[str, float], end_to_end_s: float) -> None:
+    def observe_frame(self, stages_ms: dict[str, float]) -> None:
+        """A tracked frame and its stages (tracking thread)."""
         s = self.stream
         self.frames.labels(s).inc()
         for key, label in STAGES.items():
             if key in stages_ms:
                 self.stage.labels(s, label).observe(stages_ms[key] / 1000.0)
-        self.end_to_end.labels(s).observe(end_to_end_s)
+
+    def observe_published(self, publish_ms: float, end_to_end_s: float) -> None:
+        """A result that left the PUB socket (publisher thread)."""
+        self.stage.labels(self.stream, STAGES["publish"]).observe(publish_ms / 1000.0)
+        self.end_to_end.labels(self.stream).observe(end_to_end_s)
 
     def sync_source(self, dropped: int, reconnects: int) -> None:
         """Counters that the source keeps as totals."""

@@ -1,6 +1,18 @@
-"""Publishing each frame's result (and optional JPEG previews) on the PUB socket, never blocking."""
+"""Publishing each frame's result (and optional JPEG previews) on the PUB socket.
+
+Encoding masks (RLE/PNG), JSON, JPEG previews and sending run in a publisher thread behind a bounded
+queue, so the tracking thread starts the next step at once; when the queue is full the oldest waiting
+result is dropped, counted, and the count published (`publish_dropped`). With a queue of 0 everything
+runs on the caller's thread. Only the publisher's thread touches the socket."""
 
 from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import zmq
@@ -10,10 +22,28 @@ from pipelines.frame import Frame
 from ..core.results import FrameResult
 from ..protocol import messages
 
+log = logging.getLogger(__name__)
+
 # Messages queued per subscriber before PUB drops for it: results are only useful fresh, so a slow
 # subscriber loses old frames (it sees a gap in "seq") instead of slowing the tracker.
 PUB_HWM = 20
 PREVIEW_JPEG_QUALITY = 80  # enough to click on; a 640x480 preview stays around 30-50 kB
+CLOSE_TIMEOUT_S = 2.0  # how long close() waits for the thread to send what it has
+
+
+@dataclass(frozen=True)
+class _Job:
+    frame: Frame
+    result: FrameResult
+    timings_ms: dict[str, float]
+    dropped: int  # frames the source dropped so far
+    queued_ns: int
+
+
+@dataclass(frozen=True)
+class _End:
+    last_frame: int | None
+    reason: str
 
 
 def frame_info(frame: Frame) -> messages.FrameInfo:
@@ -21,28 +51,95 @@ def frame_info(frame: Frame) -> messages.FrameInfo:
 
 
 class Publisher:
-    """Sends protocol messages for one stream; counts its own sequence numbers."""
+    """Sends protocol messages for one stream. `on_sent(capture_ns, publish_ms)` runs after each result
+    left (in the publisher's thread): the daemon's latency metrics."""
 
-    def __init__(self, socket: zmq.Socket, stream: str, mask_encoding: str = "rle", preview_every: int = 0):
+    def __init__(self, socket: zmq.Socket, stream: str, mask_encoding: str = "rle", preview_every: int = 0,
+                 queue_size: int = 4, on_sent: Callable[[int, float], None] | None = None):
         self.socket, self.stream = socket, stream
         self.mask_encoding = mask_encoding
         self.preview_every = preview_every  # send a JPEG of every Nth frame (0: never)
+        self.dropped = 0  # results dropped because the queue was full (published as publish_dropped)
+        self._on_sent = on_sent
         self._seq = 0
         self._preview_seq = 0
+        self._queue: queue.Queue | None = queue.Queue(queue_size) if queue_size > 0 else None
+        self._thread: threading.Thread | None = None
+        if self._queue is not None:
+            self._thread = threading.Thread(target=self._run, name=f"publisher-{stream}", daemon=True)
+            self._thread.start()
 
     def publish(self, frame: Frame, result: FrameResult, timings_ms: dict[str, float], dropped: int) -> None:
-        """Send one result message (and a preview when one is due)."""
-        info = frame_info(frame)
-        parts = messages.result_message(self.stream, self._seq, info, result, timings_ms, dropped, self.mask_encoding)
-        self._seq += 1
-        self.socket.send_multipart(parts, flags=zmq.NOBLOCK, copy=False)
-        if self.preview_every and result.frame_index % self.preview_every == 0:
-            self._preview(frame, info, result.frame_index)
+        """Hand one result over (or send it now, without a queue)."""
+        self._put(_Job(frame, result, timings_ms, dropped, time.monotonic_ns()))
 
     def publish_end(self, last_frame: int | None, reason: str) -> None:
-        """Tell subscribers that the stream is over (the daemon exits after this)."""
-        self.socket.send_multipart(messages.end_message(self.stream, self._seq, last_frame, reason), flags=zmq.NOBLOCK)
+        """Tell subscribers that the stream is over, after every result already handed over (none dropped)."""
+        self._wait_put(_End(last_frame, reason))
+
+    def close(self) -> None:
+        """Send what is queued (bounded by CLOSE_TIMEOUT_S) and stop the thread; the socket stays open."""
+        if self._thread is not None:
+            self._wait_put(None)
+            self._thread.join(CLOSE_TIMEOUT_S)
+            if self._thread.is_alive():
+                log.warning("publisher thread still busy after %.1f s; results may be lost", CLOSE_TIMEOUT_S)
+            self._thread = None
+
+    # ---- the publisher's side -------------------------------------------------------------
+    def _put(self, item: _Job) -> None:
+        if self._queue is None:
+            self._send(item)
+            return
+        while True:
+            try:
+                self._queue.put_nowait(item)
+                return
+            except queue.Full:  # the oldest waiting result goes: only fresh results matter
+                try:
+                    self._queue.get_nowait()
+                    self.dropped += 1
+                except queue.Empty:
+                    pass
+
+    def _wait_put(self, item: _End | None) -> None:
+        """Queue an item behind what waits, without dropping anything (bounded by CLOSE_TIMEOUT_S)."""
+        if self._queue is None:
+            if item is not None:
+                self._send(item)
+            return
+        try:
+            self._queue.put(item, timeout=CLOSE_TIMEOUT_S)
+        except queue.Full:
+            log.warning("publisher thread stuck for %.1f s: %s not queued", CLOSE_TIMEOUT_S, item or "stop")
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            try:
+                self._send(item)
+            except Exception:  # a failed send must not end publishing
+                log.exception("publishing failed")
+
+    def _send(self, item: _Job | _End) -> None:
+        if isinstance(item, _End):
+            self.socket.send_multipart(messages.end_message(self.stream, self._seq, item.last_frame, item.reason),
+                                       flags=zmq.NOBLOCK)
+            self._seq += 1
+            return
+        t0 = time.monotonic_ns()
+        info = frame_info(item.frame)
+        timings = {**item.timings_ms, "publish_queue": (t0 - item.queued_ns) / 1e6}
+        parts = messages.result_message(self.stream, self._seq, info, item.result, timings, item.dropped,
+                                        self.mask_encoding, self.dropped)
         self._seq += 1
+        self.socket.send_multipart(parts, flags=zmq.NOBLOCK, copy=False)
+        if self._on_sent is not None:
+            self._on_sent(item.frame.capture_ns, (time.monotonic_ns() - t0) / 1e6)
+        if self.preview_every and item.result.frame_index % self.preview_every == 0:
+            self._preview(item.frame, info, item.result.frame_index)
 
     def _preview(self, frame: Frame, info: messages.FrameInfo, index: int) -> None:
         import cv2

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
@@ -25,12 +26,17 @@ class Stats:
     errors: Counter = field(default_factory=Counter)  # error replies by code
     timings_ms: dict[str, deque] = field(default_factory=dict)  # stage -> recent durations (ms)
     _frame_times: deque = field(default_factory=lambda: deque(maxlen=FPS_FRAMES))
+    _lock: threading.Lock = field(default_factory=threading.Lock)  # stages come from two threads
 
     def record_frame(self, stages_ms: dict[str, float]) -> None:
         self.frames += 1
         self._frame_times.append(time.monotonic())
-        for k, v in stages_ms.items():
-            self.timings_ms.setdefault(k, deque(maxlen=WINDOW)).append(v)
+        self.record_stages(stages_ms)
+
+    def record_stages(self, stages_ms: dict[str, float]) -> None:
+        with self._lock:
+            for k, v in stages_ms.items():
+                self.timings_ms.setdefault(k, deque(maxlen=WINDOW)).append(v)
 
     @property
     def fps(self) -> float:
@@ -38,4 +44,5 @@ class Stats:
         return (len(t) - 1) / (t[-1] - t[0]) if len(t) > 1 and t[-1] > t[0] else 0.0
 
     def percentiles(self) -> dict[str, Percentiles]:
-        return {k: percentiles(v) for k, v in self.timings_ms.items()}
+        with self._lock:
+            return {k: percentiles(v) for k, v in self.timings_ms.items()}

@@ -17,6 +17,7 @@ def settings_from(cfg: Config) -> DaemonSettings:
     return DaemonSettings(
         stream=cfg.stream.name, results=cfg.endpoints.results, commands=cfg.endpoints.commands,
         mask_encoding=cfg.output.mask_encoding, preview_every=cfg.output.preview_every,
+        publish_queue=cfg.output.publish_queue,
         metrics_address=cfg.metrics.address if cfg.metrics.enabled else None, metrics_port=cfg.metrics.port,
         curve=CurveServer(cfg.auth.server_secret_key, cfg.auth.authorized_clients) if cfg.auth.curve else None,
         watchdog_stall_s=cfg.service.watchdog_stall_s, status_every_s=cfg.service.status_every_s,
@@ -33,7 +34,8 @@ def build_daemon(cfg: Config) -> Daemon:
     m, mem = cfg.model, cfg.memory
     tracker = Tracker.build(m.name, checkpoint, m.image_size, m.device, threads=m.threads or None, backend=m.backend,
                             engine_cache=m.engine_cache or None, feature_window=mem.feature_window,
-                            max_cond_frames=mem.max_cond_frames, batch_objects=mem.batch_objects)
+                            max_cond_frames=mem.max_cond_frames, batch_objects=mem.batch_objects,
+                            precision=m.precision)
     source = open_source(cfg.stream.source, stall_timeout_s=cfg.stream.stall_timeout_s,
                          backoff=Backoff(cfg.stream.reconnect_initial_s, DEFAULT_BACKOFF.factor,
                                          cfg.stream.reconnect_max_s))

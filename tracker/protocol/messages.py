@@ -59,14 +59,15 @@ def object_summary(o: ObjectResult) -> dict:
 
 
 def result_message(stream: str, seq: int, frame: FrameInfo, result: FrameResult, timings_ms: dict[str, float],
-                   dropped: int, mask_encoding: str) -> list[bytes]:
+                   dropped: int, mask_encoding: str, publish_dropped: int = 0) -> list[bytes]:
     """[topic, header, masks...] of one tracked frame."""
     masks, objects = [], []
     for o in result.objects.values():
         d = object_summary(o)
         if mask_encoding != "none":
             d["mask"] = {"encoding": mask_encoding, "frame": len(masks)}
-            masks.append(encode_mask(o.mask, mask_encoding))
+            # "bits" is the layout the tracker already packed on its device
+            masks.append(o.packed_mask.tobytes() if mask_encoding == "bits" else encode_mask(o.mask, mask_encoding))
         objects.append(d)
     publish_ns, publish_unix_ns = time.monotonic_ns(), time.time_ns()
     header = {
@@ -75,7 +76,7 @@ def result_message(stream: str, seq: int, frame: FrameInfo, result: FrameResult,
         "width": frame.width, "height": frame.height, "pts_ns": frame.pts_ns,
         "capture_ns": frame.capture_ns, "publish_ns": publish_ns, "publish_unix_ns": publish_unix_ns,
         "capture_us": _us(frame.capture_ns), "publish_us": _us(publish_ns), "publish_unix_us": _us(publish_unix_ns),
-        "timings_ms": timings_ms, "dropped": dropped, "objects": objects,
+        "timings_ms": timings_ms, "dropped": dropped, "publish_dropped": publish_dropped, "objects": objects,
     }
     return [topic(RESULTS_TOPIC, stream), json.dumps(header).encode(), *masks]
 

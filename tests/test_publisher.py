@@ -1,0 +1,74 @@
+"""The publisher thread: results handed over without waiting, the oldest dropped (counted and published)
+when the thread falls behind, the end message never dropped. Real PUB/SUB sockets on loopback."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import pytest
+import torch
+import zmq
+
+from pipelines.frame import Frame
+from tracker.client.spawn import free_port
+from tracker.core.results import make_result
+from tracker.daemon.publisher import Publisher
+
+H, W = 1080, 1920  # full-HD masks: RLE-encoding one takes milliseconds, handing one over microseconds
+
+
+def _frame_and_result(i: int):
+    low = torch.from_numpy(np.random.default_rng(i).normal(size=(1, 1, 64, 64)).astype(np.float32))
+    frame = Frame(i, None, time.monotonic_ns(), np.zeros((H, W, 3), np.uint8))
+    return frame, make_result(i, {1: (low, torch.tensor([[1.0]])), 2: (-low, torch.tensor([[1.0]]))}, H, W)
+
+
+def _run(queue_size: int, n: int = 40) -> tuple[Publisher, list[dict]]:
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    ctx = zmq.Context()
+    pub, sub = ctx.socket(zmq.PUB), ctx.socket(zmq.SUB)
+    pub.setsockopt(zmq.SNDHWM, 0)
+    sub.setsockopt(zmq.RCVHWM, 0)
+    pub.bind(endpoint)
+    sub.setsockopt(zmq.SUBSCRIBE, b"results.cam")
+    sub.connect(endpoint)
+    time.sleep(0.3)  # the subscription reaches the PUB socket
+    items = [_frame_and_result(i) for i in range(n)]
+    publisher = Publisher(pub, "cam", "rle", queue_size=queue_size)
+    try:
+        for frame, result in items:
+            publisher.publish(frame, result, {"step": 1.0}, 0)
+        publisher.publish_end(n - 1, "end of stream")
+        publisher.close()
+        headers, deadline = [], time.monotonic() + 30
+        while time.monotonic() < deadline and (not headers or headers[-1]["type"] != "end"):
+            if sub.poll(500):
+                headers.append(json.loads(sub.recv_multipart()[1]))
+    finally:
+        pub.close(0)
+        sub.close(0)
+        ctx.term()
+    return publisher, headers
+
+
+def test_a_full_queue_drops_the_oldest_results_and_says_so():
+    publisher, headers = _run(queue_size=1)
+    results = [h for h in headers if h["type"] == "result"]
+    assert headers[-1]["type"] == "end" and headers[-1]["frame"] == 39
+    assert publisher.dropped > 0 and len(results) == 40 - publisher.dropped
+    assert results[-1]["frame"] == 39  # the freshest result is never the one dropped
+    frames = [h["frame"] for h in results]
+    assert frames == sorted(frames) and [h["seq"] for h in headers] == list(range(len(headers)))
+    counts = [h["publish_dropped"] for h in results]
+    assert counts == sorted(counts) and counts[-1] == publisher.dropped
+    assert all(h["timings_ms"]["publish_queue"] >= 0 for h in results)
+
+
+@pytest.mark.parametrize("queue_size", [0, 64])
+def test_without_pressure_every_result_is_published(queue_size):
+    publisher, headers = _run(queue_size=queue_size)
+    assert publisher.dropped == 0
+    assert [h["frame"] for h in headers] == list(range(40)) + [39] and headers[-1]["type"] == "end"
+    assert all(h["publish_dropped"] == 0 for h in headers[:-1])
