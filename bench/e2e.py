@@ -1,8 +1,10 @@
 """Scenario `e2e`: the daemon on a test source at a fixed input rate; glass-to-mask latency measured
 from each frame's capture time to the moment a subscriber has decoded its result, plus dropped
-frames and achieved fps.
+frames and achieved fps. Two daemon configurations are measured one after the other, per image size:
+"exact" (precision fp32, publishing on the tracking thread: samtrack before its fast path) and "fast"
+(the defaults: precision auto, publisher thread).
 
-    samtrack bench e2e [--quick] [--fps 10] [--seconds 60]
+    samtrack bench e2e [--quick] [--fps 5] [--seconds 60] [--sizes 256 512] [--configs exact fast]
 """
 
 from __future__ import annotations
@@ -17,19 +19,15 @@ from bench.plots import cdf, over_time
 from bench.scenario import object_boxes, scenario_parser, start_daemon
 from tracker.client import Client, Result, Subscriber
 
+CONFIGS = {"exact": ["--precision", "fp32", "--publish-queue", "0"], "fast": []}
 
-def main(argv=None) -> dict:
-    p = scenario_parser("e2e", __doc__, frames=0, quick_frames=0)
-    p.add_argument("--fps", type=int, default=5, help="input rate of the test source")
-    p.add_argument("--seconds", type=float, default=60.0, help="measured duration")
-    p.set_defaults(image_size=256, objects=[1])
-    args = p.parse_args(argv)
-    if args.quick:
-        args.seconds, args.warmup = 30.0, 5
-    torch.set_num_threads(args.threads)
+
+def measure(args, size: int, config: str) -> dict:
+    """One daemon, one configuration: latency, fps, drops after warm-up."""
     w, h = args.width, args.height
-    daemon = start_daemon(args, f"test:?pattern=ball&width={w}&height={h}&fps={args.fps}")
-    lat, stages, arrivals, frames = [], {}, [], []
+    args.image_size = size
+    daemon = start_daemon(args, f"test:?pattern=ball&width={w}&height={h}&fps={args.fps}", CONFIGS[config])
+    lat, stages, arrivals = [], {}, []
     try:
         with Client(daemon.commands, timeout=60) as c, Subscriber(daemon.results, "bench") as sub:
             for k, box in enumerate(object_boxes(args.objects[0], w, h)):
@@ -49,7 +47,6 @@ def main(argv=None) -> dict:
                 if seen > args.warmup:
                     lat.append(msg.latency_ms() / 1000)
                     arrivals.append(time.monotonic() - t_start)
-                    frames.append(msg.frame)
                     for k, v in msg.header["timings_ms"].items():
                         stages.setdefault(k, []).append(v)
             if not lat:
@@ -60,25 +57,45 @@ def main(argv=None) -> dict:
     finally:
         code = daemon.stop()
     elapsed = arrivals[-1] if arrivals else 0.0
-    data = {
-        "benchmark": "e2e", "settings": {**{k: getattr(args, k) for k in ("model", "image_size", "objects", "fps",
-                                                                          "seconds", "warmup", "width", "height")}},
-        "environment": environment(args.threads),
+    return {
+        "config": config, "image_size": size, "serve_flags": CONFIGS[config],
         "glass_to_mask": percentiles(lat), "stages": {k: percentiles([x / 1000 for x in v]) for k, v in stages.items()},
         "achieved_fps": (len(lat) - 1) / elapsed if elapsed else 0.0, "input_fps": args.fps,
         "dropped_frames": dropped, "results_lost": gaps, "frames": len(lat), "first_frame": first_frame,
-        "daemon_exit_code": code, "daemon_fps": stats["fps"],
+        "daemon_exit_code": code, "daemon_fps": stats["fps"], "_lat": lat, "_arrivals": arrivals,
     }
-    out = Path(args.out or f"bench-results/e2e-{args.image_size}.json")
+
+
+def main(argv=None) -> dict:
+    p = scenario_parser("e2e", __doc__, frames=0, quick_frames=0)
+    p.add_argument("--fps", type=int, default=5, help="input rate of the test source")
+    p.add_argument("--seconds", type=float, default=60.0, help="measured duration per configuration")
+    p.add_argument("--sizes", type=int, nargs="+", help="image sizes (default: --image-size)")
+    p.add_argument("--configs", nargs="+", choices=sorted(CONFIGS), default=["exact", "fast"])
+    p.set_defaults(image_size=256, objects=[1])
+    args = p.parse_args(argv)
+    if args.quick:
+        args.seconds, args.warmup = 30.0, 5
+    torch.set_num_threads(args.threads)
+    sizes = args.sizes or [args.image_size]
+    runs = [measure(args, size, config) for size in sizes for config in args.configs]
+    data = {
+        "benchmark": "e2e", "settings": {**{k: getattr(args, k) for k in ("model", "objects", "fps", "seconds",
+                                                                          "warmup", "width", "height", "configs")},
+                                         "sizes": sizes},
+        "environment": environment(args.threads),
+        "runs": [{k: v for k, v in r.items() if not k.startswith("_")} for r in runs],
+    }
+    out = Path(args.out or f"bench-results/e2e-{'-'.join(map(str, sizes))}.json")
     write_json(out, data)
-    cdf({"glass-to-mask": [1000 * x for x in lat], **{k: v for k, v in stages.items() if k in
-                                                       ("queue", "encoder", "track", "step")}},
-        f"end to end at {args.fps} fps input, {args.image_size}px", out.with_suffix(".png"))
-    over_time({"glass-to-mask": (arrivals, [1000 * x for x in lat])}, "ms", "latency over time",
-              out.with_name(out.stem + "-time.png"), xlabel="seconds")
-    g = data["glass_to_mask"]
-    print(table([[g["p50_ms"], g["p95_ms"], g["p99_ms"], g["max_ms"], data["achieved_fps"], args.fps, dropped]],
-                ["p50 ms", "p95 ms", "p99 ms", "max ms", "achieved fps", "input fps", "dropped"]))
+    label = {id(r): f"{r['config']} {r['image_size']}px" for r in runs}
+    cdf({label[id(r)]: [1000 * x for x in r["_lat"]] for r in runs},
+        f"glass-to-mask at {args.fps} fps input", out.with_suffix(".png"))
+    over_time({label[id(r)]: (r["_arrivals"], [1000 * x for x in r["_lat"]]) for r in runs}, "ms",
+              "latency over time", out.with_name(out.stem + "-time.png"), xlabel="seconds")
+    print(table([[r["image_size"], r["config"], r["glass_to_mask"]["p50_ms"], r["glass_to_mask"]["p99_ms"],
+                  r["achieved_fps"], args.fps, r["dropped_frames"]] for r in runs],
+                ["size", "config", "p50 ms", "p99 ms", "achieved fps", "input fps", "dropped"]))
     print(f"wrote {out}, {out.with_suffix('.png')} and {out.with_name(out.stem + '-time.png')}")
     return data
 

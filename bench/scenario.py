@@ -41,8 +41,8 @@ def object_boxes(n: int, width: int, height: int) -> list[tuple[int, int, int, i
             for k in range(n)]
 
 
-def start_daemon(args, source: str) -> DaemonProcess:
+def start_daemon(args, source: str, extra: list[str] = ()) -> DaemonProcess:
     """`samtrack serve` as a subprocess on loopback, with the scenario's model, size and threads."""
     return spawn.start_daemon(["--source", source, "--image-size", str(args.image_size), "--model", args.model,
                                "--no-metrics", "--threads", str(args.threads), "--stream", "bench",
-                               "--log-level", "WARNING"])
+                               "--log-level", "WARNING", *extra])
