@@ -18,7 +18,7 @@ from tests.daemon_helpers import start_daemon
 HEADER_FIELDS = {"v", "type", "stream", "seq", "frame", "source_index", "width", "height", "pts_ns",
                  "capture_ns", "publish_ns", "publish_unix_ns", "capture_us", "publish_us", "publish_unix_us",
                  "timings_ms", "dropped", "publish_dropped", "objects"}
-PING_FIELDS = {"pong", "protocol", "stream", "frame", "source", "uptime_s", "window", "metrics_port"}
+PING_FIELDS = {"pong", "protocol", "stream", "frame", "source", "uptime_s", "window", "metrics_port", "precision"}
 STAGES = {"queue", "preprocess", "encoder", "track", "memory_encoder", "bookkeeping", "postprocess", "step",
           "publish_queue"}
 
@@ -158,6 +158,7 @@ def test_stats_carries_everything_of_ping_and_documented_fields(sockets):
     assert PING_FIELDS == set(ping), set(ping) ^ PING_FIELDS
     assert PING_FIELDS <= set(stats) and stats["pong"] is True and stats["protocol"] == 1
     assert isinstance(stats["metrics_port"], int) and stats["metrics_port"] > 0
+    assert ping["precision"] in ("fp32", "bf16")
     assert {"step", "publish", "queue"} <= set(stats["timings_ms"])
     assert {"frames", "frame_errors", "prompts", "requests", "errors", "fps", "objects", "held_bytes",
             "retracked_frames"} <= set(stats)

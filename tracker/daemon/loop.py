@@ -102,7 +102,7 @@ class Daemon:
                 height=info.height if info else None, fps=info.fps if info else None, dropped=src.dropped,
                 reconnects=src.reconnects, connected=src.connected),
             uptime_s=time.monotonic() - self.stats.started, window=window[:1] + window[-1:],
-            metrics_port=self.metrics_port)
+            metrics_port=self.metrics_port, precision=self.tracker.precision)
 
     def install_signal_handlers(self) -> None:
         for sig in (signal.SIGINT, signal.SIGTERM):

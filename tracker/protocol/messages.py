@@ -46,6 +46,7 @@ class DaemonStatus:
     uptime_s: float
     window: list[int]  # [first, last] frame a prompt may name; [] before the first frame
     metrics_port: int | None
+    precision: str  # "fp32" (exact) or "bf16" (fast path)
 
 
 def _us(ns: int | None) -> int | None:
@@ -105,6 +106,7 @@ def status_result(s: DaemonStatus) -> dict:
         "source": {"kind": src.kind, "live": src.live, "width": src.width, "height": src.height, "fps": src.fps,
                    "dropped": src.dropped, "reconnects": src.reconnects, "connected": src.connected},
         "uptime_s": round(s.uptime_s, 3), "window": list(s.window), "metrics_port": s.metrics_port,
+        "precision": s.precision,
     }
 
 
