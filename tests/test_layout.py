@@ -57,7 +57,7 @@ def _offenders(prefix: str, forbidden: tuple[str, ...]) -> list[str]:
 
 def test_tracker_has_its_rooms():
     names = {p.name for p in (ROOT / "tracker").iterdir() if not p.name.startswith("__")}
-    assert {"core", "models", "protocol", "daemon", "client", "viewer", "cli"} <= names
+    assert {"core", "models", "protocol", "daemon", "client", "viewer", "cli", "runner"} <= names
     assert not [n for n in names if n.endswith("_cmd.py")], names
 
 
@@ -77,7 +77,8 @@ def test_engines_know_only_model_pieces():
 
 
 def test_only_the_daemon_wires_source_tracker_and_sockets():
-    for room in ("tracker.core", "tracker.models", "tracker.protocol", "tracker.client", "tracker.viewer"):
+    for room in ("tracker.core", "tracker.models", "tracker.protocol", "tracker.client", "tracker.viewer",
+                 "tracker.runner"):
         assert _offenders(room, ("tracker.daemon",)) == [], room
     assert _offenders("tracker.protocol", ("pipelines", "engines", "tracker.models", "aiohttp")) == []
 

@@ -1,54 +1,118 @@
-"""`samtrack track`: the streaming tracker on a synthetic moving-shapes stream, with a box prompt,
-printing per-frame results and timing (a self-contained check that the core works on this machine)."""
+"""`samtrack track SOURCE`: a video file (or any source) with prompts on given frames, to an overlaid video
+and/or per-frame masks (JSON lines)."""
 
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 from ..core.options import PRECISIONS
-from ..models import weights
-from ..models.registry import model_spec
+
+
+class _Event(argparse.Action):
+    """Keeps --frame/--object/--point/--box in the order typed (the prompt plan depends on it)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        namespace.events = [*(getattr(namespace, "events", None) or []), (self.dest, values)]
+
+
+def _numbers(text: str, counts: tuple[int, ...], what: str) -> list[float]:
+    try:
+        vals = [float(v) for v in text.split(",")]
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from e
+    if len(vals) not in counts:
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+    return vals
+
+
+def _point(text: str) -> tuple[float, float, int]:
+    vals = _numbers(text, (2, 3), "X,Y or X,Y,LABEL (LABEL 1 positive, 0 negative)")
+    label = vals[2] if len(vals) == 3 else 1
+    if label not in (0, 1):
+        raise argparse.ArgumentTypeError(f"a point's label is 1 (positive) or 0 (negative), got {text!r}")
+    return vals[0], vals[1], int(label)
+
+
+def _box(text: str) -> list[float]:
+    return _numbers(text, (4,), "X0,Y0,X1,Y1")
 
 
 def add_track_parser(sub) -> None:
-    p = sub.add_parser("track", help="track a synthetic stream and print per-frame results",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = sub.add_parser("track", help="track a video file with prompts on given frames; write an overlay and masks",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                       description="Flags are read in order: --frame F and --object N say where the following "
+                                   "--point and --box go (frame 0, object 1 until given).")
+    p.add_argument("source", help="a video file GStreamer decodes (or test:, v4l2:, rtsp://, gst: with --frames)")
+    p.add_argument("--frame", type=int, action=_Event, dest="frame", help="frame index of the next prompts")
+    p.add_argument("--object", type=int, action=_Event, dest="object", help="object id of the next prompts")
+    p.add_argument("--point", type=_point, action=_Event, dest="point", help="a click X,Y[,LABEL] (repeatable)")
+    p.add_argument("--box", type=_box, action=_Event, dest="box", help="a box X0,Y0,X1,Y1")
+    p.add_argument("--prompts", help="JSON file: [{\"frame\", \"object\", \"points\", \"labels\", \"box\"}, ...]")
+    p.add_argument("--out", help="overlaid video to write (.mp4, .mkv, .webm, .avi)")
+    p.add_argument("--masks", help="per-frame results to write as JSON lines (COCO RLE masks)")
+    p.add_argument("--frames", type=int, help="stop after N frames (needed for live sources)")
     p.add_argument("--model", default="sam2.1_hiera_t", help="model name (see `samtrack weights list`)")
     p.add_argument("--checkpoint", help="checkpoint file (default: the cached one, else random weights)")
-    p.add_argument("--image-size", type=int, default=512, help="model input size (1024 is Meta's; 512 suits CPUs)")
+    p.add_argument("--image-size", type=int, default=1024, help="model input size (512 is faster on CPUs)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, help="CPU threads for torch")
     p.add_argument("--precision", choices=PRECISIONS, default="auto", help="fp32 (exact), bf16 (fast path) or auto")
-    p.add_argument("--frames", type=int, default=30, help="frames to track")
-    p.add_argument("--size", default="320x240", help="frame size WxH of the synthetic stream")
-    p.set_defaults(func=run_track)
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=run_track, events=None)
 
 
 def run_track(args) -> int:
-    from pipelines.synthetic import box_of_first_shape, moving_shapes_frame
+    from pathlib import Path
+
+    from pipelines import open_source, parse_source
 
     from ..core.tracker import Tracker
+    from ..errors import SamtrackError
+    from ..models import weights
+    from ..runner.plan import plan_from_file, plan_from_flags
+    from ..runner.track import track_source
 
-    w, h = (int(v) for v in args.size.lower().split("x"))
+    if args.prompts and args.events:
+        raise SamtrackError("give prompts as flags or as --prompts FILE, not both")
+    prompts = plan_from_file(args.prompts) if args.prompts else plan_from_flags(args.events or [])
+    if not prompts:
+        raise SamtrackError("no prompt: give --point/--box (with --object/--frame) or --prompts FILE")
+    if not (args.out or args.masks):
+        raise SamtrackError("nothing to write: give --out VIDEO and/or --masks FILE.jsonl")
+    for path in filter(None, (args.out, args.masks)):
+        if not Path(path).parent.is_dir():
+            raise SamtrackError(f"output directory does not exist: {Path(path).parent}")
+    spec = parse_source(args.source)
+    if spec.live and not args.frames:
+        raise SamtrackError(f"{args.source} is a live source: give --frames N")
+    count = None if spec.live else _frame_count(spec)
+    late = [p for p in prompts if count is not None and p.frame >= count]
+    if late:
+        raise SamtrackError(f"{args.source} has {count} frames (0..{count - 1}); prompts on "
+                            + ", ".join(f"frame {p.frame} (object {p.obj})" for p in late) + " cannot apply")
     checkpoint = weights.resolve_checkpoint(args.model, args.checkpoint)
-    what = checkpoint or "NONE: random weights, masks are meaningless"
-    print(f"model {model_spec(args.model).name}, checkpoint {what}")
+    # The tracker before the source: torch's ONNX exporter crashes once GStreamer's libraries are loaded.
     tracker = Tracker.build(args.model, checkpoint, args.image_size, args.device, threads=args.threads,
                             precision=args.precision)
-    times = []
-    for i in range(args.frames):
-        frame = moving_shapes_frame(i, h, w)
-        t0 = time.perf_counter()
-        result = tracker.step(frame)
-        if i == 0:
-            result = tracker.add_box(1, box_of_first_shape(0, h, w))
-        times.append(time.perf_counter() - t0)
-        for o in result.objects.values():
-            print(f"frame {result.frame_index:4d}  obj {o.obj_id}  present {o.present!s:5}  score {o.score:7.3f}  "
-                  f"area {o.area:6d}  bbox {o.bbox}  {1000 * times[-1]:7.1f} ms")
-    steady = times[1:] or times
-    print(f"{len(times)} frames, median {1000 * statistics.median(steady):.1f} ms/frame "
-          f"({1 / statistics.median(steady):.1f} fps) after the first")
+    source = open_source(spec, reconnect=False)
+    summary = track_source(source, tracker, prompts, Path(args.out) if args.out else None,
+                           Path(args.masks) if args.masks else None, args.frames,
+                           count, progress=not args.quiet)
+    written = " and ".join(filter(None, (args.out, args.masks)))
+    print(f"{summary.frames} frames, {len(summary.objects)} object(s), {summary.fps:.2f} frames/s "
+          f"({tracker.precision}); wrote {written}")
     return 0
+
+
+def _frame_count(spec) -> int | None:
+    """The file's frame count as its container says (for the progress bar's ETA), if it says."""
+    if spec.kind != "file":
+        return None
+    import cv2
+
+    cap = cv2.VideoCapture(spec.location)
+    try:
+        n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+    finally:
+        cap.release()
+    return n if n > 0 else None

@@ -60,7 +60,10 @@ class DevicePreprocessor:
 
     def __call__(self, frame: np.ndarray) -> torch.Tensor:
         s = (self.image_size,) * 2
-        x = torch.from_numpy(np.ascontiguousarray(frame))
+        frame = np.ascontiguousarray(frame)
+        if not frame.flags.writeable:  # a decoder's buffer: torch only wraps writable memory
+            frame = frame.copy()
+        x = torch.from_numpy(frame)
         if self.device.type == "cuda":
             x = x.pin_memory()
         x = x.to(self.device, non_blocking=True).permute(2, 0, 1).unsqueeze(0)

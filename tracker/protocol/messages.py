@@ -138,3 +138,14 @@ def objects_result(frame: int | None, results: list[ObjectResult | int]) -> dict
 def ids_result(ids: list[int]) -> dict:
     """remove_object / reset: the objects still tracked."""
     return {"objects": list(ids)}
+
+
+def result_record(result: FrameResult) -> dict:
+    """One frame of `samtrack track --masks` (a JSON line): each object's entry with its mask as COCO RLE
+    (`{"size": [H, W], "counts": str}`, what pycocotools' mask.decode reads)."""
+    objects = []
+    for o in result.objects.values():
+        rle = encode_mask(o.mask, "rle").decode("ascii")
+        objects.append({**object_summary(o), "mask": {"size": [o.height, o.width], "counts": rle}})
+    return {"frame": result.frame_index, "objects": objects}
+

@@ -1,0 +1,64 @@
+"""`samtrack segment IMAGE`: one image with clicks and/or a box, Meta's image predictor, mask PNG and overlay."""
+
+from __future__ import annotations
+
+import argparse
+
+from .track import _box, _point
+
+
+def add_segment_parser(sub) -> None:
+    p = sub.add_parser("segment", help="segment one image from clicks and/or a box (Meta's image predictor)",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("image", help="an image file (PNG, JPEG, ...)")
+    p.add_argument("--point", type=_point, action="append", default=[], help="a click X,Y[,LABEL] (repeatable)")
+    p.add_argument("--box", type=_box, help="a box X0,Y0,X1,Y1")
+    p.add_argument("--multimask", action="store_true", help="three candidate masks with their scores")
+    p.add_argument("--out", default="mask.png", help="mask PNG (255 inside); with --multimask, NAME-0.png ...")
+    p.add_argument("--overlay", help="also write the image with the mask drawn on it (PNG)")
+    p.add_argument("--model", default="sam2.1_hiera_t", help="model name (see `samtrack weights list`)")
+    p.add_argument("--checkpoint", help="checkpoint file (default: the cached one, else random weights)")
+    p.add_argument("--image-size", type=int, default=1024, help="model input size")
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(func=run_segment)
+
+
+def run_segment(args) -> int:
+    from pathlib import Path
+
+    import cv2
+    import numpy as np
+
+    from pipelines.overlay import OverlayObject, draw_overlay
+
+    from ..errors import SamtrackError
+    from ..models import build_sam2_model, weights
+    from ..runner.segment import read_image, segment
+
+    out = Path(args.out)
+    for path in filter(None, (out, args.overlay and Path(args.overlay))):
+        if not path.parent.is_dir():
+            raise SamtrackError(f"output directory does not exist: {path.parent}")
+    try:
+        image = read_image(args.image)
+    except OSError as e:
+        raise SamtrackError(str(e)) from e
+    checkpoint = weights.resolve_checkpoint(args.model, args.checkpoint)
+    if checkpoint is None:
+        print(f"NOTE: no checkpoint for {args.model}: seeded RANDOM weights, the mask is meaningless")
+    model = build_sam2_model(args.model, checkpoint, args.image_size, args.device)
+    points = [p[:2] for p in args.point] or None
+    labels = [p[2] for p in args.point] or None
+    result = segment(model, image, points, labels, args.box, args.multimask)
+    names = [out] if not args.multimask else [out.with_name(f"{out.stem}-{i}{out.suffix}")
+                                              for i in range(len(result.masks))]
+    for name, mask, score in zip(names, result.masks, result.scores):
+        if not cv2.imwrite(str(name), mask.astype(np.uint8) * 255):
+            raise SamtrackError(f"cannot write {name} (use a .png name)")
+        print(f"{name}  score {score:.3f}  area {int(mask.sum())}")
+    if args.overlay:
+        drawn = draw_overlay(image, [OverlayObject(1, result.masks[0], result.scores[0])])
+        if not cv2.imwrite(args.overlay, np.ascontiguousarray(drawn[..., ::-1])):
+            raise SamtrackError(f"cannot write {args.overlay} (use a .png name)")
+        print(f"{args.overlay}  (best mask drawn)")
+    return 0

@@ -1,0 +1,103 @@
+"""`samtrack track`: a source through the tracker with prompts on given frames, to an overlaid video
+and/or per-frame masks (JSON lines), with a progress bar."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm import tqdm
+
+from pipelines.base import Source
+from pipelines.errors import EndOfStream, SourceTimeoutError
+from pipelines.overlay import OverlayObject, draw_overlay
+
+from ..core.results import FrameResult
+from ..core.tracker import Tracker
+from ..errors import PromptError
+from ..protocol.messages import result_record
+from .plan import Prompt
+
+log = logging.getLogger(__name__)
+
+FRAME_TIMEOUT_S = 30.0  # a file source that gives nothing for this long is stuck (decoders stall on broken files)
+DEFAULT_FPS = 25.0  # output rate when the source does not say
+
+
+@dataclass(frozen=True)
+class TrackSummary:
+    frames: int
+    seconds: float
+    objects: list[int]
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+
+def apply_prompts(tracker: Tracker, prompts: list[Prompt]) -> FrameResult:
+    """The prompts of one frame (the tracker's latest); the result after the last of them."""
+    result = None
+    for p in prompts:
+        try:
+            if p.box is not None:
+                result = tracker.add_box(p.obj, p.box, points=p.points or None, labels=p.labels or None)
+            else:
+                result = tracker.add_points(p.obj, p.points, p.labels)
+        except PromptError as e:
+            raise PromptError(f"object {p.obj} on frame {p.frame}: {e}") from e
+    return result
+
+
+def track_source(source: Source, tracker: Tracker, prompts: list[Prompt], video: Path | None = None,
+                 masks: Path | None = None, max_frames: int | None = None, total: int | None = None,
+                 progress: bool = True) -> TrackSummary:
+    """Every frame of `source` (up to max_frames) tracked, prompts applied on their frames, written out."""
+    from pipelines.sinks import VideoFileSink
+
+    pending = sorted(prompts, key=lambda p: p.frame)
+    info = source.start()
+    sink = jsonl = None
+    frames, t0 = 0, time.monotonic()
+    try:
+        if masks is not None:
+            jsonl = open(masks, "w")  # noqa: SIM115  (closed in finally, with the sink)
+        bar = tqdm(total=min(x for x in (total, max_frames) if x) if (total or max_frames) else None,
+                   unit="frame", disable=not progress, desc="tracking")
+        with bar:
+            while max_frames is None or frames < max_frames:
+                try:
+                    frame = source.read(FRAME_TIMEOUT_S)
+                except EndOfStream:
+                    break
+                if frame is None:
+                    raise SourceTimeoutError(f"no frame from the source within {FRAME_TIMEOUT_S:.0f} s")
+                result = tracker.step(frame.image)
+                now = [p for p in pending if p.frame == result.frame_index]
+                if now:
+                    result = apply_prompts(tracker, now)
+                    pending = [p for p in pending if p.frame != result.frame_index]
+                if video is not None:
+                    if sink is None:
+                        fps = info.fps if info is not None and info.fps else DEFAULT_FPS
+                        sink = VideoFileSink(video, frame.width, frame.height, fps)
+                    sink.push(draw_overlay(frame.image, [OverlayObject(o.obj_id, o.mask, o.score)
+                                                         for o in result.objects.values()]))
+                if jsonl is not None:
+                    jsonl.write(json.dumps(result_record(result)) + "\n")
+                frames += 1
+                bar.update()
+    finally:
+        source.stop()
+        if sink is not None:
+            sink.close()
+        if jsonl is not None:
+            jsonl.close()
+    if pending:
+        late = ", ".join(f"object {p.obj} on frame {p.frame}" for p in pending)
+        raise PromptError(f"the video ended after {frames} frames (0..{frames - 1}) before these prompts: {late}. "
+                          f"Outputs hold the {frames} frames tracked.")
+    return TrackSummary(frames, time.monotonic() - t0, tracker.objects)
