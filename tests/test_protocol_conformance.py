@@ -161,7 +161,7 @@ def test_stats_carries_everything_of_ping_and_documented_fields(sockets):
     assert ping["precision"] in ("fp32", "bf16")
     assert {"step", "publish", "queue"} <= set(stats["timings_ms"])
     assert {"frames", "frame_errors", "prompts", "requests", "errors", "fps", "objects", "held_bytes",
-            "retracked_frames"} <= set(stats)
+            "retracked_frames", "publish_dropped"} <= set(stats)
 
 
 def test_args_may_be_omitted_and_coordinates_may_be_fractional(sockets):

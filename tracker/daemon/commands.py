@@ -21,11 +21,12 @@ class CommandHandler:
     """Turns one request's frames into one reply frame. Never raises: every failure is a reply."""
 
     def __init__(self, tracker: Tracker, stats: Stats, status: Callable[[], messages.DaemonStatus],
-                 metrics: Metrics | None = None):
+                 metrics: Metrics, publish_dropped: Callable[[], int]):
         self.tracker = tracker
         self.stats = stats
         self.metrics = metrics
         self._status = status  # daemon-level facts for ping/stats (source, fps, ...)
+        self._publish_dropped = publish_dropped  # results the publisher dropped so far
 
     def handle(self, parts: list[bytes]) -> bytes:
         self.stats.requests += 1
@@ -44,8 +45,7 @@ class CommandHandler:
 
     def _error(self, rid, code: str, message: str) -> bytes:
         self.stats.errors[code] += 1
-        if self.metrics is not None:
-            self.metrics.errors.labels(self.metrics.stream, code).inc()
+        self.metrics.errors.labels(self.metrics.stream, code).inc()
         return P.reply_error(rid, code, message)
 
     # ---- ops --------------------------------------------------------------------------------
@@ -92,12 +92,12 @@ class CommandHandler:
         return messages.stats_result(
             self._status(), frames=s.frames, frame_errors=s.frame_errors, prompts=s.prompts, requests=s.requests,
             errors=s.errors, fps=s.fps, timings_ms=s.percentiles(), objects=len(self.tracker.objects),
-            held_bytes=self.tracker.held_bytes(), retracked_frames=s.retracked_frames)
+            held_bytes=self.tracker.held_bytes(), retracked_frames=s.retracked_frames,
+            publish_dropped=self._publish_dropped())
 
     def _prompted(self, obj_id: int, res: FrameResult, t0: float) -> dict:
         self.stats.prompts += 1
-        if self.metrics is not None:
-            self.metrics.prompts.labels(self.metrics.stream).inc()
+        self.metrics.prompts.labels(self.metrics.stream).inc()
         latest = self.tracker.latest_frame
         retracked = latest - res.frame_index if latest is not None else 0
         self.stats.retracked_frames += retracked

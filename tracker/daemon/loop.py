@@ -78,7 +78,8 @@ class Daemon:
         self._cmd.setsockopt(zmq.MAXMSGSIZE, MAX_INBOUND_BYTES)
         self.publisher = Publisher(self._pub, settings.stream, settings.mask_encoding, settings.preview_every,
                                    settings.publish_queue, self._published)
-        self.handler = CommandHandler(tracker, self.stats, self.status, self.metrics)
+        self.handler = CommandHandler(tracker, self.stats, self.status, self.metrics,
+                                      lambda: self.publisher.dropped)
         self._last_frame = 0.0
         self._last_ping = 0.0
         self._last_status = 0.0

@@ -112,11 +112,12 @@ def status_result(s: DaemonStatus) -> dict:
 
 def stats_result(status: DaemonStatus, *, frames: int, frame_errors: int, prompts: int, requests: int,
                  errors: dict[str, int], fps: float, timings_ms: dict[str, Percentiles], objects: int,
-                 held_bytes: int, retracked_frames: int) -> dict:
+                 held_bytes: int, retracked_frames: int, publish_dropped: int) -> dict:
     return {
         **status_result(status),
         "frames": frames, "frame_errors": frame_errors, "prompts": prompts, "requests": requests,
         "errors": dict(errors), "fps": round(fps, 3), "retracked_frames": retracked_frames,
+        "publish_dropped": publish_dropped,
         "timings_ms": {k: {"p50": p.p50, "p95": p.p95, "p99": p.p99, "max": p.max, "n": p.n}
                        for k, p in timings_ms.items()},
         "objects": objects, "held_bytes": held_bytes,
