@@ -132,6 +132,7 @@ def test_bad_prompts_are_explained(video, tmp_path, args, words):
     assert r.returncode == 2 and words in r.stderr, r.stderr[-2000:]
 
 
+@pytest.mark.slow
 def test_bad_paths_are_explained(video, tmp_path):
     r = _samtrack("track", str(tmp_path / "none.mp4"), "--point", "1,1", "--masks", str(tmp_path / "m.jsonl"))
     assert r.returncode == 2 and "file not found" in r.stderr
@@ -143,6 +144,7 @@ def test_bad_paths_are_explained(video, tmp_path):
     assert r.returncode == 2 and "prompt 0: colour: Extra inputs are not permitted" in r.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:FutureWarning")  # Meta's transforms
 def test_segment_is_metas_image_predictor(tmp_path):
     from sam2.sam2_image_predictor import SAM2ImagePredictor
