@@ -32,9 +32,15 @@ def _run(queue_size: int, n: int = 40) -> tuple[Publisher, list[dict]]:
     pub.setsockopt(zmq.SNDHWM, 0)
     sub.setsockopt(zmq.RCVHWM, 0)
     pub.bind(endpoint)
-    sub.setsockopt(zmq.SUBSCRIBE, b"results.cam")
+    sub.setsockopt(zmq.SUBSCRIBE, b"")
     sub.connect(endpoint)
-    time.sleep(0.3)  # the subscription reaches the PUB socket
+    deadline = time.monotonic() + 10  # until the subscription has reached the PUB socket: nothing is lost after
+    while time.monotonic() < deadline:
+        pub.send_multipart([b"probe", b"{}"])
+        if sub.poll(50):
+            break
+    while sub.poll(200):  # the probes still in flight
+        sub.recv_multipart()
     items = [_frame_and_result(i) for i in range(n)]
     publisher = Publisher(pub, "cam", "rle", queue_size=queue_size)
     try:
