@@ -24,10 +24,21 @@ def environment(threads: int) -> dict:
         "cpu": cpu,
         "cores": os.cpu_count(),
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "cuda": torch.version.cuda if torch.cuda.is_available() else None,
+        "nvidia_driver": _nvidia_driver(),
         "python": platform.python_version(),
         "torch": torch.__version__,
         "threads": threads,
     }
+
+
+def _nvidia_driver() -> str | None:
+    """The NVIDIA kernel driver's version line, where one is loaded."""
+    try:
+        with open("/proc/driver/nvidia/version") as f:
+            return f.readline().strip() or None
+    except OSError:
+        return None
 
 
 def percentiles(values_s: list[float]) -> dict:

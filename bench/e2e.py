@@ -81,7 +81,8 @@ def main(argv=None) -> dict:
     runs = [measure(args, size, config) for size in sizes for config in args.configs]
     data = {
         "benchmark": "e2e", "settings": {**{k: getattr(args, k) for k in ("model", "objects", "fps", "seconds",
-                                                                          "warmup", "width", "height", "configs")},
+                                                                          "warmup", "width", "height", "configs",
+                                                                          "device")},
                                          "sizes": sizes},
         "environment": environment(args.threads),
         "runs": [{k: v for k, v in r.items() if not k.startswith("_")} for r in runs],

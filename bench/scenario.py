@@ -27,6 +27,7 @@ def scenario_parser(name: str, doc: str | None, frames: int, quick_frames: int) 
     p.add_argument("--width", type=int, default=640)
     p.add_argument("--height", type=int, default=480)
     p.add_argument("--threads", type=int, default=os.cpu_count(), help="torch threads (pinned, recorded)")
+    p.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1 ...")
     p.add_argument("--out", help="JSON path; the PNG goes next to it")
     p.add_argument("--quick", nargs=0, action=Quick, default=False, help=f"{quick_frames} frames, 2 warm-up")
     return p
@@ -45,4 +46,4 @@ def start_daemon(args, source: str, extra: list[str] = ()) -> DaemonProcess:
     """`samtrack serve` as a subprocess on loopback, with the scenario's model, size and threads."""
     return spawn.start_daemon(["--source", source, "--image-size", str(args.image_size), "--model", args.model,
                                "--no-metrics", "--threads", str(args.threads), "--stream", "bench",
-                               "--log-level", "WARNING", *extra])
+                               "--device", args.device, "--log-level", "WARNING", *extra])

@@ -24,7 +24,7 @@ OUTSIDE_MODEL = ("preprocess", "bookkeeping", "postprocess")  # what the step do
 
 
 def run(args) -> dict:
-    model = seeded_model(args.model, args.image_size)
+    model = seeded_model(args.model, args.image_size, device=args.device)
     results, series = {}, {}
     for n in args.objects:
         modes = {"off": [False], "on": [True], "both": [False, True] if n > 1 else [False]}[args.batch]
@@ -78,7 +78,7 @@ def _summary(n: int, totals: list[float], stages: dict[str, list[float]], first:
 
 def _settings(args) -> dict:
     return {k: getattr(args, k) for k in ("model", "image_size", "objects", "frames", "warmup", "width", "height",
-                                          "batch", "precision")}
+                                          "batch", "precision", "device")}
 
 
 def main(argv=None) -> dict:

@@ -59,6 +59,7 @@ def compare(model, frames: list[np.ndarray], n_objects: int, warmup: int, n_step
         t2 = time.perf_counter()
         meta_t.append(t1 - t0)
         ours_t.append(t2 - t1)
+        masks = masks.cpu()
         identical += all(torch.equal(torch.from_numpy(res.objects[o].logits), masks[k, 0]) for k, o in enumerate(ids))
         ious += [_iou(res.objects[o].mask, (masks[k, 0] > 0).numpy()) for k, o in enumerate(ids)]
     meta.close()
@@ -78,7 +79,7 @@ def main(argv=None) -> dict:
     p.set_defaults(objects=[1, 8])
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
-    model = seeded_model(args.model, args.image_size)
+    model = seeded_model(args.model, args.image_size, device=args.device)
     n = max(MIN_VIDEO + 1, args.frames + args.warmup + 1)
     frames = [moving_shapes_frame(i, args.height, args.width) for i in range(n)]
     results, series = {}, {}
@@ -90,7 +91,8 @@ def main(argv=None) -> dict:
         series[f"samtrack, {k} obj"] = (x, [1000 * t for t in ours_t])
         results[str(k)] = r
     data = {"benchmark": "vs-meta", "settings": {k: getattr(args, k) for k in ("model", "image_size", "objects",
-                                                                               "frames", "warmup", "precision")},
+                                                                               "frames", "warmup", "precision",
+                                                                               "device")},
             "environment": environment(args.threads), "results": results}
     out = Path(args.out or f"bench-results/vs-meta-{args.image_size}.json")
     write_json(out, data)
