@@ -110,15 +110,29 @@ class AppsrcSink:
         self.close()
 
 
+def _filesink(path: str | os.PathLike) -> str:
+    """A filesink element for a path whose directory exists."""
+    p = Path(path)
+    if not p.parent.is_dir():
+        raise SinkError(f"output directory does not exist: {p.parent}")
+    location = str(p).replace("\\", "\\\\").replace('"', '\\"')
+    return f'filesink location="{location}"'
+
+
 class VideoFileSink(AppsrcSink):
     """Frames to a video file; the codec follows the extension (.mp4 H.264 where x264 is installed)."""
 
     def __init__(self, path: str | os.PathLike, width: int, height: int, fps: float):
-        p = Path(path)
-        if not p.parent.is_dir():
-            raise SinkError(f"output directory does not exist: {p.parent}")
-        location = str(p).replace("\\", "\\\\").replace('"', '\\"')
-        super().__init__(f'{file_encoder_chain(p)} ! filesink location="{location}"', width, height, fps)
+        super().__init__(f"{file_encoder_chain(path)} ! {_filesink(path)}", width, height, fps)
+
+
+class LosslessFileSink(AppsrcSink):
+    """Frames to Matroska with FFV1 in BGRx: lossless, decoded back bit for bit by any FFV1 decoder."""
+
+    def __init__(self, path: str | os.PathLike, width: int, height: int, fps: float):
+        if not element_available("avenc_ffv1"):
+            raise SinkError("avenc_ffv1 is not installed (Debian: gstreamer1.0-libav)")
+        super().__init__(f"video/x-raw,format=BGRx ! avenc_ffv1 ! matroskamux ! {_filesink(path)}", width, height, fps)
 
 
 class DisplaySink(AppsrcSink):

@@ -8,6 +8,9 @@ Names are imported on first use, so `samtrack` subcommands that need no model st
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
+
+__version__ = importlib.metadata.version("samtrack")
 
 _EXPORTS = {
     "Tracker": ".core.tracker",

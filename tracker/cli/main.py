@@ -21,6 +21,7 @@ def main(argv: list[str] | None = None) -> int:
     from .demo import add_demo_parser
     from .export import add_export_parser
     from .keys import add_keys_parser
+    from .replay import add_replay_parser
     from .segment import add_segment_parser
     from .serve import add_serve_parser
     from .sources import add_sources_parser
@@ -36,6 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     add_bench_parser(sub)
     add_track_parser(sub)
     add_segment_parser(sub)
+    add_replay_parser(sub)
     add_sources_parser(sub)
     add_view_parser(sub)
     add_weights_parser(sub)

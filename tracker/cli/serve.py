@@ -12,7 +12,7 @@ FLAG_FIELDS = {
     "results": "endpoints.results", "commands": "endpoints.commands", "mask_encoding": "output.mask_encoding",
     "preview_every": "output.preview_every", "feature_window": "memory.feature_window",
     "metrics_port": "metrics.port", "log_level": "logging.level", "backend": "model.backend",
-    "precision": "model.precision", "publish_queue": "output.publish_queue",
+    "precision": "model.precision", "publish_queue": "output.publish_queue", "record": "record.directory",
 }
 
 
@@ -33,6 +33,7 @@ def add_serve_parser(sub) -> None:
     p.add_argument("--mask-encoding", choices=MASK_ENCODINGS)
     p.add_argument("--preview-every", type=int, help="publish a JPEG preview every N frames (0: off)")
     p.add_argument("--publish-queue", type=int, help="results waiting for the publisher thread (0: publish inline)")
+    p.add_argument("--record", metavar="DIR", help="record frames, commands and results here (samtrack replay DIR)")
     p.add_argument("--feature-window", type=int, help="recent frames a prompt may name")
     p.add_argument("--metrics-port", type=int, help="Prometheus port (0: any free port)")
     p.add_argument("--no-metrics", action="store_true", help="do not serve metrics")

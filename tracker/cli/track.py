@@ -42,7 +42,8 @@ def add_track_parser(sub) -> None:
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
                        description="Flags are read in order: --frame F and --object N say where the following "
                                    "--point and --box go (frame 0, object 1 until given).")
-    p.add_argument("source", help="a video file GStreamer decodes (or test:, v4l2:, rtsp://, gst: with --frames)")
+    p.add_argument("source", help="a video file GStreamer decodes, a recording's directory (serve --record), or "
+                                  "test:, v4l2:, rtsp://, gst: with --frames")
     p.add_argument("--frame", type=int, action=_Event, dest="frame", help="frame index of the next prompts")
     p.add_argument("--object", type=int, action=_Event, dest="object", help="object id of the next prompts")
     p.add_argument("--point", type=_point, action=_Event, dest="point", help="a click X,Y[,LABEL] (repeatable)")
@@ -70,6 +71,7 @@ def run_track(args) -> int:
     from ..errors import SamtrackError
     from ..models import weights
     from ..runner.plan import plan_from_file, plan_from_flags
+    from ..runner.replay import RecordingSource
     from ..runner.track import track_source
 
     if args.prompts and args.events:
@@ -82,10 +84,11 @@ def run_track(args) -> int:
     for path in filter(None, (args.out, args.masks)):
         if not Path(path).parent.is_dir():
             raise SamtrackError(f"output directory does not exist: {Path(path).parent}")
-    spec = parse_source(args.source)
+    recording = Path(args.source).is_dir()
+    spec = RecordingSource(Path(args.source)).spec if recording else parse_source(args.source)
     if spec.live and not args.frames:
         raise SamtrackError(f"{args.source} is a live source: give --frames N")
-    count = None if spec.live else _frame_count(spec)
+    count = None if spec.live or recording else _frame_count(spec)
     late = [p for p in prompts if count is not None and p.frame >= count]
     if late:
         raise SamtrackError(f"{args.source} has {count} frames (0..{count - 1}); prompts on "
@@ -94,7 +97,7 @@ def run_track(args) -> int:
     # The tracker before the source: torch's ONNX exporter crashes once GStreamer's libraries are loaded.
     tracker = Tracker.build(args.model, checkpoint, args.image_size, args.device, threads=args.threads,
                             precision=args.precision)
-    source = open_source(spec, reconnect=False)
+    source = RecordingSource(Path(args.source)) if recording else open_source(spec, reconnect=False)
     summary = track_source(source, tracker, prompts, Path(args.out) if args.out else None,
                            Path(args.masks) if args.masks else None, args.frames,
                            count, progress=not args.quiet)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from .. import protocol as P
 from ..core.results import FrameResult
@@ -15,6 +16,17 @@ from .metrics import Metrics
 from .stats import Stats
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Handled:
+    """One request served: the reply frame, and what was asked and answered when it succeeded."""
+
+    reply: bytes
+    op: str | None = None
+    args: dict | None = None
+    frames: list[bytes] | None = None
+    result: dict | None = None  # None for an error reply
 
 
 class CommandHandler:
@@ -28,20 +40,20 @@ class CommandHandler:
         self._status = status  # daemon-level facts for ping/stats (source, fps, ...)
         self._publish_dropped = publish_dropped  # results the publisher dropped so far
 
-    def handle(self, parts: list[bytes]) -> bytes:
+    def handle(self, parts: list[bytes]) -> Handled:
         self.stats.requests += 1
         rid = None
         try:
             rid, op, args, frames = P.parse_request(parts)
             result = getattr(self, f"_op_{op}")(args, frames)
-            return P.reply_ok(rid, result)
+            return Handled(P.reply_ok(rid, result), op, args.model_dump(exclude_unset=True), frames, result)
         except P.ProtocolError as e:
-            return self._error(e.request_id if e.request_id is not None else rid, e.code, e.message)
+            return Handled(self._error(e.request_id if e.request_id is not None else rid, e.code, e.message))
         except SamtrackError as e:
-            return self._error(rid, e.code, str(e))
+            return Handled(self._error(rid, e.code, str(e)))
         except Exception as e:  # a bug must not take the daemon down: answer and log it
             log.exception("internal error while serving a request")
-            return self._error(rid, "internal", f"{type(e).__name__}: {e}")
+            return Handled(self._error(rid, "internal", f"{type(e).__name__}: {e}"))
 
     def _error(self, rid, code: str, message: str) -> bytes:
         self.stats.errors[code] += 1

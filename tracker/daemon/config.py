@@ -127,6 +127,16 @@ class AuthSection(_Section):
         return self
 
 
+class RecordSection(_Section):
+    directory: str = Field("", description="Record every frame (lossless), command and result here "
+                           "(`samtrack replay DIR`); empty: no recording.")
+    segment_s: float = Field(60.0, gt=0, description="A new segment after this many seconds: rotation granularity.")
+    segment_mb: float = Field(1024.0, gt=0, description="... or once a segment's video is this large (MiB).")
+    max_mb: float = Field(20480.0, gt=0, description="Oldest segments are deleted while the recording is larger.")
+    queue_frames: int = Field(8, ge=1, le=256, description="Frames waiting for the recorder's writer; more are "
+                              "marked lost (never slows tracking).")
+
+
 class ServiceSection(_Section):
     watchdog_stall_s: float = Field(10.0, gt=0,
                                     description="No frame tracked this long: stop watchdog pings (systemd restarts).")
@@ -142,6 +152,7 @@ class Config(_Section):
     metrics: MetricsSection = Field(default_factory=MetricsSection)
     logging: LoggingSection = Field(default_factory=LoggingSection)
     auth: AuthSection = Field(default_factory=AuthSection)
+    record: RecordSection = Field(default_factory=RecordSection)
     service: ServiceSection = Field(default_factory=ServiceSection)
 
 

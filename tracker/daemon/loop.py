@@ -7,6 +7,7 @@ import logging
 import signal
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import zmq
@@ -15,12 +16,15 @@ from pipelines.base import Source
 from pipelines.errors import EndOfStream
 from pipelines.frame import Frame
 
+from ..core.results import FrameResult
 from ..core.tracker import Tracker
 from ..protocol import messages
 from ..protocol.curve import CurveServer
+from ..runner.recording import RECORDED_OPS
 from .commands import CommandHandler
 from .metrics import Metrics
 from .publisher import PUB_HWM, Publisher
+from .recorder import Recorder
 from .sdnotify import Notifier
 from .security import bind
 from .stats import Stats
@@ -61,8 +65,13 @@ class DaemonSettings:
 class Daemon:
     """Runs until stop() (or SIGINT/SIGTERM once `install_signal_handlers` was called)."""
 
-    def __init__(self, source: Source, tracker: Tracker, settings: DaemonSettings, notifier: Notifier | None = None):
+    def __init__(self, source: Source, tracker: Tracker, settings: DaemonSettings, notifier: Notifier | None = None,
+                 recorder: Recorder | None = None,
+                 on_result: Callable[[Frame, FrameResult], None] | None = None):
+        """recorder: keeps what the daemon sees and does (serve --record); on_result: called after each
+        tracked frame (replay's verification)."""
         self.source, self.tracker, self.settings = source, tracker, settings
+        self.recorder, self._on_result = recorder, on_result
         self.stream = settings.stream
         self.stats = Stats()
         self.metrics = Metrics(settings.stream)
@@ -153,6 +162,8 @@ class Daemon:
     def close(self) -> None:
         self.source.stop()
         self.publisher.close()  # its thread is done with the socket after this
+        if self.recorder is not None:
+            self.recorder.close()
         if self._ended:  # the end message may take a moment to leave
             self._pub.setsockopt(zmq.LINGER, END_LINGER_MS)
         self._pub.close()
@@ -178,6 +189,11 @@ class Daemon:
         stages = {"queue": (t_start - frame.capture_ns) / 1e6, **result.times.as_ms()}
         stages["step"] = (time.monotonic_ns() - t_start) / 1e6
         self.publisher.publish(frame, result, stages, self.source.dropped)
+        if self.recorder is not None:
+            self.recorder.frame(frame, result.frame_index)
+            self.recorder.result(result)
+        if self._on_result is not None:
+            self._on_result(frame, result)
         self.stats.record_frame(stages)
         self.metrics.observe_frame(stages)
         self._last_frame = time.monotonic()
@@ -192,6 +208,8 @@ class Daemon:
         now = time.monotonic()
         m = self.metrics
         m.sync_source(self.source.dropped, self.source.reconnects)
+        if self.recorder is not None:
+            m.sync_record_lost(self.recorder.lost)
         m.objects.labels(self.stream).set(len(self.tracker.objects))
         if not self._ready and self.stats.frames > 0:
             self._ready = True
@@ -227,12 +245,16 @@ class Daemon:
             envelope = []
             if parts and parts[0] == b"":  # a REQ client's delimiter (a DEALER's lone empty frame reads so too)
                 envelope, parts = [b""], parts[1:]
+            latest = self.tracker.latest_frame
             try:
                 self._busy = True
-                reply = self.handler.handle(parts)
+                done = self.handler.handle(parts)
             finally:
                 self._busy = False
+            if self.recorder is not None and done.result is not None and done.op in RECORDED_OPS:
+                self.recorder.command(latest, done.op, done.args, done.frames[0] if done.frames else None,
+                                      done.result)
             try:
-                self._cmd.send_multipart([identity, *envelope, reply], flags=zmq.NOBLOCK)
+                self._cmd.send_multipart([identity, *envelope, done.reply], flags=zmq.NOBLOCK)
             except zmq.ZMQError as e:  # the client went away; nothing to answer
                 log.debug("reply not sent: %s", e)

@@ -29,11 +29,14 @@ class Metrics:
         self.prompts = Counter("samtrack_prompts", "Prompts applied", ["stream"], registry=r)
         self.errors = Counter("samtrack_request_errors", "Error replies by code", ["stream", "code"], registry=r)
         self.reconnects = Counter("samtrack_source_reconnects", "Live source reconnections", ["stream"], registry=r)
+        self.record_lost = Counter("samtrack_record_lost_frames", "Frames the recorder could not keep up with",
+                                   ["stream"], registry=r)
         self.objects = Gauge("samtrack_objects", "Tracked objects", ["stream"], registry=r)
         self.bank_bytes = Gauge("samtrack_memory_bank_bytes", "Bytes held by the tracker's memory and window",
                                 ["stream"], registry=r)
         self._seen_dropped = 0
         self._seen_reconnects = 0
+        self._seen_record_lost = 0
         self._server = None
 
     def serve(self, address: str, port: int) -> int:
@@ -53,6 +56,12 @@ class Metrics:
         """A result that left the PUB socket (publisher thread)."""
         self.stage.labels(self.stream, STAGES["publish"]).observe(publish_ms / 1000.0)
         self.end_to_end.labels(self.stream).observe(end_to_end_s)
+
+    def sync_record_lost(self, lost: int) -> None:
+        """The recorder keeps its lost frames as a total."""
+        if lost > self._seen_record_lost:
+            self.record_lost.labels(self.stream).inc(lost - self._seen_record_lost)
+            self._seen_record_lost = lost
 
     def sync_source(self, dropped: int, reconnects: int) -> None:
         """Counters that the source keeps as totals."""

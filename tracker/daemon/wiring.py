@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 from ..core.tracker import Tracker
 from ..models import weights
 from ..protocol.curve import CurveServer
+from ..runner.recording import Manifest
 from .config import Config
 from .loop import Daemon, DaemonSettings
+from .recorder import Recorder, RecordSettings
 
 log = logging.getLogger(__name__)
 
@@ -36,10 +39,31 @@ def build_daemon(cfg: Config) -> Daemon:
                             engine_cache=m.engine_cache or None, feature_window=mem.feature_window,
                             max_cond_frames=mem.max_cond_frames, batch_objects=mem.batch_objects,
                             precision=m.precision)
+    recorder = recorder_for(cfg, tracker) if cfg.record.directory else None
     source = open_source(cfg.stream.source, stall_timeout_s=cfg.stream.stall_timeout_s,
                          backoff=Backoff(cfg.stream.reconnect_initial_s, DEFAULT_BACKOFF.factor,
                                          cfg.stream.reconnect_max_s))
-    return Daemon(source, tracker, settings_from(cfg))
+    return Daemon(source, tracker, settings_from(cfg), recorder=recorder)
+
+
+def recorder_for(cfg: Config, tracker: Tracker) -> Recorder:
+    """The recorder of [record], with the manifest a replay needs to rebuild this tracker."""
+    import dataclasses
+
+    import torch
+
+    from engines.cache import weights_digest
+
+    from .. import __version__
+
+    r = cfg.record
+    manifest = Manifest(samtrack=__version__, model=cfg.model.name, image_size=tracker.image_size,
+                        weights_sha256=weights_digest({"model": tracker.model}),
+                        options={**dataclasses.asdict(tracker.options), "precision": tracker.precision},
+                        precision=tracker.precision, threads=torch.get_num_threads(), stream=cfg.stream.name)
+    settings = RecordSettings(Path(r.directory).expanduser(), r.segment_s, int(r.segment_mb * 2**20),
+                              int(r.max_mb * 2**20), r.queue_frames)
+    return Recorder(settings, manifest)
 
 
 def serve(cfg: Config) -> int:

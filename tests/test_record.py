@@ -1,0 +1,181 @@
+"""`samtrack serve --record` through a real daemon, and `samtrack replay [--verify]` of what it wrote:
+identical results, the first divergence named when a recorded prompt is changed, rotation under its limit,
+a truncated last segment, recordings that do not fit."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.daemon_helpers import start_daemon
+from tracker.client import Client, Result, Subscriber
+from tracker.client.spawn import free_port
+from tracker.runner.recording import segment_paths, segments
+
+pytestmark = pytest.mark.slow  # real daemons and replays: a minute together
+
+
+def _wait_frames(c: Client, n: int, timeout: float = 60.0) -> int:
+    start = c.ping()["frame"] or 0
+    deadline = time.monotonic() + timeout
+    while (c.ping()["frame"] or 0) < start + n and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return c.ping()["frame"]
+
+
+def _replay(directory: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    endpoints = ["--results", f"tcp://127.0.0.1:{free_port()}", "--commands", f"tcp://127.0.0.1:{free_port()}"]
+    return subprocess.run([sys.executable, "-m", "tracker.cli", "replay", str(directory), *endpoints, *args],
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def _records(directory: Path) -> list[dict]:
+    return [json.loads(line) for n in segments(directory) for line in segment_paths(directory, n)[1].read_text()
+            .splitlines()]
+
+
+@pytest.fixture(scope="module")
+def recording(tmp_path_factory) -> Path:
+    """A session with prompts on the latest and on a past frame, a mask, an object added late, one removed,
+    a reset and a new object after it."""
+    directory = tmp_path_factory.mktemp("rec") / "session"
+    d = start_daemon("--record", str(directory), "--precision", "fp32")
+    try:
+        with Client(d.commands, timeout=60) as c:
+            _wait_frames(c, 3)
+            c.add_points(1, [[80, 60]], [1])
+            latest = _wait_frames(c, 5)
+            c.add_points(1, [[40, 30]], [0], frame=latest - 3, clear_old_points=False)
+            mask = np.zeros((120, 160), bool)
+            mask[70:110, 100:150] = True
+            c.add_mask(4, mask)
+            _wait_frames(c, 3)
+            c.add_box(2, [10, 10, 60, 50])
+            _wait_frames(c, 3)
+            c.remove_object(2)
+            _wait_frames(c, 2)
+            c.reset()
+            c.add_points(3, [[100, 70]], [1])
+            _wait_frames(c, 4)
+    finally:
+        assert d.stop() == 0
+    return directory
+
+
+def test_a_recording_holds_frames_commands_results_and_a_manifest(recording):
+    manifest = json.loads((recording / "manifest.json").read_text())
+    assert manifest["model"] == "sam2.1_hiera_t" and manifest["precision"] == "fp32" and manifest["image_size"] == 64
+    records = _records(recording)
+    ops = [r["op"] for r in records if r["kind"] == "command"]
+    assert ops == ["add_points", "add_points", "add_mask", "add_box", "remove_object", "reset", "add_points"]
+    frames = [r["frame"] for r in records if r["kind"] == "frame"]
+    results = [r["frame"] for r in records if r["kind"] == "result"]
+    assert frames == list(range(len(frames))) == results and len(frames) > 20
+    assert segment_paths(recording, 0)[0].stat().st_size > 0
+
+
+def test_replay_verifies_identical_and_publishes_like_a_daemon(recording):
+    r = _replay(recording, "--verify")
+    assert r.returncode == 0, r.stdout + r.stderr[-3000:]
+    n = sum(1 for x in _records(recording) if x["kind"] == "frame")
+    assert f"verified: {n} frames identical to the recording" in r.stdout
+
+    results, commands = f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}"
+    proc = subprocess.Popen([sys.executable, "-m", "tracker.cli", "replay", str(recording), "--realtime",
+                             "--results", results, "--commands", commands], stdout=subprocess.DEVNULL)
+    try:
+        with Client(commands, timeout=60) as c, Subscriber(results) as sub:
+            assert c.ping()["pong"] is True
+            got = sub.recv(60.0)
+            while got is not None and not isinstance(got, Result):
+                got = sub.recv(60.0)
+            assert isinstance(got, Result) and got.header["stream"] == "test"
+        assert proc.wait(timeout=120) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_a_changed_prompt_is_named_at_its_first_divergent_frame(recording, tmp_path):
+    changed = tmp_path / "changed"
+    shutil.copytree(recording, changed)
+    timeline = segment_paths(changed, 0)[1]
+    lines = timeline.read_text().splitlines()
+    i = max(k for k, line in enumerate(lines) if '"op": "add_points"' in line)  # the last click, on object 3
+    record = json.loads(lines[i])
+    record["args"]["points"] = [[20.0, 100.0]]
+    lines[i] = json.dumps(record)
+    timeline.write_text("\n".join(lines) + "\n")
+    r = _replay(changed, "--verify")
+    assert r.returncode == 1, r.stdout + r.stderr[-3000:]
+    assert f"DIVERGED: frame {record['after_frame'] + 1}, object 3:" in r.stdout
+
+
+def test_another_precision_reports_iou_against_the_recording(recording):
+    r = _replay(recording, "--verify", "--precision", "bf16")
+    assert r.returncode == 0, r.stdout + r.stderr[-3000:]
+    assert "against the recording's fp32: mask IoU mean" in r.stdout
+
+
+def test_a_truncated_last_segment_replays_up_to_its_last_complete_frame(recording, tmp_path):
+    cut = tmp_path / "cut"
+    shutil.copytree(recording, cut)
+    video = segment_paths(cut, 0)[0]
+    video.write_bytes(video.read_bytes()[: video.stat().st_size // 2])
+    with open(segment_paths(cut, 0)[1], "a") as f:
+        f.write('{"kind": "frame", "fr')  # and a timeline line cut short
+    r = _replay(cut)
+    assert r.returncode == 0, r.stdout + r.stderr[-3000:]
+    n = sum(1 for x in _records(recording) if x["kind"] == "frame")
+    replayed = int(r.stdout.split("replayed ")[1].split()[0])
+    assert 0 < replayed < n and "truncated" in r.stderr and "cut short" in r.stderr
+
+
+def test_recordings_that_do_not_fit_are_refused(recording, tmp_path):
+    r = _replay(tmp_path)
+    assert r.returncode == 2 and "manifest.json is missing" in r.stderr
+    other = tmp_path / "other"
+    shutil.copytree(recording, other)
+    manifest = json.loads((other / "manifest.json").read_text())
+    manifest["weights_sha256"] = "0" * 64
+    (other / "manifest.json").write_text(json.dumps(manifest))
+    r = _replay(other)
+    assert r.returncode == 2 and "recorded with other weights" in r.stderr
+
+
+def test_rotation_keeps_the_recording_under_its_limit(tmp_path):
+    directory = tmp_path / "rotating"
+    cfg = tmp_path / "record.toml"
+    cfg.write_text(f"[record]\ndirectory = '{directory}'\nsegment_s = 0.5\nmax_mb = 0.03\n")
+    d = start_daemon("--config", str(cfg), "--precision", "fp32")
+    try:
+        with Client(d.commands, timeout=60) as c:
+            c.add_points(1, [[80, 60]], [1])
+            _wait_frames(c, 40)
+    finally:
+        assert d.stop() == 0
+    kept = segments(directory)
+    assert kept and kept[0] > 0, kept  # the oldest segments were deleted
+    sizes = [sum(p.stat().st_size for p in segment_paths(directory, n) if p.is_file()) for n in kept]
+    assert sum(sizes) <= 0.03 * 2**20 + max(sizes), sizes  # the limit, plus the segment being written
+    r = _replay(directory)
+    assert r.returncode == 0 and "rotated out" in r.stderr, r.stderr[-3000:]
+
+
+def test_a_recording_is_a_source_for_samtrack_track(recording, tmp_path):
+    out = tmp_path / "m.jsonl"
+    r = subprocess.run([sys.executable, "-m", "tracker.cli", "track", str(recording), "--box", "40,30,120,90",
+                        "--masks", str(out), "--image-size", "64", "--quiet"], capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    n = sum(1 for x in _records(recording) if x["kind"] == "frame")
+    lines = out.read_text().splitlines()
+    assert len(lines) == n and json.loads(lines[0])["objects"][0]["id"] == 1
