@@ -179,3 +179,25 @@ def test_a_recording_is_a_source_for_samtrack_track(recording, tmp_path):
     n = sum(1 for x in _records(recording) if x["kind"] == "frame")
     lines = out.read_text().splitlines()
     assert len(lines) == n and json.loads(lines[0])["objects"][0]["id"] == 1
+
+
+def test_frames_the_writer_cannot_keep_up_with_are_marked_lost(tmp_path):
+    """A recorder whose queue holds one frame, fed 30 noise frames at once: the writer (FFV1-encoding noise,
+    milliseconds a frame) keeps some; the others are marked lost, counted, and the video holds exactly the kept."""
+    from pipelines.frame import Frame
+    from pipelines.source import GstSource
+    from tracker.daemon.recorder import Recorder, RecordSettings
+    from tracker.runner.recording import Manifest
+
+    manifest = Manifest("0", "sam2.1_hiera_t", 64, "0" * 64, {}, "fp32", 1, "test")
+    recorder = Recorder(RecordSettings(tmp_path, 60.0, 1 << 30, 1 << 30, queue_frames=1), manifest)
+    rng = np.random.default_rng(0)
+    for k in range(30):
+        recorder.frame(Frame(k, None, time.monotonic_ns(), rng.integers(0, 256, (240, 320, 3), np.uint8)), k)
+    recorder.close()
+    records = _records(tmp_path)
+    kept = [r["frame"] for r in records if r["kind"] == "frame"]
+    lost = [r["frame"] for r in records if r["kind"] == "lost"]
+    assert recorder.lost == len(lost) > 0 and len(kept) > 0 and sorted(kept + lost) == list(range(30))
+    with GstSource(str(segment_paths(tmp_path, 0)[0])) as src:
+        assert sum(1 for _ in src) == len(kept)
