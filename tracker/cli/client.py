@@ -2,27 +2,10 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 
-
-def _pair(text: str) -> list[float]:
-    try:
-        x, y = (float(v) for v in text.split(","))
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(f"expected X,Y, got {text!r}") from e
-    return [x, y]
-
-
-def _box(text: str) -> list[float]:
-    try:
-        vals = [float(v) for v in text.split(",")]
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(f"expected X0,Y0,X1,Y1, got {text!r}") from e
-    if len(vals) != 4:
-        raise argparse.ArgumentTypeError(f"expected X0,Y0,X1,Y1, got {text!r}")
-    return vals
+from .args import box, pair
 
 
 def _frame(text: str) -> int | str:
@@ -47,9 +30,9 @@ def add_client_parsers(sub) -> None:
     p = sub.add_parser("prompt", help="add points, a box or a mask for an object")
     p.add_argument("--commands", default=DEFAULT_COMMANDS)
     p.add_argument("--object", type=int, required=True)
-    p.add_argument("--point", type=_pair, action="append", default=[], help="positive click X,Y (repeatable)")
-    p.add_argument("--negative", type=_pair, action="append", default=[], help="negative click X,Y (repeatable)")
-    p.add_argument("--box", type=_box, help="X0,Y0,X1,Y1")
+    p.add_argument("--point", type=pair, action="append", default=[], help="positive click X,Y (repeatable)")
+    p.add_argument("--negative", type=pair, action="append", default=[], help="negative click X,Y (repeatable)")
+    p.add_argument("--box", type=box, help="X0,Y0,X1,Y1")
     p.add_argument("--mask", help="mask image file (nonzero pixels are the object), the frame's size")
     p.add_argument("--frame", type=_frame, default="latest", help="frame index you saw, or latest")
     p.add_argument("--timeout", type=float, default=30.0)

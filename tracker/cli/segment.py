@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import argparse
 
-from .track import _box, _point
+from .args import box, point
 
 
 def add_segment_parser(sub) -> None:
     p = sub.add_parser("segment", help="segment one image from clicks and/or a box (Meta's image predictor)",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("image", help="an image file (PNG, JPEG, ...)")
-    p.add_argument("--point", type=_point, action="append", default=[], help="a click X,Y[,LABEL] (repeatable)")
-    p.add_argument("--box", type=_box, help="a box X0,Y0,X1,Y1")
+    p.add_argument("--point", type=point, action="append", default=[], help="a click X,Y[,LABEL] (repeatable)")
+    p.add_argument("--box", type=box, help="a box X0,Y0,X1,Y1")
     p.add_argument("--multimask", action="store_true", help="three candidate masks with their scores")
     p.add_argument("--out", default="mask.png", help="mask PNG (255 inside); with --multimask, NAME-0.png ...")
     p.add_argument("--overlay", help="also write the image with the mask drawn on it (PNG)")

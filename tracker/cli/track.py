@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 
 from ..core.options import PRECISIONS
+from .args import box, point
 
 
 class _Event(argparse.Action):
@@ -13,28 +14,6 @@ class _Event(argparse.Action):
 
     def __call__(self, parser, namespace, values, option_string=None):
         namespace.events = [*(getattr(namespace, "events", None) or []), (self.dest, values)]
-
-
-def _numbers(text: str, counts: tuple[int, ...], what: str) -> list[float]:
-    try:
-        vals = [float(v) for v in text.split(",")]
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from e
-    if len(vals) not in counts:
-        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
-    return vals
-
-
-def _point(text: str) -> tuple[float, float, int]:
-    vals = _numbers(text, (2, 3), "X,Y or X,Y,LABEL (LABEL 1 positive, 0 negative)")
-    label = vals[2] if len(vals) == 3 else 1
-    if label not in (0, 1):
-        raise argparse.ArgumentTypeError(f"a point's label is 1 (positive) or 0 (negative), got {text!r}")
-    return vals[0], vals[1], int(label)
-
-
-def _box(text: str) -> list[float]:
-    return _numbers(text, (4,), "X0,Y0,X1,Y1")
 
 
 def add_track_parser(sub) -> None:
@@ -46,8 +25,8 @@ def add_track_parser(sub) -> None:
                                   "test:, v4l2:, rtsp://, gst: with --frames")
     p.add_argument("--frame", type=int, action=_Event, dest="frame", help="frame index of the next prompts")
     p.add_argument("--object", type=int, action=_Event, dest="object", help="object id of the next prompts")
-    p.add_argument("--point", type=_point, action=_Event, dest="point", help="a click X,Y[,LABEL] (repeatable)")
-    p.add_argument("--box", type=_box, action=_Event, dest="box", help="a box X0,Y0,X1,Y1")
+    p.add_argument("--point", type=point, action=_Event, dest="point", help="a click X,Y[,LABEL] (repeatable)")
+    p.add_argument("--box", type=box, action=_Event, dest="box", help="a box X0,Y0,X1,Y1")
     p.add_argument("--prompts", help="JSON file: [{\"frame\", \"object\", \"points\", \"labels\", \"box\"}, ...]")
     p.add_argument("--out", help="overlaid video to write (.mp4, .mkv, .webm, .avi)")
     p.add_argument("--masks", help="per-frame results to write as JSON lines (COCO RLE masks)")

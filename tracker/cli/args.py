@@ -1,0 +1,32 @@
+"""Argument types shared by subcommands: clicks and boxes typed as comma-separated numbers."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def numbers(text: str, counts: tuple[int, ...], what: str) -> list[float]:
+    try:
+        vals = [float(v) for v in text.split(",")]
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from e
+    if len(vals) not in counts:
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+    return vals
+
+
+def point(text: str) -> tuple[float, float, int]:
+    vals = numbers(text, (2, 3), "X,Y or X,Y,LABEL (LABEL 1 positive, 0 negative)")
+    label = vals[2] if len(vals) == 3 else 1
+    if label not in (0, 1):
+        raise argparse.ArgumentTypeError(f"a point's label is 1 (positive) or 0 (negative), got {text!r}")
+    return vals[0], vals[1], int(label)
+
+
+def pair(text: str) -> list[float]:
+    """X,Y."""
+    return numbers(text, (2,), "X,Y")
+
+
+def box(text: str) -> list[float]:
+    return numbers(text, (4,), "X0,Y0,X1,Y1")
