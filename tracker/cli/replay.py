@@ -34,7 +34,9 @@ def run_replay(args) -> int:
     from .. import __version__
     from .. import protocol as P
     from ..core.tracker import Tracker
-    from ..daemon.loop import Daemon, DaemonSettings
+    from ..daemon.config import load_config
+    from ..daemon.loop import Daemon
+    from ..daemon.wiring import settings_from
     from ..models import weights
     from ..runner.recording import Manifest, RecordingError
     from ..runner.replay import RecordingSource, Verifier
@@ -52,9 +54,10 @@ def run_replay(args) -> int:
                              f"for {m.model}: pass the recording's --checkpoint")
     exact = tracker.precision == m.precision
     source = RecordingSource(directory, realtime=args.realtime)
-    settings = DaemonSettings(stream=m.stream, results=args.results, commands=args.commands, mask_encoding="rle",
-                              preview_every=args.preview_every, publish_queue=4, metrics_address=None,
-                              metrics_port=0, curve=None, watchdog_stall_s=10.0, status_every_s=5.0)
+    # The daemon's own defaults, with the recording's stream name and this command's endpoints.
+    settings = settings_from(load_config(None, {
+        "stream.name": m.stream, "endpoints.results": args.results, "endpoints.commands": args.commands,
+        "output.preview_every": args.preview_every, "metrics.enabled": False}))
     verifier = Verifier(exact, on_divergence=lambda text: daemon.stop()) if args.verify else None
     daemon = Daemon(source, tracker, settings, on_result=verifier.on_result if verifier else None)
 
