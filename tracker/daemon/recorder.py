@@ -19,7 +19,7 @@ from pipelines.frame import Frame
 from pipelines.sinks import LosslessFileSink, SinkError
 
 from ..core.results import FrameResult
-from ..runner.recording import Manifest, result_record, segment_paths, segments
+from ..runner.recording import Manifest, segment_paths, segments, timeline_result
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +85,7 @@ class Recorder:
                         self._frames_queued -= 1
                     self._writer.frame(*item)
                 elif isinstance(item, FrameResult):
-                    self._writer.record(result_record(item))
+                    self._writer.record(timeline_result(item))
                 else:
                     self._writer.record(item)
             except (OSError, SinkError) as e:  # a full disk must not stop tracking: say so, keep trying

@@ -6,7 +6,7 @@ DIR/NNNNNN.jsonl: the same segment's timeline, one record a line, in the order t
   {"kind": "frame", "frame", "source_index", "capture_ns", "pts_ns"}   a frame in the .mkv, in order
   {"kind": "lost", "frame"}                                            a frame the recorder could not keep
   {"kind": "command", "after_frame", "op", "args", "mask", "reply"}    an accepted state-changing request
-  {"kind": "result", "frame", "objects": {id: {"digest", "rle", ...}}} what was published for a frame
+  {"kind": "result", "frame", "objects": {id: {"digest", "mask", ...}}} what was published for a frame
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 
 from ..core.results import FrameResult
 from ..errors import SamtrackError
-from ..protocol.masks import encode_mask
+from ..protocol import messages
 
 FORMAT = 1
 MANIFEST = "manifest.json"
@@ -48,13 +48,13 @@ def object_digest(packed_mask: bytes, score: float, bbox, area: int) -> str:
     return h.hexdigest()[:32]
 
 
-def result_record(result: FrameResult) -> dict:
-    """The timeline record of a published result: per object its digest and its mask (COCO RLE, for IoU)."""
+def timeline_result(result: FrameResult) -> dict:
+    """The timeline record of a published result: per object id, its entry as `samtrack track --masks`
+    writes it (summary and COCO RLE mask, for IoU) and its digest (for identity)."""
     objects = {}
-    for o in result.objects.values():
-        objects[str(o.obj_id)] = {"digest": object_digest(o.packed_mask.tobytes(), o.score, o.bbox, o.area),
-                                  "rle": encode_mask(o.mask, "rle").decode("ascii"), "score": round(o.score, 6),
-                                  "bbox": list(o.bbox) if o.bbox else None, "area": o.area}
+    for entry in messages.result_record(result)["objects"]:
+        o = result.objects[entry["id"]]
+        objects[str(o.obj_id)] = {**entry, "digest": object_digest(o.packed_mask.tobytes(), o.score, o.bbox, o.area)}
     return {"kind": "result", "frame": result.frame_index, "objects": objects}
 
 

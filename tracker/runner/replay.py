@@ -159,7 +159,7 @@ class Verifier:
                 if object_digest(o.packed_mask.tobytes(), o.score, o.bbox, o.area) != w["digest"]:
                     return self._diverge(_difference(record["frame"], obj_id, o, w))
             else:
-                m = decode_mask(w["rle"].encode(), "rle", o.height, o.width)
+                m = decode_mask(w["mask"]["counts"].encode(), "rle", o.height, o.width)
                 union = (m | o.mask).sum()
                 self.ious.append(float((m & o.mask).sum() / union) if union else 1.0)
 
@@ -171,11 +171,11 @@ class Verifier:
 def _difference(frame: int, obj_id: int, got, want: dict) -> str:
     """What differs between a replayed object and its record, in words."""
     parts = []
-    if round(got.score, 6) != want["score"]:
-        parts.append(f"score {got.score:.6f} vs {want['score']:.6f} recorded")
+    if round(got.score, 4) != want["score"]:
+        parts.append(f"score {got.score:.4f} vs {want['score']:.4f} recorded")
     if (list(got.bbox) if got.bbox else None) != want["bbox"]:
         parts.append(f"box {list(got.bbox) if got.bbox else None} vs {want['bbox']}")
-    m = decode_mask(want["rle"].encode(), "rle", got.height, got.width)
+    m = decode_mask(want["mask"]["counts"].encode(), "rle", got.height, got.width)
     differing = int(np.count_nonzero(m != got.mask))
     if differing:
         parts.append(f"{differing} mask pixels differ (area {got.area} vs {want['area']})")
