@@ -4,7 +4,10 @@ frames and achieved fps. Two daemon configurations are measured one after the ot
 "exact" (precision fp32, publishing on the tracking thread: samtrack before its fast path) and "fast"
 (the defaults: precision auto, publisher thread).
 
-    samtrack bench e2e [--quick] [--fps 5] [--seconds 60] [--sizes 256 512] [--configs exact fast]
+With --source, a video file or a recording (`serve --record`) stands in for the test source: a recording's
+frames come at the pace they were captured.
+
+    samtrack bench e2e [--quick] [--fps 5] [--seconds 60] [--sizes 256 512] [--configs exact fast] [--source S]
 """
 
 from __future__ import annotations
@@ -16,8 +19,8 @@ import torch
 
 from bench.common import environment, percentiles, table, write_json
 from bench.plots import cdf, over_time
-from bench.scenario import object_boxes, scenario_parser, start_daemon
-from tracker.client import Client, Result, Subscriber
+from bench.scenario import add_source_option, object_boxes, scenario_parser, start_daemon
+from tracker.client import Client, Result, StreamEnd, Subscriber
 
 CONFIGS = {"exact": ["--precision", "fp32", "--publish-queue", "0"], "fast": []}
 
@@ -26,7 +29,8 @@ def measure(args, size: int, config: str) -> dict:
     """One daemon, one configuration: latency, fps, drops after warm-up."""
     w, h = args.width, args.height
     args.image_size = size
-    daemon = start_daemon(args, f"test:?pattern=ball&width={w}&height={h}&fps={args.fps}", CONFIGS[config])
+    source = args.source or f"test:?pattern=ball&width={w}&height={h}&fps={args.fps}"
+    daemon = start_daemon(args, source, CONFIGS[config])
     lat, stages, arrivals = [], {}, []
     try:
         with Client(daemon.commands, timeout=60) as c, Subscriber(daemon.results, "bench") as sub:
@@ -36,11 +40,11 @@ def measure(args, size: int, config: str) -> dict:
             t_start, dropped0, first_frame = time.monotonic(), 0, None
             while t_end is None or time.monotonic() < t_end:
                 msg = sub.recv(10.0)
-                if msg is None:
+                if msg is None or isinstance(msg, StreamEnd):  # a file or recording source can end first
                     break
                 if not isinstance(msg, Result):
                     continue
-                seen += 1
+                seen, last = seen + 1, msg
                 if seen == args.warmup:
                     t_start, dropped0, first_frame = time.monotonic(), msg.header["dropped"], msg.frame
                     t_end = t_start + args.seconds
@@ -51,8 +55,8 @@ def measure(args, size: int, config: str) -> dict:
                         stages.setdefault(k, []).append(v)
             if not lat:
                 raise RuntimeError(f"no results after warm-up from {daemon.results}")
-            dropped = msg.header["dropped"] - dropped0
-            stats = c.stats()
+            dropped = last.header["dropped"] - dropped0
+            daemon_fps = None if isinstance(msg, StreamEnd) else c.stats()["fps"]  # an ended daemon has exited
             gaps = sub.gaps
     finally:
         code = daemon.stop()
@@ -60,18 +64,20 @@ def measure(args, size: int, config: str) -> dict:
     return {
         "config": config, "image_size": size, "serve_flags": CONFIGS[config],
         "glass_to_mask": percentiles(lat), "stages": {k: percentiles([x / 1000 for x in v]) for k, v in stages.items()},
-        "achieved_fps": (len(lat) - 1) / elapsed if elapsed else 0.0, "input_fps": args.fps,
+        "achieved_fps": (len(lat) - 1) / elapsed if elapsed else 0.0,
+        "input_fps": None if args.source else args.fps,
         "dropped_frames": dropped, "results_lost": gaps, "frames": len(lat), "first_frame": first_frame,
-        "daemon_exit_code": code, "daemon_fps": stats["fps"], "_lat": lat, "_arrivals": arrivals,
+        "daemon_exit_code": code, "daemon_fps": daemon_fps, "_lat": lat, "_arrivals": arrivals,
     }
 
 
 def main(argv=None) -> dict:
     p = scenario_parser("e2e", __doc__, frames=0, quick_frames=0)
-    p.add_argument("--fps", type=int, default=5, help="input rate of the test source")
+    p.add_argument("--fps", type=int, default=5, help="input rate of the test source (a --source keeps its own)")
     p.add_argument("--seconds", type=float, default=60.0, help="measured duration per configuration")
     p.add_argument("--sizes", type=int, nargs="+", help="image sizes (default: --image-size)")
     p.add_argument("--configs", nargs="+", choices=sorted(CONFIGS), default=["exact", "fast"])
+    add_source_option(p)
     p.set_defaults(image_size=256, objects=[1])
     args = p.parse_args(argv)
     if args.quick:
@@ -82,7 +88,7 @@ def main(argv=None) -> dict:
     data = {
         "benchmark": "e2e", "settings": {**{k: getattr(args, k) for k in ("model", "objects", "fps", "seconds",
                                                                           "warmup", "width", "height", "configs",
-                                                                          "device")},
+                                                                          "device", "source")},
                                          "sizes": sizes},
         "environment": environment(args.threads),
         "runs": [{k: v for k, v in r.items() if not k.startswith("_")} for r in runs],
@@ -95,7 +101,7 @@ def main(argv=None) -> dict:
     over_time({label[id(r)]: (r["_arrivals"], [1000 * x for x in r["_lat"]]) for r in runs}, "ms",
               "latency over time", out.with_name(out.stem + "-time.png"), xlabel="seconds")
     print(table([[r["image_size"], r["config"], r["glass_to_mask"]["p50_ms"], r["glass_to_mask"]["p99_ms"],
-                  r["achieved_fps"], args.fps, r["dropped_frames"]] for r in runs],
+                  r["achieved_fps"], r["input_fps"] or "source's", r["dropped_frames"]] for r in runs],
                 ["size", "config", "p50 ms", "p99 ms", "achieved fps", "input fps", "dropped"]))
     print(f"wrote {out}, {out.with_suffix('.png')} and {out.with_name(out.stem + '-time.png')}")
     return data

@@ -8,10 +8,7 @@ import numpy as np
 
 
 def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only, no display
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # loaded and set to Agg by bench/__init__
 
     return plt
 

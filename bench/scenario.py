@@ -33,6 +33,11 @@ def scenario_parser(name: str, doc: str | None, frames: int, quick_frames: int) 
     return p
 
 
+def add_source_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--source", help="frames from this source (a video file, a recording's directory, any source "
+                                    "string) instead of the synthetic scene; --width/--height must then be its size")
+
+
 def object_boxes(n: int, width: int, height: int) -> list[tuple[int, int, int, int]]:
     """n boxes tiling the frame, one per object."""
     cols = max(1, int(n ** 0.5 + 0.999))

@@ -1,7 +1,7 @@
 """Scenario `step`: the tracker alone, per stage, for 1, 2, 4 and 8 objects, with objects tracked
 one at a time (Meta-exact) and in one batch (TrackerOptions.batch_objects), interleaved.
 
-    samtrack bench step [--quick] [--batch off|on|both]      (or python -m bench.step)
+    samtrack bench step [--quick] [--batch off|on|both] [--source FILE|RECORDING]   (or python -m bench.step)
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import torch
 
 from bench.common import environment, percentiles, table, write_json
 from bench.plots import cdf
-from bench.scenario import object_boxes, scenario_parser
+from bench.scenario import add_source_option, object_boxes, scenario_parser
 from pipelines.synthetic import moving_shapes_frame
 from tracker import Tracker
 from tracker.models import seeded_model
@@ -25,20 +25,21 @@ OUTSIDE_MODEL = ("preprocess", "bookkeeping", "postprocess")  # what the step do
 
 def run(args) -> dict:
     model = seeded_model(args.model, args.image_size, device=args.device)
+    frames = _frames(args)
+    h, w = frames[0].shape[:2]
     results, series = {}, {}
     for n in args.objects:
         modes = {"off": [False], "on": [True], "both": [False, True] if n > 1 else [False]}[args.batch]
         trackers = {b: Tracker.from_sam2(model, batch_objects=b, precision=args.precision) for b in modes}
-        first_frame = moving_shapes_frame(0, args.height, args.width)
         for tracker in trackers.values():
-            tracker.step(first_frame)
-            for k, box in enumerate(object_boxes(n, args.width, args.height)):
+            tracker.step(frames[0])
+            for k, box in enumerate(object_boxes(n, w, h)):
                 tracker.add_box(k + 1, box)
         totals = {b: [] for b in modes}
         stages = {b: {s: [] for s in STAGES} for b in modes}
         first = {}
         for i in range(1, 1 + args.warmup + args.frames):
-            frame = moving_shapes_frame(i, args.height, args.width)
+            frame = frames[i]
             for b in (modes if i % 2 else modes[::-1]):  # interleaved: both modes see the same machine state
                 t0 = time.perf_counter()
                 res = trackers[b].step(frame)
@@ -67,6 +68,36 @@ def run(args) -> dict:
             "results": results, "shared_per_frame_ms": shared, "per_object_ms": per_object, "_series": series}
 
 
+def _frames(args) -> list[np.ndarray]:
+    """The frames every mode steps through: --source's first ones (decoded before timing), else moving shapes."""
+    n = 1 + args.warmup + args.frames
+    if args.source is None:
+        return [moving_shapes_frame(i, args.height, args.width) for i in range(n)]
+    from pipelines.errors import EndOfStream
+    from tracker.runner.inputs import open_input
+
+    source, frames = open_input(args.source, reconnect=False), []
+    source.start()
+    try:
+        while len(frames) < n:
+            try:
+                frame = source.read(30.0)
+            except EndOfStream:
+                break
+            if frame is None:
+                raise RuntimeError(f"{args.source}: no frame within 30 s")
+            frames.append(frame.image)
+    finally:
+        source.stop()
+    if len(frames) < args.warmup + 2:
+        raise SystemExit(f"{args.source} has {len(frames)} frames: --warmup {args.warmup} needs at least "
+                         f"{args.warmup + 2}")
+    if len(frames) < n:
+        print(f"{args.source} has {len(frames)} frames: measuring {len(frames) - 1 - args.warmup}, not {args.frames}")
+        args.frames = len(frames) - 1 - args.warmup
+    return frames
+
+
 def _summary(n: int, totals: list[float], stages: dict[str, list[float]], first: float, batched: bool) -> dict:
     outside = [sum(stages[s][i] for s in OUTSIDE_MODEL) for i in range(len(totals))]
     return {"objects": n, "batch_objects": batched, "step": percentiles(totals), "first_frame_ms": 1000 * first,
@@ -78,7 +109,7 @@ def _summary(n: int, totals: list[float], stages: dict[str, list[float]], first:
 
 def _settings(args) -> dict:
     return {k: getattr(args, k) for k in ("model", "image_size", "objects", "frames", "warmup", "width", "height",
-                                          "batch", "precision", "device")}
+                                          "batch", "precision", "device", "source")}
 
 
 def main(argv=None) -> dict:
@@ -86,6 +117,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--batch", choices=["off", "on", "both"], default="both",
                         help="objects one at a time (off, Meta-exact), in one batch (on), or both compared")
     parser.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto")
+    add_source_option(parser)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     data = run(args)

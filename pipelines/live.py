@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -39,12 +40,14 @@ DEFAULT_STALL_TIMEOUT_S = 5.0
 class ReconnectingSource:
     """Wraps a source factory; on error, end of stream or a stall it restarts the source with backoff.
 
-    `read()` never raises for a failure it will retry: it returns None, so the caller's loop (and a
-    daemon's command handling) keeps running. Frame indices continue across reconnects.
+    `read()` never raises for a failure it will retry and never waits for a reconnection (attempts run on
+    a thread of their own): it returns None, so the caller's loop (a daemon's other streams, its command
+    handling) keeps running. Frame indices continue across reconnects. With fail_fast=False a source
+    that cannot start at first is retried like one that failed later, instead of raising.
     """
 
     def __init__(self, factory: Callable[[], Source], spec: SourceSpec, backoff: Backoff = DEFAULT_BACKOFF,
-                 stall_timeout_s: float = DEFAULT_STALL_TIMEOUT_S):
+                 stall_timeout_s: float = DEFAULT_STALL_TIMEOUT_S, fail_fast: bool = True):
         self._factory = factory
         self.spec = spec
         self.backoff = backoff
@@ -57,6 +60,11 @@ class ReconnectingSource:
         self._next_index = 0
         self._retry_at = 0.0
         self._last_frame_at = time.monotonic()
+        self.fail_fast = fail_fast
+        self._attempt: threading.Thread | None = None  # a reconnection attempt in flight
+        self._attempt_result: Source | SourceError | None = None
+        self._stopped = False  # set by stop(): an attempt in flight must not leave a started source behind
+        self._lock = threading.Lock()
 
     @property
     def connected(self) -> bool:
@@ -71,15 +79,30 @@ class ReconnectingSource:
         return self._dropped_before + (self._source.dropped if self._source is not None else 0)
 
     def start(self) -> StreamInfo | None:
-        """Start the first source; a source that cannot start at all raises (so a service fails fast)."""
-        self._source = self._factory()
-        info = self._source.start()
+        """Start the first source; one that cannot start raises (a service fails fast), or with fail_fast
+        off is retried from `read()` (None returned)."""
+        source = self._factory()
+        try:
+            info = source.start()
+        except SourceError as e:
+            if self.fail_fast:
+                raise
+            self.last_error = str(e)
+            self.failures = 1
+            self._retry_at = time.monotonic() + self.backoff.delay(1)
+            log.warning("source %s cannot start (%s); retrying in the background", self.spec.location or
+                        self.spec.kind, e)
+            return None
+        self._source = source
         self._last_frame_at = time.monotonic()
         return info
 
     def read(self, timeout: float = 1.0) -> Frame | None:
         if self._source is None and not self._try_reconnect():
-            time.sleep(min(timeout, max(0.0, self._retry_at - time.monotonic())))
+            if self._attempt is not None:
+                self._attempt.join(timeout)
+            else:
+                time.sleep(min(timeout, max(0.0, self._retry_at - time.monotonic())))
             return None
         try:
             frame = self._source.read(timeout)
@@ -100,6 +123,11 @@ class ReconnectingSource:
         if self._source is not None:
             self._source.stop()
             self._source = None
+        with self._lock:  # an attempt in flight stops what it starts from now on; one that finished is stopped here
+            self._stopped = True
+            started, self._attempt_result, self._attempt = self._attempt_result, None, None
+        if started is not None and not isinstance(started, SourceError):
+            started.stop()
 
     def _fail(self, why: str) -> None:
         self.last_error = why
@@ -111,23 +139,47 @@ class ReconnectingSource:
         self._retry_at = time.monotonic() + self.backoff.delay(self.failures)
 
     def _try_reconnect(self) -> bool:
+        """Collects a finished attempt, or starts one when its time has come; True once reconnected."""
+        if self._attempt is not None:
+            if self._attempt.is_alive():
+                return False
+            self._attempt = None
+            with self._lock:
+                result, self._attempt_result = self._attempt_result, None
+            if result is None or isinstance(result, SourceError):
+                result = result or SourceError("the reconnection attempt ended without a source")
+                self.last_error = str(result)
+                self.failures += 1
+                self._retry_at = time.monotonic() + self.backoff.delay(self.failures)
+                log.warning("reconnect attempt %d failed: %s (next in %.1f s)", self.failures, result,
+                            self.backoff.delay(self.failures))
+                return False
+            log.info("live source reconnected after %d attempt(s)", self.failures)
+            self._source = result
+            self.reconnects += 1
+            self.failures = 0
+            self._last_frame_at = time.monotonic()
+            return True
         if time.monotonic() < self._retry_at:
             return False
         if self.backoff.max_attempts is not None and self.failures > self.backoff.max_attempts:
             raise SourceError(f"live source gave up after {self.backoff.max_attempts} attempts: {self.last_error}")
-        source = self._factory()
+        with self._lock:
+            self._stopped = False
+        self._attempt = threading.Thread(target=self._attempt_start, name="reconnect", daemon=True)
+        self._attempt.start()
+        return False
+
+    def _attempt_start(self) -> None:
+        """One reconnection attempt (its own thread: a camera's start can take seconds)."""
         try:
+            source = self._factory()
             source.start()
-        except SourceError as e:
-            self.last_error = str(e)
-            self.failures += 1
-            self._retry_at = time.monotonic() + self.backoff.delay(self.failures)
-            log.warning("reconnect attempt %d failed: %s (next in %.1f s)", self.failures, e,
-                        self.backoff.delay(self.failures))
-            return False
-        log.info("live source reconnected after %d attempt(s)", self.failures)
-        self._source = source
-        self.reconnects += 1
-        self.failures = 0
-        self._last_frame_at = time.monotonic()
-        return True
+        except Exception as e:  # noqa: BLE001  (whatever the start raised is this attempt's failure)
+            self._attempt_result = e if isinstance(e, SourceError) else SourceError(f"{type(e).__name__}: {e}")
+            return
+        with self._lock:
+            if not self._stopped:
+                self._attempt_result = source
+                return
+        source.stop()  # stop() came while this attempt was starting

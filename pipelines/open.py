@@ -14,11 +14,13 @@ log = logging.getLogger(__name__)
 
 def open_source(text: str | SourceSpec, backend: str = "auto", reconnect: bool = True,
                 backoff: Backoff = DEFAULT_BACKOFF,
-                stall_timeout_s: float = DEFAULT_STALL_TIMEOUT_S, start_timeout: float = 10.0) -> Source:
+                stall_timeout_s: float = DEFAULT_STALL_TIMEOUT_S, start_timeout: float = 10.0,
+                fail_fast: bool = True) -> Source:
     """A not-yet-started source for a source string.
 
     backend: "gstreamer", "opencv", or "auto" (GStreamer when its bindings import, else OpenCV for
-    files and cameras). Live sources are wrapped for reconnection unless reconnect=False.
+    files and cameras). Live sources are wrapped for reconnection unless reconnect=False; fail_fast
+    False lets one that cannot start at first be retried instead of raising.
     """
     spec = parse_source(text) if isinstance(text, str) else text
     if backend not in ("auto", "gstreamer", "opencv"):
@@ -37,5 +39,5 @@ def open_source(text: str | SourceSpec, backend: str = "auto", reconnect: bool =
         def factory():
             return OpenCvSource(spec, start_timeout=start_timeout)
     if spec.live and reconnect:
-        return ReconnectingSource(factory, spec, backoff, stall_timeout_s)
+        return ReconnectingSource(factory, spec, backoff, stall_timeout_s, fail_fast)
     return factory()

@@ -123,3 +123,23 @@ def test_soak_scenario(tmp_path):
 def test_shutdown_scenario(tmp_path):
     data = _bench(tmp_path, "shutdown", "--runs", "1", "--delay", "0.05")
     assert data["exit_codes"] == [0] and data["exit"]["n"] == 1 and data["runs"][0]["step_p50_ms"] > 0
+
+
+@pytest.mark.slow
+def test_record_scenario(tmp_path):
+    data = _bench(tmp_path, "record", "--quick", "--width", "160", "--height", "120")
+    assert data["frames_recorded"] == 10 and data["lost"] == 0  # blocks of 5 alternate: half of 22 steps, 10 on
+    assert 0 < data["bytes_per_frame"] < data["raw_bytes_per_frame"]  # lossless yet compressed
+    assert data["track"]["frames"] == 10 and data["step_on"]["n"] + data["step_off"]["n"] == 20
+
+
+@pytest.mark.slow
+def test_streams_scenario(tmp_path):
+    data = _bench(tmp_path, "streams", "--streams", "1", "2", "--seconds", "3", "--warmup-s", "2",
+                  "--width", "160", "--height", "120")
+    runs = {(r["streams"], r["mode"]): r for r in data["runs"]}
+    assert set(runs) == {(1, "one daemon"), (2, "one daemon"), (2, "one daemon, batched"), (2, "separate daemons")}
+    for r in runs.values():
+        assert r["exit_codes"] == [0] * r["daemons"] and r["rss_bytes"] > 0
+        assert len(r["fps"]) == r["streams"] and min(r["fps"].values()) > 0  # every stream tracked, batched too
+    assert runs[(2, "separate daemons")]["daemons"] == 2 and runs[(2, "one daemon")]["daemons"] == 1

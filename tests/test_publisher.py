@@ -42,11 +42,12 @@ def _run(queue_size: int, n: int = 40) -> tuple[Publisher, list[dict]]:
     while sub.poll(200):  # the probes still in flight
         sub.recv_multipart()
     items = [_frame_and_result(i) for i in range(n)]
-    publisher = Publisher(pub, "cam", "rle", queue_size=queue_size)
+    publisher = Publisher(pub, "rle", queue_size=queue_size)
+    publisher.add_stream("cam")
     try:
         for frame, result in items:
-            publisher.publish(frame, result, {"step": 1.0}, 0)
-        publisher.publish_end(n - 1, "end of stream")
+            publisher.publish("cam", frame, result, {"step": 1.0}, 0)
+        publisher.publish_end("cam", n - 1, "end of stream")
         publisher.close()
         headers, deadline = [], time.monotonic() + 30
         while time.monotonic() < deadline and (not headers or headers[-1]["type"] != "end"):
@@ -63,18 +64,18 @@ def test_a_full_queue_drops_the_oldest_results_and_says_so():
     publisher, headers = _run(queue_size=1)
     results = [h for h in headers if h["type"] == "result"]
     assert headers[-1]["type"] == "end" and headers[-1]["frame"] == 39
-    assert publisher.dropped > 0 and len(results) == 40 - publisher.dropped
+    assert publisher.dropped("cam") > 0 and len(results) == 40 - publisher.dropped("cam")
     assert results[-1]["frame"] == 39  # the freshest result is never the one dropped
     frames = [h["frame"] for h in results]
     assert frames == sorted(frames) and [h["seq"] for h in headers] == list(range(len(headers)))
     counts = [h["publish_dropped"] for h in results]
-    assert counts == sorted(counts) and counts[-1] == publisher.dropped
+    assert counts == sorted(counts) and counts[-1] == publisher.dropped("cam")
     assert all(h["timings_ms"]["publish_queue"] >= 0 for h in results)
 
 
 @pytest.mark.parametrize("queue_size", [0, 64])
 def test_without_pressure_every_result_is_published(queue_size):
     publisher, headers = _run(queue_size=queue_size)
-    assert publisher.dropped == 0
+    assert publisher.dropped("cam") == 0
     assert [h["frame"] for h in headers] == list(range(40)) + [39] and headers[-1]["type"] == "end"
     assert all(h["publish_dropped"] == 0 for h in headers[:-1])

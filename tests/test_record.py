@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -181,6 +182,27 @@ def test_a_recording_is_a_source_for_samtrack_track(recording, tmp_path):
     assert len(lines) == n and json.loads(lines[0])["objects"][0]["id"] == 1
 
 
+def test_a_recording_is_a_source_for_the_benchmarks(recording, tmp_path):
+    """bench step decodes the recording's frames; bench e2e serves it (a daemon on a recording: its frames at
+    their pace, then the end of the stream)."""
+    n = sum(1 for x in _records(recording) if x["kind"] == "frame")
+    for scenario, extra in (("step", ["--quick", "--objects", "1", "--batch", "off"]),
+                            ("e2e", ["--configs", "fast", "--seconds", "30", "--warmup", "2"])):
+        out = tmp_path / f"{scenario}.json"
+        r = subprocess.run([sys.executable, "-m", "tracker.cli", "bench", scenario, *extra, "--source", str(recording),
+                            "--image-size", "64", "--width", "160", "--height", "120", "--threads", "1",
+                            "--out", str(out)], capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stderr[-3000:]
+        data = json.loads(out.read_text())
+        assert data["settings"]["source"] == str(recording)
+        if scenario == "step":
+            assert data["results"]["1"]["step"]["n"] == 8
+        else:
+            run = data["runs"][0]
+            assert run["input_fps"] is None and run["daemon_exit_code"] == 0
+            assert 0 < run["frames"] <= n - 2  # the recording's frames after warm-up, then its end
+
+
 def test_frames_the_writer_cannot_keep_up_with_are_marked_lost(tmp_path):
     """A recorder whose queue holds one frame, fed 30 noise frames at once: the writer (FFV1-encoding noise,
     milliseconds a frame) keeps some; the others are marked lost, counted, and the video holds exactly the kept."""
@@ -201,3 +223,43 @@ def test_frames_the_writer_cannot_keep_up_with_are_marked_lost(tmp_path):
     assert recorder.lost == len(lost) > 0 and len(kept) > 0 and sorted(kept + lost) == list(range(30))
     with GstSource(str(segment_paths(tmp_path, 0)[0])) as src:
         assert sum(1 for _ in src) == len(kept)
+
+
+def test_a_full_disk_stops_the_recording_not_the_tracking(tmp_path):
+    """The first segment's video is /dev/full (every write: ENOSPC). The daemon keeps tracking and publishing,
+    says what failed, counts the failed writes and lost frames, and records again in a new segment."""
+    from pipelines.source import GstSource
+    from tracker.daemon.recorder import RETRY_S
+
+    directory, log = tmp_path / "full", tmp_path / "daemon.log"
+    directory.mkdir()
+    segment_paths(directory, 0)[0].symlink_to("/dev/full")
+    d = start_daemon("--record", str(directory), "--precision", "fp32", log=log)
+    try:
+        with Client(d.commands, timeout=60) as c:
+            c.add_points(1, [[80, 60]], [1])
+            with Subscriber(d.results, "test") as sub:
+                got = [m for m in (sub.recv(10.0) for _ in range(5)) if isinstance(m, Result)]
+            assert len(got) == 5  # results flow while the disk is full
+            deadline = time.monotonic() + RETRY_S + 60
+            while len(segments(directory)) < 2 and time.monotonic() < deadline:
+                time.sleep(0.2)
+            _wait_frames(c, 5)
+            with urllib.request.urlopen(f"http://127.0.0.1:{c.stats()['metrics_port']}/metrics", timeout=10) as r:
+                metrics = r.read().decode()
+    finally:
+        assert d.stop() == 0
+    text = log.read_text()
+    assert "No space left" in text and "tracking goes on" in text, text[-3000:]
+    assert "recording resumed" in text, text[-3000:]
+    assert _counter(metrics, "samtrack_record_errors_total") >= 1
+    assert _counter(metrics, "samtrack_record_lost_frames_total") >= 1
+    resumed = segments(directory)[1]
+    kept = [r for r in _records(directory) if r["kind"] == "frame"]
+    assert len(segments(directory)) >= 2 and kept  # recording went on in a new segment
+    with GstSource(str(segment_paths(directory, resumed)[0])) as src:
+        assert sum(1 for _ in src) >= 1
+
+
+def _counter(metrics: str, name: str) -> float:
+    return sum(float(line.split()[-1]) for line in metrics.splitlines() if line.startswith(name + "{"))

@@ -43,7 +43,10 @@ def test_example_config_is_the_shipped_file_and_loads():
     ("[model]\ncheckpoint = '/no/such/file.pt'\n", ["model.checkpoint: checkpoint file not found: /no/such/file.pt"]),
     ("[output]\nmask_encoding = 'jpeg'\n", ["output.mask_encoding", "'rle', 'bits', 'png' or 'none'"]),
     ("[auth]\ncurve = true\n", ["auth: curve needs server_secret_key"]),
-    ("[cameras]\nx = 1\n", ["cameras: unknown key; allowed here: stream, model"]),
+    ("[cameras]\nx = 1\n", ["cameras: unknown key; allowed here: stream, streams, model"]),
+    ("[stream]\nname = 'a'\n[[streams]]\nname = 'b'\n", ["[stream] (one camera) or [[streams]] (several), not both"]),
+    ("[[streams]]\nname = 'a'\n[[streams]]\nname = 'a'\n", ["stream names must differ"]),
+    ("[[streams]]\nname = 'a b'\n", ["streams.0.name", "should match pattern"]),
     ("stream = [\n", ["not valid TOML"]),
 ])
 def test_config_mistakes_are_explained(tmp_path, text, words):

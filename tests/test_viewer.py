@@ -344,3 +344,30 @@ def test_viewer_reaches_a_curve_daemon_with_its_keys(tmp_path):
     finally:
         v.stop()
         d.stop()
+
+
+@pytest.mark.slow  # a real browser and a daemon with two streams
+def test_the_page_picks_a_stream_and_prompts_name_it(browser):
+    d = start_daemon("--source", "a=" + SOURCE, "--source", "b=test:?pattern=smpte&width=200&height=100&fps=10",
+                     "--preview-every", "1", source=None)
+    v = ViewerProcess(d.results, d.commands, token=None)
+    pg = browser.new_page(viewport={"width": 1000, "height": 560})
+    pg.sent = []
+    pg.on("websocket", lambda ws: ws.on("framesent", lambda payload: pg.sent.append(json.loads(payload))))
+    try:
+        pg.goto(v.url)
+        pg.wait_for_selector("#stream-picker:not([hidden])", timeout=WAIT_MS)
+        pg.wait_for_function("() => document.querySelectorAll('#stream option').length === 2", timeout=WAIT_MS)
+        pg.select_option("#stream", "b")
+        pg.wait_for_function("() => shown.result && shown.result.header.stream === 'b'", timeout=WAIT_MS)
+        assert pg.evaluate("() => [canvas.width, canvas.height]") == [200, 100]  # stream b's frames, not a's
+        pg.mouse.click(*canvas_point(pg, 0.5, 0.5))
+        pg.wait_for_selector('#objects li[data-id="1"]', timeout=WAIT_MS)
+        assert last_sent(pg, "add_points")["args"]["stream"] == "b"
+        with Client(d.commands, timeout=30, stream="b") as b, Client(d.commands, timeout=30, stream="a") as a:
+            assert [o["id"] for o in b.list_objects()["objects"]] == [1]
+            assert a.list_objects()["objects"] == []  # the prompt went to the stream on screen only
+    finally:
+        pg.close()
+        v.stop()
+        d.stop()

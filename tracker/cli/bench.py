@@ -1,5 +1,5 @@
 """`samtrack bench SCENARIO [options]`: the benchmarks in bench/ (step, vs-meta, e2e, soak, memory, engines,
-shutdown)."""
+shutdown, record, streams)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import argparse
 import importlib
 
 SCENARIOS = {"step": "bench.step", "vs-meta": "bench.vs_meta", "e2e": "bench.e2e", "soak": "bench.soak",
-             "memory": "bench.memory", "engines": "bench.engines", "shutdown": "bench.shutdown"}
+             "memory": "bench.memory", "engines": "bench.engines", "shutdown": "bench.shutdown",
+             "record": "bench.record", "streams": "bench.streams"}
 
 
 def add_bench_parser(sub) -> None:

@@ -36,12 +36,13 @@ def add_client_parsers(sub) -> None:
     p.add_argument("--mask", help="mask image file (nonzero pixels are the object), the frame's size")
     p.add_argument("--frame", type=_frame, default="latest", help="frame index you saw, or latest")
     p.add_argument("--timeout", type=float, default=30.0)
+    p.add_argument("--stream", help="the stream to prompt (needed when the daemon has several)")
     add_curve_options(p)
     p.set_defaults(func=run_prompt)
 
     w = sub.add_parser("watch", help="print per-frame results and latency, or write an overlay video")
     w.add_argument("--results", default=DEFAULT_RESULTS)
-    w.add_argument("--stream")
+    w.add_argument("--stream", help="only this stream's results (default: every stream's)")
     w.add_argument("--frames", type=int, help="stop after N results")
     w.add_argument("--duration", type=float, help="stop after S seconds")
     w.add_argument("--video", help="write masks over the daemon's previews to this file (needs --preview-every)")
@@ -53,6 +54,8 @@ def add_client_parsers(sub) -> None:
         q = sub.add_parser(name, help=f"print the daemon's {name}")
         q.add_argument("--commands", default=DEFAULT_COMMANDS)
         q.add_argument("--timeout", type=float, default=10.0)
+        q.add_argument("--stream", help="this stream's only (default: the daemon's only one, or every stream "
+                                        "and the totals for stats)")
         add_curve_options(q)
         q.set_defaults(func=lambda a, op=op: _print_request(a, op))
 
@@ -60,7 +63,7 @@ def add_client_parsers(sub) -> None:
 def _print_request(args, op: str) -> int:
     from ..client import Client
 
-    with Client(args.commands, timeout=args.timeout, curve=_curve(args)) as c:
+    with Client(args.commands, timeout=args.timeout, curve=_curve(args), stream=args.stream) as c:
         print(json.dumps(c.request(op), indent=2))
     return 0
 
@@ -71,7 +74,7 @@ def run_prompt(args) -> int:
     kinds = sum([bool(args.point or args.negative), args.box is not None, args.mask is not None])
     if kinds == 0 or (args.mask is not None and kinds > 1):
         raise SystemExit("samtrack prompt: give --point/--negative, --box (optionally with points), or --mask")
-    with Client(args.commands, timeout=args.timeout, curve=_curve(args)) as c:
+    with Client(args.commands, timeout=args.timeout, curve=_curve(args), stream=args.stream) as c:
         if args.mask is not None:
             import cv2
 

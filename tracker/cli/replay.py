@@ -27,6 +27,7 @@ def add_replay_parser(sub) -> None:
 
 def run_replay(args) -> int:
     import base64
+    import time
     from pathlib import Path
 
     from engines.cache import weights_digest
@@ -36,6 +37,7 @@ def run_replay(args) -> int:
     from ..core.tracker import Tracker
     from ..daemon.config import load_config
     from ..daemon.loop import Daemon
+    from ..daemon.stream import Stream
     from ..daemon.wiring import settings_from
     from ..models import weights
     from ..runner.recording import Manifest, RecordingError
@@ -54,12 +56,12 @@ def run_replay(args) -> int:
                              f"for {m.model}: pass the recording's --checkpoint")
     exact = tracker.precision == m.precision
     source = RecordingSource(directory, realtime=args.realtime)
-    # The daemon's own defaults, with the recording's stream name and this command's endpoints.
+    # The daemon's own defaults, with this command's endpoints; the recording's stream name.
     settings = settings_from(load_config(None, {
-        "stream.name": m.stream, "endpoints.results": args.results, "endpoints.commands": args.commands,
-        "output.preview_every": args.preview_every, "metrics.enabled": False}))
+        "endpoints.results": args.results, "endpoints.commands": args.commands, "metrics.enabled": False}))
     verifier = Verifier(exact, on_divergence=lambda text: daemon.stop()) if args.verify else None
-    daemon = Daemon(source, tracker, settings, on_result=verifier.on_result if verifier else None)
+    daemon = Daemon([Stream(m.stream, source, tracker, preview_every=args.preview_every)], settings,
+                    on_result=verifier.on_result if verifier else None)
 
     def apply(record: dict, offset: int) -> None:
         """A recorded command, sent through the daemon's own handler at the point it was served."""
@@ -77,9 +79,11 @@ def run_replay(args) -> int:
     if verifier is not None:
         source.on_expected = verifier.on_expected
     daemon.install_signal_handlers()
+    t0 = time.monotonic()
     daemon.run()
-    frames = daemon.stats.frames
-    print(f"replayed {frames} frames of {directory} ({tracker.precision}); {len(source.warnings)} warning(s)")
+    frames, seconds = daemon.stream.stats.frames, time.monotonic() - t0
+    print(f"replayed {frames} frames of {directory} in {seconds:.1f} s ({frames / max(seconds, 1e-9):.2f} frames/s, "
+          f"{tracker.precision}); {len(source.warnings)} warning(s)")
     if verifier is None:
         return 0
     if verifier.divergence is not None:

@@ -7,19 +7,22 @@ from ..protocol import MASK_ENCODINGS
 
 # flag dest -> config field it overrides
 FLAG_FIELDS = {
-    "source": "stream.source", "stream": "stream.name", "model": "model.name", "checkpoint": "model.checkpoint",
+    "stream": "stream.name", "model": "model.name", "checkpoint": "model.checkpoint",
     "image_size": "model.image_size", "device": "model.device", "threads": "model.threads",
     "results": "endpoints.results", "commands": "endpoints.commands", "mask_encoding": "output.mask_encoding",
     "preview_every": "output.preview_every", "feature_window": "memory.feature_window",
     "metrics_port": "metrics.port", "log_level": "logging.level", "backend": "model.backend",
     "precision": "model.precision", "publish_queue": "output.publish_queue", "record": "record.directory",
+    "batch_streams": "memory.batch_streams",
 }
 
 
 def add_serve_parser(sub) -> None:
     p = sub.add_parser("serve", help="run the tracker daemon on a source (flags override --config)")
     p.add_argument("--config", help="TOML config file (see `samtrack config example`)")
-    p.add_argument("--source", help="test:, a file, v4l2:/dev/videoN, rtsp://..., gst:...")
+    p.add_argument("--source", action="append", metavar="[NAME=]SOURCE",
+                   help="test:, a file, v4l2:/dev/videoN, rtsp://..., gst:..., or a recording's directory (its "
+                        "frames at their pace); repeat as NAME=SOURCE for several streams on one model")
     p.add_argument("--stream", help="stream name (topic suffix)")
     p.add_argument("--model")
     p.add_argument("--checkpoint", help="checkpoint file (default: the cached one for the model, else random)")
@@ -35,6 +38,8 @@ def add_serve_parser(sub) -> None:
     p.add_argument("--publish-queue", type=int, help="results waiting for the publisher thread (0: publish inline)")
     p.add_argument("--record", metavar="DIR", help="record frames, commands and results here (samtrack replay DIR)")
     p.add_argument("--feature-window", type=int, help="recent frames a prompt may name")
+    p.add_argument("--batch-streams", action="store_true", default=None,
+                   help="encode the frames of all streams of a turn in one batch (backend torch)")
     p.add_argument("--metrics-port", type=int, help="Prometheus port (0: any free port)")
     p.add_argument("--no-metrics", action="store_true", help="do not serve metrics")
     p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
@@ -67,6 +72,29 @@ def run_serve(args) -> int:
     from ..daemon.wiring import serve
 
     overrides = {field: getattr(args, dest) for dest, field in FLAG_FIELDS.items() if getattr(args, dest) is not None}
+    overrides.update(_source_overrides(args.source or []))
     if args.no_metrics:
         overrides["metrics.enabled"] = False
     return serve(load_config(args.config, overrides))
+
+
+def _source_overrides(sources: list[str]) -> dict[str, object]:
+    """One bare --source SOURCE sets [stream]; NAME=SOURCE (one or several) set [[streams]]."""
+    import re
+
+    from ..errors import SamtrackError
+    from ..protocol import STREAM_NAME
+
+    if not sources:
+        return {}
+    named = []
+    for text in sources:
+        name, sep, uri = text.partition("=")
+        named.append((name, uri) if sep and re.match(STREAM_NAME, name) and uri else None)
+    if len(sources) == 1 and named[0] is None:
+        return {"stream.source": sources[0]}
+    if None in named:
+        bare = sources[named.index(None)]
+        raise SamtrackError(f"--source {bare!r}: with several sources, name each as NAME=SOURCE (e.g. "
+                            f"--source door=rtsp://cam1/stream --source yard=v4l2:/dev/video0)")
+    return {"streams": [{"name": name, "source": uri} for name, uri in named]}

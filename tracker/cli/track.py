@@ -44,13 +44,13 @@ def add_track_parser(sub) -> None:
 def run_track(args) -> int:
     from pathlib import Path
 
-    from pipelines import open_source, parse_source
+    from pipelines import parse_source
 
     from ..core.tracker import Tracker
     from ..errors import SamtrackError
     from ..models import weights
+    from ..runner.inputs import is_recording, open_input
     from ..runner.plan import plan_from_file, plan_from_flags
-    from ..runner.replay import RecordingSource
     from ..runner.track import track_source
 
     if args.prompts and args.events:
@@ -63,11 +63,11 @@ def run_track(args) -> int:
     for path in filter(None, (args.out, args.masks)):
         if not Path(path).parent.is_dir():
             raise SamtrackError(f"output directory does not exist: {Path(path).parent}")
-    recording = Path(args.source).is_dir()
-    spec = RecordingSource(Path(args.source)).spec if recording else parse_source(args.source)
-    if spec.live and not args.frames:
+    recording = is_recording(args.source)
+    spec = None if recording else parse_source(args.source)
+    if spec is not None and spec.live and not args.frames:
         raise SamtrackError(f"{args.source} is a live source: give --frames N")
-    count = None if spec.live or recording else _frame_count(spec)
+    count = None if recording or spec.live else _frame_count(spec)
     late = [p for p in prompts if count is not None and p.frame >= count]
     if late:
         raise SamtrackError(f"{args.source} has {count} frames (0..{count - 1}); prompts on "
@@ -76,7 +76,7 @@ def run_track(args) -> int:
     # The tracker before the source: torch's ONNX exporter crashes once GStreamer's libraries are loaded.
     tracker = Tracker.build(args.model, checkpoint, args.image_size, args.device, threads=args.threads,
                             precision=args.precision)
-    source = RecordingSource(Path(args.source)) if recording else open_source(spec, reconnect=False)
+    source = open_input(args.source, reconnect=False)
     summary = track_source(source, tracker, prompts, Path(args.out) if args.out else None,
                            Path(args.masks) if args.masks else None, args.frames,
                            count, progress=not args.quiet)

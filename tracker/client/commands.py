@@ -24,11 +24,12 @@ class RemoteError(SamtrackError):
 
 class Client:
     """Requests over a DEALER socket. On a timeout the socket is closed and recreated, so a late reply
-    can never be mistaken for the answer to the next request."""
+    can never be mistaken for the answer to the next request. `stream` names the stream every request is
+    for (needed on a daemon with several; None: the daemon's only one, or all of them for ping/stats)."""
 
     def __init__(self, endpoint: str = P.DEFAULT_COMMANDS, timeout: float = 10.0,
-                 context: zmq.Context | None = None, curve: CurveClient | None = None):
-        self.endpoint, self.timeout, self.curve = endpoint, timeout, curve
+                 context: zmq.Context | None = None, curve: CurveClient | None = None, stream: str | None = None):
+        self.endpoint, self.timeout, self.curve, self.stream = endpoint, timeout, curve, stream
         self._ctx = context or zmq.Context.instance()
         self._ids = itertools.count(1)
         self._sock = self._connect()
@@ -41,11 +42,15 @@ class Client:
         s.connect(self.endpoint)
         return s
 
-    def request(self, op: str, args: P.NoArgs | None = None, frames: list[bytes] = (), timeout: float | None = None):
-        """Send one request (args as the op's schema in tracker.protocol) and return its result;
-        RemoteError for an error reply, TimeoutError if none."""
+    def request(self, op: str, args: P.NoArgs | dict | None = None, frames: list[bytes] = (),
+                timeout: float | None = None):
+        """Send one request (args as the op's schema in tracker.protocol, or a JSON object) and return its
+        result; RemoteError for an error reply, TimeoutError if none."""
         rid = next(self._ids)
-        self._sock.send_multipart([P.request(rid, op, args), *frames])
+        fields = dict(args or {}) if isinstance(args, dict) else args.model_dump(exclude_unset=True) if args else {}
+        if self.stream is not None:
+            fields.setdefault("stream", self.stream)
+        self._sock.send_multipart([P.request(rid, op, fields), *frames])
         deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
         while True:
             left = deadline - time.monotonic()

@@ -50,8 +50,8 @@ class Subscriber:
         self.stream = stream
         for prefix in P.subscriptions(stream, previews):
             self._sock.setsockopt(zmq.SUBSCRIBE, prefix)
-        self.gaps = 0  # results lost between daemon and this subscriber (seen as jumps in "seq")
-        self._last_seq: int | None = None
+        self.gaps = 0  # results lost between daemon and this subscriber (seen as jumps in a stream's "seq")
+        self._last_seq: dict[str, int] = {}  # per stream: each numbers its messages on its own
 
     def recv(self, timeout: float = 5.0) -> Result | StreamEnd | tuple[dict, bytes] | None:
         """The next message (Result, StreamEnd, or (header, jpeg) for a preview), or None after `timeout` s."""
@@ -68,9 +68,10 @@ class Subscriber:
             return h, frames[0]
         if h["type"] == "end":
             return StreamEnd(h)
-        if self._last_seq is not None and h["seq"] > self._last_seq + 1:
-            self.gaps += h["seq"] - self._last_seq - 1
-        self._last_seq = h["seq"]
+        last = self._last_seq.get(h["stream"])
+        if last is not None and h["seq"] > last + 1:
+            self.gaps += h["seq"] - last - 1
+        self._last_seq[h["stream"]] = h["seq"]
         masks = {}
         for o in h["objects"]:
             if "mask" in o:

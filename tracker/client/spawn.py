@@ -40,13 +40,15 @@ def spawn_daemon(serve_args: list[str], env: dict[str, str] | None = None, quiet
 
 def wait_ready(proc: subprocess.Popen, commands: str, timeout_s: float = 180.0, need_frame: bool = True,
                curve: CurveClient | None = None) -> None:
-    """Return once the daemon answers ping (and has tracked a frame, if need_frame); raise if it exits or
-    the time runs out (bounded: model loading can take a while on a CPU)."""
+    """Return once the daemon answers ping (and has tracked a frame, on any of its streams, if need_frame);
+    raise if it exits or the time runs out (bounded: model loading can take a while on a CPU)."""
     deadline = time.monotonic() + timeout_s
     with Client(commands, timeout=1.0, curve=curve) as c:
         while True:
             try:
-                if not need_frame or c.ping()["frame"] is not None:
+                ping = c.ping()
+                statuses = ping["per_stream"].values() if "per_stream" in ping else [ping]
+                if not need_frame or any(st["frame"] is not None for st in statuses):
                     return
             except TimeoutError:
                 pass

@@ -94,6 +94,12 @@ class Tracker:
                                                      backend, engine_cache)
         return cls(net, TrackerOptions.from_model(net, **options), encoder, memory_attention)
 
+    def share(self, **options) -> Tracker:
+        """Another tracker on this one's model and backends (one copy of the weights and engines), with
+        state of its own: a daemon's second stream. Options default to the model's, as in `build`."""
+        return Tracker(self.model, TrackerOptions.from_model(self.model, **options), self.encoder,
+                       self.memory_attention)
+
     @classmethod
     def from_sam2(cls, model: torch.nn.Module, **options) -> Tracker:
         """Wrap an already-built sam2 model (e.g. the one inside Meta's predictor), honouring its settings."""
@@ -120,11 +126,24 @@ class Tracker:
         """Track every object on the next frame (HxWx3 uint8 RGB)."""
         frame = check_frame(frame)
         t0 = time.perf_counter()
-        image = self._preprocess(frame)
+        image = self.preprocess(frame)
         t1 = time.perf_counter()
         with compute_context(self.precision, self.device):
-            feats = self._encode(image, frame.shape[0], frame.shape[1], self._latest + 1)
-            t2 = time.perf_counter()
+            backbone_out = self.encoder(image)
+        return self.step_encoded(frame, backbone_out, t1 - t0, time.perf_counter() - t1)
+
+    def preprocess(self, frame: np.ndarray) -> torch.Tensor:
+        """A checked frame as the image encoder's input, [1, 3, S, S] on the device."""
+        return self._preprocess(frame)
+
+    @torch.inference_mode()
+    def step_encoded(self, frame: np.ndarray, backbone_out: dict, preprocess_s: float,
+                     encoder_s: float) -> FrameResult:
+        """`step` for a frame whose image encoder output is given (computed in a batch with other frames,
+        see core.batch); the stage times of what was done outside."""
+        t2 = time.perf_counter()
+        with compute_context(self.precision, self.device):
+            feats = self._encode(backbone_out, frame.shape[0], frame.shape[1], self._latest + 1)
             self._mem_time = self._track_time = 0.0
             for bank in self._banks.values():
                 self._flush(bank)
@@ -141,7 +160,7 @@ class Tracker:
         result = make_result(feats.index, low_res, feats.height, feats.width)
         t4 = time.perf_counter()
         bookkeeping = t3 - t2 - self._mem_time - self._track_time
-        times = StageTimes(t1 - t0, t2 - t1, self._track_time, self._mem_time, bookkeeping, t4 - t3)
+        times = StageTimes(preprocess_s, encoder_s, self._track_time, self._mem_time, bookkeeping, t4 - t3)
         return dataclasses.replace(result, times=times)
 
     @torch.inference_mode()
@@ -202,8 +221,7 @@ class Tracker:
         return total
 
     # ---- internals ----------------------------------------------------------------------
-    def _encode(self, image: torch.Tensor, height: int, width: int, index: int) -> FrameFeatures:
-        backbone_out = self.encoder(image)
+    def _encode(self, backbone_out: dict, height: int, width: int, index: int) -> FrameFeatures:
         _, feats, pos, sizes = self.model._prepare_backbone_features(backbone_out)
         if self._vision_pos is None:
             self._vision_pos = pos[-1].clone()

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from .. import protocol as P
 from ..core.results import FrameResult
-from ..core.tracker import Tracker
 from ..errors import SamtrackError
 from ..protocol import messages
-from .metrics import Metrics
-from .stats import Stats
+from .metrics import UNROUTED, Metrics
+from .stream import Stream
 
 log = logging.getLogger(__name__)
 
@@ -27,92 +27,134 @@ class Handled:
     args: dict | None = None
     frames: list[bytes] | None = None
     result: dict | None = None  # None for an error reply
+    stream: Stream | None = None  # the stream it was for, when it named (or needed) one
 
 
 class CommandHandler:
-    """Turns one request's frames into one reply frame. Never raises: every failure is a reply."""
+    """Turns one request's frames into one reply frame, routed to the stream it names (the only one when
+    the daemon has one). Never raises: every failure is a reply."""
 
-    def __init__(self, tracker: Tracker, stats: Stats, status: Callable[[], messages.DaemonStatus],
-                 metrics: Metrics, publish_dropped: Callable[[], int]):
-        self.tracker = tracker
-        self.stats = stats
+    def __init__(self, streams: dict[str, Stream], status: Callable[[Stream], messages.DaemonStatus],
+                 metrics: Metrics, publish_dropped: Callable[[str], int]):
+        self.streams = streams
         self.metrics = metrics
         self._status = status  # daemon-level facts for ping/stats (source, fps, ...)
-        self._publish_dropped = publish_dropped  # results the publisher dropped so far
+        self._publish_dropped = publish_dropped  # a stream's results the publisher dropped so far
+        self.unrouted_requests = 0  # requests that named no stream served here (several streams only)
+        self.unrouted_errors: Counter = Counter()
 
     def handle(self, parts: list[bytes]) -> Handled:
-        self.stats.requests += 1
-        rid = None
+        rid = stream = None
+        counted = False
         try:
             rid, op, args, frames = P.parse_request(parts)
-            result = getattr(self, f"_op_{op}")(args, frames)
-            return Handled(P.reply_ok(rid, result), op, args.model_dump(exclude_unset=True), frames, result)
+            stream = self._route(op, args, rid)
+            self._count(stream)
+            counted = True
+            result = getattr(self, f"_op_{op}")(stream, args, frames) if stream else self._overview(op)
+            return Handled(P.reply_ok(rid, result), op, args.model_dump(exclude_unset=True), frames, result, stream)
         except P.ProtocolError as e:
-            return Handled(self._error(e.request_id if e.request_id is not None else rid, e.code, e.message))
+            rid, code, message = e.request_id if e.request_id is not None else rid, e.code, e.message
         except SamtrackError as e:
-            return Handled(self._error(rid, e.code, str(e)))
+            code, message = e.code, str(e)
         except Exception as e:  # a bug must not take the daemon down: answer and log it
             log.exception("internal error while serving a request")
-            return Handled(self._error(rid, "internal", f"{type(e).__name__}: {e}"))
+            code, message = "internal", f"{type(e).__name__}: {e}"
+        if not counted:
+            self._count(stream)
+        self._count(stream, code)
+        return Handled(P.reply_error(rid, code, message), stream=stream)
 
-    def _error(self, rid, code: str, message: str) -> bytes:
-        self.stats.errors[code] += 1
-        self.metrics.errors.labels(self.metrics.stream, code).inc()
-        return P.reply_error(rid, code, message)
+    def _route(self, op: str, args, rid) -> Stream | None:
+        """The stream a request is for; None for ping/stats about every stream of a daemon with several."""
+        if args.stream is not None:
+            if args.stream not in self.streams:
+                raise P.ProtocolError("unknown_stream", f"no stream {args.stream!r} here; this daemon serves "
+                                                        f"{', '.join(self.streams)}", rid)
+            return self.streams[args.stream]
+        if len(self.streams) == 1:
+            return next(iter(self.streams.values()))
+        if op in ("ping", "stats"):
+            return None
+        raise P.ProtocolError("stream_required", f"{op} needs args.stream: this daemon serves "
+                                                 f"{', '.join(self.streams)}", rid)
+
+    def _count(self, stream: Stream | None, code: str | None = None) -> None:
+        """A request (code None) or an error reply, on its stream's counters: the only stream's when the
+        daemon has one, the daemon's own when a request of a daemon with several names none it serves."""
+        if stream is None and len(self.streams) == 1:
+            stream = next(iter(self.streams.values()))
+        if code is not None:
+            self.metrics.errors.labels(stream.name if stream else UNROUTED, code).inc()
+        if stream is None:
+            if code is None:
+                self.unrouted_requests += 1
+            else:
+                self.unrouted_errors[code] += 1
+        elif code is None:
+            stream.stats.requests += 1
+        else:
+            stream.stats.errors[code] += 1
+
+    def _overview(self, op: str) -> dict:
+        per_stream = {name: getattr(self, f"_op_{op}")(st, None, []) for name, st in self.streams.items()}
+        if op == "ping":
+            return messages.overview_result(per_stream)
+        return messages.stats_overview_result(per_stream, self.unrouted_requests, dict(self.unrouted_errors))
 
     # ---- ops --------------------------------------------------------------------------------
-    def _op_ping(self, args, frames) -> dict:
-        return messages.status_result(self._status())
+    def _op_ping(self, st: Stream, args, frames) -> dict:
+        return messages.status_result(self._status(st))
 
-    def _op_add_points(self, a: P.PointsArgs, frames) -> dict:
+    def _op_add_points(self, st: Stream, a: P.PointsArgs, frames) -> dict:
         t0 = time.perf_counter()
-        res = self.tracker.add_points(a.object, a.points, a.labels, frame_index=_frame(a.frame),
+        res = st.tracker.add_points(a.object, a.points, a.labels, frame_index=_frame(a.frame),
                                       clear_old_points=a.clear_old_points)
-        return self._prompted(a.object, res, t0)
+        return self._prompted(st, a.object, res, t0)
 
-    def _op_add_box(self, a: P.BoxArgs, frames) -> dict:
+    def _op_add_box(self, st: Stream, a: P.BoxArgs, frames) -> dict:
         if (a.points is None) != (a.labels is None):
             raise P.ProtocolError("bad_request", "add_box args: give points and labels together, or neither")
         t0 = time.perf_counter()
-        res = self.tracker.add_box(a.object, a.box, frame_index=_frame(a.frame),
+        res = st.tracker.add_box(a.object, a.box, frame_index=_frame(a.frame),
                                    points=a.points or None, labels=a.labels or None)
-        return self._prompted(a.object, res, t0)
+        return self._prompted(st, a.object, res, t0)
 
-    def _op_add_mask(self, a: P.MaskArgs, frames) -> dict:
+    def _op_add_mask(self, st: Stream, a: P.MaskArgs, frames) -> dict:
         h, w = a.size
         mask = P.decode_mask(frames[0], a.encoding, h, w)
         t0 = time.perf_counter()
-        res = self.tracker.add_mask(a.object, mask, frame_index=_frame(a.frame))
-        return self._prompted(a.object, res, t0)
+        res = st.tracker.add_mask(a.object, mask, frame_index=_frame(a.frame))
+        return self._prompted(st, a.object, res, t0)
 
-    def _op_remove_object(self, a: P.ObjectArgs, frames) -> dict:
-        self.tracker.remove_object(a.object)
-        return messages.ids_result(self.tracker.objects)
+    def _op_remove_object(self, st: Stream, a: P.ObjectArgs, frames) -> dict:
+        st.tracker.remove_object(a.object)
+        return messages.ids_result(st.tracker.objects)
 
-    def _op_reset(self, args, frames) -> dict:
-        self.tracker.reset()
+    def _op_reset(self, st: Stream, args, frames) -> dict:
+        st.tracker.reset()
         return messages.ids_result([])
 
-    def _op_list_objects(self, args, frames) -> dict:
-        latest = self.tracker.latest_frame
-        res = self.tracker.result() if latest is not None else None
-        entries = [res.objects.get(i, i) if res is not None else i for i in self.tracker.objects]
+    def _op_list_objects(self, st: Stream, args, frames) -> dict:
+        latest = st.tracker.latest_frame
+        res = st.tracker.result() if latest is not None else None
+        entries = [res.objects.get(i, i) if res is not None else i for i in st.tracker.objects]
         return messages.objects_result(latest, entries)
 
-    def _op_stats(self, args, frames) -> dict:
-        s = self.stats
+    def _op_stats(self, st: Stream, args, frames) -> dict:
+        s = st.stats
         return messages.stats_result(
-            self._status(), frames=s.frames, frame_errors=s.frame_errors, prompts=s.prompts, requests=s.requests,
-            errors=s.errors, fps=s.fps, timings_ms=s.percentiles(), objects=len(self.tracker.objects),
-            held_bytes=self.tracker.held_bytes(), retracked_frames=s.retracked_frames,
-            publish_dropped=self._publish_dropped())
+            self._status(st), frames=s.frames, frame_errors=s.frame_errors, prompts=s.prompts, requests=s.requests,
+            errors=s.errors, fps=s.fps, timings_ms=s.percentiles(), objects=len(st.tracker.objects),
+            held_bytes=st.tracker.held_bytes(), retracked_frames=s.retracked_frames,
+            publish_dropped=self._publish_dropped(st.name))
 
-    def _prompted(self, obj_id: int, res: FrameResult, t0: float) -> dict:
-        self.stats.prompts += 1
-        self.metrics.prompts.labels(self.metrics.stream).inc()
-        latest = self.tracker.latest_frame
+    def _prompted(self, st: Stream, obj_id: int, res: FrameResult, t0: float) -> dict:
+        st.stats.prompts += 1
+        self.metrics.prompts.labels(st.name).inc()
+        latest = st.tracker.latest_frame
         retracked = latest - res.frame_index if latest is not None else 0
-        self.stats.retracked_frames += retracked
+        st.stats.retracked_frames += retracked
         return messages.prompt_result(obj_id, res, retracked, 1000.0 * (time.perf_counter() - t0))
 
 

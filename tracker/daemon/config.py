@@ -15,7 +15,7 @@ from pipelines.live import DEFAULT_BACKOFF, DEFAULT_STALL_TIMEOUT_S
 
 from ..core.options import DEFAULT_FEATURE_WINDOW, DEFAULT_MAX_COND_FRAMES, PRECISIONS
 from ..errors import SamtrackError
-from ..protocol import DEFAULT_COMMANDS, DEFAULT_RESULTS, MASK_ENCODINGS
+from ..protocol import DEFAULT_COMMANDS, DEFAULT_RESULTS, MASK_ENCODINGS, STREAM_NAME
 
 
 class ConfigError(SamtrackError):
@@ -39,15 +39,20 @@ def _check_endpoint(value: str) -> str:
 
 
 class StreamSection(_Section):
-    name: str = Field("default", min_length=1, pattern=r"^[A-Za-z0-9_.-]+$",
+    name: str = Field("default", pattern=STREAM_NAME,
                       description="Stream name: the results topic is results.<name>; one per camera.")
-    source: str = Field("test:", description="Frame source: test:, a file, v4l2:/dev/videoN, rtsp://..., gst:...")
+    source: str = Field("test:", description="Frame source: test:, a file, v4l2:/dev/videoN, rtsp://..., gst:..., or "
+                                          "a recording's directory (its frames at their pace)")
     stall_timeout_s: float = Field(DEFAULT_STALL_TIMEOUT_S, gt=0,
                                    description="A live source without a frame this long is reconnected.")
     reconnect_initial_s: float = Field(DEFAULT_BACKOFF.initial_s, gt=0,
                                        description="First reconnection delay; doubles per failure.")
     reconnect_max_s: float = Field(DEFAULT_BACKOFF.max_s, gt=0,
                                    description="Longest delay between reconnection attempts.")
+    feature_window: int = Field(0, ge=0, le=256, description="Recent frames a prompt may name on this stream; "
+                                "0: [memory] feature_window.")
+    preview_every: int = Field(-1, ge=-1, description="JPEG preview every N frames of this stream; "
+                               "-1: [output] preview_every.")
 
 
 class ModelSection(_Section):
@@ -79,6 +84,8 @@ class MemorySection(_Section):
                                  description="Prompted frames kept per object; bounds memory and attention cost.")
     batch_objects: bool = Field(False, description="Track all objects of a frame in one batch (for GPUs; "
                                 "within 1e-5 of one at a time, measured slower on CPU).")
+    batch_streams: bool = Field(False, description="Encode the frames of all streams of a turn in one batch "
+                                "(backend torch; within 1e-5 of one at a time; see `samtrack bench streams`).")
 
 
 class EndpointsSection(_Section):
@@ -145,6 +152,7 @@ class ServiceSection(_Section):
 
 class Config(_Section):
     stream: StreamSection = Field(default_factory=StreamSection)
+    streams: list[StreamSection] = Field(default_factory=list)  # [[streams]]: several cameras, one model
     model: ModelSection = Field(default_factory=ModelSection)
     memory: MemorySection = Field(default_factory=MemorySection)
     endpoints: EndpointsSection = Field(default_factory=EndpointsSection)
@@ -154,6 +162,19 @@ class Config(_Section):
     auth: AuthSection = Field(default_factory=AuthSection)
     record: RecordSection = Field(default_factory=RecordSection)
     service: ServiceSection = Field(default_factory=ServiceSection)
+
+    @model_validator(mode="after")
+    def _one_kind_of_streams(self):
+        if self.streams and "stream" in self.model_fields_set:
+            raise ValueError("give [stream] (one camera) or [[streams]] (several), not both")
+        names = [s.name for s in self.streams]
+        if len(set(names)) != len(names):
+            raise ValueError(f"stream names must differ, got {names}")
+        return self
+
+    def stream_sections(self) -> list[StreamSection]:
+        """The streams to serve: [[streams]], or the one [stream]."""
+        return self.streams or [self.stream]
 
 
 def load_config(path: str | Path | None, overrides: dict[str, object] | None = None) -> Config:
@@ -172,6 +193,9 @@ def load_config(path: str | Path | None, overrides: dict[str, object] | None = N
         except tomllib.TOMLDecodeError as e:
             raise ConfigError(f"{p}: not valid TOML: {e}") from e
     for key, value in (overrides or {}).items():
+        if "." not in key:  # a whole section (the command line's several --source NAME=URI: "streams")
+            data[key] = value
+            continue
         section, field = key.split(".")
         data.setdefault(section, {})[field] = value
     try:
@@ -203,6 +227,12 @@ def example_toml() -> str:
     out = ["# samtrack daemon configuration (`samtrack serve --config FILE`).",
            "# Every field is optional; shown here with its default. Flags given to `samtrack serve` win.", ""]
     for name, field in Config.model_fields.items():
+        if name == "streams":
+            out += ["# Several cameras in one daemon (one model): [[streams]] tables instead of [stream], each with",
+                    "# the keys of [stream]; commands then name their stream (docs/protocol.md).",
+                    "# [[streams]]", '# name = "door"', '# source = "rtsp://192.0.2.10/stream1"', "# [[streams]]",
+                    '# name = "yard"', '# source = "v4l2:/dev/video0"', ""]
+            continue
         section = field.annotation
         out.append(f"[{name}]")
         for fname, f in section.model_fields.items():

@@ -11,12 +11,14 @@ STAGES = {"queue": "capture_to_track", "encoder": "encoder", "track": "memory_at
           "memory_encoder": "memory_encoder", "publish": "publish"}
 
 
-class Metrics:
-    """The daemon's metrics in their own registry (no process-global state)."""
+UNROUTED = "-"  # the stream label of requests that name no stream the daemon serves (malformed, unknown)
 
-    def __init__(self, stream: str):
+
+class Metrics:
+    """The daemon's metrics in their own registry (no process-global state), labelled by stream."""
+
+    def __init__(self):
         self.registry = r = CollectorRegistry()
-        self.stream = stream
         self.stage = Histogram("samtrack_stage_seconds", "Time per frame in each stage", ["stream", "stage"],
                                buckets=BUCKETS, registry=r)
         self.end_to_end = Histogram("samtrack_end_to_end_seconds", "Capture to published result",
@@ -29,14 +31,16 @@ class Metrics:
         self.prompts = Counter("samtrack_prompts", "Prompts applied", ["stream"], registry=r)
         self.errors = Counter("samtrack_request_errors", "Error replies by code", ["stream", "code"], registry=r)
         self.reconnects = Counter("samtrack_source_reconnects", "Live source reconnections", ["stream"], registry=r)
-        self.record_lost = Counter("samtrack_record_lost_frames", "Frames the recorder could not keep up with",
+        self.record_lost = Counter("samtrack_record_lost_frames", "Frames the recorder could not keep or write",
                                    ["stream"], registry=r)
+        self.record_errors = Counter("samtrack_record_errors", "Failed recording writes (a full disk...)",
+                                     ["stream"], registry=r)
         self.objects = Gauge("samtrack_objects", "Tracked objects", ["stream"], registry=r)
         self.bank_bytes = Gauge("samtrack_memory_bank_bytes", "Bytes held by the tracker's memory and window",
                                 ["stream"], registry=r)
-        self._seen_dropped = 0
-        self._seen_reconnects = 0
-        self._seen_record_lost = 0
+        self.source_up = Gauge("samtrack_source_up", "1 while the stream's source delivers, 0 while it is down "
+                               "or could not start", ["stream"], registry=r)
+        self._seen: dict[tuple[Counter, str], int] = {}  # totals kept elsewhere, as last synced
         self._server = None
 
     def serve(self, address: str, port: int) -> int:
@@ -44,33 +48,33 @@ class Metrics:
         self._server, _thread = start_http_server(port, addr=address, registry=self.registry)
         return self._server.server_port
 
-    def observe_frame(self, stages_ms: dict[str, float]) -> None:
-        """A tracked frame and its stages (tracking thread)."""
-        s = self.stream
+    def observe_frame(self, s: str, stages_ms: dict[str, float]) -> None:
+        """A tracked frame of stream s and its stages (tracking thread)."""
         self.frames.labels(s).inc()
         for key, label in STAGES.items():
             if key in stages_ms:
                 self.stage.labels(s, label).observe(stages_ms[key] / 1000.0)
 
-    def observe_published(self, publish_ms: float, end_to_end_s: float) -> None:
-        """A result that left the PUB socket (publisher thread)."""
-        self.stage.labels(self.stream, STAGES["publish"]).observe(publish_ms / 1000.0)
-        self.end_to_end.labels(self.stream).observe(end_to_end_s)
+    def observe_published(self, s: str, publish_ms: float, end_to_end_s: float) -> None:
+        """A result of stream s that left the PUB socket (publisher thread)."""
+        self.stage.labels(s, STAGES["publish"]).observe(publish_ms / 1000.0)
+        self.end_to_end.labels(s).observe(end_to_end_s)
 
-    def sync_record_lost(self, lost: int) -> None:
-        """The recorder keeps its lost frames as a total."""
-        if lost > self._seen_record_lost:
-            self.record_lost.labels(self.stream).inc(lost - self._seen_record_lost)
-            self._seen_record_lost = lost
+    def sync_recorder(self, s: str, lost: int, errors: int) -> None:
+        """Counters that a stream's recorder keeps as totals."""
+        self._sync(self.record_lost, s, lost)
+        self._sync(self.record_errors, s, errors)
 
-    def sync_source(self, dropped: int, reconnects: int) -> None:
-        """Counters that the source keeps as totals."""
-        if dropped > self._seen_dropped:
-            self.dropped.labels(self.stream).inc(dropped - self._seen_dropped)
-            self._seen_dropped = dropped
-        if reconnects > self._seen_reconnects:
-            self.reconnects.labels(self.stream).inc(reconnects - self._seen_reconnects)
-            self._seen_reconnects = reconnects
+    def sync_source(self, s: str, dropped: int, reconnects: int) -> None:
+        """Counters that a stream's source keeps as totals."""
+        self._sync(self.dropped, s, dropped)
+        self._sync(self.reconnects, s, reconnects)
+
+    def _sync(self, counter: Counter, s: str, total: int) -> None:
+        seen = self._seen.get((counter, s), 0)
+        if total > seen:
+            counter.labels(s).inc(total - seen)
+            self._seen[(counter, s)] = total
 
     def close(self) -> None:
         if self._server is not None:

@@ -1,4 +1,4 @@
-"""Publishing each frame's result (and optional JPEG previews) on the PUB socket.
+"""Publishing each frame's result (and optional JPEG previews) of every stream on the one PUB socket.
 
 Encoding masks (RLE/PNG), JSON, JPEG previews and sending run in a publisher thread behind a bounded
 queue, so the tracking thread starts the next step at once; when the queue is full the oldest waiting
@@ -31,8 +31,19 @@ PREVIEW_JPEG_QUALITY = 80  # enough to click on; a 640x480 preview stays around 
 CLOSE_TIMEOUT_S = 2.0  # how long close() waits for the thread to send what it has
 
 
+@dataclass
+class _Channel:
+    """One stream's numbering and preview rate on the shared socket."""
+
+    preview_every: int  # send a JPEG of every Nth frame (0: never)
+    seq: int = 0
+    preview_seq: int = 0
+    dropped: int = 0  # results dropped because the queue was full (published as publish_dropped)
+
+
 @dataclass(frozen=True)
 class _Job:
+    stream: str
     frame: Frame
     result: FrameResult
     timings_ms: dict[str, float]
@@ -42,6 +53,7 @@ class _Job:
 
 @dataclass(frozen=True)
 class _End:
+    stream: str
     last_frame: int | None
     reason: str
 
@@ -51,31 +63,36 @@ def frame_info(frame: Frame) -> messages.FrameInfo:
 
 
 class Publisher:
-    """Sends protocol messages for one stream. `on_sent(capture_ns, publish_ms)` runs after each result
-    left (in the publisher's thread): the daemon's latency metrics."""
+    """Sends protocol messages for the streams added to it. `on_sent(stream, capture_ns, publish_ms)` runs
+    after each result left (in the publisher's thread): the daemon's latency metrics."""
 
-    def __init__(self, socket: zmq.Socket, stream: str, mask_encoding: str = "rle", preview_every: int = 0,
-                 queue_size: int = 4, on_sent: Callable[[int, float], None] | None = None):
-        self.socket, self.stream = socket, stream
+    def __init__(self, socket: zmq.Socket, mask_encoding: str = "rle", queue_size: int = 4,
+                 on_sent: Callable[[str, int, float], None] | None = None):
+        self.socket = socket
         self.mask_encoding = mask_encoding
-        self.preview_every = preview_every  # send a JPEG of every Nth frame (0: never)
-        self.dropped = 0  # results dropped because the queue was full (published as publish_dropped)
+        self._channels: dict[str, _Channel] = {}
         self._on_sent = on_sent
-        self._seq = 0
-        self._preview_seq = 0
         self._queue: queue.Queue | None = queue.Queue(queue_size) if queue_size > 0 else None
         self._thread: threading.Thread | None = None
         if self._queue is not None:
-            self._thread = threading.Thread(target=self._run, name=f"publisher-{stream}", daemon=True)
+            self._thread = threading.Thread(target=self._run, name="publisher", daemon=True)
             self._thread.start()
 
-    def publish(self, frame: Frame, result: FrameResult, timings_ms: dict[str, float], dropped: int) -> None:
-        """Hand one result over (or send it now, without a queue)."""
-        self._put(_Job(frame, result, timings_ms, dropped, time.monotonic_ns()))
+    def add_stream(self, stream: str, preview_every: int = 0) -> None:
+        self._channels[stream] = _Channel(preview_every)
 
-    def publish_end(self, last_frame: int | None, reason: str) -> None:
+    def dropped(self, stream: str) -> int:
+        """Results of this stream dropped because the queue was full."""
+        return self._channels[stream].dropped
+
+    def publish(self, stream: str, frame: Frame, result: FrameResult, timings_ms: dict[str, float],
+                dropped: int) -> None:
+        """Hand one result over (or send it now, without a queue)."""
+        self._put(_Job(stream, frame, result, timings_ms, dropped, time.monotonic_ns()))
+
+    def publish_end(self, stream: str, last_frame: int | None, reason: str) -> None:
         """Tell subscribers that the stream is over, after every result already handed over (none dropped)."""
-        self._wait_put(_End(last_frame, reason))
+        self._wait_put(_End(stream, last_frame, reason))
 
     def close(self) -> None:
         """Send what is queued (bounded by CLOSE_TIMEOUT_S) and stop the thread; the socket stays open."""
@@ -97,8 +114,7 @@ class Publisher:
                 return
             except queue.Full:  # the oldest waiting result goes: only fresh results matter
                 try:
-                    self._queue.get_nowait()
-                    self.dropped += 1
+                    self._channels[self._queue.get_nowait().stream].dropped += 1
                 except queue.Empty:
                     pass
 
@@ -124,28 +140,29 @@ class Publisher:
                 log.exception("publishing failed")
 
     def _send(self, item: _Job | _End) -> None:
+        ch = self._channels[item.stream]
         if isinstance(item, _End):
-            self.socket.send_multipart(messages.end_message(self.stream, self._seq, item.last_frame, item.reason),
+            self.socket.send_multipart(messages.end_message(item.stream, ch.seq, item.last_frame, item.reason),
                                        flags=zmq.NOBLOCK)
-            self._seq += 1
+            ch.seq += 1
             return
         t0 = time.monotonic_ns()
         info = frame_info(item.frame)
         timings = {**item.timings_ms, "publish_queue": (t0 - item.queued_ns) / 1e6}
-        parts = messages.result_message(self.stream, self._seq, info, item.result, timings, item.dropped,
-                                        self.mask_encoding, self.dropped)
-        self._seq += 1
+        parts = messages.result_message(item.stream, ch.seq, info, item.result, timings, item.dropped,
+                                        self.mask_encoding, ch.dropped)
+        ch.seq += 1
         self.socket.send_multipart(parts, flags=zmq.NOBLOCK, copy=False)
         if self._on_sent is not None:
-            self._on_sent(item.frame.capture_ns, (time.monotonic_ns() - t0) / 1e6)
-        if self.preview_every and item.result.frame_index % self.preview_every == 0:
-            self._preview(item.frame, info, item.result.frame_index)
+            self._on_sent(item.stream, item.frame.capture_ns, (time.monotonic_ns() - t0) / 1e6)
+        if ch.preview_every and item.result.frame_index % ch.preview_every == 0:
+            self._preview(item.stream, ch, item.frame, info, item.result.frame_index)
 
-    def _preview(self, frame: Frame, info: messages.FrameInfo, index: int) -> None:
+    def _preview(self, stream: str, ch: _Channel, frame: Frame, info: messages.FrameInfo, index: int) -> None:
         import cv2
 
         ok, jpeg = cv2.imencode(".jpg", np.ascontiguousarray(frame.image[..., ::-1]),
                                 [cv2.IMWRITE_JPEG_QUALITY, PREVIEW_JPEG_QUALITY])
-        parts = messages.preview_message(self.stream, self._preview_seq, index, info, jpeg.tobytes())
-        self._preview_seq += 1
+        parts = messages.preview_message(stream, ch.preview_seq, index, info, jpeg.tobytes())
+        ch.preview_seq += 1
         self.socket.send_multipart(parts, flags=zmq.NOBLOCK, copy=False)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import os
 import queue
 import threading
 import time
@@ -24,6 +25,8 @@ from ..runner.recording import Manifest, segment_paths, segments, timeline_resul
 log = logging.getLogger(__name__)
 
 CLOSE_TIMEOUT_S = 10.0  # at shutdown, how long the writer may take to flush what is queued
+WRITER_NICE = 10  # the writer (and the encoder threads it starts, which inherit it) yields the CPU to tracking
+RETRY_S = 5.0  # after a failed write (a full disk), frames are dropped this long before a new segment is tried
 RECORD_FPS = 30.0  # nominal rate stamped on recorded frames (players need one; the timeline has the real times)
 
 
@@ -41,7 +44,8 @@ class Recorder:
 
     def __init__(self, settings: RecordSettings, manifest: Manifest):
         self.settings = settings
-        self.lost = 0  # frames not recorded because the writer fell behind
+        self.lost = 0  # frames not recorded: the writer fell behind, or writing failed
+        self.errors = 0  # failed writes (a full disk, a removed directory)
         settings.directory.mkdir(parents=True, exist_ok=True)
         manifest.write(settings.directory)
         self._queue: queue.Queue = queue.Queue()
@@ -71,6 +75,12 @@ class Recorder:
     def result(self, result: FrameResult) -> None:
         self._queue.put(result)
 
+    def flush(self, timeout: float) -> bool:
+        """Waits until everything handed over so far is written (or dropped); False on timeout."""
+        done = threading.Event()
+        self._queue.put(done)
+        return done.wait(timeout)
+
     def close(self) -> None:
         self._queue.put(None)
         self._thread.join(CLOSE_TIMEOUT_S)
@@ -78,18 +88,42 @@ class Recorder:
             log.warning("recorder still writing after %.0f s; the last segment may be cut short", CLOSE_TIMEOUT_S)
 
     def _run(self) -> None:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), WRITER_NICE)  # Linux: per thread
+        failing_since: float | None = None  # a failed write stops recording until this + RETRY_S
         while (item := self._queue.get()) is not None:
+            if isinstance(item, threading.Event):
+                item.set()
+                continue
+            if isinstance(item, tuple):
+                with self._lock:
+                    self._frames_queued -= 1
+            if failing_since is not None:
+                if not isinstance(item, tuple):
+                    continue
+                if time.monotonic() < failing_since + RETRY_S:
+                    self.lost += 1
+                    continue
             try:
                 if isinstance(item, tuple):
-                    with self._lock:
-                        self._frames_queued -= 1
                     self._writer.frame(*item)
                 elif isinstance(item, FrameResult):
                     self._writer.record(timeline_result(item))
                 else:
                     self._writer.record(item)
-            except (OSError, SinkError) as e:  # a full disk must not stop tracking: say so, keep trying
-                log.error("recording failed (%s); tracking goes on", e)
+            except (OSError, SinkError) as e:  # a full disk must not stop tracking: say so, retry later
+                self.errors += 1
+                if isinstance(item, tuple):
+                    self.lost += 1
+                if failing_since is None:
+                    log.error("recording to %s failed (%s); tracking goes on, frames are not recorded until a "
+                              "write succeeds (tried every %.0f s, in a new segment): free space or fix the "
+                              "directory", self.settings.directory, e, RETRY_S)
+                failing_since = time.monotonic()
+                self._writer.abandon()
+                continue
+            if failing_since is not None:
+                log.warning("recording resumed in a new segment after %d failed writes", self.errors)
+                failing_since = None
         self._writer.close()
 
 
@@ -115,6 +149,8 @@ class _Writer:
         self._enforce_limit()
 
     def frame(self, frame: Frame, record: dict) -> None:
+        if self._timeline is None:  # the last segment was abandoned
+            self._open()
         size = (frame.width, frame.height)
         if self._video is not None and (size != self._size or self._due()):
             self._rotate()
@@ -158,6 +194,16 @@ class _Writer:
                 p.unlink(missing_ok=True)
             total -= sizes[n]
             log.info("recording over %d bytes: deleted segment %06d", self.settings.max_bytes, n)
+
+    def abandon(self) -> None:
+        """Gives up the current segment after a failed write; the next frame opens a new one."""
+        video, timeline, self._video, self._timeline = self._video, self._timeline, None, None
+        for closable in (video, timeline):
+            try:
+                if closable is not None:
+                    closable.close()
+            except (OSError, SinkError) as e:
+                log.debug("closing the failed segment: %s", e)
 
     def close(self) -> None:
         self._close_segment()

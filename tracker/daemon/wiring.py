@@ -9,45 +9,57 @@ from ..core.tracker import Tracker
 from ..models import weights
 from ..protocol.curve import CurveServer
 from ..runner.recording import Manifest
-from .config import Config
+from .config import Config, ConfigError
 from .loop import Daemon, DaemonSettings
 from .recorder import Recorder, RecordSettings
+from .stream import Stream
 
 log = logging.getLogger(__name__)
 
 
 def settings_from(cfg: Config) -> DaemonSettings:
     return DaemonSettings(
-        stream=cfg.stream.name, results=cfg.endpoints.results, commands=cfg.endpoints.commands,
-        mask_encoding=cfg.output.mask_encoding, preview_every=cfg.output.preview_every,
+        results=cfg.endpoints.results, commands=cfg.endpoints.commands, mask_encoding=cfg.output.mask_encoding,
         publish_queue=cfg.output.publish_queue,
         metrics_address=cfg.metrics.address if cfg.metrics.enabled else None, metrics_port=cfg.metrics.port,
         curve=CurveServer(cfg.auth.server_secret_key, cfg.auth.authorized_clients) if cfg.auth.curve else None,
         watchdog_stall_s=cfg.service.watchdog_stall_s, status_every_s=cfg.service.status_every_s,
+        batch_streams=cfg.memory.batch_streams,
     )
 
 
 def build_daemon(cfg: Config) -> Daemon:
-    """The tracker first, then the source (torch's ONNX exporter crashes once GStreamer's libraries are
-    loaded, and an onnxruntime backend may export on first use)."""
-    from pipelines import open_source
+    """The model and its engines once, a tracker per stream on them, then the sources (torch's ONNX exporter
+    crashes once GStreamer's libraries are loaded, and an onnxruntime backend may export on first use)."""
     from pipelines.live import DEFAULT_BACKOFF, Backoff
 
+    from ..runner.inputs import open_input
+
     checkpoint = weights.resolve_checkpoint(cfg.model.name, cfg.model.checkpoint)
-    m, mem = cfg.model, cfg.memory
-    tracker = Tracker.build(m.name, checkpoint, m.image_size, m.device, threads=m.threads or None, backend=m.backend,
-                            engine_cache=m.engine_cache or None, feature_window=mem.feature_window,
-                            max_cond_frames=mem.max_cond_frames, batch_objects=mem.batch_objects,
-                            precision=m.precision)
-    recorder = recorder_for(cfg, tracker) if cfg.record.directory else None
-    source = open_source(cfg.stream.source, stall_timeout_s=cfg.stream.stall_timeout_s,
-                         backoff=Backoff(cfg.stream.reconnect_initial_s, DEFAULT_BACKOFF.factor,
-                                         cfg.stream.reconnect_max_s))
-    return Daemon(source, tracker, settings_from(cfg), recorder=recorder)
+    m, mem, sections = cfg.model, cfg.memory, cfg.stream_sections()
+    if mem.batch_streams and m.backend != "torch":
+        raise ConfigError(f"[memory] batch_streams needs backend torch: the {m.backend} engines take one frame")
+    options = [{"feature_window": sec.feature_window or mem.feature_window, "max_cond_frames": mem.max_cond_frames,
+                "batch_objects": mem.batch_objects, "precision": m.precision} for sec in sections]
+    first = Tracker.build(m.name, checkpoint, m.image_size, m.device, threads=m.threads or None, backend=m.backend,
+                          engine_cache=m.engine_cache or None, **options[0])
+    trackers = [first, *(first.share(**o) for o in options[1:])]
+    several = len(sections) > 1
+    streams = []
+    for sec, tracker in zip(sections, trackers, strict=True):
+        recorder = recorder_for(cfg, tracker, sec.name, several) if cfg.record.directory else None
+        # A recording's frames come at the pace they were captured, as its camera gave them. With several
+        # streams a camera that cannot start is retried in the background while the others run.
+        source = open_input(sec.source, realtime=True, stall_timeout_s=sec.stall_timeout_s, fail_fast=not several,
+                            backoff=Backoff(sec.reconnect_initial_s, DEFAULT_BACKOFF.factor, sec.reconnect_max_s))
+        preview = sec.preview_every if sec.preview_every >= 0 else cfg.output.preview_every
+        streams.append(Stream(sec.name, source, tracker, preview_every=preview, recorder=recorder))
+    return Daemon(streams, settings_from(cfg))
 
 
-def recorder_for(cfg: Config, tracker: Tracker) -> Recorder:
-    """The recorder of [record], with the manifest a replay needs to rebuild this tracker."""
+def recorder_for(cfg: Config, tracker: Tracker, stream: str, several: bool) -> Recorder:
+    """The recorder of [record] for one stream (in a directory of its own when the daemon has several),
+    with the manifest a replay needs to rebuild its tracker."""
     import dataclasses
 
     import torch
@@ -57,12 +69,13 @@ def recorder_for(cfg: Config, tracker: Tracker) -> Recorder:
     from .. import __version__
 
     r = cfg.record
+    directory = Path(r.directory).expanduser() / (stream if several else "")
     manifest = Manifest(samtrack=__version__, model=cfg.model.name, image_size=tracker.image_size,
                         weights_sha256=weights_digest({"model": tracker.model}),
                         options={**dataclasses.asdict(tracker.options), "precision": tracker.precision},
-                        precision=tracker.precision, threads=torch.get_num_threads(), stream=cfg.stream.name)
-    settings = RecordSettings(Path(r.directory).expanduser(), r.segment_s, int(r.segment_mb * 2**20),
-                              int(r.max_mb * 2**20), r.queue_frames)
+                        precision=tracker.precision, threads=torch.get_num_threads(), stream=stream)
+    settings = RecordSettings(directory, r.segment_s, int(r.segment_mb * 2**20), int(r.max_mb * 2**20),
+                              r.queue_frames)
     return Recorder(settings, manifest)
 
 
@@ -72,5 +85,5 @@ def serve(cfg: Config) -> int:
     daemon = build_daemon(cfg)
     daemon.install_signal_handlers()
     daemon.run()
-    log.info("stopped cleanly after %d frames", daemon.stats.frames)
+    log.info("stopped cleanly after %d frames", sum(st.stats.frames for st in daemon.streams.values()))
     return 0

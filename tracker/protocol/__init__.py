@@ -12,6 +12,7 @@ from .base import (
     PREVIEW_TOPIC,
     PROTOCOL_VERSION,
     RESULTS_TOPIC,
+    STREAM_NAME,
     ProtocolError,
     subscriptions,
     topic,
@@ -34,7 +35,7 @@ from .requests import (
 
 __all__ = [
     "DEFAULT_COMMANDS", "DEFAULT_RESULTS", "MASK_ENCODINGS", "MAX_MASK_SIDE", "MAX_OBJECT_ID", "MAX_POINTS",
-    "MAX_REQUEST_BYTES", "OPS", "PREVIEW_TOPIC", "PROTOCOL_VERSION", "RESULTS_TOPIC", "BoxArgs", "MaskArgs",
-    "NoArgs", "ObjectArgs", "PointsArgs", "ProtocolError", "decode_mask", "encode_mask", "error_reply",
+    "MAX_REQUEST_BYTES", "OPS", "PREVIEW_TOPIC", "PROTOCOL_VERSION", "RESULTS_TOPIC", "STREAM_NAME", "BoxArgs",
+    "MaskArgs", "NoArgs", "ObjectArgs", "PointsArgs", "ProtocolError", "decode_mask", "encode_mask", "error_reply",
     "parse_request", "reply_error", "reply_ok", "request", "rle_counts", "subscriptions", "topic", "topic_matches",
 ]

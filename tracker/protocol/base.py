@@ -13,6 +13,7 @@ MAX_REQUEST_BYTES = 16 << 20  # a full-HD mask as PNG or bits is far below this
 MAX_POINTS = 64  # clicks per prompt; more is a client bug, not a user's intent
 MAX_OBJECT_ID = 2**31 - 1
 MAX_MASK_SIDE = 8192
+STREAM_NAME = r"^[A-Za-z0-9_.-]{1,64}$"  # topic suffix and command routing key: no dots-only magic, no spaces
 
 
 class ProtocolError(Exception):

@@ -34,6 +34,7 @@ class SourceStatus:
     dropped: int
     reconnects: int
     connected: bool
+    error: str | None = None  # why it could not start (the stream is down; the daemon's other streams run)
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,7 @@ class DaemonStatus:
     window: list[int]  # [first, last] frame a prompt may name; [] before the first frame
     metrics_port: int | None
     precision: str  # "fp32" (exact) or "bf16" (fast path)
+    streams: list[str]  # every stream the daemon serves
 
 
 def _us(ns: int | None) -> int | None:
@@ -104,10 +106,32 @@ def status_result(s: DaemonStatus) -> dict:
     return {
         "pong": True, "protocol": PROTOCOL_VERSION, "stream": s.stream, "frame": s.frame,
         "source": {"kind": src.kind, "live": src.live, "width": src.width, "height": src.height, "fps": src.fps,
-                   "dropped": src.dropped, "reconnects": src.reconnects, "connected": src.connected},
+                   "dropped": src.dropped, "reconnects": src.reconnects, "connected": src.connected,
+                   "error": src.error},
         "uptime_s": round(s.uptime_s, 3), "window": list(s.window), "metrics_port": s.metrics_port,
-        "precision": s.precision,
+        "precision": s.precision, "streams": list(s.streams),
     }
+
+
+def overview_result(per_stream: dict[str, dict]) -> dict:
+    """ping (or stats) naming no stream on a daemon with several: each stream's own result."""
+    return {"pong": True, "protocol": PROTOCOL_VERSION, "streams": list(per_stream), "per_stream": per_stream}
+
+
+def stats_overview_result(per_stream: dict[str, dict], unrouted_requests: int, unrouted_errors: dict[str, int]) -> dict:
+    """stats naming no stream on a daemon with several: each stream's stats, and the daemon's totals
+    (requests that named no stream it serves are counted in the totals only)."""
+    errors: dict[str, int] = dict(unrouted_errors)
+    for st in per_stream.values():
+        for code, n in st["errors"].items():
+            errors[code] = errors.get(code, 0) + n
+    total = {"frames": sum(st["frames"] for st in per_stream.values()),
+             "fps": round(sum(st["fps"] for st in per_stream.values()), 3),
+             "objects": sum(st["objects"] for st in per_stream.values()),
+             "prompts": sum(st["prompts"] for st in per_stream.values()),
+             "requests": unrouted_requests + sum(st["requests"] for st in per_stream.values()),
+             "errors": errors, "held_bytes": sum(st["held_bytes"] for st in per_stream.values())}
+    return {**overview_result(per_stream), "total": total}
 
 
 def stats_result(status: DaemonStatus, *, frames: int, frame_errors: int, prompts: int, requests: int,

@@ -7,7 +7,15 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, StrictBool, StrictInt, StrictStr, ValidationError
 
-from .base import MAX_MASK_SIDE, MAX_OBJECT_ID, MAX_POINTS, MAX_REQUEST_BYTES, PROTOCOL_VERSION, ProtocolError
+from .base import (
+    MAX_MASK_SIDE,
+    MAX_OBJECT_ID,
+    MAX_POINTS,
+    MAX_REQUEST_BYTES,
+    PROTOCOL_VERSION,
+    STREAM_NAME,
+    ProtocolError,
+)
 
 ObjectId = Annotated[StrictInt, Field(ge=0, le=MAX_OBJECT_ID)]
 FrameRef = Annotated[StrictInt, Field(ge=0)] | Literal["latest"]
@@ -16,8 +24,13 @@ Point = Annotated[list[FiniteFloat], Field(min_length=2, max_length=2)]
 Label = StrictInt
 
 
+StreamName = Annotated[StrictStr, Field(pattern=STREAM_NAME)]
+
+
 class _Args(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
+    # The stream the op is for: optional on a one-stream daemon, required by ops on a daemon with several.
+    stream: StreamName | None = None
 
 
 class NoArgs(_Args):

@@ -43,7 +43,8 @@ class RecordingSource:
         self._records: list[dict] = []
         self._video: GstSource | None = None
         self._replayed = 0
-        self._pace: tuple[float, int] | None = None
+        self._pace: tuple[float, int] | None = None  # (monotonic, capture_ns) of the first paced frame
+        self._pending: tuple[float, dict, np.ndarray] | None = None  # a paced frame not yet due: (when, record, image)
 
     @property
     def connected(self) -> bool:
@@ -68,6 +69,8 @@ class RecordingSource:
             self._video = None
 
     def read(self, timeout: float = 1.0) -> Frame | None:
+        if self._pending is not None:
+            return self._when_due(timeout)
         while True:
             while not self._records:
                 if not self._segments:
@@ -84,9 +87,9 @@ class RecordingSource:
                            "results after it can differ")
                 self.offset += 1
             elif kind == "frame":
-                return self._frame(record)
+                return self._frame(record, timeout)
 
-    def _frame(self, record: dict) -> Frame:
+    def _frame(self, record: dict, timeout: float) -> Frame | None:
         try:
             decoded = self._video.read(10.0) if self._video is not None else None
         except EndOfStream:
@@ -96,17 +99,25 @@ class RecordingSource:
                        "complete frame")
             self._records, self._segments = [], []
             raise EndOfStream(str(self.directory))
-        if self.realtime:
-            self._wait_until(record["capture_ns"])
         self._replayed += 1
-        return Frame(record["source_index"], record["pts_ns"], time.monotonic_ns(), decoded.image)
-
-    def _wait_until(self, capture_ns: int) -> None:
+        if not self.realtime:
+            return Frame(record["source_index"], record["pts_ns"], time.monotonic_ns(), decoded.image)
         if self._pace is None:
-            self._pace = (time.monotonic(), capture_ns)
-            return
+            self._pace = (time.monotonic(), record["capture_ns"])
         t0, c0 = self._pace
-        time.sleep(max(0.0, t0 + (capture_ns - c0) / 1e9 - time.monotonic()))
+        self._pending = (t0 + (record["capture_ns"] - c0) / 1e9, record, decoded.image)
+        return self._when_due(timeout)
+
+    def _when_due(self, timeout: float) -> Frame | None:
+        """The paced frame once its time has come (waiting up to timeout: a daemon's other streams go on)."""
+        due, record, image = self._pending
+        wait = due - time.monotonic()
+        if wait > timeout:
+            time.sleep(max(0.0, timeout))
+            return None
+        time.sleep(max(0.0, wait))
+        self._pending = None
+        return Frame(record["source_index"], record["pts_ns"], time.monotonic_ns(), image)
 
     def _open(self, n: int) -> None:
         video, timeline = segment_paths(self.directory, n)

@@ -107,6 +107,7 @@ class Viewer:
         self.browsers: set[Browser] = set()
         self.state, self.message = "connecting", f"connecting to the daemon at {settings.commands}"
         self._last_message = 0.0
+        self._streams: set[str] = set()  # streams whose results came (a daemon may serve several)
         self._ids = itertools.count(1)
         self._pending: dict[int, asyncio.Future] = {}
         self._tasks: set[asyncio.Task] = set()
@@ -208,7 +209,9 @@ class Viewer:
                 header = json.loads(parts[1])
                 if header["type"] == "result":
                     parts = as_rle(header, parts)
-                    self._set_state("live", f"tracking stream {header['stream']!r}")
+                    self._streams.add(header["stream"])
+                    names = ", ".join(repr(n) for n in sorted(self._streams))
+                    self._set_state("live", f"tracking stream{'s' if len(self._streams) > 1 else ''} {names}")
                 elif header["type"] == "end":
                     self._set_state("ended", f"the stream ended ({header['reason']}) after frame {header['frame']}")
             except (ValueError, KeyError, IndexError, P.ProtocolError) as e:

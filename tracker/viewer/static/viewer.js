@@ -1,6 +1,8 @@
 // samtrack viewer: draws the daemon's previews and masks, turns clicks and drags into prompts.
 // Messages from the server: binary = one daemon message (protocol v1: topic, header, mask frames),
 // text = a reply to one of our requests, or {"type": "viewer"} with the daemon's state.
+// A daemon may serve several streams: the page shows one (picked in the header, or ?stream=NAME) and
+// names it in every request.
 "use strict";
 
 const PALETTE = [[230, 25, 75], [60, 180, 75], [0, 130, 200], [245, 130, 48], [145, 30, 180],
@@ -13,7 +15,10 @@ const LATENCY_SAMPLES = 30;   // glass-to-mask shown as the median of the last f
 
 const $ = (id) => document.getElementById(id);
 const canvas = $("view"), ctx = canvas.getContext("2d");
-const token = new URLSearchParams(location.search).get("token");
+const query = new URLSearchParams(location.search);
+const token = query.get("token");
+let stream = query.get("stream");  // the stream shown and prompted; null until the first result names one
+const streams = new Set();
 const results = new Map();    // frame -> {header, overlay}
 let ws = null, retryMs = 500, nextRequest = 1;
 const pending = new Map();    // request id -> {op, resolve}
@@ -85,7 +90,7 @@ function request(op, args) {
     return Promise.resolve(null);
   }
   const id = nextRequest++;
-  ws.send(JSON.stringify({id, op, args: args || {}}));
+  ws.send(JSON.stringify({id, op, args: stream ? {...args, stream} : args || {}}));
   return new Promise((resolve) => pending.set(id, {op, resolve}));
 }
 
@@ -102,9 +107,33 @@ function unpack(buf) {
   return parts;
 }
 
+function knowStream(name) {
+  if (streams.has(name)) return;
+  streams.add(name);
+  const option = document.createElement("option");
+  option.value = option.textContent = name;
+  $("stream").append(option);
+  $("stream-picker").hidden = streams.size < 2;
+  if (stream === null) stream = name;
+  $("stream").value = stream;
+}
+
+function pickStream(name) {
+  stream = name;
+  results.clear();
+  shown = {frame: null, bitmap: null, result: null};
+  lastSeq = null; lost = 0; arrivals.length = 0; latencies.length = 0;
+  selected = null;
+  updateObjects([]);
+  clearError();
+  draw();
+}
+
 function onDaemonMessage(buf) {
   const parts = unpack(buf);
   const header = JSON.parse(new TextDecoder().decode(parts[1]));
+  knowStream(header.stream);
+  if (header.stream !== stream) return;
   if (header.type === "result") onResult(header, parts.slice(2));
   else if (header.type === "preview") onPreview(header, parts[2]);
   else if (header.type === "end") setState("ended", `the stream ended (${header.reason}) after frame ${header.frame}`);
@@ -307,6 +336,7 @@ canvas.addEventListener("pointerup", (ev) => {
   draw();
 });
 
+$("stream").onchange = (ev) => pickStream(ev.target.value);
 $("new-object").onclick = () => select(newId());
 document.addEventListener("keydown", (ev) => {
   if (ev.key === "Escape") select(null);

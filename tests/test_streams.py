@@ -1,0 +1,139 @@
+"""Several streams in one daemon (one model): each stream's results equal a one-stream run on the same
+file (fp32, bit for bit) whatever is prompted on the others; commands name their stream with documented
+errors; a camera that dies reconnects while the other streams keep their rate; one that cannot start is
+reported while the others run. Real daemons, real sockets, loopback only."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.daemon_helpers import start_daemon
+from tests.gst_helpers import RtspTestServer
+from tracker.client import Client, RemoteError, Result, StreamEnd, Subscriber
+from tracker.client.spawn import free_port
+from tracker.protocol import decode_mask
+
+pytestmark = pytest.mark.slow  # real daemons on files and an RTSP server
+
+FRAMES = 45  # 3 s at 15 fps: time to prompt while the files play
+
+
+def _video(path: Path, pattern: str) -> Path:
+    """A moving test pattern as H.264 in MP4, written by gst-launch-1.0."""
+    desc = (f"videotestsrc pattern={pattern} num-buffers={FRAMES} ! video/x-raw,width=160,height=120,"
+            f"framerate=15/1 ! videoconvert ! x264enc speed-preset=ultrafast ! mp4mux ! filesink location={path}")
+    subprocess.run(["gst-launch-1.0", "-q", *shlex.split(desc)], check=True, timeout=60)
+    return path
+
+
+def _wait_frame(c: Client, stream: str, n: int, timeout: float = 60.0) -> int:
+    deadline = time.monotonic() + timeout
+    while (c.request("ping")["per_stream"][stream]["frame"] or 0) < n and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return c.request("ping")["per_stream"][stream]["frame"]
+
+
+def _track(video: Path, frame: int, prompt: list[str], out: Path) -> dict[int, dict]:
+    """`samtrack track` (one stream, offline) with the daemon's prompt on the frame the daemon applied it."""
+    r = subprocess.run([sys.executable, "-m", "tracker.cli", "track", str(video), "--frame", str(frame), "--object",
+                        "1", *prompt, "--masks", str(out), "--image-size", "64", "--threads", "1", "--precision",
+                        "fp32", "--quiet"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return {rec["frame"]: rec for rec in map(json.loads, out.read_text().splitlines())}
+
+
+def test_three_streams_equal_one_stream_runs_and_commands_name_their_stream(tmp_path):
+    a, b = _video(tmp_path / "a.mp4", "ball"), _video(tmp_path / "b.mp4", "pinwheel")
+    d = start_daemon("--source", f"a=file://{a}#realtime=1", "--source", f"b=file://{b}#realtime=1",
+                     "--source", "c=test:?width=160&height=120&fps=15", "--source", f"gone={tmp_path / 'no.mp4'}",
+                     "--precision", "fp32", source=None)
+    results: dict[str, list[Result]] = {"a": [], "b": [], "c": []}
+    try:
+        with Client(d.commands, timeout=60) as c, Subscriber(d.results) as sub:
+            ping = c.request("ping")
+            assert ping["streams"] == ["a", "b", "c", "gone"]
+            gone = ping["per_stream"]["gone"]["source"]
+            assert not gone["connected"] and "no.mp4" in gone["error"]
+            for op, args, code in (("add_points", {"object": 1, "points": [[8, 8]], "labels": [1]}, "stream_required"),
+                                   ("list_objects", {"stream": "zz"}, "unknown_stream")):
+                with pytest.raises(RemoteError) as e:
+                    c.request(op, args)
+                assert e.value.code == code and "a, b, c, gone" in e.value.message
+            _wait_frame(c, "a", 3)
+            with Client(d.commands, 60, stream="a") as ca, Client(d.commands, 60, stream="b") as cb, \
+                    Client(d.commands, 60, stream="c") as cc:
+                fa = ca.add_points(1, [[80, 60]], [1])["frame"]
+                fb = cb.add_box(1, [20, 20, 100, 90])["frame"]
+                cc.add_points(1, [[40, 40]], [1])
+            ended: set[str] = set()
+            deadline = time.monotonic() + 120
+            while ended != {"a", "b"} and time.monotonic() < deadline:
+                msg = sub.recv(10.0)
+                if isinstance(msg, StreamEnd):
+                    ended.add(msg.header["stream"])
+                elif isinstance(msg, Result):
+                    results[msg.header["stream"]].append(msg)
+            assert ended == {"a", "b"} and sub.gaps == 0
+            stats = c.request("stats")
+            assert stats["per_stream"]["c"]["objects"] == 1 and stats["total"]["objects"] == 3
+            assert stats["total"]["errors"] == {"stream_required": 1, "unknown_stream": 1}
+            assert stats["total"]["frames"] == sum(s["frames"] for s in stats["per_stream"].values())
+    finally:
+        assert d.stop() == 0
+    for name, video, frame, prompt in (("a", a, fa, ["--point", "80,60"]), ("b", b, fb, ["--box", "20,20,100,90"])):
+        want = _track(video, frame, prompt, tmp_path / f"{name}.jsonl")
+        got = [r for r in results[name] if r.frame > frame]
+        assert len(got) >= FRAMES - frame - 3 and got[-1].frame == FRAMES - 1  # every frame after the prompt
+        for r in got:
+            assert r.header["source_index"] == r.frame  # no frame of a file is skipped
+            (o,), w = r.header["objects"], want[r.frame]["objects"][0]
+            m = decode_mask(w["mask"]["counts"].encode(), "rle", 120, 160)
+            assert np.array_equal(r.masks[1], m) and o["score"] == w["score"] and o["bbox"] == w["bbox"], \
+                f"stream {name}, frame {r.frame}"
+    assert results["c"] and all(r.header["stream"] == "c" for r in results["c"])
+
+
+def test_a_dead_camera_reconnects_while_the_other_streams_keep_their_rate(tmp_path):
+    server = RtspTestServer(free_port()).start()
+    cfg = tmp_path / "streams.toml"
+    cfg.write_text(f'[[streams]]\nname = "cam"\nsource = "{server.url}#latency=0"\nstall_timeout_s = 2.0\n'
+                   f'reconnect_initial_s = 0.2\nreconnect_max_s = 1.0\n'
+                   f'[[streams]]\nname = "test"\nsource = "test:?width=160&height=120&fps=10"\n')
+    d = start_daemon("--config", str(cfg), source=None)
+    try:
+        with Client(d.commands, timeout=60) as c:
+            def frames(stream: str) -> int:
+                return c.request("ping")["per_stream"][stream]["frame"] or 0
+
+            def rate(seconds: float = 3.0) -> float:
+                n0, t0 = frames("test"), time.monotonic()
+                time.sleep(seconds)
+                return (frames("test") - n0) / (time.monotonic() - t0)
+
+            _wait_frame(c, "cam", 3)
+            before = rate()
+            server.kill()
+            time.sleep(0.5)
+            during = rate(4.0)  # spans the stall timeout and several failed reconnection attempts
+            down = c.request("ping", {"stream": "cam"})["source"]
+            assert not down["connected"]
+            server.start()
+            deadline = time.monotonic() + 60
+            while c.request("ping", {"stream": "cam"})["source"]["reconnects"] < 1 \
+                    and time.monotonic() < deadline:
+                time.sleep(0.2)
+            back = frames("cam")
+            _wait_frame(c, "cam", back + 3)
+            assert frames("cam") >= back + 3  # frames flow again on the restarted camera
+            assert before > 3 and during >= 0.6 * before, (before, during)
+    finally:
+        server.kill()
+        assert d.stop() == 0
