@@ -57,7 +57,7 @@ def _offenders(prefix: str, forbidden: tuple[str, ...]) -> list[str]:
 
 def test_tracker_has_its_rooms():
     names = {p.name for p in (ROOT / "tracker").iterdir() if not p.name.startswith("__")}
-    assert {"core", "models", "protocol", "daemon", "client", "viewer", "cli", "runner"} <= names
+    assert {"core", "models", "protocol", "daemon", "client", "viewer", "cli", "runner", "broker"} <= names
     assert not [n for n in names if n.endswith("_cmd.py")], names
 
 
@@ -74,6 +74,11 @@ def test_pipelines_import_neither_torch_nor_sam2_nor_the_tracker():
 
 def test_engines_know_only_model_pieces():
     assert _offenders("engines", ("tracker", "pipelines", "zmq", "aiohttp")) == []
+
+
+def test_the_broker_knows_sockets_and_the_protocol_only():
+    assert _offenders("tracker.broker", ("torch", "sam2", "pipelines", "engines", "tracker.core", "tracker.models",
+                                         "tracker.runner", "tracker.daemon.loop", "tracker.daemon.wiring")) == []
 
 
 def test_only_the_daemon_wires_source_tracker_and_sockets():

@@ -17,6 +17,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
 
     from .bench import add_bench_parser
+    from .broker import add_broker_parser
     from .client import add_client_parsers
     from .demo import add_demo_parser
     from .export import add_export_parser
@@ -30,6 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     from .weights import add_weights_parser
 
     add_serve_parser(sub)
+    add_broker_parser(sub)
     add_client_parsers(sub)
     add_demo_parser(sub)
     add_keys_parser(sub)

@@ -28,8 +28,10 @@ from .requests import (
     PointsArgs,
     error_reply,
     parse_request,
+    read_reply,
     reply_error,
     reply_ok,
+    reply_with_id,
     request,
 )
 
@@ -37,5 +39,6 @@ __all__ = [
     "DEFAULT_COMMANDS", "DEFAULT_RESULTS", "MASK_ENCODINGS", "MAX_MASK_SIDE", "MAX_OBJECT_ID", "MAX_POINTS",
     "MAX_REQUEST_BYTES", "OPS", "PREVIEW_TOPIC", "PROTOCOL_VERSION", "RESULTS_TOPIC", "STREAM_NAME", "BoxArgs",
     "MaskArgs", "NoArgs", "ObjectArgs", "PointsArgs", "ProtocolError", "decode_mask", "encode_mask", "error_reply",
-    "parse_request", "reply_error", "reply_ok", "request", "rle_counts", "subscriptions", "topic", "topic_matches",
+    "parse_request", "read_reply", "reply_error", "reply_ok", "reply_with_id", "request", "rle_counts",
+    "subscriptions", "topic", "topic_matches",
 ]

@@ -6,11 +6,14 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from ..core.results import FrameResult, ObjectResult
 from ..percentiles import Percentiles
 from .base import PREVIEW_TOPIC, PROTOCOL_VERSION, RESULTS_TOPIC, topic
 from .masks import encode_mask
+
+if TYPE_CHECKING:  # the results' types only: a broker relays messages without torch
+    from ..core.results import FrameResult, ObjectResult
 
 
 @dataclass(frozen=True)

@@ -148,3 +148,25 @@ def error_reply(rid, code: str, message: str) -> dict:
 
 def reply_error(rid, code: str, message: str) -> bytes:
     return json.dumps(error_reply(rid, code, message)).encode()
+
+
+def reply_with_id(reply: bytes, rid: str | int | None) -> bytes:
+    """A reply frame with its id replaced (a broker relays a daemon's reply to the request it renumbered);
+    ProtocolError when the frame is not a reply."""
+    try:
+        data = json.loads(reply)
+        data["id"]  # noqa: B018  (a reply has one)
+    except (ValueError, TypeError, KeyError) as e:
+        raise ProtocolError("bad_json", f"not a reply frame: {e}") from e
+    return json.dumps({**data, "id": rid}).encode()
+
+
+def read_reply(reply: bytes) -> dict:
+    """A reply frame as an object: {"id", "ok", "result" or "error"}; ProtocolError when it is not one."""
+    try:
+        data = json.loads(reply)
+        if not isinstance(data, dict) or "id" not in data or "ok" not in data:
+            raise ValueError("no id or ok field")
+    except ValueError as e:
+        raise ProtocolError("bad_json", f"not a reply frame: {e}") from e
+    return data

@@ -1,0 +1,1 @@
+"""A fleet of daemons behind one results endpoint and one commands endpoint (`samtrack broker`)."""

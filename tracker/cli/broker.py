@@ -1,0 +1,39 @@
+"""`samtrack broker`: many daemons behind one results endpoint and one commands endpoint."""
+
+from __future__ import annotations
+
+
+def add_broker_parser(sub) -> None:
+    from ..protocol import DEFAULT_COMMANDS, DEFAULT_RESULTS
+
+    p = sub.add_parser("broker", help="join several daemons into one results and one commands endpoint")
+    p.add_argument("--daemon", nargs=2, action="append", required=True, metavar=("RESULTS", "COMMANDS"),
+                   help="a daemon's results and commands endpoints (repeat for each daemon)")
+    p.add_argument("--results", default=DEFAULT_RESULTS, help="XPUB endpoint clients subscribe to")
+    p.add_argument("--commands", default=DEFAULT_COMMANDS, help="ROUTER endpoint clients send requests to")
+    p.add_argument("--server-secret-key", help="CurveZMQ for clients: the broker's .key_secret file")
+    p.add_argument("--authorized-clients", help="CurveZMQ for clients: directory of allowed client public keys")
+    p.add_argument("--client-key", help="CurveZMQ to the daemons: the broker's own .key_secret file")
+    p.add_argument("--server-key", help="CurveZMQ to the daemons: their public .key file")
+    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    p.set_defaults(func=run_broker)
+
+
+def run_broker(args) -> int:
+    import logging
+    import signal
+
+    from ..broker.broker import Broker, BrokerSettings
+    from ..errors import SamtrackError
+    from ..protocol.curve import CurveClient, CurveServer
+
+    logging.getLogger().setLevel(args.log_level)
+    if bool(args.server_secret_key) != bool(args.authorized_clients):
+        raise SamtrackError("--server-secret-key and --authorized-clients go together (CurveZMQ for clients)")
+    front = CurveServer(args.server_secret_key, args.authorized_clients) if args.server_secret_key else None
+    back = CurveClient.from_options(args.client_key, args.server_key)
+    broker = Broker(BrokerSettings(args.results, args.commands, [tuple(d) for d in args.daemon], front, back))
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: broker.stop())
+    broker.run()
+    return 0
