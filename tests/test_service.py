@@ -5,17 +5,14 @@ from __future__ import annotations
 import configparser
 import json
 import shutil
-import socket
 import subprocess
 import sys
-import threading
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-from tests.daemon_helpers import curve_config, start_daemon
+from tests.daemon_helpers import NotifySocket, curve_config, scrape_metrics, start_daemon
 from tests.gst_helpers import RtspTestServer
 from tracker.client import Client
 from tracker.client.spawn import free_port
@@ -118,55 +115,6 @@ def test_units(unit, tmp_path):
 # ---- notify, watchdog, metrics and recovery, on one daemon whose RTSP source is killed and restarted ---
 
 
-class NotifySocket:
-    """A unix datagram socket standing in for systemd's NOTIFY_SOCKET; records (time, message)."""
-
-    def __init__(self, path: Path):
-        self.path = str(path)
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(self.path)
-        self.sock.settimeout(0.2)
-        self.messages: list[tuple[float, str]] = []
-        self._stop = threading.Event()
-        self._t = threading.Thread(target=self._run, daemon=True)
-        self._t.start()
-
-    def _run(self):
-        while not self._stop.is_set():
-            try:
-                data = self.sock.recv(4096)
-            except TimeoutError:
-                continue
-            for line in data.decode().splitlines():
-                self.messages.append((time.monotonic(), line))
-
-    def between(self, t0: float, t1: float, prefix: str) -> list[str]:
-        return [m for t, m in self.messages if t0 <= t < t1 and m.startswith(prefix)]
-
-    def wait_for(self, prefix: str, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if any(m.startswith(prefix) for _, m in self.messages):
-                return True
-            time.sleep(0.05)
-        return False
-
-    def close(self):
-        self._stop.set()
-        self._t.join(timeout=2)
-        self.sock.close()
-
-
-def _scrape(port: int) -> dict[str, float]:
-    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
-    out = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            key, _, value = line.rpartition(" ")
-            out[key] = float(value)
-    return out
-
-
 @pytest.mark.slow
 def test_notify_watchdog_metrics_and_rtsp_recovery(tmp_path):
     notify = NotifySocket(tmp_path / "notify.sock")
@@ -188,7 +136,7 @@ def test_notify_watchdog_metrics_and_rtsp_recovery(tmp_path):
             assert status and "fps" in status[-1] and "1 objects" in status[-1]
 
             port = c.ping()["metrics_port"]
-            m = _scrape(port)
+            m = scrape_metrics(port)
             frames = m['samtrack_frames_total{stream="test"}']
             enc = m['samtrack_stage_seconds_count{stage="encoder",stream="test"}']
             assert frames > 0 and abs(enc - frames) <= 1
@@ -212,7 +160,7 @@ def test_notify_watchdog_metrics_and_rtsp_recovery(tmp_path):
             assert c.stats()["frames"] > f_stalled + 5, "frames did not resume after the RTSP server restarted"
             assert c.ping()["source"]["reconnects"] >= 1
             time.sleep(1.0)
-            assert _scrape(port)['samtrack_source_reconnects_total{stream="test"}'] >= 1
+            assert scrape_metrics(port)['samtrack_source_reconnects_total{stream="test"}'] >= 1
             t_back = time.monotonic()
             time.sleep(1.5)
             assert notify.between(t_back, time.monotonic(), "WATCHDOG=1")

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.daemon_helpers import start_daemon
+from tests.daemon_helpers import NotifySocket, scrape_metrics, start_daemon
 from tests.gst_helpers import RtspTestServer
 from tracker.client import Client, RemoteError, Result, StreamEnd, Subscriber
 from tracker.client.spawn import free_port
@@ -102,12 +102,17 @@ def test_three_streams_equal_one_stream_runs_and_commands_name_their_stream(tmp_
 
 
 def test_a_dead_camera_reconnects_while_the_other_streams_keep_their_rate(tmp_path):
+    """... and the service side follows: systemd's watchdog keeps being fed while one stream flows, STATUS
+    names every stream, the dead camera's metrics say so."""
+    notify = NotifySocket(tmp_path / "notify.sock")
     server = RtspTestServer(free_port()).start()
     cfg = tmp_path / "streams.toml"
-    cfg.write_text(f'[[streams]]\nname = "cam"\nsource = "{server.url}#latency=0"\nstall_timeout_s = 2.0\n'
+    cfg.write_text(f'[service]\nwatchdog_stall_s = 1.0\nstatus_every_s = 0.5\n'
+                   f'[[streams]]\nname = "cam"\nsource = "{server.url}#latency=0"\nstall_timeout_s = 2.0\n'
                    f'reconnect_initial_s = 0.2\nreconnect_max_s = 1.0\n'
                    f'[[streams]]\nname = "test"\nsource = "test:?width=160&height=120&fps=10"\n')
-    d = start_daemon("--config", str(cfg), source=None)
+    d = start_daemon("--config", str(cfg), source=None,
+                     env={"NOTIFY_SOCKET": str(tmp_path / "notify.sock"), "WATCHDOG_USEC": "400000"})
     try:
         with Client(d.commands, timeout=60) as c:
             def frames(stream: str) -> int:
@@ -125,6 +130,14 @@ def test_a_dead_camera_reconnects_while_the_other_streams_keep_their_rate(tmp_pa
             during = rate(4.0)  # spans the stall timeout and several failed reconnection attempts
             down = c.request("ping", {"stream": "cam"})["source"]
             assert not down["connected"]
+            t_down = time.monotonic()
+            time.sleep(1.5)
+            assert len(notify.between(t_down, time.monotonic(), "WATCHDOG=1")) >= 3  # "test" still flows
+            status = notify.between(t_down, time.monotonic(), "STATUS=")
+            assert status and "cam: " in status[-1] and "reconnecting" in status[-1] and "test: " in status[-1]
+            metrics = scrape_metrics(c.stats()["per_stream"]["cam"]["metrics_port"])
+            assert metrics['samtrack_source_up{stream="cam"}'] == 0
+            assert metrics['samtrack_source_up{stream="test"}'] == 1
             server.start()
             deadline = time.monotonic() + 60
             while c.request("ping", {"stream": "cam"})["source"]["reconnects"] < 1 \
@@ -137,3 +150,4 @@ def test_a_dead_camera_reconnects_while_the_other_streams_keep_their_rate(tmp_pa
     finally:
         server.kill()
         assert d.stop() == 0
+        notify.close()

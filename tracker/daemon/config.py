@@ -142,6 +142,9 @@ class RecordSection(_Section):
     max_mb: float = Field(20480.0, gt=0, description="Oldest segments are deleted while the recording is larger.")
     queue_frames: int = Field(8, ge=1, le=256, description="Frames waiting for the recorder's writer; more are "
                               "marked lost (never slows tracking).")
+    idle_priority: bool = Field(True, description="The writer uses only CPU time tracking leaves idle (never "
+                                "slows it; with every core busy, frames are lost); false: it competes for a "
+                                "complete recording (tracking slows by the encoding's share, ~18 ms a 640x480 frame).")
 
 
 class ServiceSection(_Section):

@@ -25,7 +25,6 @@ from ..runner.recording import Manifest, segment_paths, segments, timeline_resul
 log = logging.getLogger(__name__)
 
 CLOSE_TIMEOUT_S = 10.0  # at shutdown, how long the writer may take to flush what is queued
-WRITER_NICE = 10  # the writer (and the encoder threads it starts, which inherit it) yields the CPU to tracking
 RETRY_S = 5.0  # after a failed write (a full disk), frames are dropped this long before a new segment is tried
 RECORD_FPS = 30.0  # nominal rate stamped on recorded frames (players need one; the timeline has the real times)
 
@@ -37,6 +36,7 @@ class RecordSettings:
     segment_bytes: int  # ... or once its video is this large
     max_bytes: int  # oldest segments deleted while the recording is larger
     queue_frames: int  # frames waiting for the writer before new ones are marked lost
+    idle_priority: bool = True  # the writer only uses CPU time tracking leaves idle (SCHED_IDLE)
 
 
 class Recorder:
@@ -88,7 +88,10 @@ class Recorder:
             log.warning("recorder still writing after %.0f s; the last segment may be cut short", CLOSE_TIMEOUT_S)
 
     def _run(self) -> None:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), WRITER_NICE)  # Linux: per thread
+        if self.settings.idle_priority:
+            # SCHED_IDLE: the writer (and the encoder threads it starts, which inherit it) runs only on CPU
+            # time that tracking leaves idle; when there is none its queue fills and frames are marked lost.
+            os.sched_setscheduler(threading.get_native_id(), os.SCHED_IDLE, os.sched_param(0))
         failing_since: float | None = None  # a failed write stops recording until this + RETRY_S
         while (item := self._queue.get()) is not None:
             if isinstance(item, threading.Event):

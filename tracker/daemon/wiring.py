@@ -75,7 +75,7 @@ def recorder_for(cfg: Config, tracker: Tracker, stream: str, several: bool) -> R
                         options={**dataclasses.asdict(tracker.options), "precision": tracker.precision},
                         precision=tracker.precision, threads=torch.get_num_threads(), stream=stream)
     settings = RecordSettings(directory, r.segment_s, int(r.segment_mb * 2**20), int(r.max_mb * 2**20),
-                              r.queue_frames)
+                              r.queue_frames, r.idle_priority)
     return Recorder(settings, manifest)
 
 
