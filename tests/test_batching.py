@@ -55,7 +55,7 @@ def test_batching_is_off_by_default_so_meta_exactness_holds():
     assert Tracker.from_sam2(make_model()).options.batch_objects is False
 
 
-@pytest.mark.slow  # 72 steps
+@pytest.mark.slow  # 48 steps
 def test_streams_encoded_in_one_batch_equal_one_at_a_time(long_video):
     """Three trackers on one model (a daemon's streams), each with its own frames and objects: stepping
     them with one encoder call for all (core.batch.step_batch) equals stepping each alone, within 1e-5."""
@@ -72,7 +72,7 @@ def test_streams_encoded_in_one_batch_equal_one_at_a_time(long_video):
 
     def run(ts: list[Tracker], batched: bool) -> list[dict]:
         out = []
-        for i in range(12):
+        for i in range(8):
             fs = [frames[i], frames[39 - i], frames[(7 * i) % 40]]  # each stream its own sequence
             results = step_batch(ts, fs) if batched else [t.step(f) for t, f in zip(ts, fs)]
             if i == 1:
