@@ -348,9 +348,36 @@ def test_viewer_reaches_a_curve_daemon_with_its_keys(tmp_path):
 
 @pytest.mark.slow  # a real browser and a daemon with two streams
 def test_the_page_picks_a_stream_and_prompts_name_it(browser):
-    d = start_daemon("--source", "a=" + SOURCE, "--source", "b=test:?pattern=smpte&width=200&height=100&fps=10",
-                     "--preview-every", "1", source=None)
-    v = ViewerProcess(d.results, d.commands, token=None)
+    d = start_daemon("--source", "a=" + SOURCE, "--source", "b=" + SOURCE_B, "--preview-every", "1", source=None)
+    try:
+        _pick_b_and_prompt(browser, d.results, d.commands, d.commands, d.commands)
+    finally:
+        d.stop()
+
+
+@pytest.mark.slow  # a real browser, two daemons and a broker
+def test_the_page_works_through_a_broker(browser):
+    """The same page on `samtrack broker` in front of two daemons (stream a on one, b on the other)."""
+    a = start_daemon("--preview-every", "1", source=SOURCE, stream="a")
+    b = start_daemon("--preview-every", "1", source=SOURCE_B, stream="b")
+    results, commands = f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}"
+    broker = subprocess.Popen([sys.executable, "-m", "tracker.cli", "broker", "--results", results, "--commands",
+                               commands, "--daemon", a.results, a.commands, "--daemon", b.results, b.commands],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _pick_b_and_prompt(browser, results, commands, a.commands, b.commands)
+    finally:
+        assert stop_daemon(broker) == 0
+        a.stop()
+        b.stop()
+
+
+SOURCE_B = "test:?pattern=smpte&width=200&height=100&fps=10"
+
+
+def _pick_b_and_prompt(browser, results: str, commands: str, commands_a: str, commands_b: str) -> None:
+    """The page shows both streams, shows b's frames once picked, and a click prompts b and only b."""
+    v = ViewerProcess(results, commands, token=None)
     pg = browser.new_page(viewport={"width": 1000, "height": 560})
     pg.sent = []
     pg.on("websocket", lambda ws: ws.on("framesent", lambda payload: pg.sent.append(json.loads(payload))))
@@ -364,10 +391,9 @@ def test_the_page_picks_a_stream_and_prompts_name_it(browser):
         pg.mouse.click(*canvas_point(pg, 0.5, 0.5))
         pg.wait_for_selector('#objects li[data-id="1"]', timeout=WAIT_MS)
         assert last_sent(pg, "add_points")["args"]["stream"] == "b"
-        with Client(d.commands, timeout=30, stream="b") as b, Client(d.commands, timeout=30, stream="a") as a:
-            assert [o["id"] for o in b.list_objects()["objects"]] == [1]
-            assert a.list_objects()["objects"] == []  # the prompt went to the stream on screen only
+        with Client(commands_b, timeout=30, stream="b") as cb, Client(commands_a, timeout=30, stream="a") as ca:
+            assert [o["id"] for o in cb.list_objects()["objects"]] == [1]
+            assert ca.list_objects()["objects"] == []  # the prompt went to the stream on screen only
     finally:
         pg.close()
         v.stop()
-        d.stop()
