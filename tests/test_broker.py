@@ -131,3 +131,24 @@ def _streams(c: Client) -> list[str] | None:
         return c.ping()["streams"]
     except (TimeoutError, RemoteError):
         return None
+
+
+def test_configured_streams_are_unavailable_until_their_daemon_answers():
+    """A daemon named with its streams (`--daemon RESULTS COMMANDS a`) that is not up yet: its stream answers
+    stream_unavailable, not unknown_stream; once it starts, requests reach it."""
+    ra, ca = f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}"
+    results, commands = f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}"
+    broker = subprocess.Popen([sys.executable, "-m", "tracker.cli", "broker", "--results", results, "--commands",
+                               commands, "--daemon", ra, ca, "a"], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    d = None
+    try:
+        with Client(commands, 30, stream="a") as c:
+            assert _code(c) == "stream_unavailable"  # the request waits for the broker to bind, then is answered
+            d = start_daemon(source="test:?width=160&height=120&fps=10", stream="a", endpoints=(ra, ca))
+            _until(lambda: _code(c) is None)
+            assert c.add_points(1, [[80, 60]], [1])["object"]["id"] == 1
+    finally:
+        assert stop_daemon(broker) == 0
+        if d is not None:
+            d.stop()

@@ -35,7 +35,7 @@ POLL_MS = 100  # the loop wakes at least this often for pings and timeouts
 class BrokerSettings:
     results: str  # XPUB the clients subscribe to
     commands: str  # ROUTER the clients send requests to
-    daemons: list[tuple[str, str]]  # each daemon's (results, commands) endpoints
+    daemons: list[tuple[str, str, list[str]]]  # each daemon's results and commands endpoints, its streams if known
     front_curve: CurveServer | None = None  # clients must authenticate to the broker
     back_curve: CurveClient | None = None  # the broker authenticates to the daemons
 
@@ -48,7 +48,7 @@ class Backend:
     commands: str
     socket: zmq.Socket
     monitor: zmq.Socket  # the DEALER's connection events
-    streams: list[str] = field(default_factory=list)  # as its last ping said
+    streams: list[str] = field(default_factory=list)  # as configured, then as its last ping said
     connected: bool = False
     last_answer: float = 0.0  # monotonic time of its last reply (0: never)
     last_ping: float = 0.0
@@ -90,7 +90,7 @@ class Broker:
         self._ids = itertools.count(1)
         self._pending: dict[int, Pending] = {}
         self._front = self._socket(zmq.ROUTER, server=True)
-        self.backends = [self._backend(r, c) for r, c in settings.daemons]
+        self.backends = [self._backend(r, c, streams) for r, c, streams in settings.daemons]
         self._unrouted_requests = 0
         self._unrouted_errors: dict[str, int] = {}
 
@@ -102,11 +102,11 @@ class Broker:
             curve.apply(s)
         return s
 
-    def _backend(self, results: str, commands: str) -> Backend:
+    def _backend(self, results: str, commands: str, streams: list[str]) -> Backend:
         sock = self._socket(zmq.DEALER, server=False)
         sock.setsockopt(zmq.IMMEDIATE, 1)  # nothing queues for a daemon that is not connected: it is refused
         monitor = sock.get_monitor_socket(zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED)
-        return Backend(results, commands, sock, monitor)
+        return Backend(results, commands, sock, monitor, list(streams))
 
     def stop(self) -> None:
         self._stop.set()

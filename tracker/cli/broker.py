@@ -7,8 +7,9 @@ def add_broker_parser(sub) -> None:
     from ..protocol import DEFAULT_COMMANDS, DEFAULT_RESULTS
 
     p = sub.add_parser("broker", help="join several daemons into one results and one commands endpoint")
-    p.add_argument("--daemon", nargs=2, action="append", required=True, metavar=("RESULTS", "COMMANDS"),
-                   help="a daemon's results and commands endpoints (repeat for each daemon)")
+    p.add_argument("--daemon", nargs="+", action="append", required=True, metavar="ENDPOINT",
+                   help="RESULTS COMMANDS [STREAM,STREAM...]: a daemon's endpoints, and its streams if they should be "
+                        "known before it first answers (repeat for each daemon)")
     p.add_argument("--results", default=DEFAULT_RESULTS, help="XPUB endpoint clients subscribe to")
     p.add_argument("--commands", default=DEFAULT_COMMANDS, help="ROUTER endpoint clients send requests to")
     p.add_argument("--server-secret-key", help="CurveZMQ for clients: the broker's .key_secret file")
@@ -32,7 +33,12 @@ def run_broker(args) -> int:
         raise SamtrackError("--server-secret-key and --authorized-clients go together (CurveZMQ for clients)")
     front = CurveServer(args.server_secret_key, args.authorized_clients) if args.server_secret_key else None
     back = CurveClient.from_options(args.client_key, args.server_key)
-    broker = Broker(BrokerSettings(args.results, args.commands, [tuple(d) for d in args.daemon], front, back))
+    daemons = []
+    for d in args.daemon:
+        if len(d) not in (2, 3):
+            raise SamtrackError(f"--daemon {' '.join(d)}: give RESULTS COMMANDS [STREAM,STREAM...]")
+        daemons.append((d[0], d[1], d[2].split(",") if len(d) == 3 else []))
+    broker = Broker(BrokerSettings(args.results, args.commands, daemons, front, back))
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: broker.stop())
     broker.run()
