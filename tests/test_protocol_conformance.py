@@ -200,3 +200,19 @@ def test_too_large_reply_has_null_id(daemon):
     finally:
         dealer.close(0)
         ctx.term()
+
+
+def test_every_error_code_the_daemon_or_broker_can_send_is_documented():
+    """Codes raised as ProtocolError in the protocol, daemon and broker code, and the tracker's errors a request
+    can meet, each have a row in docs/protocol.md's error table."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    sent = {"bad_prompt", "frame_out_of_window", "unknown_object", "internal"}
+    for room in ("protocol", "daemon", "broker"):
+        for path in (root / "tracker" / room).rglob("*.py"):
+            sent |= set(re.findall(r'ProtocolError\(\s*"([a-z_]+)"', path.read_text()))
+    table = (root / "docs" / "protocol.md").read_text().split("### Error codes", 1)[1]
+    documented = set(re.findall(r"^\| `([a-z_]+)` \|", table, flags=re.M))
+    assert len(sent) > 10 and sent <= documented, sorted(sent - documented)
