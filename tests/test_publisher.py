@@ -25,7 +25,9 @@ def _frame_and_result(i: int):
     return frame, make_result(i, {1: (low, torch.tensor([[1.0]])), 2: (-low, torch.tensor([[1.0]]))}, H, W)
 
 
-def _run(queue_size: int, n: int = 40) -> tuple[Publisher, list[dict]]:
+def _run(queue_size: int, n: int = 40, ended: str | None = None) -> tuple[Publisher, list[dict]]:
+    """n results of stream "cam" through a publisher, then its end; `ended`: another stream whose end message
+    is handed over after the first result (while the thread is busy encoding it)."""
     endpoint = f"tcp://127.0.0.1:{free_port()}"
     ctx = zmq.Context()
     pub, sub = ctx.socket(zmq.PUB), ctx.socket(zmq.SUB)
@@ -45,12 +47,17 @@ def _run(queue_size: int, n: int = 40) -> tuple[Publisher, list[dict]]:
     publisher = Publisher(pub, "rle", queue_size=queue_size)
     publisher.add_stream("cam")
     try:
-        for frame, result in items:
+        if ended is not None:
+            publisher.add_stream(ended)
+        for k, (frame, result) in enumerate(items):
             publisher.publish("cam", frame, result, {"step": 1.0}, 0)
+            if k == 0 and ended is not None:
+                publisher.publish_end(ended, None, "end of stream")
         publisher.publish_end("cam", n - 1, "end of stream")
         publisher.close()
         headers, deadline = [], time.monotonic() + 30
-        while time.monotonic() < deadline and (not headers or headers[-1]["type"] != "end"):
+        while time.monotonic() < deadline and (not headers or headers[-1]["type"] != "end"
+                                                or headers[-1]["stream"] != "cam"):
             if sub.poll(500):
                 headers.append(json.loads(sub.recv_multipart()[1]))
     finally:
@@ -79,3 +86,9 @@ def test_without_pressure_every_result_is_published(queue_size):
     assert publisher.dropped("cam") == 0
     assert [h["frame"] for h in headers] == list(range(40)) + [39] and headers[-1]["type"] == "end"
     assert all(h["publish_dropped"] == 0 for h in headers[:-1])
+
+
+def test_a_full_queue_never_drops_another_streams_end_message():
+    publisher, headers = _run(queue_size=1, ended="door")
+    assert [h["type"] for h in headers if h["stream"] == "door"] == ["end"]
+    assert publisher.dropped("cam") > 0 and publisher.dropped("door") == 0

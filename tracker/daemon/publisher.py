@@ -108,17 +108,22 @@ class Publisher:
         if self._queue is None:
             self._send(item)
             return
-        while True:
+        for _ in range(self._queue.maxsize + 1):
             try:
                 self._queue.put_nowait(item)
                 return
             except queue.Full:  # the oldest waiting result goes: only fresh results matter
                 try:
-                    self._channels[self._queue.get_nowait().stream].dropped += 1
+                    oldest = self._queue.get_nowait()
                 except queue.Empty:
-                    pass
+                    continue
+                if isinstance(oldest, _Job):
+                    self._channels[oldest.stream].dropped += 1
+                else:  # another stream's end message is never dropped: back in line
+                    self._queue.put_nowait(oldest)
+        self._wait_put(item)  # the queue holds only end messages: wait for the thread to send one
 
-    def _wait_put(self, item: _End | None) -> None:
+    def _wait_put(self, item: _Job | _End | None) -> None:
         """Queue an item behind what waits, without dropping anything (bounded by CLOSE_TIMEOUT_S)."""
         if self._queue is None:
             if item is not None:
