@@ -85,3 +85,14 @@ def scrape_metrics(port: int) -> dict[str, float]:
             key, _, value = line.rpartition(" ")
             out[key] = float(value)
     return out
+
+
+def served_streams(c) -> list[str] | None:
+    """The streams a daemon or broker says it serves; None while it cannot say (no daemon has answered a
+    broker yet, or no reply in time)."""
+    from tracker.client import RemoteError
+
+    try:
+        return c.ping()["streams"]
+    except (TimeoutError, RemoteError):
+        return None

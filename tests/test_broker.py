@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from tests.daemon_helpers import start_daemon
+from tests.daemon_helpers import served_streams, start_daemon
 from tracker.client import Client, RemoteError, Result, Subscriber
 from tracker.client.spawn import free_port, stop_daemon
 
@@ -43,7 +43,7 @@ def test_a_broker_joins_two_daemons_and_survives_one_dying():
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         with Client(commands, timeout=30) as c, Subscriber(results) as sub:
-            _until(lambda: _streams(c) == ["a", "b"])
+            _until(lambda: served_streams(c) == ["a", "b"])
             assert sorted(c.ping()["per_stream"]) == ["a", "b"]
             assert _streams_seen(sub, {"a", "b"}) == {"a", "b"}  # one subscriber, both daemons' results
             with pytest.raises(RemoteError) as e:
@@ -116,8 +116,8 @@ def test_curve_on_both_sides_of_the_broker(tmp_path):
     alice = CurveClient(str(alice_secret), str(front_pub))
     try:
         with Client(commands, timeout=5, curve=alice) as c, Subscriber(results, curve=alice) as sub:
-            _until(lambda: _streams(c) == ["test"])
-            assert _streams(c) == ["test"]
+            _until(lambda: served_streams(c) == ["test"])
+            assert served_streams(c) == ["test"]
             assert _streams_seen(sub, {"test"}) == {"test"}
         with Client(commands, timeout=2) as stranger, pytest.raises(TimeoutError):
             stranger.ping()
@@ -125,30 +125,3 @@ def test_curve_on_both_sides_of_the_broker(tmp_path):
         assert stop_daemon(broker) == 0
         d.stop()
 
-
-def _streams(c: Client) -> list[str] | None:
-    try:
-        return c.ping()["streams"]
-    except (TimeoutError, RemoteError):
-        return None
-
-
-def test_configured_streams_are_unavailable_until_their_daemon_answers():
-    """A daemon named with its streams (`--daemon RESULTS COMMANDS a`) that is not up yet: its stream answers
-    stream_unavailable, not unknown_stream; once it starts, requests reach it."""
-    ra, ca = f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}"
-    results, commands = f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}"
-    broker = subprocess.Popen([sys.executable, "-m", "tracker.cli", "broker", "--results", results, "--commands",
-                               commands, "--daemon", ra, ca, "a"], stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
-    d = None
-    try:
-        with Client(commands, 30, stream="a") as c:
-            assert _code(c) == "stream_unavailable"  # the request waits for the broker to bind, then is answered
-            d = start_daemon(source="test:?width=160&height=120&fps=10", stream="a", endpoints=(ra, ca))
-            _until(lambda: _code(c) is None)
-            assert c.add_points(1, [[80, 60]], [1])["object"]["id"] == 1
-    finally:
-        assert stop_daemon(broker) == 0
-        if d is not None:
-            d.stop()

@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.daemon_helpers import curve_config, start_daemon
+from tests.daemon_helpers import curve_config, served_streams, start_daemon
 from tests.gst_helpers import CODECS, encode_test_file
 from tracker import protocol as P
-from tracker.client import Client, RemoteError, Result, Subscriber
+from tracker.client import Client, Result, Subscriber
 from tracker.client.spawn import free_port, stop_daemon
 from tracker.viewer.server import as_rle, needs_token, pack
 
@@ -367,7 +367,7 @@ def test_the_page_works_through_a_broker(browser):
     try:
         with Client(commands, timeout=30) as c:  # the broker learns each daemon's streams from its first ping
             deadline = time.monotonic() + 60
-            while _broker_streams(c) != ["a", "b"] and time.monotonic() < deadline:
+            while served_streams(c) != ["a", "b"] and time.monotonic() < deadline:
                 time.sleep(0.2)
         _pick_b_and_prompt(browser, results, commands, a.commands, b.commands)
     finally:
@@ -377,13 +377,6 @@ def test_the_page_works_through_a_broker(browser):
 
 
 SOURCE_B = "test:?pattern=smpte&width=200&height=100&fps=10"
-
-
-def _broker_streams(c: Client) -> list[str] | None:
-    try:
-        return c.ping().get("streams")
-    except RemoteError:  # no daemon has answered the broker yet
-        return None
 
 
 def _pick_b_and_prompt(browser, results: str, commands: str, commands_a: str, commands_b: str) -> None:
