@@ -42,3 +42,25 @@ def _finish(plt, fig, ax, xlabel: str, ylabel: str, title: str, path: Path) -> P
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def panels(charts: list[tuple[str, str, dict[str, tuple[list[float], list[float]]]]], path: Path,
+           xlabel: str = "seconds", dots: tuple[str, ...] = ()) -> Path:
+    """Stacked charts sharing the x axis: (title, ylabel, named (x, y) series); series named in `dots` are
+    drawn as points (events, not a curve)."""
+    plt = _plt()
+    fig, axes = plt.subplots(len(charts), 1, figsize=(8, 2.4 * len(charts)), sharex=True, squeeze=False)
+    for ax, (title, ylabel, series) in zip(axes[:, 0], charts):
+        for name, (x, y) in series.items():
+            if name in dots:
+                ax.plot(x, y, ".", markersize=3, label=name)
+            else:
+                ax.plot(x, y, label=name, linewidth=1)
+        ax.set(ylabel=ylabel, title=title)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="upper right")
+    axes[-1, 0].set_xlabel(xlabel)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

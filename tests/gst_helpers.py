@@ -1,11 +1,9 @@
-"""Helpers for GStreamer tests: free ports, encoded test files, a test RTSP server process."""
+"""Helpers for GStreamer tests: encoded test files and the colours to check them by."""
 
 from __future__ import annotations
 
 import shlex
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -57,30 +55,3 @@ def encode_test_file(path: Path, encoder: str, frames: int = 12, width: int = 32
     subprocess.run(["gst-launch-1.0", "-q", *shlex.split(desc)], check=True, timeout=60)
     raw.unlink()
     return path
-
-
-class RtspTestServer:
-    """tests/rtsp_server.py as a subprocess; start / kill / start again on the same port."""
-
-    def __init__(self, port: int, mount: str = "/test"):
-        self.port, self.mount, self.proc = port, mount, None
-
-    @property
-    def url(self) -> str:
-        return f"rtsp://127.0.0.1:{self.port}{self.mount}"
-
-    def start(self) -> RtspTestServer:
-        script = Path(__file__).with_name("rtsp_server.py")
-        self.proc = subprocess.Popen([sys.executable, str(script), str(self.port), self.mount],
-                                     stdout=subprocess.PIPE, text=True)
-        deadline = time.monotonic() + 20
-        line = self.proc.stdout.readline()
-        assert line.strip() == "ready" and time.monotonic() < deadline, f"RTSP server did not start: {line!r}"
-        return self
-
-    def kill(self) -> None:
-        if self.proc is not None:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
-            self.proc.stdout.close()
-            self.proc = None

@@ -144,3 +144,29 @@ def test_streams_scenario(tmp_path):
         assert r["exit_codes"] == [0] * r["daemons"] and r["rss_bytes"] > 0 and len(r["fps"]) == r["streams"]
     assert min(runs[(2, "one daemon, batched")]["fps"].values()) > 0  # both streams tracked through the batch
     assert runs[(2, "separate daemons")]["daemons"] == 2 and runs[(2, "one daemon, batched")]["daemons"] == 1
+
+
+@pytest.mark.slow  # about two and a half minutes: the chaos soak's quick run
+def test_chaos_scenario_loses_nothing(tmp_path):
+    """`bench chaos --quick`: a two-stream daemon whose RTSP camera is killed every 15 s, under malformed and valid
+    requests from DEALER and REQ clients, churning subscribers, viewer reloads in Chromium, and one SIGKILL
+    restarted as systemd would. The zero-loss figures are counts, asserted here; timings are only reported."""
+    data = _bench(tmp_path, "chaos", "--quick")
+    f, v = data["figures"], data["figures"]["valid"]
+    assert f["crashes"] == 0 and f["tracebacks_in_logs"] == [] and f["daemon_exit_code"] == 0
+    assert f["undocumented_codes"] == [] and f["malformed"]["unexpected_replies"] == []
+    assert f["malformed"]["sent"] > 100 and len(f["malformed"]["per_kind"]) >= 15
+    assert f["unanswered_outside_restarts"] == []
+    # every valid request applied, every prompt seen in the results that follow it, some while the camera was down
+    assert v["sent"] > 50 and v["applied"] == v["sent"] and v["refused"] == {} and v["state_mismatches"] == []
+    assert v["prompts_applied"] == v["prompts_sent"] == v["prompts_checked_ok"] > 30
+    assert v["prompts_check_failed"] == [] and v["prompts_unchecked"] == 0
+    assert v["prompts_sent_while_camera_down"] > 0 and {"remove_object", "add_mask", "add_box"} <= set(v["per_op"])
+    # the camera went away and came back several times; the daemon was killed once and came back READY
+    assert len(f["camera_returns"]) >= 3 and all(r["returned"] for r in f["camera_returns"])
+    assert len(f["kills"]) == 1 and len(f["ready_s"]) == 2
+    assert f["end_messages"] == 0 and set(f["subscribers"]["joined"]) == {"fast", "slow", "silent"}
+    viewer = f["viewer"]
+    if viewer["skipped"] is None:  # chromium present (./setup.sh installs it)
+        assert viewer["reloads"] >= 3 and viewer["live_after_reload"] == viewer["reloads"], viewer["failures"]
+    assert data["samples"] and data["latency_over_time"]

@@ -10,6 +10,7 @@ import time
 import numpy as np
 import pytest
 
+from bench.rtsp_server import RtspTestServer
 from pipelines import (
     EndOfStream,
     MissingElementError,
@@ -25,7 +26,7 @@ from pipelines.overlay import OverlayObject, color_for, draw_overlay
 from pipelines.sinks import DisplaySink, RtspServerSink, SinkError, VideoFileSink
 from pipelines.source import GstSource
 from pipelines.spec import launch_description
-from tests.gst_helpers import CODECS, RtspTestServer, block_image, block_means, encode_test_file
+from tests.gst_helpers import CODECS, block_image, block_means, encode_test_file
 from tracker.client.spawn import free_port
 
 # ---- launch descriptions (pure) ---------------------------------------------------------------

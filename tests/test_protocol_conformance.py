@@ -14,6 +14,7 @@ import zmq
 from pycocotools import mask as mask_util
 
 from tests.daemon_helpers import start_daemon
+from tracker import protocol as P
 
 HEADER_FIELDS = {"v", "type", "stream", "seq", "frame", "source_index", "width", "height", "pts_ns",
                  "capture_ns", "publish_ns", "publish_unix_ns", "capture_us", "publish_us", "publish_unix_us",
@@ -139,6 +140,12 @@ def test_req_socket_and_typed_errors(daemon):
             (json.dumps({"v": 1, "id": 1, "op": "add_box",
                          "args": {"object": 1, "box": [1, 2, 30, 40], "points": [[3, 4]], "labels": [3]}}).encode(),
              "bad_prompt"),
+            # the doc's table: lists of the wrong length are bad_request (the chaos soak found bad_prompt here)
+            (json.dumps({"v": 1, "id": 1, "op": "add_points",
+                         "args": {"object": 1, "points": [[1, 2]], "labels": [1, 0]}}).encode(), "bad_request"),
+            (json.dumps({"v": 1, "id": 1, "op": "add_box",
+                         "args": {"object": 1, "box": [1, 2, 30, 40], "points": [[3, 4], [5, 6]], "labels": [1]}}
+                        ).encode(), "bad_request"),
         ]
         for payload, code in cases:
             req.send(payload)
@@ -204,7 +211,8 @@ def test_too_large_reply_has_null_id(daemon):
 
 def test_every_error_code_the_daemon_or_broker_can_send_is_documented():
     """Codes raised as ProtocolError in the protocol, daemon and broker code, and the tracker's errors a request
-    can meet, each have a row in docs/protocol.md's error table."""
+    can meet, are all in P.ERROR_CODES (what clients and the chaos benchmark check replies against), and those
+    are exactly the rows of docs/protocol.md's error table."""
     import re
     from pathlib import Path
 
@@ -215,4 +223,5 @@ def test_every_error_code_the_daemon_or_broker_can_send_is_documented():
             sent |= set(re.findall(r'ProtocolError\(\s*"([a-z_]+)"', path.read_text()))
     table = (root / "docs" / "protocol.md").read_text().split("### Error codes", 1)[1]
     documented = set(re.findall(r"^\| `([a-z_]+)` \|", table, flags=re.M))
-    assert len(sent) > 10 and sent <= documented, sorted(sent - documented)
+    assert len(sent) > 10 and sent <= P.ERROR_CODES, sorted(sent - P.ERROR_CODES)
+    assert documented == P.ERROR_CODES, (sorted(documented - P.ERROR_CODES), sorted(P.ERROR_CODES - documented))

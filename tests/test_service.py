@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.daemon_helpers import NotifySocket, curve_config, scrape_metrics, start_daemon
-from tests.gst_helpers import RtspTestServer
+from bench.notify import NotifySocket
+from bench.rtsp_server import RtspTestServer
+from tests.daemon_helpers import curve_config, scrape_metrics, start_daemon
 from tracker.client import Client
 from tracker.client.spawn import free_port
 from tracker.daemon.config import ConfigError, example_toml, load_config

@@ -15,8 +15,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.daemon_helpers import NotifySocket, scrape_metrics, start_daemon
-from tests.gst_helpers import RtspTestServer
+from bench.notify import NotifySocket
+from bench.rtsp_server import RtspTestServer
+from tests.daemon_helpers import scrape_metrics, start_daemon
 from tracker.client import Client, RemoteError, Result, StreamEnd, Subscriber
 from tracker.client.spawn import free_port
 from tracker.protocol import decode_mask

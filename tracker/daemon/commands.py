@@ -113,8 +113,6 @@ class CommandHandler:
         return self._prompted(st, a.object, res, t0)
 
     def _op_add_box(self, st: Stream, a: P.BoxArgs, frames) -> dict:
-        if (a.points is None) != (a.labels is None):
-            raise P.ProtocolError("bad_request", "add_box args: give points and labels together, or neither")
         t0 = time.perf_counter()
         res = st.tracker.add_box(a.object, a.box, frame_index=_frame(a.frame),
                                    points=a.points or None, labels=a.labels or None)

@@ -5,6 +5,7 @@ encodings (masks.py), CurveZMQ keys (curve.py), topics, endpoints and limits (ba
 from .base import (
     DEFAULT_COMMANDS,
     DEFAULT_RESULTS,
+    ERROR_CODES,
     MAX_MASK_SIDE,
     MAX_OBJECT_ID,
     MAX_POINTS,
@@ -36,9 +37,9 @@ from .requests import (
 )
 
 __all__ = [
-    "DEFAULT_COMMANDS", "DEFAULT_RESULTS", "MASK_ENCODINGS", "MAX_MASK_SIDE", "MAX_OBJECT_ID", "MAX_POINTS",
-    "MAX_REQUEST_BYTES", "OPS", "PREVIEW_TOPIC", "PROTOCOL_VERSION", "RESULTS_TOPIC", "STREAM_NAME", "BoxArgs",
-    "MaskArgs", "NoArgs", "ObjectArgs", "PointsArgs", "ProtocolError", "decode_mask", "encode_mask", "error_reply",
-    "parse_request", "read_reply", "reply_error", "reply_ok", "reply_with_id", "request", "rle_counts",
+    "DEFAULT_COMMANDS", "DEFAULT_RESULTS", "ERROR_CODES", "MASK_ENCODINGS", "MAX_MASK_SIDE", "MAX_OBJECT_ID",
+    "MAX_POINTS", "MAX_REQUEST_BYTES", "OPS", "PREVIEW_TOPIC", "PROTOCOL_VERSION", "RESULTS_TOPIC", "STREAM_NAME",
+    "BoxArgs", "MaskArgs", "NoArgs", "ObjectArgs", "PointsArgs", "ProtocolError", "decode_mask", "encode_mask",
+    "error_reply", "parse_request", "read_reply", "reply_error", "reply_ok", "reply_with_id", "request", "rle_counts",
     "subscriptions", "topic", "topic_matches",
 ]

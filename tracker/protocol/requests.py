@@ -5,7 +5,17 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, StrictBool, StrictInt, StrictStr, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    FiniteFloat,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+    model_validator,
+)
 
 from .base import (
     MAX_MASK_SIDE,
@@ -37,7 +47,20 @@ class NoArgs(_Args):
     pass
 
 
-class PointsArgs(_Args):
+class _Clicks(_Args):
+    """Args with clicks: `labels` is a list of the same length as `points` (a malformed request otherwise)."""
+
+    @model_validator(mode="after")
+    def _one_label_per_point(self):
+        points, labels = getattr(self, "points", None), getattr(self, "labels", None)
+        if (points is None) != (labels is None):
+            raise ValueError("points and labels come together")
+        if points is not None and len(points) != len(labels):
+            raise ValueError(f"labels: one per point, got {len(labels)} labels for {len(points)} points")
+        return self
+
+
+class PointsArgs(_Clicks):
     object: ObjectId
     points: Annotated[list[Point], Field(min_length=1, max_length=MAX_POINTS)]
     labels: Annotated[list[Label], Field(min_length=1, max_length=MAX_POINTS)]
@@ -45,7 +68,7 @@ class PointsArgs(_Args):
     clear_old_points: StrictBool = True
 
 
-class BoxArgs(_Args):
+class BoxArgs(_Clicks):
     object: ObjectId
     box: Annotated[list[FiniteFloat], Field(min_length=4, max_length=4)]
     points: Annotated[list[Point], Field(max_length=MAX_POINTS)] | None = None
