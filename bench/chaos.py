@@ -125,7 +125,7 @@ class Sampler(threading.Thread):
 def main(argv=None) -> dict:
     args = _parser().parse_args(argv)
     if args.quick:
-        args.seconds, args.flap_every, args.reload_every, args.churn_life = 120.0, 15.0, 20.0, 8.0
+        args.seconds, args.flap_every, args.reload_every, args.churn_life = 90.0, 15.0, 20.0, 8.0
     rng = random.Random(args.seed)
     camera = RtspTestServer(free_port(), fps=args.camera_fps).start()
     pattern = f"test:?pattern=ball&width={args.width}&height={args.height}&fps={args.pattern_fps}"
@@ -173,10 +173,10 @@ def main(argv=None) -> dict:
     finally:
         quiet.set()
         stop.set()
-        exit_code = supervisor.stop()
+        exit_codes = supervisor.stop()
         camera.kill()
     data = report(args, t0, supervisor, traffic.sent, valid, checks, log, churn, reloads, outages, sampler.samples,
-                  exit_code)
+                  exit_codes)
     data["environment"] = environment(args.threads)
     out = Path(args.out or f"bench-results/chaos-{args.image_size}.json")
     write_json(out, data)

@@ -82,7 +82,8 @@ def _right_refusal(x: Sent, across_restart: bool) -> bool:
 
 
 def report(args, t0: float, supervisor, sent: list[Sent], valid, checks, log, churn, reloads, outages, samples,
-           exit_code) -> dict:
+           exit_codes: tuple[int | None, int | None]) -> dict:
+    exit_code, viewer_exit_code = exit_codes
     restarts = [(k["at_mono"], k["at_mono"] + k["kill_to_ready_s"] + 1.0) for k in supervisor.kills] + \
                [(c["at_mono"] - 2.0, c["at_mono"] + 60.0) for c in supervisor.crashes]
 
@@ -130,6 +131,7 @@ def report(args, t0: float, supervisor, sent: list[Sent], valid, checks, log, ch
                    "skipped": reloads.skipped},
         "kills": supervisor.kills, "ready_s": supervisor.ready_s, "watchdog_sec": supervisor.watchdog_s,
         "longest_watchdog_silence_s": supervisor.watchdog_gaps(), "rss": growth, "daemon_exit_code": exit_code,
+        "viewer_exit_code": viewer_exit_code,
     }
     goals = {
         "no crashes": figures["crashes"] == 0 and not figures["tracebacks_in_logs"],
@@ -144,7 +146,7 @@ def report(args, t0: float, supervisor, sent: list[Sent], valid, checks, log, ch
         f"SIGKILL to READY < {GOAL_KILL_TO_READY_S:g} s": bool(kills) and max(kills) < GOAL_KILL_TO_READY_S,
         "watchdog never starved": all(g < supervisor.watchdog_s for g in figures["longest_watchdog_silence_s"])
         if supervisor.watchdog_s else True,
-        "clean exit": exit_code == 0,
+        "clean exit": exit_code == 0 and viewer_exit_code in (0, None),
     }
     settings = {k: getattr(args, k) for k in ("model", "image_size", "seconds", "flap_every", "down", "kill_at",
                                               "rate", "camera_fps", "pattern_fps", "reload_every", "threads",

@@ -192,9 +192,13 @@ class Valid:
         """A restarted daemon tracks nothing."""
         self.objects = {s: set() for s in self.streams}
 
-    def send(self, channel: Channel, rid: int) -> Sent:
+    def send(self, channel: Channel, rid: int) -> Sent | None:
+        """One valid request and its reply; None while no stream has a frame to prompt on (a restart)."""
         with self.lock:
-            s = self.rng.choice(self.streams)
+            ready = [s for s in self.streams if self.newest(s) is not None]
+            if not ready:
+                return None
+            s = self.rng.choice(ready)
             op, args, frames = self._choose(s)
             sent = Sent(f"valid:{op}", s, time.monotonic())
             reply = channel.call([_request(rid, op.split(":")[0], args), *frames], REPLY_TIMEOUT_S)
@@ -218,7 +222,7 @@ class Valid:
         obj = r.randrange(1, 100) if len(have) < MAX_OBJECTS else r.choice(sorted(have))
         newest = self.newest(s)
         frame: int | str = "latest"
-        if newest is not None and r.random() < 0.4 and newest > PAST_MAX:
+        if r.random() < 0.4 and newest > PAST_MAX:
             frame = newest - r.randrange(1, PAST_MAX + 1)
         x0, y0 = r.randrange(0, self.w // 2), r.randrange(0, self.h // 2)
         box = (x0, y0, x0 + r.randrange(8, self.w // 2), y0 + r.randrange(8, self.h // 2))

@@ -130,14 +130,13 @@ class Supervisor:
             time.sleep(0.1)
         return f"http://127.0.0.1:{self._viewer_port}/"
 
-    def stop(self) -> int | None:
-        """SIGTERM the daemon and the viewer; the daemon's exit code (0: a clean shutdown)."""
+    def stop(self) -> tuple[int | None, int | None]:
+        """SIGTERM the daemon and the viewer; their exit codes (0: a clean shutdown)."""
         code = spawn.stop_daemon(self.proc) if self.proc is not None else None
-        if self.viewer is not None:
-            spawn.stop_daemon(self.viewer)
+        viewer = spawn.stop_daemon(self.viewer) if self.viewer is not None else None
         self.notify.close()
         self._tmp.cleanup()
-        return code
+        return code, viewer
 
     def log_lines(self, prefix: str) -> list[str]:
         """Lines of every instance's log (and the viewer's) that start with `prefix` ("Traceback", "ERROR ")."""
