@@ -151,7 +151,8 @@ class ReconnectingSource:
                 self.last_error = str(result)
                 self.failures += 1
                 self._retry_at = time.monotonic() + self.backoff.delay(self.failures)
-                log.warning("reconnect attempt %d failed: %s (next in %.1f s)", self.failures, result,
+                # failures counts the failure that started the reconnecting too: attempts are one fewer
+                log.warning("reconnect attempt %d failed: %s (next in %.1f s)", self.failures - 1, result,
                             self.backoff.delay(self.failures))
                 return False
             log.info("live source reconnected after %d attempt(s)", self.failures)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 import subprocess
 import sys
 import time
@@ -194,6 +196,21 @@ def test_rtsp_source_reconnects_after_server_restart():
     finally:
         src.stop()
         server.kill()
+
+
+def test_reconnect_attempts_are_numbered_from_one(caplog):
+    """The log counts reconnection attempts, not failures (the chaos soak's logs said "attempt 2" for the first)."""
+    src = open_source(f"rtsp://127.0.0.1:{free_port()}/nobody", backoff=Backoff(initial_s=0.05, max_s=0.05),
+                      fail_fast=False)
+    with caplog.at_level(logging.WARNING, logger="pipelines.live"):
+        try:
+            assert src.start() is None  # nothing listens there: retried in the background
+            deadline = time.monotonic() + 30
+            while src.failures < 3 and time.monotonic() < deadline:
+                src.read(0.1)
+        finally:
+            src.stop()
+    assert re.findall(r"reconnect attempt (\d+) failed", caplog.text)[:2] == ["1", "2"], caplog.text
 
 
 @pytest.mark.slow
