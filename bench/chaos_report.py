@@ -14,6 +14,7 @@ from tracker import protocol as P
 GOAL_GAP_FRAMES = 2.0  # after the camera returns, the next result within two of its frame periods
 GOAL_RSS_GROWTH = 0.02
 GOAL_KILL_TO_READY_S = 15.0
+FPS_WINDOW_S = 10.0  # tracked rates over ten seconds: a one-second count of a 1-2 fps stream is mostly noise
 
 
 @dataclass
@@ -73,6 +74,19 @@ def rss_growth(samples: list[dict], warmup_fraction: float) -> dict:
             "samples": len(rss)}
 
 
+def stream_rates(samples: list[dict], stream: str, window_s: float = FPS_WINDOW_S) -> list[tuple[float, float]]:
+    """(time, tracked frames per second over the last window_s) for one stream, within each daemon instance."""
+    counted = [s for s in samples if "streams" in s]
+    out, j = [], 0
+    for i, b in enumerate(counted):
+        while j < i and (counted[j]["instance"] != b["instance"] or b["t"] - counted[j + 1]["t"] >= window_s):
+            j += 1
+        a = counted[j]
+        if a["instance"] == b["instance"] and b["t"] - a["t"] >= window_s:
+            out.append((b["t"], (b["streams"][stream]["frames"] - a["streams"][stream]["frames"]) / (b["t"] - a["t"])))
+    return out
+
+
 def _right_refusal(x: Sent, across_restart: bool) -> bool:
     """A malformed request's reply: an error, not `internal`, and one of the codes right for its fault (a prompt
     queued across a restart may meet the new daemon before its first frame: frame_out_of_window comes first)."""
@@ -125,6 +139,8 @@ def report(args, t0: float, supervisor, sent: list[Sent], valid, checks, log, ch
                                                       if x.latency_s and not across_restart(x)])},
         "camera_returns": returns, "camera_gap_frames_max": max(gaps, default=None),
         "pattern_longest_silence_s": longest_silence(log.seen, "pattern"),
+        "fps_median": {name: statistics.median([r for _, r in stream_rates(samples, name)] or [0.0])
+                       for name in ("cam", "pattern")},
         "results_seen": len(log.seen), "seq_gaps_fast_subscriber": log.seq_gaps, "end_messages": log.ends,
         "subscribers": {"joined": churn.joined, "messages": churn.messages},
         "viewer": {"reloads": reloads.reloads, "live_after_reload": reloads.live, "failures": reloads.failures,
@@ -166,13 +182,10 @@ def _plot(data: dict, path: Path) -> None:
     rss = {"daemon RSS": (t, [s["rss"] / 2**20 if s["rss"] else float("nan") for s in samples])}  # nan: restarting
     fps, reconnects = {}, {}
     for name in ("cam", "pattern"):
-        xs, ys, rs = [], [], []
-        for a, b in zip(samples, samples[1:]):
-            if a["instance"] == b["instance"] and "streams" in a and "streams" in b:
-                xs.append(b["t"])
-                ys.append((b["streams"][name]["frames"] - a["streams"][name]["frames"]) / (b["t"] - a["t"]))
-                rs.append(b["streams"][name]["reconnects"])
-        fps[name], reconnects[name] = (xs, ys), (xs, rs)
+        rates = stream_rates(samples, name)
+        fps[name] = ([t for t, _ in rates], [r for _, r in rates])
+        counted = [s for s in samples if "streams" in s]
+        reconnects[name] = ([s["t"] for s in counted], [s["streams"][name]["reconnects"] for s in counted])
     lat = data["latency_over_time"]
     panels([("daemon RSS", "MiB", rss), ("tracked frames per second", "fps", fps),
             ("source reconnects (per daemon instance)", "count", reconnects),
