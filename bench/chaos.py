@@ -139,9 +139,13 @@ def main(argv=None) -> dict:
     outages: list[Outage] = []
     try:
         supervisor.start()
-        valid = Valid(STREAMS, args.width, args.height, random.Random(args.seed + 100), checks,
-                      newest=lambda s: log.newest.get((supervisor.instance, s)), instance=lambda: supervisor.instance)
-        newest = lambda s: log.newest.get((supervisor.instance, s))  # noqa: E731
+
+        def newest(stream: str) -> int | None:
+            """The newest frame of `stream` seen from the running daemon (None: none yet)."""
+            return log.newest.get((supervisor.instance, stream))
+
+        valid = Valid(STREAMS, args.width, args.height, random.Random(args.seed + 100), checks, newest=newest,
+                      instance=lambda: supervisor.instance)
         traffic = Traffic(supervisor.commands, args.rate, Malformed(STREAMS, args.width, args.height, rng, newest),
                           valid, quiet, args.seed + 200)
         sampler = Sampler(supervisor, stop)

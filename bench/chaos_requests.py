@@ -79,8 +79,7 @@ def _mask_bits(width: int, height: int, box: tuple[int, int, int, int]) -> bytes
 
 
 class Malformed:
-    """Malformed requests, one fault each on an otherwise valid prompt; `make` returns (name, frames,
-    expected code or None when several codes are right)."""
+    """Malformed requests, one fault each on an otherwise valid request, with the codes right for each."""
 
     def __init__(self, streams: list[str], width: int, height: int, rng: random.Random,
                  newest: Callable[[str], int | None]):
@@ -97,7 +96,7 @@ class Malformed:
         def req(args: dict = ok, op: str = "add_points", **env) -> bytes:
             return _request(rid, op, args, **env)
 
-        kinds: list[tuple[str, Callable[[], tuple[list[bytes], str | None]]]] = [
+        kinds: list[tuple[str, Callable[[], tuple[list[bytes], str | tuple[str, ...] | None]]]] = [
             ("random_bytes", lambda: ([r.randbytes(r.randrange(1, 300)) or b"x"], None)),
             ("not_json", lambda: ([b'{"v": 1, "id": 1, "op": '], "bad_json")),
             ("not_an_object", lambda: ([b"[1, 2, 3]"], "bad_request")),
@@ -135,7 +134,8 @@ class Malformed:
 
 @dataclass
 class Check:
-    """A prompt's promise: every result of `stream` after frame `after` (same daemon instance) lists `object`."""
+    """A prompt's promise: the first result of `stream` after frame `after` (same daemon instance) lists
+    `object` (the harness removes no object, and resets no stream, that a waiting check is about)."""
 
     stream: str
     object: int

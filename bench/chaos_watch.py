@@ -78,10 +78,19 @@ def read_results(endpoint: str, log: ResultLog, checks: Checks, instance_of: Cal
 
 @dataclass
 class Churn:
-    """Counts of the subscribers that came and went."""
+    """Counts of the subscribers that came and went (several threads count here)."""
 
     joined: dict[str, int] = field(default_factory=dict)  # behaviour -> subscribers
     messages: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def count(self, behaviour: str | None = None) -> None:
+        """A subscriber joined (behaviour given) or read a message."""
+        with self.lock:
+            if behaviour is None:
+                self.messages += 1
+            else:
+                self.joined[behaviour] = self.joined.get(behaviour, 0) + 1
 
 
 def churn_subscribers(endpoint: str, streams: list[str], rng: random.Random, churn: Churn,
@@ -91,7 +100,7 @@ def churn_subscribers(endpoint: str, streams: list[str], rng: random.Random, chu
     ctx = zmq.Context.instance()
     while not stop.is_set():
         behaviour = rng.choice(["fast", "slow", "silent"])
-        churn.joined[behaviour] = churn.joined.get(behaviour, 0) + 1
+        churn.count(behaviour)
         sub = ctx.socket(zmq.SUB)
         sub.setsockopt(zmq.LINGER, 0)
         if behaviour != "fast":
@@ -106,7 +115,7 @@ def churn_subscribers(endpoint: str, streams: list[str], rng: random.Random, chu
                     stop.wait(0.2)
                 elif sub.poll(200):
                     sub.recv_multipart()
-                    churn.messages += 1
+                    churn.count()
                     if behaviour == "slow":
                         stop.wait(1.0)
         finally:
