@@ -19,7 +19,16 @@ import zmq
 from bench.chaos_report import Outage, report
 from bench.chaos_requests import BAD_TIMEOUT_S, REPLY_TIMEOUT_S, Channel, Checks, Malformed, Sent, Valid
 from bench.chaos_supervisor import Supervisor
-from bench.chaos_watch import Churn, Reloads, ResultLog, churn_subscribers, read_results, reload_viewer
+from bench.chaos_watch import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    Churn,
+    Reloads,
+    ResultLog,
+    churn_subscribers,
+    read_results,
+    reload_viewer,
+)
 from bench.common import environment, write_json
 from bench.rtsp_server import RtspTestServer
 from bench.scenario import scenario_parser
@@ -30,8 +39,6 @@ SAMPLE_EVERY_S = 1.0  # RSS, frames and reconnects
 DRAIN_S = 30.0  # after the last request, the results that check the last prompts come within this
 TICK_S = 0.1  # the harness's schedule resolution (camera kills and returns, crash checks)
 STREAMS = ["cam", "pattern"]
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-sync",
-                 "--disable-background-networking", "--disable-component-update"]  # a closed network, as root
 
 
 def _parser():
@@ -49,7 +56,7 @@ def _parser():
     p.add_argument("--warmup-fraction", type=float, default=0.25,
                    help="share of the time after the restart excluded from RSS growth")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--chromium", default="/usr/bin/chromium")
+    p.add_argument("--chromium", default=CHROMIUM)
     p.set_defaults(image_size=256, width=160, height=120, threads=1)
     return p
 
@@ -127,13 +134,14 @@ def main(argv=None) -> dict:
     if args.quick:
         args.seconds, args.flap_every, args.reload_every, args.churn_life = 90.0, 15.0, 20.0, 8.0
     rng = random.Random(args.seed)
+    out = Path(args.out or f"bench-results/chaos-{args.image_size}.json")
     camera = RtspTestServer(free_port(), fps=args.camera_fps).start()
     pattern = f"test:?pattern=ball&width={args.width}&height={args.height}&fps={args.pattern_fps}"
     supervisor = Supervisor(["--source", f"cam={camera.url}", "--source", f"pattern={pattern}",
                              "--image-size", str(args.image_size), "--model", args.model, "--threads",
                              str(args.threads), "--device", args.device, "--preview-every", "3",
                              "--metrics-port", "0", "--log-level", "INFO"],
-                            Path(args.out or f"bench-results/chaos-{args.image_size}.json").with_suffix(".logs"))
+                            out.with_suffix(".logs"))
     stop, quiet = threading.Event(), threading.Event()  # quiet: no more requests; stop: everything stops
     log, checks, churn, reloads = ResultLog(), Checks(), Churn(), Reloads()
     outages: list[Outage] = []
@@ -180,9 +188,8 @@ def main(argv=None) -> dict:
         exit_codes = supervisor.stop()
         camera.kill()
     data = report(args, t0, supervisor, traffic.sent, valid, checks, log, churn, reloads, outages, sampler.samples,
-                  exit_codes)
+                  exit_codes, out.with_suffix(".png"))
     data["environment"] = environment(args.threads)
-    out = Path(args.out or f"bench-results/chaos-{args.image_size}.json")
     write_json(out, data)
     print(f"wrote {out} and {out.with_suffix('.png')}")
     return data

@@ -96,7 +96,7 @@ def _right_refusal(x: Sent, across_restart: bool) -> bool:
 
 
 def report(args, t0: float, supervisor, sent: list[Sent], valid, checks, log, churn, reloads, outages, samples,
-           exit_codes: tuple[int | None, int | None]) -> dict:
+           exit_codes: tuple[int | None, int | None], png: Path) -> dict:
     exit_code, viewer_exit_code = exit_codes
     restarts = [(k["at_mono"], k["at_mono"] + k["kill_to_ready_s"] + 1.0) for k in supervisor.kills] + \
                [(c["at_mono"] - 2.0, c["at_mono"] + 60.0) for c in supervisor.crashes]
@@ -170,8 +170,7 @@ def report(args, t0: float, supervisor, sent: list[Sent], valid, checks, log, ch
     data = {"benchmark": "chaos", "settings": settings, "goals": goals, "figures": figures,
             "samples": [{**s, "t": s["t"] - t0} for s in samples],
             "latency_over_time": [[x.sent_mono - t0, x.latency_s] for x in good if x.latency_s is not None]}
-    out = Path(args.out or f"bench-results/chaos-{args.image_size}.json")
-    _plot(data, out.with_suffix(".png"))
+    _plot(data, png)
     _print(figures, goals)
     return data
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
 import threading
 import time
 from collections.abc import Callable
@@ -132,6 +133,10 @@ class Reloads:
     skipped: str | None = None  # why there is no browser part
 
 
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"  # Debian's, installed by ./setup.sh
+# Chromium flags for a closed network: no background connections to Google, no GPU, no sandbox as root.
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-sync",
+                 "--disable-background-networking", "--disable-component-update"]
 FRAME_ADVANCE_TIMEOUT_MS = 30_000  # after a reload the page shows new frames well within this (a restart: READY first)
 
 

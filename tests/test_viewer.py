@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -17,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from bench.chaos_watch import CHROMIUM, CHROMIUM_ARGS
 from tests.daemon_helpers import curve_config, served_streams, start_daemon
 from tests.gst_helpers import CODECS, encode_test_file
 from tracker import protocol as P
@@ -24,14 +24,9 @@ from tracker.client import Client, Result, Subscriber
 from tracker.client.spawn import free_port, stop_daemon
 from tracker.viewer.server import as_rle, needs_token, pack
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = Path(os.environ.get("SAMTRACK_ARTIFACTS", Path(__file__).resolve().parents[1] / "build" / "test-artifacts"))
-# Chromium flags for a closed network: no background connections to Google, no GPU, no sandbox as root.
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-sync",
-                 "--disable-background-networking", "--disable-component-update"]
 SOURCE = "test:?pattern=ball&width=160&height=120&fps=10"
 WAIT_MS = 30_000  # page conditions: frames arrive within a second, a prompt reply within a few
-
 
 
 class ViewerProcess:
