@@ -180,10 +180,10 @@ def _plot(data: dict, path: Path) -> None:
     t = [s["t"] for s in samples]
     rss = {"daemon RSS": (t, [s["rss"] / 2**20 if s["rss"] else float("nan") for s in samples])}  # nan: restarting
     fps, reconnects = {}, {}
+    counted = [s for s in samples if "streams" in s]  # samples the daemon answered
     for name in ("cam", "pattern"):
         rates = stream_rates(samples, name)
         fps[name] = ([t for t, _ in rates], [r for _, r in rates])
-        counted = [s for s in samples if "streams" in s]
         reconnects[name] = ([s["t"] for s in counted], [s["streams"][name]["reconnects"] for s in counted])
     lat = data["latency_over_time"]
     panels([("daemon RSS", "MiB", rss), ("tracked frames per second", "fps", fps),
