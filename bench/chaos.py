@@ -30,8 +30,8 @@ from bench.chaos_watch import (
     reload_viewer,
 )
 from bench.common import environment, write_json
-from bench.rtsp_server import RtspTestServer
 from bench.scenario import scenario_parser
+from tests.rtsp_server import RtspTestServer
 from tracker.client import Client
 from tracker.client.spawn import free_port
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import psutil
 
-from bench.notify import NotifySocket
+from tests.notify import NotifySocket
 from tracker.client import spawn
 from tracker.client.spawn import free_port
 

@@ -12,7 +12,6 @@ import time
 import numpy as np
 import pytest
 
-from bench.rtsp_server import RtspTestServer
 from pipelines import (
     EndOfStream,
     MissingElementError,
@@ -29,6 +28,7 @@ from pipelines.sinks import DisplaySink, RtspServerSink, SinkError, VideoFileSin
 from pipelines.source import GstSource
 from pipelines.spec import launch_description
 from tests.gst_helpers import CODECS, block_image, block_means, encode_test_file
+from tests.rtsp_server import RtspTestServer
 from tracker.client.spawn import free_port
 
 # ---- launch descriptions (pure) ---------------------------------------------------------------

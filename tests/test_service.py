@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from bench.notify import NotifySocket
-from bench.rtsp_server import RtspTestServer
 from tests.daemon_helpers import curve_config, scrape_metrics, start_daemon
+from tests.notify import NotifySocket
+from tests.rtsp_server import RtspTestServer
 from tracker.client import Client
 from tracker.client.spawn import free_port
 from tracker.daemon.config import ConfigError, example_toml, load_config

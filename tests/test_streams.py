@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench.notify import NotifySocket
-from bench.rtsp_server import RtspTestServer
 from tests.daemon_helpers import scrape_metrics, start_daemon
+from tests.notify import NotifySocket
+from tests.rtsp_server import RtspTestServer
 from tracker.client import Client, RemoteError, Result, StreamEnd, Subscriber
 from tracker.client.spawn import free_port
 from tracker.protocol import decode_mask

@@ -1,7 +1,7 @@
 """A test RTSP camera on 127.0.0.1 (a live H.264 test pattern), for the benchmarks and the tests:
 `RtspTestServer(port).start()` runs it as a process that can be killed and started again on the same port.
 
-    python bench/rtsp_server.py PORT [MOUNT] [FPS]
+    python tests/rtsp_server.py PORT [MOUNT] [FPS]
 """
 
 from __future__ import annotations
