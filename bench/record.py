@@ -22,9 +22,9 @@ from bench.scenario import object_boxes, scenario_parser
 from pipelines.frame import Frame
 from pipelines.synthetic import moving_shapes_frame
 from tracker import Tracker
-from tracker.daemon.recorder import Recorder, RecordSettings
 from tracker.models import seeded_model
-from tracker.runner.recording import Manifest
+from tracker.recording.format import Manifest
+from tracker.recording.writer import Recorder, RecordSettings
 
 NOISE_SIGMA = 3.0  # grey levels of sensor-like noise for the camera estimate of bytes per frame
 DRAIN_TIMEOUT_S = 60.0
@@ -84,8 +84,8 @@ def noisy_bytes_per_frame(args, frames: list[np.ndarray], directory: Path) -> fl
 
 def track_recording(args, directory: Path, tracker: Tracker) -> dict:
     """`samtrack track` on the recording: frames decoded, tracked with the bench's prompts, masks written."""
+    from tracker.recording.replay import RecordingSource
     from tracker.runner.plan import Prompt
-    from tracker.runner.replay import RecordingSource
     from tracker.runner.track import track_source
 
     fresh = Tracker.from_sam2(tracker.model, precision=args.precision)

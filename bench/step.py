@@ -74,7 +74,7 @@ def _frames(args) -> list[np.ndarray]:
     if args.source is None:
         return [moving_shapes_frame(i, args.height, args.width) for i in range(n)]
     from pipelines.errors import EndOfStream
-    from tracker.runner.inputs import open_input
+    from tracker.recording.inputs import open_input
 
     source, frames = open_input(args.source, reconnect=False), []
     source.start()

@@ -58,6 +58,10 @@ class Source(Protocol):
     def connected(self) -> bool:
         """Whether frames can arrive now (False while a live source waits to reconnect)."""
 
+    @property
+    def last_error(self) -> str | None:
+        """Why the source last failed or could not start (None if it never did)."""
+
 
 class QueuedSource(ABC):
     """Base of the GStreamer and OpenCV sources: subclasses fill `_queue`, implement start/read/stop."""
@@ -68,6 +72,7 @@ class QueuedSource(ABC):
                                  Policy.LATEST if spec.live else Policy.BLOCK)
         self.info: StreamInfo | None = None
         self.reconnects = 0  # these sources never reconnect themselves (ReconnectingSource wraps them)
+        self.last_error: str | None = None  # they raise instead
 
     @abstractmethod
     def start(self) -> StreamInfo:

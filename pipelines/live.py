@@ -24,8 +24,7 @@ class Backoff:
 
     initial_s: float = 0.5  # first retry soon: most RTSP/camera hiccups are short
     factor: float = 2.0  # doubling spares a server that is restarting
-    max_s: float = 10.0  # never wait longer than this between attempts
-    max_attempts: int | None = None  # None: keep trying for ever (a service should outlive its camera)
+    max_s: float = 10.0  # never wait longer than this between attempts (a service outlives its camera: no cap)
 
     def delay(self, attempt: int) -> float:
         return min(self.max_s, self.initial_s * self.factor ** max(0, attempt - 1))
@@ -35,15 +34,19 @@ DEFAULT_BACKOFF = Backoff()
 # A live source without a frame this long is restarted: several frames' worth even at a few fps, short
 # enough that a frozen camera is noticed well before systemd's watchdog.
 DEFAULT_STALL_TIMEOUT_S = 5.0
+# At stop, how long a reconnection attempt or the teardown of a failed source may take to finish (a camera's
+# start or stop can take seconds; GStreamer must not be left starting a pipeline as the process exits).
+JOIN_TIMEOUT_S = 5.0
 
 
 class ReconnectingSource:
     """Wraps a source factory; on error, end of stream or a stall it restarts the source with backoff.
 
-    `read()` never raises for a failure it will retry and never waits for a reconnection (attempts run on
-    a thread of their own): it returns None, so the caller's loop (a daemon's other streams, its command
-    handling) keeps running. Frame indices continue across reconnects. With fail_fast=False a source
-    that cannot start at first is retried like one that failed later, instead of raising.
+    `read()` never raises for a failure it will retry and never waits for a reconnection or a teardown
+    (attempts and the stop of a failed source run on threads of their own): it returns None, so the caller's
+    loop (a daemon's other streams, its command handling) keeps running. Frame indices continue across
+    reconnects. With fail_fast=False a source that cannot start at first is retried like one that failed
+    later, instead of raising (`last_error` says why).
     """
 
     def __init__(self, factory: Callable[[], Source], spec: SourceSpec, backoff: Backoff = DEFAULT_BACKOFF,
@@ -62,6 +65,7 @@ class ReconnectingSource:
         self._last_frame_at = time.monotonic()
         self.fail_fast = fail_fast
         self._attempt: threading.Thread | None = None  # a reconnection attempt in flight
+        self._teardown: threading.Thread | None = None  # a failed source being stopped
         self._attempt_result: Source | SourceError | None = None
         self._stopped = False  # set by stop(): an attempt in flight must not leave a started source behind
         self._lock = threading.Lock()
@@ -125,7 +129,14 @@ class ReconnectingSource:
             self._source = None
         with self._lock:  # an attempt in flight stops what it starts from now on; one that finished is stopped here
             self._stopped = True
-            started, self._attempt_result, self._attempt = self._attempt_result, None, None
+            attempt, self._attempt = self._attempt, None
+        for thread in (attempt, self._teardown):
+            if thread is not None:
+                thread.join(JOIN_TIMEOUT_S)
+                if thread.is_alive():
+                    log.warning("live source: %s still running after %.0f s at stop", thread.name, JOIN_TIMEOUT_S)
+        with self._lock:
+            started, self._attempt_result = self._attempt_result, None
         if started is not None and not isinstance(started, SourceError):
             started.stop()
 
@@ -133,8 +144,9 @@ class ReconnectingSource:
         self.last_error = why
         log.warning("live source failed (%s); reconnecting", why)
         self._dropped_before += self._source.dropped
-        self._source.stop()
-        self._source = None
+        failed, self._source = self._source, None
+        self._teardown = threading.Thread(target=failed.stop, name="source-teardown", daemon=True)
+        self._teardown.start()  # a pipeline's stop can take seconds: never on the caller's loop
         self.failures += 1
         self._retry_at = time.monotonic() + self.backoff.delay(self.failures)
 
@@ -163,8 +175,6 @@ class ReconnectingSource:
             return True
         if time.monotonic() < self._retry_at:
             return False
-        if self.backoff.max_attempts is not None and self.failures > self.backoff.max_attempts:
-            raise SourceError(f"live source gave up after {self.backoff.max_attempts} attempts: {self.last_error}")
         with self._lock:
             self._stopped = False
         self._attempt = threading.Thread(target=self._attempt_start, name="reconnect", daemon=True)
@@ -172,7 +182,10 @@ class ReconnectingSource:
         return False
 
     def _attempt_start(self) -> None:
-        """One reconnection attempt (its own thread: a camera's start can take seconds)."""
+        """One reconnection attempt (its own thread: a camera's start can take seconds), once the failed
+        source is stopped (a camera cannot be opened twice)."""
+        if self._teardown is not None:
+            self._teardown.join()
         try:
             source = self._factory()
             source.start()

@@ -57,7 +57,7 @@ def _offenders(prefix: str, forbidden: tuple[str, ...]) -> list[str]:
 
 def test_tracker_has_its_rooms():
     names = {p.name for p in (ROOT / "tracker").iterdir() if not p.name.startswith("__")}
-    assert {"core", "models", "protocol", "daemon", "client", "viewer", "cli", "runner", "broker"} <= names
+    assert {"core", "models", "protocol", "daemon", "client", "viewer", "cli", "runner", "broker", "recording"} <= names
     assert not [n for n in names if n.endswith("_cmd.py")], names
 
 
@@ -78,14 +78,22 @@ def test_engines_know_only_model_pieces():
 
 def test_the_broker_knows_sockets_and_the_protocol_only():
     assert _offenders("tracker.broker", ("torch", "sam2", "pipelines", "engines", "tracker.core", "tracker.models",
-                                         "tracker.runner", "tracker.daemon.loop", "tracker.daemon.wiring")) == []
+                                         "tracker.runner", "tracker.recording", "tracker.daemon.loop",
+                                         "tracker.daemon.wiring")) == []
 
 
 def test_only_the_daemon_wires_source_tracker_and_sockets():
     for room in ("tracker.core", "tracker.models", "tracker.protocol", "tracker.client", "tracker.viewer",
-                 "tracker.runner"):
+                 "tracker.runner", "tracker.recording"):
         assert _offenders(room, ("tracker.daemon",)) == [], room
     assert _offenders("tracker.protocol", ("pipelines", "engines", "tracker.models", "aiohttp")) == []
+
+
+def test_recording_is_a_room_of_its_own():
+    """The recorder, the format and the replay's reading live together; the daemon uses them, never the reverse,
+    and neither the recording room nor the offline runner opens sockets."""
+    assert _offenders("tracker.recording", ("tracker.daemon", "tracker.runner", "zmq", "aiohttp")) == []
+    assert _offenders("tracker.runner", ("zmq",)) == []
 
 
 def test_only_the_protocol_module_names_the_protocol_version():

@@ -54,7 +54,7 @@ def _run(queue_size: int, n: int = 40, ended: str | None = None) -> tuple[Publis
             if k == 0 and ended is not None:
                 publisher.publish_end(ended, None, "end of stream")
         publisher.publish_end("cam", n - 1, "end of stream")
-        publisher.close()
+        assert publisher.close(linger_ms=5000)  # the thread sent everything and closed its socket
         headers, deadline = [], time.monotonic() + 30
         while time.monotonic() < deadline and (not headers or headers[-1]["type"] != "end"
                                                 or headers[-1]["stream"] != "cam"):

@@ -48,6 +48,12 @@ class UnknownObjectError(SamtrackError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
+class TooManyObjectsError(SamtrackError, ValueError):
+    """A new object id while the tracker already tracks its maximum number of objects."""
+
+    code = "too_many_objects"
+
+
 class DownloadError(SamtrackError):
     """A checkpoint download that failed or produced a file of the wrong size."""
 

@@ -15,20 +15,25 @@ import zmq
 from zmq.utils.monitor import recv_monitor_message
 
 from .. import protocol as P
-from ..protocol import messages
+from ..daemon.security import MAX_INBOUND_BYTES, MAX_SUBSCRIPTION_BYTES, PUB_HWM, ROUTER_HWM, bind
 from ..protocol.curve import CurveClient, CurveServer
+from ..protocol.routing import OVERVIEW_OPS, Overview, route, split_envelope
 
 log = logging.getLogger(__name__)
 
-PING_EVERY_S = 1.0  # each connected daemon is pinged this often: learns its streams
-# A daemon whose connection drops (killed, host gone) is unavailable at once (socket monitor events); one
-# still connected but silent this long is taken for hung. Longer than the longest request a daemon may be
-# busy with, so a busy daemon is never mistaken for a dead one.
-HUNG_AFTER_S = 30.0
-# A forwarded request without a reply after this long is answered stream_unavailable (a prompt on a
-# past frame re-tracks up to a window of frames: tens of seconds on a CPU).
-REQUEST_TIMEOUT_S = 60.0
+PING_EVERY_S = 1.0  # a daemon is pinged this long after its last ping was answered: learns its streams
+# A forwarded request without a reply after this long is answered stream_unavailable: a prompt on a past
+# frame re-tracks up to a window of frames (tens of seconds on a CPU at 512 px, more with a long window).
+REQUEST_TIMEOUT_S = 120.0
+# A daemon still connected but silent this long (its ping unanswered) is taken for hung. Longer than any
+# request it may be busy with, so a busy daemon is never mistaken for a dead one; a dead one is noticed at
+# once anyway (its connection drops: socket monitor events).
+HUNG_AFTER_S = 1.5 * REQUEST_TIMEOUT_S
 POLL_MS = 100  # the loop wakes at least this often for pings and timeouts
+# Requests waiting for a daemon's reply, all clients together: beyond this a request is refused at once
+# (too_many_requests) instead of growing the broker's memory.
+MAX_PENDING = 4096
+STOP_TIMEOUT_S = 5.0  # at shutdown, how long the results proxy may take to stop
 
 
 @dataclass(frozen=True)
@@ -50,11 +55,13 @@ class Backend:
     monitor: zmq.Socket  # the DEALER's connection events
     streams: list[str] = field(default_factory=list)  # as configured, then as its last ping said
     connected: bool = False
-    last_answer: float = 0.0  # monotonic time of its last reply (0: never)
-    last_ping: float = 0.0
+    answered: bool = False  # it replied since it (re)connected: not alive before
+    ping: int | None = None  # the one ping in flight (never more: they would pile up in a busy daemon)
+    ping_sent: float = 0.0
+    ping_answered: float = 0.0
 
     def alive(self, now: float) -> bool:
-        return self.connected and self.last_answer > 0 and now - self.last_answer < HUNG_AFTER_S
+        return self.connected and self.answered and not (self.ping is not None and now - self.ping_sent >= HUNG_AFTER_S)
 
 
 @dataclass
@@ -72,27 +79,29 @@ class Pending:
 class Gather:
     """ping/stats naming no stream on a fleet: every live daemon's answer, merged into one reply."""
 
-    op: str
     client: list[bytes]
     rid: str | int | None
     waiting: int
-    per_stream: dict[str, dict] = field(default_factory=dict)
+    overview: Overview
 
 
 class Broker:
-    """Runs until stop()."""
+    """Runs until stop() (a plain flag: safe from a signal handler)."""
 
     def __init__(self, settings: BrokerSettings):
         self.settings = settings
         self._ctx = zmq.Context()
         self._auth = settings.front_curve.start(self._ctx) if settings.front_curve else None
-        self._stop = threading.Event()
+        self._stopped = False
         self._ids = itertools.count(1)
         self._pending: dict[int, Pending] = {}
         self._front = self._socket(zmq.ROUTER, server=True)
+        self._front.setsockopt(zmq.MAXMSGSIZE, MAX_INBOUND_BYTES)
+        self._front.setsockopt(zmq.RCVHWM, ROUTER_HWM)
         self.backends = [self._backend(r, c, streams) for r, c, streams in settings.daemons]
         self._unrouted_requests = 0
         self._unrouted_errors: dict[str, int] = {}
+        self._claims_warned: set[tuple[str, tuple[str, ...]]] = set()
 
     def _socket(self, kind: int, server: bool) -> zmq.Socket:
         s = self._ctx.socket(kind)
@@ -105,34 +114,42 @@ class Broker:
     def _backend(self, results: str, commands: str, streams: list[str]) -> Backend:
         sock = self._socket(zmq.DEALER, server=False)
         sock.setsockopt(zmq.IMMEDIATE, 1)  # nothing queues for a daemon that is not connected: it is refused
+        sock.setsockopt(zmq.SNDHWM, ROUTER_HWM)  # nor more than a daemon's own queue for a client holds
+        sock.setsockopt(zmq.MAXMSGSIZE, MAX_INBOUND_BYTES)
         monitor = sock.get_monitor_socket(zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED)
         return Backend(results, commands, sock, monitor, list(streams))
 
     def stop(self) -> None:
-        self._stop.set()
+        self._stopped = True
 
     def run(self) -> None:
-        from ..daemon.security import bind
-
+        """Bind (BindError naming the endpoint when it cannot), then serve until stop()."""
         s = self.settings
         xpub, xsub = self._socket(zmq.XPUB, server=True), self._socket(zmq.XSUB, server=False)
+        # Same limits as a daemon's PUB: a slow subscriber loses old results instead of buffering them.
+        xpub.setsockopt(zmq.SNDHWM, PUB_HWM)
+        xpub.setsockopt(zmq.MAXMSGSIZE, MAX_SUBSCRIPTION_BYTES)
+        xsub.setsockopt(zmq.RCVHWM, PUB_HWM)
         control = self._ctx.socket(zmq.PAIR)
-        control.bind("inproc://broker-control")
-        proxy = threading.Thread(target=self._proxy, args=(xpub, xsub), name="results-proxy", daemon=True)
+        control.setsockopt(zmq.LINGER, 0)
+        control.setsockopt(zmq.SNDTIMEO, int(STOP_TIMEOUT_S * 1000))
+        address = f"inproc://broker-control-{id(self)}"
+        control.bind(address)
+        proxy: threading.Thread | None = None
         try:
             bind(xpub, s.results, curve=s.front_curve is not None)
             bind(self._front, s.commands, curve=s.front_curve is not None)
             for b in self.backends:
                 xsub.connect(b.results)
                 b.socket.connect(b.commands)
+            proxy = threading.Thread(target=self._proxy, args=(xpub, xsub, address), name="results-proxy",
+                                     daemon=True)
             proxy.start()
             log.info("broker: results on %s, commands on %s, for %d daemon(s)", s.results, s.commands,
                      len(self.backends))
             self._loop()
         finally:
-            control.send(b"TERMINATE")
-            proxy.join(5.0)
-            control.close()
+            stopped = self._stop_proxy(proxy, control, xpub, xsub)
             for b in self.backends:
                 b.socket.disable_monitor()
                 b.monitor.close(0)
@@ -140,12 +157,29 @@ class Broker:
             self._front.close(0)
             if self._auth is not None:
                 self._auth.stop()
-            self._ctx.term()
+            if stopped:  # a context cannot end while the proxy still holds its sockets
+                self._ctx.term()
 
-    def _proxy(self, xpub: zmq.Socket, xsub: zmq.Socket) -> None:
+    def _stop_proxy(self, proxy: threading.Thread | None, control: zmq.Socket, xpub: zmq.Socket,
+                    xsub: zmq.Socket) -> bool:
+        """Ends the results proxy (or closes its sockets when it never started); False if it would not stop."""
+        if proxy is None:
+            for sock in (xpub, xsub, control):
+                sock.close(0)
+            return True
+        try:
+            control.send(b"TERMINATE")
+        except zmq.Again:
+            log.warning("the results proxy did not take the stop request")
+        proxy.join(STOP_TIMEOUT_S)
+        control.close(0)
+        return not proxy.is_alive()
+
+    def _proxy(self, xpub: zmq.Socket, xsub: zmq.Socket, address: str) -> None:
         """libzmq's proxy moves results down and subscriptions up until TERMINATE on the control socket."""
         control = self._ctx.socket(zmq.PAIR)
-        control.connect("inproc://broker-control")
+        control.setsockopt(zmq.LINGER, 0)
+        control.connect(address)
         try:
             zmq.proxy_steerable(xpub, xsub, None, control)
         finally:
@@ -160,7 +194,7 @@ class Broker:
             poller.register(b.monitor, zmq.POLLIN)
         by_socket = {b.socket: b for b in self.backends}
         by_monitor = {b.monitor: b for b in self.backends}
-        while not self._stop.is_set():
+        while not self._stopped:
             for sock, _ in poller.poll(POLL_MS):
                 if sock is self._front:
                     self._from_client(self._front.recv_multipart())
@@ -171,8 +205,10 @@ class Broker:
             self._ping_and_expire(time.monotonic())
 
     def _connection(self, backend: Backend, event: int) -> None:
-        """A daemon's connection came up or dropped; requests waiting on a dropped one are answered."""
+        """A daemon's connection came up or dropped; requests waiting on a dropped one are answered. Either way
+        it is not alive until it answers on this connection."""
         backend.connected = event == zmq.EVENT_CONNECTED
+        backend.answered, backend.ping = False, None
         log.info("daemon at %s %s", backend.commands, "connected" if backend.connected else "disconnected")
         if not backend.connected:
             self._fail_pending(lambda p: p.backend is backend,
@@ -181,16 +217,17 @@ class Broker:
 
     # ---- clients ----------------------------------------------------------------------------
     def _from_client(self, msg: list[bytes]) -> None:
-        identity, parts = msg[0], msg[1:]
-        envelope = [identity]
-        if parts and parts[0] == b"":  # a REQ client's delimiter, returned with the reply
-            envelope, parts = [identity, b""], parts[1:]
+        envelope, parts = split_envelope(msg)
         rid = None
         try:
             rid, op, args, frames = P.parse_request(parts)
-            if args.stream is None and op in ("ping", "stats") and len(self._streams()) != 1:
+            if len(self._pending) >= MAX_PENDING:
+                raise P.ProtocolError("too_many_requests", f"the broker has {MAX_PENDING} requests waiting for "
+                                                           "daemons; retry later", rid)
+            backend = self._route(op, args, rid)
+            if backend is None:
                 return self._gather(op, envelope, rid)
-            self._forward(self._route(op, args, rid), envelope, rid, op, args, frames)
+            self._forward(backend, envelope, rid, op, args, frames)
         except P.ProtocolError as e:
             code = e.code
             self._unrouted_requests += 1
@@ -198,23 +235,31 @@ class Broker:
             self._reply(envelope, P.reply_error(e.request_id if e.request_id is not None else rid, code, e.message))
 
     def _streams(self) -> dict[str, Backend]:
-        """Stream name -> the daemon serving it, as last learned."""
-        return {name: b for b in self.backends for name in b.streams}
+        """Stream name -> the daemon serving it, as last learned. Two daemons claiming one stream: the first
+        given on the command line serves it (a warning says so, once)."""
+        out: dict[str, Backend] = {}
+        claims: dict[str, list[Backend]] = {}
+        for b in self.backends:
+            for name in b.streams:
+                claims.setdefault(name, []).append(b)
+                out.setdefault(name, b)
+        for name, claimants in claims.items():
+            key = (name, tuple(b.commands for b in claimants))
+            if len(claimants) > 1 and key not in self._claims_warned:
+                self._claims_warned.add(key)
+                log.warning("stream %r is served by %d daemons (%s): requests go to the first given, %s",
+                            name, len(claimants), ", ".join(key[1]), claimants[0].commands)
+        return out
 
-    def _route(self, op: str, args, rid) -> Backend:
+    def _route(self, op: str, args, rid) -> Backend | None:
+        """The daemon serving the request's stream; None for ping/stats about the whole fleet."""
         streams, now = self._streams(), time.monotonic()
-        name = args.stream
-        if name is None:
-            if len(streams) != 1:
-                raise P.ProtocolError("stream_required", f"{op} needs args.stream: this broker serves "
-                                                         f"{', '.join(streams) or 'no stream yet'}", rid)
-            name = next(iter(streams))
-        backend = streams.get(name)
-        if backend is None:
-            silent = [b.commands for b in self.backends if not b.alive(now)]
-            raise P.ProtocolError("unknown_stream", f"no stream {name!r} behind this broker; it serves "
-                                                    f"{', '.join(streams) or 'no stream yet'}"
-                                  + (f" (daemons not answering: {', '.join(silent)})" if silent else ""), rid)
+        if args.stream is None and op in OVERVIEW_OPS and len(streams) != 1:
+            return None
+        silent = [b.commands for b in self.backends if not b.alive(now)]
+        hint = f" (daemons not answering: {', '.join(silent)})" if silent else ""
+        name = route(op, args.stream, list(streams), rid, who="this broker", unknown_hint=hint)
+        backend = streams[name]
         if not backend.alive(now):
             raise P.ProtocolError("stream_unavailable", f"stream {name!r} is served by the daemon at "
                                                         f"{backend.commands}, which is not answering", rid)
@@ -225,18 +270,18 @@ class Broker:
         n = next(self._ids)
         try:
             backend.socket.send_multipart([P.request(n, op, args), *frames], flags=zmq.NOBLOCK)
-        except zmq.Again as e:  # not connected (IMMEDIATE): nothing was sent
+        except zmq.Again as e:  # not connected (IMMEDIATE) or its queue is full: nothing was sent
             if gather is not None:
                 return self._gathered(gather, {"ok": False})
-            raise P.ProtocolError("stream_unavailable", f"the daemon at {backend.commands} is not connected",
-                                  rid) from e
+            raise P.ProtocolError("stream_unavailable", f"the daemon at {backend.commands} is not connected or "
+                                                        "not reading its requests", rid) from e
         self._pending[n] = Pending(envelope, rid, backend, time.monotonic() + REQUEST_TIMEOUT_S, gather)
 
     def _gather(self, op: str, envelope: list[bytes], rid) -> None:
         live = [b for b in self.backends if b.alive(time.monotonic())]
         if not live:
             raise P.ProtocolError("stream_unavailable", "no daemon behind this broker is answering", rid)
-        gather = Gather(op, envelope, rid, len(live))
+        gather = Gather(envelope, rid, len(live), Overview(op))
         for b in live:
             self._forward(b, envelope, rid, op, P.NoArgs(), [], gather)
 
@@ -253,7 +298,7 @@ class Broker:
         except P.ProtocolError as e:
             log.warning("unreadable reply from %s: %s", backend.commands, e)
             return
-        backend.last_answer = time.monotonic()
+        backend.answered = True
         pending = self._pending.pop(reply["id"], None) if isinstance(reply["id"], int) else None
         if pending is None:
             return
@@ -265,6 +310,7 @@ class Broker:
             self._reply(pending.client, P.reply_with_id(msg[-1], pending.rid))
 
     def _learn(self, backend: Backend, reply: dict) -> None:
+        backend.ping, backend.ping_answered = None, time.monotonic()
         streams = reply["result"]["streams"] if reply.get("ok") else []
         if streams != backend.streams:
             log.info("daemon at %s serves %s", backend.commands, ", ".join(streams) or "no stream")
@@ -272,30 +318,29 @@ class Broker:
 
     def _gathered(self, g: Gather, reply: dict) -> None:
         if reply.get("ok"):
-            result = reply["result"]
-            g.per_stream.update(result["per_stream"] if "per_stream" in result else {result["stream"]: result})
+            g.overview.add(reply["result"])
         g.waiting -= 1
         if g.waiting == 0:
-            merged = (messages.overview_result(g.per_stream) if g.op == "ping" else
-                      messages.stats_overview_result(g.per_stream, self._unrouted_requests, self._unrouted_errors))
-            self._reply(g.client, P.reply_ok(g.rid, merged))
+            self._reply(g.client, P.reply_ok(g.rid, g.overview.result(self._unrouted_requests,
+                                                                      self._unrouted_errors)))
 
     def _ping_and_expire(self, now: float) -> None:
         for b in self.backends:
-            if b.connected and now - b.last_ping >= PING_EVERY_S:
-                b.last_ping = now
+            if b.connected and b.ping is None and now - b.ping_answered >= PING_EVERY_S:
                 n = next(self._ids)
                 try:
                     b.socket.send_multipart([P.request(n, "ping")], flags=zmq.NOBLOCK)
                 except zmq.Again:
                     continue
+                b.ping, b.ping_sent = n, now
                 self._pending[n] = Pending(None, None, b, now + HUNG_AFTER_S)
         self._fail_pending(lambda p: now >= p.deadline,
                            f"no reply from the daemon within {REQUEST_TIMEOUT_S:.0f} s; the request may or may not "
                            "have been applied")
 
     def _fail_pending(self, which, text: str) -> None:
-        """Answers stream_unavailable to the waiting requests `which` selects (forgets the broker's pings)."""
+        """Answers stream_unavailable to the waiting requests `which` selects; a ping that expired marks its
+        daemon hung (not alive until it answers again)."""
         for n, p in list(self._pending.items()):
             if not which(p):
                 continue
@@ -304,3 +349,7 @@ class Broker:
                 self._gathered(p.gather, {"ok": False})
             elif p.client is not None:
                 self._reply(p.client, P.reply_error(p.rid, "stream_unavailable", text))
+            elif p.backend.ping == n:
+                p.backend.ping, p.backend.answered = None, False
+                log.warning("daemon at %s has not answered for %.0f s: its streams are unavailable until it does",
+                            p.backend.commands, HUNG_AFTER_S)

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 
 def add_broker_parser(sub) -> None:
-    from ..protocol import DEFAULT_COMMANDS, DEFAULT_RESULTS
+    from ..protocol.base import DEFAULT_BROKER_COMMANDS, DEFAULT_BROKER_RESULTS
 
     p = sub.add_parser("broker", help="join several daemons into one results and one commands endpoint")
     p.add_argument("--daemon", nargs="+", action="append", required=True, metavar="ENDPOINT",
                    help="RESULTS COMMANDS [STREAM,STREAM...]: a daemon's endpoints, and its streams if they should be "
                         "known before it first answers (repeat for each daemon)")
-    p.add_argument("--results", default=DEFAULT_RESULTS, help="XPUB endpoint clients subscribe to")
-    p.add_argument("--commands", default=DEFAULT_COMMANDS, help="ROUTER endpoint clients send requests to")
+    p.add_argument("--results", default=DEFAULT_BROKER_RESULTS,
+                   help="XPUB endpoint clients subscribe to (not a daemon's default 5555: both may run on one host)")
+    p.add_argument("--commands", default=DEFAULT_BROKER_COMMANDS,
+                   help="ROUTER endpoint clients send requests to (not a daemon's default 5556)")
     p.add_argument("--server-secret-key", help="CurveZMQ for clients: the broker's .key_secret file")
     p.add_argument("--authorized-clients", help="CurveZMQ for clients: directory of allowed client public keys")
     p.add_argument("--client-key", help="CurveZMQ to the daemons: the broker's own .key_secret file")

@@ -80,17 +80,15 @@ def run_serve(args) -> int:
 
 def _source_overrides(sources: list[str]) -> dict[str, object]:
     """One bare --source SOURCE sets [stream]; NAME=SOURCE (one or several) set [[streams]]."""
-    import re
-
     from ..errors import SamtrackError
-    from ..protocol import STREAM_NAME
+    from ..protocol import is_stream_name
 
     if not sources:
         return {}
     named = []
     for text in sources:
         name, sep, uri = text.partition("=")
-        named.append((name, uri) if sep and re.match(STREAM_NAME, name) and uri else None)
+        named.append((name, uri) if sep and is_stream_name(name) and uri else None)
     if len(sources) == 1 and named[0] is None:
         return {"stream.source": sources[0]}
     if None in named:

@@ -49,7 +49,7 @@ def run_track(args) -> int:
     from ..core.tracker import Tracker
     from ..errors import SamtrackError
     from ..models import weights
-    from ..runner.inputs import is_recording, open_input
+    from ..recording.inputs import is_recording, open_input
     from ..runner.plan import plan_from_file, plan_from_flags
     from ..runner.track import track_source
 

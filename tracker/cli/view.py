@@ -17,6 +17,9 @@ def add_view_parser(sub) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on; beyond loopback a token is required")
     p.add_argument("--port", type=int, default=8765, help="HTTP port (0: any free port)")
     p.add_argument("--token", help="token the page's URL must carry (generated when --host is not loopback)")
+    p.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN",
+                   help="another web origin whose pages may use the viewer (scheme://host[:port]; repeatable); by "
+                        "default only the viewer's own page may")
     add_curve_options(p)
     p.set_defaults(func=run_view)
 
@@ -28,14 +31,19 @@ def run_view(args) -> int:
 
     from ..errors import SamtrackError
     from ..protocol.curve import CurveClient
+    from ..viewer.origin import normalize_origin
     from ..viewer.server import ViewerSettings, needs_token, serve
 
     token = args.token
     if token is None and needs_token(args.host):
         token = secrets.token_urlsafe(16)
+    try:
+        allowed = frozenset(normalize_origin(o) for o in args.allow_origin)
+    except ValueError as e:
+        raise SamtrackError(f"--allow-origin: {e}") from e
     settings = ViewerSettings(results=args.results, commands=args.commands, stream=args.stream, host=args.host,
                               port=args.port, token=token,
-                              curve=CurveClient.from_options(args.client_key, args.server_key))
+                              curve=CurveClient.from_options(args.client_key, args.server_key), allow_origins=allowed)
 
     async def main() -> None:
         stop = asyncio.Event()

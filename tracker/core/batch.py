@@ -14,24 +14,48 @@ from .results import FrameResult
 from .tracker import Tracker
 
 
-def step_batch(trackers: list[Tracker], frames: list[np.ndarray]) -> list[FrameResult]:
-    """`tracker.step(frame)` for each pair, the encoder called once on the stacked frames. The trackers
-    must share one model and encoder (`Tracker.share`); results equal one-at-a-time steps within the
-    arithmetic differences of batched kernels (1e-5 in fp32, tested)."""
+def step_batch(trackers: list[Tracker], frames: list[np.ndarray]) -> list[FrameResult | Exception]:
+    """`tracker.step(frame)` for each pair, the encoder called once on the stacked frames; each entry is the
+    tracker's result or what it raised. A failure belongs to its own tracker: a bad frame, or a failure after
+    the encoder, leaves the others' results standing; when the batched encoder itself fails, each frame is
+    stepped alone. The trackers must share one model and encoder (`Tracker.share`); results equal
+    one-at-a-time steps within the arithmetic differences of batched kernels (1e-5 in fp32, tested)."""
     first = trackers[0]
     if any(t.encoder is not first.encoder or t.precision != first.precision for t in trackers):
         raise ValueError("step_batch needs trackers sharing one encoder and precision (Tracker.share)")
-    checked = [check_frame(f) for f in frames]
-    t0 = time.perf_counter()
-    with torch.inference_mode():
-        images = torch.cat([t.preprocess(f) for t, f in zip(trackers, checked, strict=True)])
-        t1 = time.perf_counter()
-        with compute_context(first.precision, first.device):
-            batched = first.encoder(images)
-    t2 = time.perf_counter()
-    n = len(trackers)
-    return [t.step_encoded(f, _item(batched, i), (t1 - t0) / n, (t2 - t1) / n)
-            for i, (t, f) in enumerate(zip(trackers, checked))]
+    out: list[FrameResult | Exception | None] = [None] * len(trackers)
+    todo = []
+    for i, f in enumerate(frames):
+        try:
+            todo.append((i, check_frame(f)))
+        except Exception as e:  # noqa: BLE001  (returned as this tracker's outcome)
+            out[i] = e
+    try:
+        t0 = time.perf_counter()
+        with torch.inference_mode():
+            images = torch.cat([trackers[i].preprocess(f) for i, f in todo])
+            t1 = time.perf_counter()
+            with compute_context(first.precision, first.device):
+                batched = first.encoder(images)
+        t2 = time.perf_counter()
+    except Exception:  # noqa: BLE001  (one frame may be the cause: each goes alone, and fails alone)
+        for i, f in todo:
+            out[i] = _alone(trackers[i], f)
+        return out
+    n = len(todo)
+    for k, (i, f) in enumerate(todo):
+        try:
+            out[i] = trackers[i].step_encoded(f, _item(batched, k), (t1 - t0) / n, (t2 - t1) / n)
+        except Exception as e:  # noqa: BLE001  (this tracker did not advance; the others did)
+            out[i] = e
+    return out
+
+
+def _alone(tracker: Tracker, frame: np.ndarray) -> FrameResult | Exception:
+    try:
+        return tracker.step(frame)
+    except Exception as e:  # noqa: BLE001  (returned as this tracker's outcome)
+        return e
 
 
 def _item(out, i: int):

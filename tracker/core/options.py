@@ -22,6 +22,11 @@ DEFAULT_FEATURE_WINDOW = 16
 
 PRECISIONS = ("auto", "fp32", "bf16")  # see TrackerOptions.precision
 
+# Objects tracked at once: each adds its memory bank and its share of every step (about one memory attention
+# and decoder pass), so a client adding ids in a loop would grow memory and step time without bound. 32 covers
+# a busy scene on one camera; raise it where the hardware keeps up.
+DEFAULT_MAX_OBJECTS = 32
+
 
 @dataclass(frozen=True)
 class TrackerOptions:
@@ -53,6 +58,8 @@ class TrackerOptions:
     # resized on the device (within the tolerance of docs/engines.md); "auto" picks bf16 where the device
     # has native bf16 (CUDA, CPUs with AVX512-BF16 or AMX), else fp32.
     precision: str = "auto"
+    # New object ids beyond this many tracked objects are refused (TooManyObjectsError); see DEFAULT_MAX_OBJECTS.
+    max_objects: int = DEFAULT_MAX_OBJECTS
 
     @classmethod
     def from_model(cls, model: torch.nn.Module, **overrides) -> TrackerOptions:
@@ -90,6 +97,8 @@ class TrackerOptions:
             raise ValueError("feature_window must be >= 1")
         if self.fill_hole_area < 0:
             raise ValueError("fill_hole_area must be >= 0")
+        if self.max_objects < 1:
+            raise ValueError("max_objects must be >= 1")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
 

@@ -8,6 +8,10 @@ import torch
 from ..errors import PromptError
 from .bank import PointPrompt
 
+# Clicks kept for one object on one frame, added up over corrections that keep the old ones: a prompt is
+# a handful of clicks, and each costs every later decoder pass on that frame.
+MAX_FRAME_POINTS = 64
+
 
 def _as_float_array(value, name: str, shape_hint: str) -> np.ndarray:
     try:

@@ -15,13 +15,13 @@ import torch.nn.functional as F
 
 from engines.base import EncoderBackend, MemoryAttentionBackend
 
-from ..errors import FrameWindowError, PromptError, UnknownObjectError
+from ..errors import FrameWindowError, PromptError, TooManyObjectsError, UnknownObjectError
 from .bank import MemoryEntry, ObjectBank, PointPrompt
 from .memory import condition_on_memory, gather_memory
 from .options import TrackerOptions
 from .precision import compute_context, resolve_precision
 from .preprocess import DevicePreprocessor, Preprocessor, check_frame
-from .prompts import check_box, check_mask, check_points, to_mask_input, to_point_prompt
+from .prompts import MAX_FRAME_POINTS, check_box, check_mask, check_points, to_mask_input, to_point_prompt
 from .results import FrameResult, StageTimes, make_result
 
 log = logging.getLogger(__name__)
@@ -110,6 +110,11 @@ class Tracker:
     def objects(self) -> list[int]:
         """Ids of the tracked objects, in the order they were added."""
         return list(self._banks)
+
+    @property
+    def backend(self) -> str:
+        """The engines' backend ("torch": Meta's modules)."""
+        return getattr(self.encoder, "name", "torch")
 
     @property
     def latest_frame(self) -> int | None:
@@ -252,9 +257,16 @@ class Tracker:
     def _add_prompt(self, obj_id: int, feats: FrameFeatures, prompt: PointPrompt | None = None,
                     mask: torch.Tensor | None = None, clear_old_points: bool = True) -> FrameResult:
         k = feats.index
+        if obj_id not in self._banks and len(self._banks) >= self.options.max_objects:
+            raise TooManyObjectsError(
+                f"already tracking {len(self._banks)} objects, the most this tracker takes (max_objects): remove "
+                f"one first (remove_object), or raise max_objects ([memory] max_objects)")
         bank = self._banks.get(obj_id) or ObjectBank(obj_id)
         if prompt is not None and not clear_old_points and k in bank.points:
             old = bank.points[k]
+            if old.coords.shape[1] + prompt.coords.shape[1] > MAX_FRAME_POINTS:
+                raise PromptError(f"object {obj_id} would have {old.coords.shape[1] + prompt.coords.shape[1]} points "
+                                  f"on frame {k}; at most {MAX_FRAME_POINTS}: replace them (clear_old_points)")
             prompt = PointPrompt(torch.cat([old.coords, prompt.coords], 1), torch.cat([old.labels, prompt.labels], 1))
         is_init_cond = k not in bank.tracked
         is_cond = is_init_cond or self.options.add_all_frames_to_correct_as_cond

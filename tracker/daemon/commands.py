@@ -12,6 +12,7 @@ from .. import protocol as P
 from ..core.results import FrameResult
 from ..errors import SamtrackError
 from ..protocol import messages
+from ..protocol.routing import Overview, route
 from .metrics import UNROUTED, Metrics
 from .stream import Stream
 
@@ -67,17 +68,8 @@ class CommandHandler:
 
     def _route(self, op: str, args, rid) -> Stream | None:
         """The stream a request is for; None for ping/stats about every stream of a daemon with several."""
-        if args.stream is not None:
-            if args.stream not in self.streams:
-                raise P.ProtocolError("unknown_stream", f"no stream {args.stream!r} here; this daemon serves "
-                                                        f"{', '.join(self.streams)}", rid)
-            return self.streams[args.stream]
-        if len(self.streams) == 1:
-            return next(iter(self.streams.values()))
-        if op in ("ping", "stats"):
-            return None
-        raise P.ProtocolError("stream_required", f"{op} needs args.stream: this daemon serves "
-                                                 f"{', '.join(self.streams)}", rid)
+        name = route(op, args.stream, list(self.streams), rid)
+        return None if name is None else self.streams[name]
 
     def _count(self, stream: Stream | None, code: str | None = None) -> None:
         """A request (code None) or an error reply, on its stream's counters: the only stream's when the
@@ -97,10 +89,10 @@ class CommandHandler:
             stream.stats.errors[code] += 1
 
     def _overview(self, op: str) -> dict:
-        per_stream = {name: getattr(self, f"_op_{op}")(st, None, []) for name, st in self.streams.items()}
-        if op == "ping":
-            return messages.overview_result(per_stream)
-        return messages.stats_overview_result(per_stream, self.unrouted_requests, dict(self.unrouted_errors))
+        overview = Overview(op)
+        for st in self.streams.values():
+            overview.add(getattr(self, f"_op_{op}")(st, None, []))
+        return overview.result(self.unrouted_requests, dict(self.unrouted_errors))
 
     # ---- ops --------------------------------------------------------------------------------
     def _op_ping(self, st: Stream, args, frames) -> dict:

@@ -13,9 +13,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from pipelines.live import DEFAULT_BACKOFF, DEFAULT_STALL_TIMEOUT_S
 
-from ..core.options import DEFAULT_FEATURE_WINDOW, DEFAULT_MAX_COND_FRAMES, PRECISIONS
+from ..core.options import DEFAULT_FEATURE_WINDOW, DEFAULT_MAX_COND_FRAMES, DEFAULT_MAX_OBJECTS, PRECISIONS
 from ..errors import SamtrackError
-from ..protocol import DEFAULT_COMMANDS, DEFAULT_RESULTS, MASK_ENCODINGS, STREAM_NAME
+from ..protocol import DEFAULT_COMMANDS, DEFAULT_RESULTS, MASK_ENCODINGS, MAX_STREAM_NAME, STREAM_NAME
 
 
 class ConfigError(SamtrackError):
@@ -39,8 +39,9 @@ def _check_endpoint(value: str) -> str:
 
 
 class StreamSection(_Section):
-    name: str = Field("default", pattern=STREAM_NAME,
-                      description="Stream name: the results topic is results.<name>; one per camera.")
+    name: str = Field("default", pattern=STREAM_NAME, max_length=MAX_STREAM_NAME,
+                      description="Stream name: the results topic is results.<name>; one per camera (letters, "
+                                  "digits, _ - ., not only dots).")
     source: str = Field("test:", description="Frame source: test:, a file, v4l2:/dev/videoN, rtsp://..., gst:..., or "
                                           "a recording's directory (its frames at their pace)")
     stall_timeout_s: float = Field(DEFAULT_STALL_TIMEOUT_S, gt=0,
@@ -82,6 +83,9 @@ class MemorySection(_Section):
                                 description="Recent frames a prompt may name (~0.5 s at 30 fps covers a click).")
     max_cond_frames: int = Field(DEFAULT_MAX_COND_FRAMES, ge=2, le=64,
                                  description="Prompted frames kept per object; bounds memory and attention cost.")
+    max_objects: int = Field(DEFAULT_MAX_OBJECTS, ge=1, le=1024,
+                             description="Objects tracked at once per stream; a new id beyond is refused "
+                             "(too_many_objects): each object costs memory and step time.")
     batch_objects: bool = Field(False, description="Track all objects of a frame in one batch (for GPUs; "
                                 "within 1e-5 of one at a time, measured slower on CPU).")
     batch_streams: bool = Field(False, description="Encode the frames of all streams of a turn in one batch "

@@ -4,8 +4,6 @@ served between frames, systemd notifications, Prometheus metrics and optional Cu
 from __future__ import annotations
 
 import logging
-import signal
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,12 +17,14 @@ from ..core.batch import step_batch
 from ..core.results import FrameResult
 from ..errors import SamtrackError
 from ..protocol.curve import CurveServer
-from ..runner.recording import RECORDED_OPS
+from ..protocol.routing import split_envelope
 from .commands import CommandHandler
 from .metrics import Metrics
-from .publisher import PUB_HWM, Publisher
+from .publisher import Publisher
 from .sdnotify import Notifier
-from .security import bind
+from .security import MAX_INBOUND_BYTES, MAX_SUBSCRIPTION_BYTES, PUB_HWM, ROUTER_HWM, bind
+from .service import Service
+from .signals import Interrupted, StopFlag
 from .stream import Stream
 
 log = logging.getLogger(__name__)
@@ -37,13 +37,10 @@ FRAME_WAIT_S = 0.02  # how long a turn without frames waits: bounds command late
 # With several streams no one source can be waited on: each is polled, and a turn that found no frame
 # sleeps this long (a frame waits at most this much longer).
 POLL_S = 0.005
-MAX_INBOUND_BYTES = 64 << 20  # larger messages are dropped by ZeroMQ itself (memory safety net)
 END_LINGER_MS = 1000  # at the end of the streams, how long the "end" messages may take to leave before exit
-
-
-class Interrupted(BaseException):
-    """Raised by the signal handler inside a tracking step or a request, so a stop never waits for one.
-    A BaseException: the per-frame and per-request error handling must not swallow it."""
+# At shutdown, how long the recorders may take to write what is queued (all streams together): systemd's
+# TimeoutStopSec (10 s in the shipped units) must cover it, the publisher's and the sources' stops.
+RECORDER_STOP_S = 4.0
 
 
 @dataclass(frozen=True)
@@ -76,23 +73,22 @@ class Daemon:
         self._on_result = on_result
         self.metrics = Metrics()
         self.notifier = notifier or Notifier()
+        self.service = Service(self.notifier, self.metrics, settings.watchdog_stall_s, settings.status_every_s)
         self.metrics_port: int | None = None
-        self._stop = threading.Event()
-        self._busy = False  # inside a tracking step or a request: a signal interrupts it
+        self._flag = StopFlag()
         self._ctx = zmq.Context()
         self._auth = settings.curve.start(self._ctx) if settings.curve else None
         self._pub = self._socket(zmq.PUB)
         self._pub.setsockopt(zmq.SNDHWM, PUB_HWM)
+        self._pub.setsockopt(zmq.MAXMSGSIZE, MAX_SUBSCRIPTION_BYTES)
         self._cmd = self._socket(zmq.ROUTER)
         self._cmd.setsockopt(zmq.MAXMSGSIZE, MAX_INBOUND_BYTES)
+        self._cmd.setsockopt(zmq.RCVHWM, ROUTER_HWM)
         self.publisher = Publisher(self._pub, settings.mask_encoding, settings.publish_queue, self._published)
         for st in streams:
             self.publisher.add_stream(st.name, st.preview_every)
         self.handler = CommandHandler(self.streams, self.status, self.metrics, self.publisher.dropped)
         self._turns = 0
-        self._last_ping = 0.0
-        self._last_status = 0.0
-        self._ready = False
         self._ended = False  # end messages were published
 
     @property
@@ -111,16 +107,11 @@ class Daemon:
         return st.status(list(self.streams), self.metrics_port)
 
     def install_signal_handlers(self) -> None:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, self._on_signal)
-
-    def _on_signal(self, signum, _frame) -> None:
-        self.stop()
-        if self._busy:
-            raise Interrupted(signal.Signals(signum).name)
+        self._flag.install()
 
     def stop(self) -> None:
-        self._stop.set()
+        """Stop after the current step (safe from any thread and from a signal handler)."""
+        self._flag.stop()
 
     def run(self) -> None:
         """Bind, start the sources (raising if none can start), then loop until stopped."""
@@ -134,16 +125,16 @@ class Daemon:
             self._start_sources()
             log.info("serving %s: results on %s, commands on %s",
                      ", ".join(repr(n) for n, st in self.streams.items() if st.running), s.results, s.commands)
-            while not self._stop.is_set():
+            while not self._flag.stopped:
                 self._serve_commands()
                 if not self._turn():
                     log.info("no stream left running; exiting")
                     return
-                self._systemd()
+                self.service.tick(self.streams)
         except Interrupted as e:
             log.info("%s: stopped in the middle of a tracking step or request", e)
         finally:
-            self._busy = False
+            self._flag.busy = False
             self.notifier.stopping()
             self.close()
 
@@ -154,7 +145,7 @@ class Daemon:
         for st in self.streams.values():
             try:
                 st.source.start()
-                self.metrics.source_up.labels(st.name).set(1)
+                self.metrics.source_up.labels(st.name).set(1 if st.source.connected else 0)
             except (SourceError, SamtrackError, OSError) as e:
                 if len(self.streams) == 1:
                     raise
@@ -182,7 +173,7 @@ class Daemon:
             except EndOfStream:
                 self._end(st, "end of stream")
                 continue
-            if frame is None or self._stop.is_set():
+            if frame is None or self._flag.stopped:
                 continue
             tracked = True
             if self.settings.batch_streams:
@@ -194,7 +185,7 @@ class Daemon:
         elif batch:
             self._track_batch(batch)
         if not tracked and len(running) > 1:
-            self._stop.wait(POLL_S)
+            time.sleep(POLL_S)  # a signal's handler runs as soon as it returns; the flag is read next turn
         return True
 
     def _end(self, st: Stream, reason: str) -> None:
@@ -204,108 +195,74 @@ class Daemon:
         self._ended = True
 
     def close(self) -> None:
+        recorders = [st.recorder for st in self.streams.values() if st.recorder is not None]
+        for r in recorders:  # every writer starts on its backlog at once; they share one deadline
+            r.stop()
         for st in self.streams.values():
             st.source.stop()
-        self.publisher.close()  # its thread is done with the socket after this
-        for st in self.streams.values():
-            if st.recorder is not None:
-                st.recorder.close()
-        if self._ended:  # the end messages may take a moment to leave
-            self._pub.setsockopt(zmq.LINGER, END_LINGER_MS)
-        self._pub.close()
+        # The publisher closes its socket in its own thread; one still stuck there keeps it (and the
+        # context, which cannot end while a socket is open): the process exits without them.
+        published = self.publisher.close(END_LINGER_MS if self._ended else 0)
+        deadline = time.monotonic() + RECORDER_STOP_S
+        for r in recorders:
+            r.join(deadline)
         self._cmd.close(0)
         if self._auth is not None:
             self._auth.stop()
-        self._ctx.term()
+        if published:
+            self._ctx.term()
         self.metrics.close()
         self.notifier.close()
 
     def _track(self, st: Stream, frame: Frame) -> None:
         t_start = time.monotonic_ns()
         try:
-            self._busy = True
+            self._flag.busy = True
             result = st.tracker.step(frame.image)
-        except Exception:
-            self._failed(st, frame)
+        except Exception as e:
+            self._failed(st, frame, e)
             return
         finally:
-            self._busy = False
+            self._flag.busy = False
         self._tracked(st, frame, result, t_start)
 
     def _track_batch(self, batch: list[tuple[Stream, Frame]]) -> None:
-        """Frames of several streams, their image encoding in one batch (batch_streams)."""
+        """Frames of several streams, their image encoding in one batch (batch_streams); a failure belongs to
+        its own stream, the others' results are published."""
         t_start = time.monotonic_ns()
         try:
-            self._busy = True
-            results = step_batch([st.tracker for st, _ in batch], [frame.image for _, frame in batch])
-        except Exception:
-            for st, frame in batch:
-                self._failed(st, frame)
-            return
+            self._flag.busy = True
+            outcomes = step_batch([st.tracker for st, _ in batch], [frame.image for _, frame in batch])
         finally:
-            self._busy = False
-        for (st, frame), result in zip(batch, results, strict=True):
-            self._tracked(st, frame, result, t_start)
+            self._flag.busy = False
+        for (st, frame), outcome in zip(batch, outcomes, strict=True):
+            if isinstance(outcome, Exception):
+                self._failed(st, frame, outcome)
+            else:
+                self._tracked(st, frame, outcome, t_start)
 
-    def _failed(self, st: Stream, frame: Frame) -> None:
+    def _failed(self, st: Stream, frame: Frame, error: Exception) -> None:
         st.stats.frame_errors += 1
         self.metrics.frame_errors.labels(st.name).inc()
-        log.exception("stream %r: tracking failed on source frame %d; frame skipped", st.name, frame.index)
+        log.error("stream %r: tracking failed on source frame %d; frame skipped", st.name, frame.index,
+                  exc_info=error)
 
     def _tracked(self, st: Stream, frame: Frame, result: FrameResult, t_start: int) -> None:
         """A tracked frame published, recorded and counted."""
         stages = {"queue": (t_start - frame.capture_ns) / 1e6, **result.times.as_ms()}
         stages["step"] = (time.monotonic_ns() - t_start) / 1e6
         self.publisher.publish(st.name, frame, result, stages, st.source.dropped)
-        if st.recorder is not None:
-            st.recorder.frame(frame, result.frame_index)
-            st.recorder.result(result)
+        st.record_tracked(frame, result)
         if self._on_result is not None:
             self._on_result(frame, result)
         st.stats.record_frame(stages)
         self.metrics.observe_frame(st.name, stages)
         st.last_frame = time.monotonic()
 
-    def _published(self, stream: str, capture_ns: int, publish_ms: float) -> None:
+    def _published(self, stream: str, capture_ns: int, queue_ms: float, publish_ms: float) -> None:
         """A result left the socket (called in the publisher's thread)."""
-        self.streams[stream].stats.record_stages({"publish": publish_ms})
+        self.streams[stream].stats.record_stages({"publish_queue": queue_ms, "publish": publish_ms})
         self.metrics.observe_published(stream, publish_ms, (time.monotonic_ns() - capture_ns) / 1e9)
-
-    def _systemd(self) -> None:
-        """READY after the first tracked frame, STATUS periodically, WATCHDOG while frames flow on at least
-        one stream; metrics that are kept as totals elsewhere."""
-        now = time.monotonic()
-        m = self.metrics
-        for st in self.streams.values():
-            if st.error is not None:
-                continue
-            m.sync_source(st.name, st.source.dropped, st.source.reconnects)
-            m.source_up.labels(st.name).set(1 if st.source.connected and not st.ended else 0)
-            if st.recorder is not None:
-                m.sync_recorder(st.name, st.recorder.lost, st.recorder.errors)
-            m.objects.labels(st.name).set(len(st.tracker.objects))
-        if not self._ready and any(st.stats.frames for st in self.streams.values()):
-            self._ready = True
-            self.notifier.ready(self._status_line())
-        if not self._ready:
-            return
-        if now - self._last_status >= self.settings.status_every_s:
-            self._last_status = now
-            for st in self.streams.values():
-                m.bank_bytes.labels(st.name).set(st.tracker.held_bytes())
-            self.notifier.status(self._status_line())
-        interval = self.notifier.watchdog_interval_s
-        flowing = any(now - st.last_frame < self.settings.watchdog_stall_s for st in self.streams.values())
-        if interval is not None and flowing and now - self._last_ping >= interval:
-            self._last_ping = now
-            self.notifier.watchdog()
-
-    def _status_line(self) -> str:
-        if len(self.streams) == 1:
-            st = self.stream
-            return (f"{st.stats.fps:.1f} fps, {len(st.tracker.objects)} objects, frame {st.tracker.latest_frame}, "
-                    f"source {'ok' if st.source.connected else 'reconnecting'}")
-        return "; ".join(st.summary() for st in self.streams.values())
 
     def _serve_commands(self) -> None:
         """Requests waiting on the command socket, until none is left, COMMANDS_PER_TURN were served or
@@ -315,25 +272,20 @@ class Daemon:
             if self._retracked() - retracked_before >= RETRACK_FRAMES_PER_TURN:
                 return
             try:
-                msg = self._cmd.recv_multipart(flags=zmq.NOBLOCK)
+                envelope, parts = split_envelope(self._cmd.recv_multipart(flags=zmq.NOBLOCK))
             except zmq.Again:
                 return
-            identity, parts = msg[0], msg[1:]
-            envelope = []
-            if parts and parts[0] == b"":  # a REQ client's delimiter (a DEALER's lone empty frame reads so too)
-                envelope, parts = [b""], parts[1:]
             latest = {name: st.tracker.latest_frame for name, st in self.streams.items()}
             try:
-                self._busy = True
+                self._flag.busy = True
                 done = self.handler.handle(parts)
             finally:
-                self._busy = False
+                self._flag.busy = False
             st = done.stream
-            if st is not None and st.recorder is not None and done.result is not None and done.op in RECORDED_OPS:
-                st.recorder.command(latest[st.name], done.op, done.args, done.frames[0] if done.frames else None,
-                                    done.result)
+            if st is not None and done.result is not None:
+                st.record_command(latest[st.name], done.op, done.args, done.frames, done.result)
             try:
-                self._cmd.send_multipart([identity, *envelope, done.reply], flags=zmq.NOBLOCK)
+                self._cmd.send_multipart([*envelope, done.reply], flags=zmq.NOBLOCK)
             except zmq.ZMQError as e:  # the client went away; nothing to answer
                 log.debug("reply not sent: %s", e)
 

@@ -35,6 +35,8 @@ class Metrics:
                                    ["stream"], registry=r)
         self.record_errors = Counter("samtrack_record_errors", "Failed recording writes (a full disk...)",
                                      ["stream"], registry=r)
+        self.record_dropped = Counter("samtrack_record_dropped", "Results and commands the recorder dropped (its "
+                                      "queue was full)", ["stream"], registry=r)
         self.objects = Gauge("samtrack_objects", "Tracked objects", ["stream"], registry=r)
         self.bank_bytes = Gauge("samtrack_memory_bank_bytes", "Bytes held by the tracker's memory and window",
                                 ["stream"], registry=r)
@@ -60,10 +62,11 @@ class Metrics:
         self.stage.labels(s, STAGES["publish"]).observe(publish_ms / 1000.0)
         self.end_to_end.labels(s).observe(end_to_end_s)
 
-    def sync_recorder(self, s: str, lost: int, errors: int) -> None:
+    def sync_recorder(self, s: str, lost: int, errors: int, dropped: int) -> None:
         """Counters that a stream's recorder keeps as totals."""
         self._sync(self.record_lost, s, lost)
         self._sync(self.record_errors, s, errors)
+        self._sync(self.record_dropped, s, dropped)
 
     def sync_source(self, s: str, dropped: int, reconnects: int) -> None:
         """Counters that a stream's source keeps as totals."""

@@ -3,7 +3,8 @@
 Encoding masks (RLE/PNG), JSON, JPEG previews and sending run in a publisher thread behind a bounded
 queue, so the tracking thread starts the next step at once; when the queue is full the oldest waiting
 result is dropped, counted, and the count published (`publish_dropped`). With a queue of 0 everything
-runs on the caller's thread. Only the publisher's thread touches the socket."""
+runs on the caller's thread. Only the publisher's thread touches the socket, and it closes it (a libzmq
+socket must never be used from two threads)."""
 
 from __future__ import annotations
 
@@ -24,9 +25,6 @@ from ..protocol import messages
 
 log = logging.getLogger(__name__)
 
-# Messages queued per subscriber before PUB drops for it: results are only useful fresh, so a slow
-# subscriber loses old frames (it sees a gap in "seq") instead of slowing the tracker.
-PUB_HWM = 20
 PREVIEW_JPEG_QUALITY = 80  # enough to click on; a 640x480 preview stays around 30-50 kB
 CLOSE_TIMEOUT_S = 2.0  # how long close() waits for the thread to send what it has
 
@@ -63,16 +61,17 @@ def frame_info(frame: Frame) -> messages.FrameInfo:
 
 
 class Publisher:
-    """Sends protocol messages for the streams added to it. `on_sent(stream, capture_ns, publish_ms)` runs
-    after each result left (in the publisher's thread): the daemon's latency metrics."""
+    """Sends protocol messages for the streams added to it. `on_sent(stream, capture_ns, queue_ms, publish_ms)`
+    runs after each result left (in the publisher's thread): the daemon's latency metrics."""
 
     def __init__(self, socket: zmq.Socket, mask_encoding: str = "rle", queue_size: int = 4,
-                 on_sent: Callable[[str, int, float], None] | None = None):
+                 on_sent: Callable[[str, int, float, float], None] | None = None):
         self.socket = socket
         self.mask_encoding = mask_encoding
         self._channels: dict[str, _Channel] = {}
         self._on_sent = on_sent
         self._queue: queue.Queue | None = queue.Queue(queue_size) if queue_size > 0 else None
+        self._linger_ms = 0  # set by close(): how long the last messages may take to leave
         self._thread: threading.Thread | None = None
         if self._queue is not None:
             self._thread = threading.Thread(target=self._run, name="publisher", daemon=True)
@@ -94,14 +93,24 @@ class Publisher:
         """Tell subscribers that the stream is over, after every result already handed over (none dropped)."""
         self._wait_put(_End(stream, last_frame, reason))
 
-    def close(self) -> None:
-        """Send what is queued (bounded by CLOSE_TIMEOUT_S) and stop the thread; the socket stays open."""
-        if self._thread is not None:
-            self._wait_put(None)
-            self._thread.join(CLOSE_TIMEOUT_S)
-            if self._thread.is_alive():
-                log.warning("publisher thread still busy after %.1f s; results may be lost", CLOSE_TIMEOUT_S)
-            self._thread = None
+    def close(self, linger_ms: int = 0) -> bool:
+        """Send what is queued (bounded by CLOSE_TIMEOUT_S), then close the socket, letting messages leave for
+        `linger_ms`; False when the thread is still busy and keeps the socket (the process may exit anyway)."""
+        self._linger_ms = linger_ms
+        if self._thread is None:
+            self._close_socket()
+            return True
+        self._wait_put(None)
+        self._thread.join(CLOSE_TIMEOUT_S)
+        if self._thread.is_alive():
+            log.warning("publisher thread still busy after %.1f s; results may be lost", CLOSE_TIMEOUT_S)
+            return False
+        self._thread = None
+        return True
+
+    def _close_socket(self) -> None:
+        self.socket.setsockopt(zmq.LINGER, self._linger_ms)
+        self.socket.close()
 
     # ---- the publisher's side -------------------------------------------------------------
     def _put(self, item: _Job) -> None:
@@ -138,6 +147,7 @@ class Publisher:
         while True:
             item = self._queue.get()
             if item is None:
+                self._close_socket()
                 return
             try:
                 self._send(item)
@@ -153,13 +163,14 @@ class Publisher:
             return
         t0 = time.monotonic_ns()
         info = frame_info(item.frame)
-        timings = {**item.timings_ms, "publish_queue": (t0 - item.queued_ns) / 1e6}
+        queue_ms = (t0 - item.queued_ns) / 1e6
+        timings = {**item.timings_ms, "publish_queue": queue_ms}
         parts = messages.result_message(item.stream, ch.seq, info, item.result, timings, item.dropped,
                                         self.mask_encoding, ch.dropped)
         ch.seq += 1
         self.socket.send_multipart(parts, flags=zmq.NOBLOCK, copy=False)
         if self._on_sent is not None:
-            self._on_sent(item.stream, item.frame.capture_ns, (time.monotonic_ns() - t0) / 1e6)
+            self._on_sent(item.stream, item.frame.capture_ns, queue_ms, (time.monotonic_ns() - t0) / 1e6)
         if ch.preview_every and item.result.frame_index % ch.preview_every == 0:
             self._preview(item.stream, ch, item.frame, info, item.result.frame_index)
 

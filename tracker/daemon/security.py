@@ -1,4 +1,5 @@
-"""Binding the daemon's sockets: private ipc files, and a warning for an exposed endpoint without auth."""
+"""Binding the daemon's (and the broker's) sockets: private ipc files, a warning for an exposed endpoint
+without auth, a clear error for an endpoint that cannot be bound, and the limits every bound socket keeps."""
 
 from __future__ import annotations
 
@@ -8,9 +9,27 @@ from contextlib import contextmanager
 
 import zmq
 
+from ..errors import SamtrackError
 from ..protocol.curve import is_loopback
 
 log = logging.getLogger(__name__)
+
+# Requests queued per connected client before ZeroMQ stops reading from it: a daemon serves 32 a turn, so a
+# few turns' worth; with MAXMSGSIZE this bounds what one client can park in memory.
+ROUTER_HWM = 100
+MAX_INBOUND_BYTES = 64 << 20  # larger messages are dropped by ZeroMQ itself (memory safety net)
+# Messages queued per subscriber before PUB (or the broker's XPUB) drops for it: results are only useful
+# fresh, so a slow subscriber loses old frames (it sees a gap in "seq") instead of slowing anyone.
+PUB_HWM = 20
+# A subscription is a topic prefix ("results.<stream>", 72 bytes at most): anything longer from a
+# subscriber is not one, and ZeroMQ drops that peer.
+MAX_SUBSCRIPTION_BYTES = 1024
+
+
+class BindError(SamtrackError):
+    """An endpoint that cannot be bound (in use, no such address, no permission)."""
+
+    code = "cannot_bind"
 
 
 @contextmanager
@@ -28,7 +47,11 @@ def bind(sock: zmq.Socket, endpoint: str, curve: bool) -> None:
     if not is_loopback(endpoint) and not curve:
         log.warning("SECURITY: %s is reachable from other machines and has no authentication; anyone there "
                     "can read masks and send prompts. Enable [auth] curve = true.", endpoint)
-    with private_umask():
-        sock.bind(endpoint)
+    try:
+        with private_umask():
+            sock.bind(endpoint)
+    except zmq.ZMQError as e:
+        raise BindError(f"cannot bind {endpoint}: {e.strerror}; is another samtrack daemon or broker using it? "
+                        "Pick another endpoint (--results/--commands, [endpoints])") from e
     if endpoint.startswith("ipc://"):
         os.chmod(endpoint[len("ipc://"):], 0o600)

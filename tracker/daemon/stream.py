@@ -7,10 +7,13 @@ import time
 from dataclasses import dataclass, field
 
 from pipelines.base import Source
+from pipelines.frame import Frame
 
+from ..core.results import FrameResult
 from ..core.tracker import Tracker
 from ..protocol import messages
-from .recorder import Recorder
+from ..recording.format import RECORDED_OPS
+from ..recording.writer import Recorder
 from .stats import Stats
 
 
@@ -30,6 +33,25 @@ class Stream:
     def running(self) -> bool:
         return self.error is None and not self.ended
 
+    @property
+    def source_error(self) -> str | None:
+        """Why the source is down: it could not start, or (still retrying) why its last attempt failed."""
+        if self.error is not None:
+            return self.error
+        return None if self.source.connected else self.source.last_error
+
+    def record_tracked(self, frame: Frame, result: FrameResult) -> None:
+        """A tracked frame and its published result, into the recording (when recording)."""
+        if self.recorder is not None:
+            self.recorder.frame(frame, result.frame_index)
+            self.recorder.result(result)
+
+    def record_command(self, after_frame: int | None, op: str, args: dict, frames: list[bytes],
+                       result: dict) -> None:
+        """An accepted request, into the recording when it changes the tracker's state."""
+        if self.recorder is not None and op in RECORDED_OPS:
+            self.recorder.command(after_frame, op, args, frames[0] if frames else None, result)
+
     def status(self, streams: list[str], metrics_port: int | None) -> messages.DaemonStatus:
         src, info = self.source, self.source.info
         window = self.tracker.window
@@ -38,7 +60,7 @@ class Stream:
             source=messages.SourceStatus(
                 kind=src.spec.kind, live=src.spec.live, width=info.width if info else None,
                 height=info.height if info else None, fps=info.fps if info else None, dropped=src.dropped,
-                reconnects=src.reconnects, connected=src.connected and self.error is None, error=self.error),
+                reconnects=src.reconnects, connected=src.connected and self.error is None, error=self.source_error),
             uptime_s=time.monotonic() - self.stats.started, window=window[:1] + window[-1:],
             metrics_port=metrics_port, precision=self.tracker.precision, streams=streams)
 

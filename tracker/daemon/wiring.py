@@ -8,10 +8,10 @@ from pathlib import Path
 from ..core.tracker import Tracker
 from ..models import weights
 from ..protocol.curve import CurveServer
-from ..runner.recording import Manifest
+from ..recording.format import Manifest
+from ..recording.writer import Recorder, RecordSettings
 from .config import Config, ConfigError
 from .loop import Daemon, DaemonSettings
-from .recorder import Recorder, RecordSettings
 from .stream import Stream
 
 log = logging.getLogger(__name__)
@@ -33,14 +33,15 @@ def build_daemon(cfg: Config) -> Daemon:
     crashes once GStreamer's libraries are loaded, and an onnxruntime backend may export on first use)."""
     from pipelines.live import DEFAULT_BACKOFF, Backoff
 
-    from ..runner.inputs import open_input
+    from ..recording.inputs import open_input
 
     checkpoint = weights.resolve_checkpoint(cfg.model.name, cfg.model.checkpoint)
     m, mem, sections = cfg.model, cfg.memory, cfg.stream_sections()
     if mem.batch_streams and m.backend != "torch":
         raise ConfigError(f"[memory] batch_streams needs backend torch: the {m.backend} engines take one frame")
     options = [{"feature_window": sec.feature_window or mem.feature_window, "max_cond_frames": mem.max_cond_frames,
-                "batch_objects": mem.batch_objects, "precision": m.precision} for sec in sections]
+                "batch_objects": mem.batch_objects, "precision": m.precision, "max_objects": mem.max_objects}
+               for sec in sections]
     first = Tracker.build(m.name, checkpoint, m.image_size, m.device, threads=m.threads or None, backend=m.backend,
                           engine_cache=m.engine_cache or None, **options[0])
     trackers = [first, *(first.share(**o) for o in options[1:])]
@@ -73,7 +74,9 @@ def recorder_for(cfg: Config, tracker: Tracker, stream: str, several: bool) -> R
     manifest = Manifest(samtrack=__version__, model=cfg.model.name, image_size=tracker.image_size,
                         weights_sha256=weights_digest({"model": tracker.model}),
                         options={**dataclasses.asdict(tracker.options), "precision": tracker.precision},
-                        precision=tracker.precision, threads=torch.get_num_threads(), stream=stream)
+                        precision=tracker.precision, threads=torch.get_num_threads(), stream=stream,
+                        backend=tracker.backend, device=str(tracker.device),
+                        batch_streams=cfg.memory.batch_streams and several)
     settings = RecordSettings(directory, r.segment_s, int(r.segment_mb * 2**20), int(r.max_mb * 2**20),
                               r.queue_frames, r.idle_priority)
     return Recorder(settings, manifest)

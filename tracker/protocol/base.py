@@ -2,24 +2,38 @@
 
 from __future__ import annotations
 
+import re
+
 PROTOCOL_VERSION = 1
 RESULTS_TOPIC = "results"  # PUB topic: "results.<stream>"
 PREVIEW_TOPIC = "preview"  # PUB topic: "preview.<stream>"
 DEFAULT_RESULTS = "tcp://127.0.0.1:5555"  # PUB: results and previews (loopback only by default)
 DEFAULT_COMMANDS = "tcp://127.0.0.1:5556"  # ROUTER: requests and replies
+# `samtrack broker`'s own defaults: not the daemon's, so a broker and a daemon on one host never collide
+# (clients name the broker with --results/--commands, or the daemons move to other ports).
+DEFAULT_BROKER_RESULTS = "tcp://127.0.0.1:5565"
+DEFAULT_BROKER_COMMANDS = "tcp://127.0.0.1:5566"
 
 # Limits a request must respect (documented in docs/protocol.md).
 MAX_REQUEST_BYTES = 16 << 20  # a full-HD mask as PNG or bits is far below this
 MAX_POINTS = 64  # clicks per prompt; more is a client bug, not a user's intent
 MAX_OBJECT_ID = 2**31 - 1
 MAX_MASK_SIDE = 8192
-STREAM_NAME = r"^[A-Za-z0-9_.-]{1,64}$"  # topic suffix and command routing key: no dots-only magic, no spaces
+# A stream name is a topic suffix, a command routing key and a recording's directory name: letters, digits,
+# "_", "-", "." (not only dots: "." and ".." are no plain path component), 64 characters at most.
+STREAM_NAME = r"^[A-Za-z0-9_.-]*[A-Za-z0-9_-][A-Za-z0-9_.-]*$"
+MAX_STREAM_NAME = 64
+
+
+def is_stream_name(name: str) -> bool:
+    """Whether `name` may name a stream (see STREAM_NAME)."""
+    return len(name) <= MAX_STREAM_NAME and re.fullmatch(STREAM_NAME, name) is not None
 
 # Every error code a reply may carry: docs/protocol.md's table says when each is sent.
 ERROR_CODES = frozenset({
     "bad_json", "bad_request", "bad_frames", "too_large", "unsupported_version", "unknown_op", "bad_prompt",
-    "bad_mask", "frame_out_of_window", "unknown_object", "unknown_stream", "stream_required", "stream_unavailable",
-    "internal",
+    "bad_mask", "frame_out_of_window", "unknown_object", "too_many_objects", "unknown_stream", "stream_required",
+    "stream_unavailable", "too_many_requests", "unreachable", "timeout", "internal",
 })
 
 

@@ -60,8 +60,13 @@ def _us(ns: int | None) -> int | None:
 
 
 def object_summary(o: ObjectResult) -> dict:
-    return {"id": o.obj_id, "present": bool(o.present), "score": round(float(o.score), 4),
-            "bbox": list(o.bbox) if o.bbox is not None else None, "area": int(o.area)}
+    return summary_fields(o.obj_id, o.score, o.bbox, o.area)
+
+
+def summary_fields(obj_id: int, score: float, bbox, area: int) -> dict:
+    """An object's entry in results and replies (without its mask)."""
+    return {"id": obj_id, "present": bool(score > 0), "score": round(float(score), 4),
+            "bbox": list(bbox) if bbox is not None else None, "area": int(area)}
 
 
 def result_message(stream: str, seq: int, frame: FrameInfo, result: FrameResult, timings_ms: dict[str, float],

@@ -22,6 +22,7 @@ from .base import (
     MAX_OBJECT_ID,
     MAX_POINTS,
     MAX_REQUEST_BYTES,
+    MAX_STREAM_NAME,
     PROTOCOL_VERSION,
     STREAM_NAME,
     ProtocolError,
@@ -34,7 +35,7 @@ Point = Annotated[list[FiniteFloat], Field(min_length=2, max_length=2)]
 Label = StrictInt
 
 
-StreamName = Annotated[StrictStr, Field(pattern=STREAM_NAME)]
+StreamName = Annotated[StrictStr, Field(pattern=STREAM_NAME, max_length=MAX_STREAM_NAME)]
 
 
 class _Args(BaseModel):

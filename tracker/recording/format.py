@@ -1,27 +1,37 @@
 """A recording's format: what `samtrack serve --record DIR` writes and `samtrack replay DIR` reads.
 
-DIR/manifest.json: the model, a digest of its weights, the tracker's options, precision and threads,
-samtrack's version. DIR/NNNNNN.mkv: the frames that entered the tracker, FFV1 (lossless) in Matroska.
-DIR/NNNNNN.jsonl: the same segment's timeline, one record a line, in the order things happened:
-  {"kind": "frame", "frame", "source_index", "capture_ns", "pts_ns"}   a frame in the .mkv, in order
-  {"kind": "lost", "frame"}                                            a frame the recorder could not keep
-  {"kind": "command", "after_frame", "op", "args", "mask", "reply"}    an accepted state-changing request
+DIR/sessions/NNNNNN.json: the manifest of each daemon run that recorded here (a session): the model, a
+digest of its weights, the tracker's options, precision, backend, device, threads, samtrack's version.
+DIR/manifest.json: the newest session's manifest. DIR/NNNNNN.mkv: frames that entered the tracker, FFV1
+(lossless) in Matroska. DIR/NNNNNN.jsonl: the same segment's timeline, one record a line, in order:
+  {"kind": "session", "session", "continues"}                       first line of every segment
+  {"kind": "frame", "frame", "source_index", "capture_ns", "pts_ns"} a frame in the .mkv, in order
+  {"kind": "lost", "frame", "count"}                                 frames the recorder could not keep
+  {"kind": "command", "after_frame", "op", "args", "mask", "reply"}  an accepted state-changing request
   {"kind": "result", "frame", "objects": {id: {"digest", "mask", ...}}} what was published for a frame
+  {"kind": "dropped", "commands", "results"}                          records the recorder had to drop
+A session starts with a segment whose session record has "continues": false (a fresh tracker, frame
+numbers from 0); rotation starts segments that continue it. Format 1 (no sessions) reads as one session.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..core.results import FrameResult
 from ..errors import SamtrackError
 from ..protocol import messages
+from ..protocol.masks import encode_mask
 
-FORMAT = 1
+FORMAT = 2
+READS = (1, 2)  # formats this samtrack replays
 MANIFEST = "manifest.json"
+SESSIONS = "sessions"
 RECORDED_OPS = frozenset({"add_points", "add_box", "add_mask", "remove_object", "reset"})  # what changes state
 
 
@@ -48,19 +58,50 @@ def object_digest(packed_mask: bytes, score: float, bbox, area: int) -> str:
     return h.hexdigest()[:32]
 
 
-def timeline_result(result: FrameResult) -> dict:
-    """The timeline record of a published result: per object id, its entry as `samtrack track --masks`
-    writes it (summary and COCO RLE mask, for IoU) and its digest (for identity)."""
-    objects = {}
-    for entry in messages.result_record(result)["objects"]:
-        o = result.objects[entry["id"]]
-        objects[str(o.obj_id)] = {**entry, "digest": object_digest(o.packed_mask.tobytes(), o.score, o.bbox, o.area)}
-    return {"kind": "result", "frame": result.frame_index, "objects": objects}
+@dataclass(frozen=True)
+class ObjectRecord:
+    """One object of a published result, as the recorder keeps it: host bytes only, no tensor."""
+
+    obj_id: int
+    score: float
+    bbox: tuple[int, int, int, int] | None
+    area: int
+    packed_mask: bytes
+    height: int
+    width: int
+
+
+@dataclass(frozen=True)
+class ResultRecord:
+    """A published result, light enough to queue for the recorder's writer."""
+
+    frame: int
+    objects: tuple[ObjectRecord, ...]
+
+    @classmethod
+    def of(cls, result: FrameResult) -> ResultRecord:
+        return cls(result.frame_index, tuple(
+            ObjectRecord(o.obj_id, o.score, o.bbox, o.area, o.packed_mask.tobytes(), o.height, o.width)
+            for o in result.objects.values()))
+
+    def timeline(self) -> dict:
+        """Its timeline record: per object id, its entry as `samtrack track --masks` writes it (summary and
+        COCO RLE mask, for IoU) and its digest (for identity)."""
+        import numpy as np
+
+        objects = {}
+        for o in self.objects:
+            bits = np.unpackbits(np.frombuffer(o.packed_mask, np.uint8), count=o.height * o.width)
+            rle = encode_mask(bits.reshape(o.height, o.width).view(bool), "rle").decode("ascii")
+            objects[str(o.obj_id)] = {**messages.summary_fields(o.obj_id, o.score, o.bbox, o.area),
+                                      "mask": {"size": [o.height, o.width], "counts": rle},
+                                      "digest": object_digest(o.packed_mask, o.score, o.bbox, o.area)}
+        return {"kind": "result", "frame": self.frame, "objects": objects}
 
 
 @dataclass(frozen=True)
 class Manifest:
-    """How a recording was made."""
+    """How one session of a recording was made."""
 
     samtrack: str
     model: str
@@ -70,30 +111,60 @@ class Manifest:
     precision: str
     threads: int
     stream: str
+    backend: str = "torch"  # the engines that ran (format 1 recorded only torch)
+    device: str = "cpu"
+    batch_streams: bool = False  # frames encoded in one batch with other streams' (rounding differs)
+    session: int = 0
 
     def write(self, directory: Path) -> None:
-        tmp = directory / (MANIFEST + ".tmp")
-        tmp.write_text(json.dumps({"format": FORMAT, **self.__dict__}, indent=2) + "\n")
-        tmp.replace(directory / MANIFEST)
+        """sessions/<session>.json and manifest.json, each replaced atomically."""
+        text = json.dumps({"format": FORMAT, **dataclasses.asdict(self)}, indent=2) + "\n"
+        (directory / SESSIONS).mkdir(exist_ok=True)
+        for path in (session_path(directory, self.session), directory / MANIFEST):
+            tmp = path.with_name(path.name + ".tmp")
+            tmp.write_text(text)
+            os.replace(tmp, path)
 
     @classmethod
-    def read(cls, directory: Path) -> Manifest:
-        p = directory / MANIFEST
+    def read(cls, directory: Path, session: int | None = None) -> Manifest:
+        """The newest session's manifest, or the given session's."""
         if not directory.is_dir():
             raise RecordingError(f"no recording at {directory}: not a directory")
+        p = directory / MANIFEST if session is None else session_path(directory, session)
+        if session is not None and not p.is_file():  # format 1: one session, manifest.json
+            p = directory / MANIFEST
         try:
             data = json.loads(p.read_text())
         except FileNotFoundError as e:
             raise RecordingError(f"{p} is missing: not a samtrack recording (or not started)") from e
         except (OSError, ValueError) as e:
             raise RecordingError(f"{p} is unreadable: {e}") from e
-        if data.get("format") != FORMAT:
-            raise RecordingError(f"{p}: recording format {data.get('format')!r}, this samtrack reads {FORMAT}")
+        if data.get("format") not in READS:
+            raise RecordingError(f"{p}: recording format {data.get('format')!r}, this samtrack reads "
+                                 f"{', '.join(map(str, READS))}")
         data.pop("format")
         try:
             return cls(**data)
         except TypeError as e:
             raise RecordingError(f"{p}: {e}") from e
+
+    def exact_for(self, precision: str, backend: str, device: str, threads: int, batch_streams: bool) -> bool:
+        """Whether a replay with these settings can reproduce this session bit for bit."""
+        kind = device.split(":")[0]
+        same_threads = kind != "cpu" or self.threads == threads  # CPU kernels split their sums by thread
+        return same_threads and (self.precision, self.backend, self.device.split(":")[0], self.batch_streams) == \
+            (precision, backend, kind, batch_streams)
+
+
+def session_path(directory: Path, session: int) -> Path:
+    return directory / SESSIONS / f"{session:06d}.json"
+
+
+def next_session(directory: Path) -> int:
+    """The number of a new session in this directory (one more than any recorded)."""
+    numbers = [int(p.stem) for p in (directory / SESSIONS).glob("[0-9]" * 6 + ".json")]
+    legacy = 1 if not numbers and (directory / MANIFEST).is_file() else 0  # format 1: session 0 exists
+    return max(numbers, default=legacy - 1) + 1
 
 
 def read_timeline(path: Path) -> tuple[list[dict], bool]:

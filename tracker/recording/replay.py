@@ -1,5 +1,5 @@
-"""`samtrack replay DIR`: a recording through a fresh tracker, published like a daemon; with `verify`, every
-result compared with the recorded one (identity on the recording's precision, IoU on another)."""
+"""A recording read back: its frames as a `Source`, its sessions, commands and results handed to whoever
+replays it, with recorded frame numbers mapped to the replay's own."""
 
 from __future__ import annotations
 
@@ -17,17 +17,36 @@ from pipelines.frame import Frame
 from pipelines.source import GstSource
 from pipelines.spec import SourceSpec
 
-from ..core.results import FrameResult
-from ..protocol.masks import decode_mask
-from .recording import RecordingError, object_digest, read_timeline, segment_paths, segments
+from .format import Manifest, RecordingError, read_timeline, segment_paths, segments
 
 log = logging.getLogger(__name__)
 
 
+@dataclass
+class FrameMap:
+    """Recorded frame numbers of one session -> the replay's (the replay starts at 0 with the first recorded
+    frame and never sees lost frames)."""
+
+    first: int | None = None  # the first recorded frame of the session still in the recording
+    lost: list[tuple[int, int]] = field(default_factory=list)  # (first frame, count) of lost runs
+
+    def replayed(self, recorded: int) -> int | None:
+        """The replay's number of a recorded frame; None when the replay never had it (lost, rotated out)."""
+        if self.first is None or recorded < self.first:
+            return None
+        skipped = 0
+        for start, count in self.lost:
+            if start <= recorded < start + count:
+                return None
+            if start >= self.first and start + count <= recorded:
+                skipped += count
+        return recorded - self.first - skipped
+
+
 class RecordingSource:
-    """A recording's frames, in order, as a `Source`. Commands met in the timeline go to `on_command` before
-    the frame that followed them, recorded results to `on_expected`; frame numbers are the replay's own
-    (shifted where the recording starts later, or lost a frame)."""
+    """A recording's frames, in order, as a `Source`. Met in the timeline: a new session goes to `on_session`
+    (a fresh tracker must take over), commands to `on_command` before the frame that followed them,
+    recorded results to `on_expected`, lost frames and dropped records to `on_gap`."""
 
     def __init__(self, directory: Path, realtime: bool = False):
         self.directory = directory
@@ -35,14 +54,18 @@ class RecordingSource:
         self.realtime = realtime  # pace frames as they were captured
         self.info: StreamInfo | None = None
         self.dropped = self.reconnects = 0
-        self.on_command: Callable[[dict, int], None] = lambda record, offset: None
-        self.on_expected: Callable[[dict, int], None] = lambda record, offset: None
+        self.last_error: str | None = None
+        self.on_session: Callable[[Manifest], None] = lambda manifest: None
+        self.on_command: Callable[[dict, FrameMap], None] = lambda record, frames: None
+        self.on_expected: Callable[[dict, FrameMap], None] = lambda record, frames: None
+        self.on_gap: Callable[[str], None] = lambda why: None
         self.warnings: list[str] = []
-        self.offset = 0  # recorded frame number - replayed frame number
+        self.frames = FrameMap()  # the current session's
+        self.sessions = 0  # sessions replayed
+        self._session: int | None = None
         self._segments: list[int] = []
         self._records: list[dict] = []
         self._video: GstSource | None = None
-        self._replayed = 0
         self._pace: tuple[float, int] | None = None  # (monotonic, capture_ns) of the first paced frame
         self._pending: tuple[float, dict, np.ndarray] | None = None  # a paced frame not yet due: (when, record, image)
 
@@ -55,11 +78,8 @@ class RecordingSource:
         if not self._segments:
             raise RecordingError(f"{self.directory} holds no segment: nothing was recorded")
         self._open(self._segments.pop(0))
-        first = next((r for r in self._records if r["kind"] == "frame"), None)
-        if first is not None and first["frame"] > 0:
-            self.offset = first["frame"]
-            self._warn(f"the recording starts at frame {first['frame']} (earlier segments were rotated out): "
-                       "objects prompted before are not in it")
+        if not self._records or self._records[0].get("kind") != "session":  # format 1: one session
+            self._begin(0, continues=False)
         self.info = StreamInfo(0, 0, None, f"recording {self.directory}")
         return self.info
 
@@ -78,16 +98,37 @@ class RecordingSource:
                 self._open(self._segments.pop(0))
             record = self._records.pop(0)
             kind = record["kind"]
-            if kind == "command":
-                self.on_command(record, self.offset)
+            if kind == "session":
+                self._begin(record["session"], record["continues"])
+            elif kind == "command":
+                self.on_command(record, self.frames)
             elif kind == "result":
-                self.on_expected(record, self.offset)
+                self.on_expected(record, self.frames)
             elif kind == "lost":
-                self._warn(f"frame {record['frame']} was lost while recording (the recorder fell behind): "
-                           "results after it can differ")
-                self.offset += 1
+                count = record.get("count", 1)
+                self.frames.lost.append((record["frame"], count))
+                self._warn(f"{count} frame(s) from {record['frame']} were lost while recording (the recorder fell "
+                           "behind): results after them are compared by IoU")
+                self.on_gap("lost")
+            elif kind == "dropped":
+                self._warn(f"the recorder dropped {record['commands']} command(s) and {record['results']} "
+                           "result(s) here (its queue was full)")
+                if record["commands"]:
+                    self.on_gap("commands")
             elif kind == "frame":
                 return self._frame(record, timeout)
+
+    def _begin(self, session: int, continues: bool) -> None:
+        """A session record: the same session going on in a new segment, or a new one (a fresh tracker)."""
+        if continues and session == self._session:
+            return
+        if continues:
+            self._warn(f"the recording starts in the middle of session {session} (its first segments were "
+                       "rotated out): objects prompted before are not in it")
+        self._session = session
+        self.frames = FrameMap()
+        self.sessions += 1
+        self.on_session(Manifest.read(self.directory, session))
 
     def _frame(self, record: dict, timeout: float) -> Frame | None:
         try:
@@ -99,7 +140,11 @@ class RecordingSource:
                        "complete frame")
             self._records, self._segments = [], []
             raise EndOfStream(str(self.directory))
-        self._replayed += 1
+        if self.frames.first is None:
+            self.frames.first = record["frame"]
+            if record["frame"] > 0 and not any(s <= 0 < s + c for s, c in self.frames.lost):
+                self._warn(f"session {self._session} starts at frame {record['frame']} in the recording (earlier "
+                           "segments were rotated out): objects prompted before are not in it")
         if not self.realtime:
             return Frame(record["source_index"], record["pts_ns"], time.monotonic_ns(), decoded.image)
         if self._pace is None:
@@ -134,60 +179,3 @@ class RecordingSource:
     def _warn(self, text: str) -> None:
         log.warning("%s", text)
         self.warnings.append(text)
-
-
-@dataclass
-class Verifier:
-    """Compares each replayed result with the recorded one: digests (exact) or mask IoU (another path)."""
-
-    exact: bool
-    on_divergence: Callable[[str], None]
-    divergence: str | None = None
-    compared: int = 0
-    ious: list[float] = field(default_factory=list)
-    _results: dict[int, FrameResult] = field(default_factory=dict)
-
-    def on_result(self, _frame: Frame, result: FrameResult) -> None:
-        self._results[result.frame_index] = result
-        for k in [k for k in self._results if k < result.frame_index - 8]:  # a few frames at most
-            del self._results[k]
-
-    def on_expected(self, record: dict, offset: int) -> None:
-        if self.divergence is not None:
-            return
-        frame = record["frame"] - offset
-        got = self._results.pop(frame, None)
-        if got is None:
-            return self._diverge(f"frame {record['frame']}: recorded, but the replay has no result for it")
-        self.compared += 1
-        want = {int(k): v for k, v in record["objects"].items()}
-        if set(want) != set(got.objects):
-            return self._diverge(f"frame {record['frame']}: objects {sorted(got.objects)} replayed, "
-                                 f"{sorted(want)} recorded")
-        for obj_id, w in want.items():
-            o = got.objects[obj_id]
-            if self.exact:
-                if object_digest(o.packed_mask.tobytes(), o.score, o.bbox, o.area) != w["digest"]:
-                    return self._diverge(_difference(record["frame"], obj_id, o, w))
-            else:
-                m = decode_mask(w["mask"]["counts"].encode(), "rle", o.height, o.width)
-                union = (m | o.mask).sum()
-                self.ious.append(float((m & o.mask).sum() / union) if union else 1.0)
-
-    def _diverge(self, text: str) -> None:
-        self.divergence = text
-        self.on_divergence(text)
-
-
-def _difference(frame: int, obj_id: int, got, want: dict) -> str:
-    """What differs between a replayed object and its record, in words."""
-    parts = []
-    if round(got.score, 4) != want["score"]:
-        parts.append(f"score {got.score:.4f} vs {want['score']:.4f} recorded")
-    if (list(got.bbox) if got.bbox else None) != want["bbox"]:
-        parts.append(f"box {list(got.bbox) if got.bbox else None} vs {want['bbox']}")
-    m = decode_mask(want["mask"]["counts"].encode(), "rle", got.height, got.width)
-    differing = int(np.count_nonzero(m != got.mask))
-    if differing:
-        parts.append(f"{differing} mask pixels differ (area {got.area} vs {want['area']})")
-    return f"frame {frame}, object {obj_id}: " + ("; ".join(parts) or "the digests differ")

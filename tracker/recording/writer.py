@@ -1,16 +1,19 @@
 """`samtrack serve --record DIR`: every frame that entered the tracker (lossless), every accepted command and
 every published result, written by a thread of its own so recording never slows tracking.
 
-Frames wait in a bounded queue; one that finds it full is not recorded but marked lost in the timeline
-(and counted). Segments rotate by duration or size; the oldest go when the total passes its limit."""
+Everything waits for the writer in one bounded queue: a frame that finds the frames' share full is not
+recorded but marked lost in the timeline (consecutive lost frames share one record); results and commands
+beyond their shares are dropped, counted, and the drop is written to the timeline. Segments rotate by
+duration or size; the oldest go when the total passes its limit."""
 
 from __future__ import annotations
 
 import base64
+import collections
+import dataclasses
 import json
 import logging
 import os
-import queue
 import threading
 import time
 from dataclasses import dataclass
@@ -20,13 +23,18 @@ from pipelines.frame import Frame
 from pipelines.sinks import LosslessFileSink, SinkError
 
 from ..core.results import FrameResult
-from ..runner.recording import Manifest, segment_paths, segments, timeline_result
+from .format import Manifest, ResultRecord, next_session, segment_paths, segments
 
 log = logging.getLogger(__name__)
 
-CLOSE_TIMEOUT_S = 10.0  # at shutdown, how long the writer may take to flush what is queued
 RETRY_S = 5.0  # after a failed write (a full disk), frames are dropped this long before a new segment is tried
 RECORD_FPS = 30.0  # nominal rate stamped on recorded frames (players need one; the timeline has the real times)
+# Results waiting per frame the queue may hold: a result follows each frame, and a writer that falls behind
+# on frames falls behind on results too; beyond this they are dropped (their frames' results go unverified).
+RESULTS_PER_FRAME = 2
+# Bytes of accepted commands waiting (a mask prompt may be megabytes): a client flooding valid prompts
+# while the writer is starved must not grow memory without bound; beyond this they are dropped and marked.
+COMMAND_BYTES = 32 << 20
 
 
 @dataclass(frozen=True)
@@ -39,53 +47,144 @@ class RecordSettings:
     idle_priority: bool = True  # the writer only uses CPU time tracking leaves idle (SCHED_IDLE)
 
 
+@dataclass
+class _Lost:
+    """Consecutive frames not recorded: one timeline record, however many there are."""
+
+    frame: int
+    count: int = 1
+
+
+@dataclass(frozen=True)
+class _FrameItem:
+    frame: Frame
+    record: dict
+
+
 class Recorder:
     """Hands frames, commands and results to the writer thread; never blocks the caller."""
 
     def __init__(self, settings: RecordSettings, manifest: Manifest):
         self.settings = settings
-        self.lost = 0  # frames not recorded: the writer fell behind, or writing failed
-        self.errors = 0  # failed writes (a full disk, a removed directory)
         settings.directory.mkdir(parents=True, exist_ok=True)
-        manifest.write(settings.directory)
-        self._queue: queue.Queue = queue.Queue()
-        self._frames_queued = 0
-        self._lock = threading.Lock()
+        self.manifest = dataclasses.replace(manifest, session=next_session(settings.directory))
+        self.manifest.write(settings.directory)
+        self._lock = threading.Lock()  # counters and the queue are shared with the writer thread
+        self._ready = threading.Condition(self._lock)
+        self._queue: collections.deque = collections.deque()
+        self._frames = self._results = self._command_bytes = 0  # what waits, per share
+        self._last_lost: _Lost | None = None  # extended while no frame was queued after it
+        self._dropped_commands = self._dropped_results = 0  # not yet written to the timeline
+        self._stopping = False
+        self.lost = 0  # frames not recorded: the writer fell behind, or writing failed
+        self.results_lost = 0  # results not recorded (the queue's share was full)
+        self.commands_lost = 0  # accepted commands not recorded (the queue's share was full)
+        self.errors = 0  # failed writes (a full disk, a removed directory)
+        self._writer = _Writer(settings, self.manifest.session)
         self._thread = threading.Thread(target=self._run, name="recorder", daemon=True)
-        self._writer = _Writer(settings)
         self._thread.start()
 
+    # ---- the tracking thread's side -----------------------------------------------------------
     def frame(self, frame: Frame, tracker_frame: int) -> None:
         with self._lock:
-            full = self._frames_queued >= self.settings.queue_frames
-            if not full:
-                self._frames_queued += 1
-        if full:
-            self.lost += 1
-            self._queue.put({"kind": "lost", "frame": tracker_frame})
-        else:
-            self._queue.put((frame, {"kind": "frame", "frame": tracker_frame, "source_index": frame.index,
-                                     "capture_ns": frame.capture_ns, "pts_ns": frame.pts_ns}))
-
-    def command(self, after_frame: int | None, op: str, args: dict, mask: bytes | None, reply: dict) -> None:
-        self._queue.put({"kind": "command", "after_frame": after_frame, "op": op, "args": args,
-                         "mask": base64.b64encode(mask).decode("ascii") if mask is not None else None,
-                         "reply": reply})
+            if self._frames >= self.settings.queue_frames:
+                self.lost += 1
+                if self._last_lost is not None and self._last_lost.frame + self._last_lost.count == tracker_frame:
+                    self._last_lost.count += 1
+                else:
+                    self._last_lost = _Lost(tracker_frame)
+                    self._put(self._last_lost)
+                return
+            self._frames += 1
+            self._last_lost = None
+            self._put(_FrameItem(frame, {"kind": "frame", "frame": tracker_frame, "source_index": frame.index,
+                                         "capture_ns": frame.capture_ns, "pts_ns": frame.pts_ns}))
 
     def result(self, result: FrameResult) -> None:
-        self._queue.put(result)
+        record = ResultRecord.of(result)
+        with self._lock:
+            if self._results >= RESULTS_PER_FRAME * self.settings.queue_frames:
+                self.results_lost += 1
+                self._dropped_results += 1
+                return
+            self._results += 1
+            self._put(record)
+
+    def command(self, after_frame: int | None, op: str, args: dict, mask: bytes | None, reply: dict) -> None:
+        record = {"kind": "command", "after_frame": after_frame, "op": op, "args": args,
+                  "mask": base64.b64encode(mask).decode("ascii") if mask is not None else None, "reply": reply}
+        size = len(mask or b"") + 1024
+        with self._lock:
+            if self._command_bytes + size > COMMAND_BYTES:
+                self.commands_lost += 1
+                self._dropped_commands += 1
+                log.error("recorder: an accepted %s could not be queued (the writer is behind): the recording "
+                          "cannot be replayed exactly past this point", op)
+                return
+            self._command_bytes += size
+            self._put((size, record))
+
+    def _put(self, item) -> None:
+        self._mark_drops()
+        self._queue.append(item)
+        self._ready.notify()
+
+    def _mark_drops(self) -> None:
+        """The timeline says what is missing, where it went missing (a marker needs no share of its own:
+        there is at most one between two queued items)."""
+        if self._dropped_commands or self._dropped_results:
+            self._queue.append({"kind": "dropped", "commands": self._dropped_commands,
+                                "results": self._dropped_results})
+            self._dropped_commands = self._dropped_results = 0
 
     def flush(self, timeout: float) -> bool:
         """Waits until everything handed over so far is written (or dropped); False on timeout."""
         done = threading.Event()
-        self._queue.put(done)
+        with self._lock:
+            self._put(done)
         return done.wait(timeout)
 
-    def close(self) -> None:
-        self._queue.put(None)
-        self._thread.join(CLOSE_TIMEOUT_S)
+    def stop(self) -> None:
+        """Ask the writer to finish what is queued and close its segment (see `join`), at normal priority."""
+        with self._lock:
+            self._mark_drops()
+            self._stopping = True
+            self._ready.notify()
+        if self.settings.idle_priority:
+            _leave_idle_priority()
+
+    def join(self, deadline: float) -> None:
+        """Wait for the writer until `deadline` (monotonic); what is still queued then is not recorded."""
+        self._thread.join(max(0.0, deadline - time.monotonic()))
         if self._thread.is_alive():
-            log.warning("recorder still writing after %.0f s; the last segment may be cut short", CLOSE_TIMEOUT_S)
+            with self._lock:
+                left = len(self._queue)
+            log.warning("recorder still writing at shutdown; %d queued records are not recorded and the last "
+                        "segment may be cut short", left)
+
+    def close(self, timeout: float = 10.0) -> None:
+        self.stop()
+        self.join(time.monotonic() + timeout)
+
+    # ---- the writer thread ----------------------------------------------------------------------
+    def _next(self):
+        """The next queued item (None once stopping and drained)."""
+        with self._lock:
+            while not self._queue and not self._stopping:
+                self._ready.wait()
+            if not self._queue:
+                return None
+            item = self._queue.popleft()
+            if item is self._last_lost:
+                self._last_lost = None
+            if isinstance(item, _FrameItem):
+                self._frames -= 1
+            elif isinstance(item, ResultRecord):
+                self._results -= 1
+            elif isinstance(item, tuple):
+                self._command_bytes -= item[0]
+                item = item[1]
+            return item
 
     def _run(self) -> None:
         if self.settings.idle_priority:
@@ -93,30 +192,24 @@ class Recorder:
             # time that tracking leaves idle; when there is none its queue fills and frames are marked lost.
             os.sched_setscheduler(threading.get_native_id(), os.SCHED_IDLE, os.sched_param(0))
         failing_since: float | None = None  # a failed write stops recording until this + RETRY_S
-        while (item := self._queue.get()) is not None:
+        while (item := self._next()) is not None:
             if isinstance(item, threading.Event):
                 item.set()
                 continue
-            if isinstance(item, tuple):
-                with self._lock:
-                    self._frames_queued -= 1
+            is_frame = isinstance(item, _FrameItem)
             if failing_since is not None:
-                if not isinstance(item, tuple):
+                if not is_frame:
                     continue
                 if time.monotonic() < failing_since + RETRY_S:
-                    self.lost += 1
+                    with self._lock:
+                        self.lost += 1
                     continue
             try:
-                if isinstance(item, tuple):
-                    self._writer.frame(*item)
-                elif isinstance(item, FrameResult):
-                    self._writer.record(timeline_result(item))
-                else:
-                    self._writer.record(item)
+                self._write(item)
             except (OSError, SinkError) as e:  # a full disk must not stop tracking: say so, retry later
-                self.errors += 1
-                if isinstance(item, tuple):
-                    self.lost += 1
+                with self._lock:
+                    self.errors += 1
+                    self.lost += is_frame
                 if failing_since is None:
                     log.error("recording to %s failed (%s); tracking goes on, frames are not recorded until a "
                               "write succeeds (tried every %.0f s, in a new segment): free space or fix the "
@@ -129,18 +222,43 @@ class Recorder:
                 failing_since = None
         self._writer.close()
 
+    def _write(self, item) -> None:
+        if isinstance(item, _FrameItem):
+            self._writer.frame(item.frame, item.record)
+        elif isinstance(item, ResultRecord):
+            self._writer.record(item.timeline())
+        elif isinstance(item, _Lost):
+            self._writer.record({"kind": "lost", "frame": item.frame, "count": item.count})
+        else:
+            self._writer.record(item)
+
+
+def _leave_idle_priority() -> None:
+    """Every SCHED_IDLE thread of this process (writers, and the encoder threads they started) back to
+    SCHED_OTHER, so a backlog is written at shutdown even on a saturated machine, where an idle thread gets no
+    CPU at all. Unprivileged, this needs RLIMIT_NICE >= 20 (the shipped units set LimitNICE=+0)."""
+    for entry in os.scandir("/proc/self/task"):
+        try:
+            tid = int(entry.name)
+            if os.sched_getscheduler(tid) == os.SCHED_IDLE:
+                os.sched_setscheduler(tid, os.SCHED_OTHER, os.sched_param(0))
+        except (OSError, ValueError) as e:  # a thread that ended, or no permission: it drains at idle priority
+            log.debug("thread %s stays at SCHED_IDLE: %s", entry.name, e)
+
 
 class _Writer:
     """The writer thread's side: the current segment's video and timeline, rotation, the size limit."""
 
-    def __init__(self, settings: RecordSettings):
+    def __init__(self, settings: RecordSettings, session: int):
         self.settings = settings
+        self.session = session
         existing = segments(settings.directory)
         self._next = existing[-1] + 1 if existing else 0
         self._video: LosslessFileSink | None = None
         self._size: tuple[int, int] | None = None
         self._timeline = None
         self._started = 0.0
+        self._continues = False  # the session's first segment starts it; later ones continue it
         self._open()
 
     def _open(self) -> None:
@@ -149,6 +267,8 @@ class _Writer:
         self._next += 1
         self._timeline = open(timeline, "a")  # noqa: SIM115  (closed on rotation and at close)
         self._started = time.monotonic()
+        self.record({"kind": "session", "session": self.session, "continues": self._continues})
+        self._continues = True
         self._enforce_limit()
 
     def frame(self, frame: Frame, record: dict) -> None:
@@ -164,6 +284,8 @@ class _Writer:
         self.record(record)
 
     def record(self, record: dict) -> None:
+        if self._timeline is None:
+            self._open()
         self._timeline.write(json.dumps(record) + "\n")
         self._timeline.flush()
 

@@ -20,6 +20,7 @@ from aiohttp import WSMsgType, web
 
 from .. import protocol as P
 from ..protocol.curve import CurveClient, is_loopback
+from .origin import OriginPolicy
 
 log = logging.getLogger(__name__)
 
@@ -30,8 +31,12 @@ HEALTH_EVERY_S = 0.5  # how often the daemon's state is re-checked
 QUIET_S = 2.0  # no message from the daemon for this long: ping it, to tell "down" from "not publishing"
 PING_TIMEOUT_S = 1.5  # a daemon busy with one tracking step still answers well within this
 RELAYED_OPS = frozenset({"ping", "add_points", "add_box", "remove_object", "reset", "list_objects", "stats"})
-# The page is self-contained: nothing may load from anywhere but this server (works offline, no CDN).
-CSP = "default-src 'self'; img-src 'self' blob: data:; connect-src 'self'; style-src 'self' 'unsafe-inline'"
+# The page is self-contained: nothing may load from anywhere but this server (works offline, no CDN), and no
+# other site may frame it (a framed viewer could be clicked on by a page the user did not mean to prompt).
+CSP = ("default-src 'self'; img-src 'self' blob: data:; connect-src 'self'; style-src 'self' 'unsafe-inline'; "
+       "frame-ancestors 'none'")
+MAX_BROWSERS = 16  # pages connected at once: each costs a relay of every frame
+MAX_IN_FLIGHT = 8  # requests of one page waiting for the daemon: a page's burst never piles up tasks
 
 
 @dataclass(frozen=True)
@@ -45,6 +50,7 @@ class ViewerSettings:
     port: int = 8765
     token: str | None = None  # required in the URL when set (always set when bound beyond loopback)
     curve: CurveClient | None = None
+    allow_origins: frozenset[str] = frozenset()  # pages of other origins that may use the viewer (normalized)
 
 
 def needs_token(host: str) -> bool:
@@ -79,6 +85,7 @@ class Browser:
         self.control: deque[str] = deque()
         self.frames: deque[bytes] = deque(maxlen=BROWSER_QUEUE)
         self.wake = asyncio.Event()
+        self.in_flight = 0  # its requests waiting for the daemon
 
     def push_frame(self, data: bytes) -> None:
         self.frames.append(data)
@@ -111,6 +118,7 @@ class Viewer:
         self._ids = itertools.count(1)
         self._pending: dict[int, asyncio.Future] = {}
         self._tasks: set[asyncio.Task] = set()
+        self.policy: OriginPolicy | None = None  # set once listening (the port may have been 0)
         self._ctx = zmq.asyncio.Context()
         self._sub = self._socket(zmq.SUB)
         self._sub.connect(settings.results)
@@ -128,7 +136,7 @@ class Viewer:
         return s
 
     def app(self) -> web.Application:
-        app = web.Application()
+        app = web.Application(middlewares=[self._guard])
         app.router.add_get("/", self._page)
         app.router.add_get("/viewer.js", self._script)
         app.router.add_get("/ws", self._websocket)
@@ -154,6 +162,16 @@ class Viewer:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    @web.middleware
+    async def _guard(self, request: web.Request, handler):
+        """Every request: its Host names this viewer and its Origin (when a page sends one) is allowed."""
+        why = self.policy.refusal(request.headers.get("Host"), request.headers.get("Origin")) if self.policy \
+            else "the viewer is starting"
+        if why is not None:
+            log.warning("refused %s %s: %s", request.method, request.path, why)
+            raise web.HTTPForbidden(text=why + "\n")
+        return await handler(request)
+
     def _check_token(self, request: web.Request) -> None:
         token = self.settings.token
         if token is not None and not secrets.compare_digest(request.query.get("token", ""), token):
@@ -169,6 +187,8 @@ class Viewer:
 
     async def _websocket(self, request: web.Request) -> web.WebSocketResponse:
         self._check_token(request)
+        if len(self.browsers) >= MAX_BROWSERS:
+            raise web.HTTPServiceUnavailable(text=f"{MAX_BROWSERS} pages are connected already; close one\n")
         ws = web.WebSocketResponse(heartbeat=10.0, max_msg_size=1 << 20)
         await ws.prepare(request)
         browser = Browser(ws)
@@ -257,12 +277,19 @@ class Viewer:
         except (ValueError, KeyError, TypeError, AttributeError) as e:
             browser.push_control(P.error_reply(rid, "bad_request", f"the page sent a bad request: {e}"))
             return
+        if browser.in_flight >= MAX_IN_FLIGHT:
+            browser.push_control(P.error_reply(rid, "too_many_requests", f"{MAX_IN_FLIGHT} requests of this page "
+                                                                         "are waiting for the daemon; wait for them"))
+            return
+        browser.in_flight += 1
         try:
             reply = await self.request(op, args, REQUEST_TIMEOUT_S)
         except ConnectionError as e:
             reply = P.error_reply(rid, "unreachable", f"{e}; the prompt was not sent")
         except TimeoutError:
             reply = P.error_reply(rid, "timeout", f"no reply from the daemon within {REQUEST_TIMEOUT_S:.0f} s")
+        finally:
+            browser.in_flight -= 1
         browser.push_control({**reply, "id": rid})
 
     async def _health(self) -> None:
@@ -290,12 +317,14 @@ class Viewer:
 
 async def serve(settings: ViewerSettings, stop: asyncio.Event) -> None:
     """Serve until `stop` is set; prints the URL to open."""
-    runner = web.AppRunner(Viewer(settings).app(), access_log=None)
+    viewer = Viewer(settings)
+    runner = web.AppRunner(viewer.app(), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, settings.host, settings.port)
     await site.start()
     host = f"[{settings.host}]" if ":" in settings.host else settings.host
     port = runner.addresses[0][1]  # the real one when asked for port 0
+    viewer.policy = OriginPolicy(port, not needs_token(settings.host), settings.allow_origins, settings.host)
     query = f"/?token={settings.token}" if settings.token else "/"
     print(f"samtrack view: open http://{host}:{port}{query}  (daemon: results {settings.results}, "
           f"commands {settings.commands})", flush=True)

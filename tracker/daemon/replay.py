@@ -1,0 +1,132 @@
+"""`samtrack replay DIR`: a recording through fresh trackers (one per recorded session), served and published
+like a daemon; with verification, every result compared with the recorded one."""
+
+from __future__ import annotations
+
+import base64
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .. import protocol as P
+from ..core.tracker import Tracker
+from ..models import weights
+from ..recording.format import Manifest, RecordingError
+from ..recording.replay import FrameMap, RecordingSource
+from ..recording.verify import Verifier
+from .config import load_config
+from .loop import Daemon
+from .stream import Stream
+from .wiring import settings_from
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ReplaySettings:
+    directory: Path
+    verify: bool = False
+    realtime: bool = False
+    checkpoint: str | None = None  # None: the cached checkpoint of the recorded model
+    precision: str | None = None  # None: each session's own (results then identical)
+    backend: str | None = None  # None: each session's own
+    device: str = "cpu"
+    results: str = P.DEFAULT_RESULTS
+    commands: str = P.DEFAULT_COMMANDS
+    preview_every: int = 0
+
+
+@dataclass(frozen=True)
+class ReplayReport:
+    frames: int
+    seconds: float
+    sessions: int
+    precision: str  # the replay's (last session's)
+    recorded_precision: str
+    warnings: list[str]
+    verifier: Verifier | None
+
+
+class _Trackers:
+    """A fresh tracker per session; sessions recorded with the same model share its weights and engines."""
+
+    def __init__(self, s: ReplaySettings, directory: Path):
+        self.s, self.directory = s, directory
+        self._built: dict[tuple, Tracker] = {}
+
+    def fresh(self, m: Manifest) -> Tracker:
+        options = {k: v for k, v in m.options.items() if k != "precision"}
+        options["precision"] = self.s.precision or m.precision
+        backend = self.s.backend or m.backend
+        key = (m.model, m.image_size, m.weights_sha256, backend, m.threads)
+        if key in self._built:
+            return self._built[key].share(**options)
+        from engines.cache import weights_digest
+
+        checkpoint = weights.resolve_checkpoint(m.model, self.s.checkpoint)
+        tracker = Tracker.build(m.model, checkpoint, m.image_size, self.s.device, threads=m.threads, backend=backend,
+                                **options)
+        if weights_digest({"model": tracker.model}) != m.weights_sha256:
+            raise RecordingError(f"{self.directory} (session {m.session}) was recorded with other weights than "
+                                 f"{checkpoint or 'seeded random'} for {m.model}: pass the recording's --checkpoint")
+        self._built[key] = tracker
+        return tracker
+
+
+def replay(s: ReplaySettings) -> ReplayReport:
+    """Replay (and verify) a recording until its end, SIGINT/SIGTERM, or the first divergence."""
+    directory = s.directory
+    newest = Manifest.read(directory)
+    trackers = _Trackers(s, directory)
+    source = RecordingSource(directory, realtime=s.realtime)
+    stream = Stream(newest.stream, source, trackers.fresh(newest), preview_every=s.preview_every)
+    settings = settings_from(load_config(None, {  # the daemon's own defaults, with this command's endpoints
+        "endpoints.results": s.results, "endpoints.commands": s.commands, "metrics.enabled": False}))
+    verifier = Verifier(on_divergence=lambda text: daemon.stop()) if s.verify else None
+    daemon = Daemon([stream], settings, on_result=verifier.on_result if verifier else None)
+    recorded = [newest.precision]
+
+    def session(m: Manifest) -> None:
+        """A recorded daemon run begins: a fresh tracker, frame numbers from 0."""
+        stream.tracker = trackers.fresh(m)
+        recorded[0] = m.precision
+        t = stream.tracker
+        if verifier is not None:
+            verifier.session(m.exact_for(t.precision, t.backend, str(t.device), torch.get_num_threads(), False))
+        log.info("replaying session %d (%s, %s)", m.session, t.precision, t.backend)
+
+    def command(record: dict, frames: FrameMap) -> None:
+        """A recorded command, through the daemon's own handler at the point it was served."""
+        args = {k: v for k, v in record["args"].items() if k != "stream"}  # the replay serves one stream
+        if isinstance(args.get("frame"), int):
+            mapped = frames.replayed(args["frame"])
+            if mapped is None:
+                why = f"after frame {record['after_frame']}: {record['op']} names frame {args['frame']}, which the " \
+                      "recording lost; the rest of the session is not compared"
+                log.warning("%s", why)
+                if verifier is not None:
+                    verifier.stop_session(why)
+                return
+            args["frame"] = mapped
+        parts = [base64.b64decode(record["mask"])] if record.get("mask") else []
+        done = daemon.handler.handle([P.request(0, record["op"], args), *parts])
+        if done.result is None:
+            why = f"after frame {record['after_frame']}: {record['op']} failed on replay: {done.reply.decode()}"
+            log.warning("%s", why)
+            if verifier is not None and verifier.divergence is None:
+                verifier.divergence = why
+                daemon.stop()
+
+    source.on_session, source.on_command = session, command
+    if verifier is not None:
+        source.on_expected, source.on_gap = verifier.on_expected, verifier.gap
+    daemon.install_signal_handlers()
+    t0 = time.monotonic()
+    daemon.run()
+    if verifier is not None:
+        verifier.finish()
+    return ReplayReport(daemon.stream.stats.frames, time.monotonic() - t0, source.sessions, stream.tracker.precision,
+                        recorded[0], source.warnings, verifier)
