@@ -8,6 +8,7 @@ import torch
 
 from tests.conftest import make_model
 from tracker import FrameError, FrameWindowError, PromptError, Tracker, UnknownObjectError
+from tracker.errors import TooManyObjectsError
 
 
 @pytest.fixture(scope="module")
@@ -49,6 +50,8 @@ BAD_CALLS = {
     "frame_float_index": (lambda t, f: t.add_points(1, [[1, 2]], [1], frame_index=3.0), FrameWindowError, "window"),
     "remove_unknown": (lambda t, f: t.remove_object(42), UnknownObjectError, "unknown object 42"),
     "result_old": (lambda t, f: t.result(0), FrameWindowError, "feature window"),
+    "too_many_points": (lambda t, f: t.add_points(1, [[1, 2]] * 65, [1] * 65), PromptError, "at most 64"),
+    "object_over_cap": (lambda t, f: t.add_points(99, [[1, 2]], [1]), TooManyObjectsError, "max_objects"),
 }
 
 
@@ -62,7 +65,7 @@ def test_prompt_before_any_frame(model):
 def test_bad_inputs_raise_and_leave_state_unchanged(model, video):
     """Tracker A gets every bad call between frames; tracker B does not: their outputs stay identical."""
     frames = _frames(video, 12)
-    a, b = Tracker.from_sam2(model, feature_window=4), Tracker.from_sam2(model, feature_window=4)
+    a, b = (Tracker.from_sam2(model, feature_window=4, max_objects=1) for _ in range(2))
     calls = list(BAD_CALLS.items())
     for i, f in enumerate(frames):
         ra, rb = a.step(f), b.step(f)
@@ -102,3 +105,29 @@ def test_remove_and_reset(model, video):
     t.reset()
     assert t.objects == [] and t.step(frames[3]).objects == {}
     assert t.latest_frame == 3
+
+
+def test_objects_beyond_the_cap_are_refused_until_one_is_removed(model, video):
+    frames = _frames(video, 3)
+    t = Tracker.from_sam2(model, max_objects=2)
+    t.step(frames[0])
+    t.add_points(1, [[20, 25]], [1])
+    t.add_box(2, [70, 40, 110, 80])
+    with pytest.raises(TooManyObjectsError, match="already tracking 2 objects"):
+        t.add_mask(3, np.ones(frames[0].shape[:2], bool))
+    t.add_points(1, [[22, 25]], [1])  # a correction of a tracked object is no new object
+    assert set(t.step(frames[1]).objects) == {1, 2}
+    t.remove_object(2)
+    t.add_points(3, [[90, 60]], [1])
+    assert t.objects == [1, 3] and set(t.step(frames[2]).objects) == {1, 3}
+
+
+def test_points_kept_on_a_frame_add_up_to_at_most_64(model, video):
+    t = Tracker.from_sam2(model)
+    t.step(_frames(video, 1)[0])
+    t.add_points(1, [[20, 25]] * 40, [1] * 40)
+    n_tensors = len(t.tensors())
+    with pytest.raises(PromptError, match="would have 70 points"):
+        t.add_points(1, [[21, 25]] * 30, [1] * 30, clear_old_points=False)
+    assert len(t.tensors()) == n_tensors
+    t.add_points(1, [[21, 25]] * 24, [1] * 24, clear_old_points=False)  # 64: still fine

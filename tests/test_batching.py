@@ -99,3 +99,38 @@ def test_streams_encoded_in_one_batch_equal_one_at_a_time(long_video):
                 worst = max(worst, float(np.abs(a[o][0] - b[o][0]).max()), abs(a[o][1] - b[o][1]))
     assert worst <= TOLERANCE, f"batched encoding differs by {worst:.3g}"
     assert ref[-1][1].keys() == {1, 2}
+
+
+def test_a_failure_in_a_batched_turn_belongs_to_its_own_stream(video, monkeypatch):
+    """One stream's bad frame, or one tracker failing after the shared encoder ran: the other streams' frames
+    are tracked and returned (their trackers advanced, so their results must reach subscribers); the failing
+    tracker's error is its own outcome."""
+    from tracker.core.batch import step_batch
+    from tracker.errors import FrameError
+
+    _, frames = video
+    first = Tracker.from_sam2(make_model(), precision="fp32")
+    ts = [first, first.share(precision="fp32"), first.share(precision="fp32")]
+    out = step_batch(ts, [frames[0], frames[0][..., 0], frames[0]])  # stream 1's frame is grey, not RGB
+    assert isinstance(out[1], FrameError)
+    assert [t.latest_frame for t in ts] == [0, None, 0] and out[0].frame_index == out[2].frame_index == 0
+
+    def broken(*_a, **_k):
+        raise RuntimeError("a kernel failed")
+
+    ts[2].add_box(1, [4, 6, 60, 70])
+    monkeypatch.setattr(ts[2], "_track_objects", broken)
+    out = step_batch(ts, [frames[1]] * 3)
+    assert isinstance(out[2], RuntimeError) and not isinstance(out[0], Exception)
+    assert out[1].frame_index == 0 and out[0].frame_index == 1  # each stream's own numbering
+
+    def small_batches_only(image):  # the shared encoder fails on the batch (out of memory, say)
+        if image.shape[0] > 1:
+            raise RuntimeError("out of memory")
+        return first.model.forward_image(image)
+
+    for t in ts:
+        t.encoder = small_batches_only
+    out = step_batch(ts, [frames[2]] * 3)  # each frame then goes alone, and only the broken tracker fails
+    assert [type(o).__name__ for o in out] == ["FrameResult", "FrameResult", "RuntimeError"]
+    assert [o.frame_index for o in out[:2]] == [2, 1]

@@ -17,7 +17,7 @@ from tracker.client import Client, RemoteError, Result, Subscriber
 
 @pytest.fixture(scope="module")
 def daemon():
-    d = start_daemon("--preview-every", "2")
+    d = start_daemon("--preview-every", "2", "--max-objects", "8")
     yield d
     assert d.stop() == 0
 
@@ -69,7 +69,24 @@ def test_objects_come_and_go_and_past_frames_can_be_prompted(daemon):
         assert e.value.code == "unknown_object"
         stats = c.stats()
         assert stats["frames"] > 0 and stats["prompts"] >= 3 and stats["errors"]["frame_out_of_window"] >= 1
-        assert {"encoder", "track", "step", "publish"} <= set(stats["timings_ms"])
+        assert {"encoder", "track", "step", "publish", "publish_queue"} <= set(stats["timings_ms"])
+
+
+def test_a_client_cannot_grow_a_stream_without_bound(daemon):
+    """New ids beyond max_objects are refused with too_many_objects; corrections still apply; a removal
+    makes room."""
+    with Client(daemon.commands, timeout=30) as c:
+        c.reset()
+        for k in range(1, 9):
+            c.add_points(k, [[80, 60]], [1])
+        with pytest.raises(RemoteError) as e:
+            c.add_box(9, [10, 10, 60, 50])
+        assert e.value.code == "too_many_objects" and "max_objects" in e.value.message
+        assert c.add_points(3, [[70, 50]], [1])["object"]["id"] == 3
+        c.remove_object(1)
+        assert c.add_box(9, [10, 10, 60, 50])["object"]["id"] == 9
+        assert len(c.list_objects()["objects"]) == 8 and c.stats()["errors"]["too_many_objects"] == 1
+        c.reset()
 
 
 def test_mask_prompt_round_trip(daemon):
@@ -225,3 +242,63 @@ def test_watch_prints_results_and_writes_an_overlay_video(daemon, tmp_path):
     with GstSource(str(out)) as src:
         frames = list(src)
     assert len(frames) >= 3 and frames[0].image.shape == (120, 160, 3)
+
+
+def test_the_signal_handler_takes_no_lock_the_loop_may_hold():
+    """A signal lands between any two bytecodes of the main thread, also inside a lock's critical section (an
+    Event's wait, a queue's get): a handler that takes such a lock deadlocks the daemon until SIGKILL. With
+    every lock the daemon owns held, its SIGTERM handler must still return at once."""
+    import signal as sig
+    import threading
+
+    from pipelines import open_source
+    from tests.conftest import make_model
+    from tracker import Tracker
+    from tracker.client.spawn import free_port
+    from tracker.daemon.loop import Daemon, DaemonSettings
+    from tracker.daemon.stream import Stream
+
+    settings = DaemonSettings(f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}", "rle", 4, None,
+                              0, None, 10.0, 5.0)
+    daemon = Daemon([Stream("s", open_source("test:"), Tracker.from_sam2(make_model(image_size=64)))], settings)
+    before = {s: sig.getsignal(s) for s in (sig.SIGINT, sig.SIGTERM)}
+    held = []
+    try:
+        daemon.install_signal_handlers()
+        handler = sig.getsignal(sig.SIGTERM)
+        for lock in _locks_of(daemon):
+            assert lock.acquire(timeout=5)
+            held.append(lock)
+        assert held  # the publisher's queue, at least
+        done = threading.Event()
+        threading.Thread(target=lambda: (handler(sig.SIGTERM, None), done.set()), daemon=True).start()
+        assert done.wait(5), "the SIGTERM handler blocks on a lock the main thread may hold"
+    finally:
+        for lock in held:
+            lock.release()
+        for s, h in before.items():
+            sig.signal(s, h)
+        daemon.close()
+
+
+def _locks_of(obj, depth: int = 3, seen: set | None = None) -> list:
+    """Every lock reachable from obj's attributes (Events and Conditions through their inner lock)."""
+    import threading
+
+    seen = set() if seen is None else seen
+    if id(obj) in seen or depth < 0 or isinstance(obj, threading.Thread):  # a thread's own lock is held while it runs
+        return []
+    seen.add(id(obj))
+    lock_types = (type(threading.Lock()), type(threading.RLock()))
+    if isinstance(obj, lock_types):
+        return [obj]
+    if isinstance(obj, threading.Event):
+        return _locks_of(obj._cond, depth, seen)
+    if isinstance(obj, threading.Condition):
+        return _locks_of(obj._lock, depth, seen)
+    children = list(vars(obj).values()) if hasattr(obj, "__dict__") and not isinstance(obj, type) else []
+    if isinstance(obj, (list, tuple, set)):
+        children = list(obj)
+    elif isinstance(obj, dict):
+        children = list(obj.values())
+    return [lock for c in children for lock in _locks_of(c, depth - 1, seen)]

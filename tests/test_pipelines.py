@@ -7,6 +7,7 @@ import os
 import re
 import subprocess
 import sys
+import threading
 import time
 
 import numpy as np
@@ -21,12 +22,13 @@ from pipelines import (
     open_source,
     parse_source,
 )
+from pipelines.errors import SourceError
 from pipelines.frame import rgb_from_buffer
-from pipelines.live import Backoff
+from pipelines.live import Backoff, ReconnectingSource
 from pipelines.overlay import OverlayObject, color_for, draw_overlay
 from pipelines.sinks import DisplaySink, RtspServerSink, SinkError, VideoFileSink
 from pipelines.source import GstSource
-from pipelines.spec import launch_description
+from pipelines.spec import SourceSpec, launch_description
 from tests.gst_helpers import CODECS, block_image, block_means, encode_test_file
 from tests.rtsp_server import RtspTestServer
 from tracker.client.spawn import free_port
@@ -321,3 +323,39 @@ def test_probe_cli(tmp_path):
     assert r.returncode == 0 and "kind     file (file)" in r.stdout
     r = _probe(str(tmp_path / "missing.mp4"))
     assert r.returncode == 2 and "file not found" in r.stderr and "Traceback" not in r.stderr
+
+
+class _SlowStopSource:
+    """A stand-in camera whose frames fail at once and whose stop takes seconds (GStreamer's set_state(NULL) on
+    a dead RTSP session can): the reconnecting wrapper must never make its caller wait for that."""
+
+    spec = SourceSpec("test", "")
+    stop_s = 2.0
+
+    def __init__(self, log: list[str]):
+        self.log, self.dropped, self.info = log, 0, None
+
+    def start(self):
+        self.log.append("start")
+
+    def read(self, timeout: float = 1.0):
+        raise SourceError("the camera went away")
+
+    def stop(self) -> None:
+        time.sleep(self.stop_s)
+        self.log.append("stopped")
+
+
+def test_a_failed_source_is_torn_down_off_the_callers_loop_and_threads_are_joined_at_stop():
+    log: list[str] = []
+    src = ReconnectingSource(lambda: _SlowStopSource(log), _SlowStopSource.spec, Backoff(0.01, 1.0, 0.01))
+    src.start()
+    t0 = time.monotonic()
+    assert src.read(0.1) is None  # the failure: its teardown runs elsewhere
+    assert time.monotonic() - t0 < _SlowStopSource.stop_s / 2
+    deadline = time.monotonic() + 20
+    while log.count("start") < 2 and time.monotonic() < deadline:  # the next attempt waits for the teardown
+        src.read(0.05)
+    assert log[:3] == ["start", "stopped", "start"], log
+    src.stop()  # joins the reconnection and teardown threads (bounded)
+    assert not any(t.name in ("reconnect", "source-teardown") for t in threading.enumerate() if t.is_alive())

@@ -92,3 +92,40 @@ def test_a_full_queue_never_drops_another_streams_end_message():
     publisher, headers = _run(queue_size=1, ended="door")
     assert [h["type"] for h in headers if h["stream"] == "door"] == ["end"]
     assert publisher.dropped("cam") > 0 and publisher.dropped("door") == 0
+
+
+def test_only_the_publisher_thread_touches_its_socket(monkeypatch):
+    """The thread closes the socket itself; a thread still busy at close() keeps it (close says so) instead of
+    the caller closing a socket another thread may be sending on (libzmq aborts on that)."""
+    import threading
+
+    from tracker.daemon import publisher as pubmod
+
+    ctx = zmq.Context()
+    closed_by: list[str] = []
+    original = Publisher._close_socket
+
+    def close_socket(self):
+        closed_by.append(threading.current_thread().name)
+        original(self)
+
+    monkeypatch.setattr(Publisher, "_close_socket", close_socket)
+    pub = ctx.socket(zmq.PUB)
+    publisher = Publisher(pub, "rle", queue_size=2)
+    publisher.add_stream("cam")
+    frame, result = _frame_and_result(0)
+    publisher.publish("cam", frame, result, {"step": 1.0}, 0)
+    assert publisher.close() and pub.closed and closed_by == ["publisher"]
+
+    stuck, release = ctx.socket(zmq.PUB), threading.Event()
+    busy = Publisher(stuck, "rle", queue_size=2)
+    busy.add_stream("cam")
+    monkeypatch.setattr(busy, "_send", lambda item: release.wait(30))
+    monkeypatch.setattr(pubmod, "CLOSE_TIMEOUT_S", 0.5)
+    busy.publish("cam", frame, result, {"step": 1.0}, 0)
+    time.sleep(0.2)  # the thread is inside _send now
+    assert busy.close() is False and not stuck.closed  # left to its thread
+    release.set()
+    busy._thread.join(10)
+    assert stuck.closed and closed_by == ["publisher", "publisher"]
+    ctx.term()

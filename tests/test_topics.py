@@ -7,9 +7,11 @@ import asyncio
 import json
 import time
 
+import pytest
 import torch
 import zmq
 
+from tracker import protocol as P
 from tracker.client import Result, Subscriber
 from tracker.client.spawn import free_port
 from tracker.core.results import make_result
@@ -106,3 +108,22 @@ def test_viewer_of_one_stream_relays_only_that_stream():
         topic = data[start: start + lengths[0]]
         header = json.loads(data[start + lengths[0]: start + lengths[0] + lengths[1]])
         assert topic == b"results.cam" and header["stream"] == "cam"
+
+
+@pytest.mark.parametrize("name", [".", "..", "...", "a/b", "", "x" * 65, "a b"])
+def test_a_stream_name_is_a_plain_path_component(name, tmp_path):
+    """A recording goes to DIR/<stream>: "." and ".." (and anything but a plain name) are refused by the
+    config, the request schema and the command line alike."""
+    from tracker.cli.serve import _source_overrides
+    from tracker.daemon.config import ConfigError, load_config
+    from tracker.errors import SamtrackError
+
+    assert not P.is_stream_name(name)
+    with pytest.raises(ConfigError):
+        load_config(None, {"stream.name": name})
+    with pytest.raises(P.ProtocolError) as e:
+        P.parse_request([P.request(1, "ping", {"stream": name})])
+    assert e.value.code == "bad_request"
+    with pytest.raises(SamtrackError):
+        _source_overrides([f"{name}=test:", "b=test:"])
+    assert P.is_stream_name("cam.1") and P.is_stream_name("_") and P.is_stream_name("a" * 64)

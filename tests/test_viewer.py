@@ -396,3 +396,97 @@ def _pick_b_and_prompt(browser, results: str, commands: str, commands_a: str, co
     finally:
         pg.close()
         v.stop()
+
+
+# ---- who may use the viewer ----------------------------------------------------------------------------
+
+
+def _status(port: int, method: str = "GET", path: str = "/", **headers: str) -> int:
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request(method, path, headers=headers)
+        return conn.getresponse().status
+    finally:
+        conn.close()
+
+
+def _ws_handshake(port: int, origin: str | None) -> str:
+    """'open: <first message type>' or 'refused <status>'."""
+    import asyncio
+
+    import aiohttp
+
+    async def attempt() -> str:
+        async with aiohttp.ClientSession() as s:
+            try:
+                async with s.ws_connect(f"http://127.0.0.1:{port}/ws", origin=origin) as ws:
+                    msg = await ws.receive(timeout=10)
+                    return "open: " + json.loads(msg.data)["type"]
+            except aiohttp.WSServerHandshakeError as e:
+                return f"refused {e.status}"
+
+    return asyncio.run(attempt())
+
+
+def test_pages_of_other_origins_and_other_hosts_are_refused():
+    """Without a browser: the viewer's own origin and a named one may open the socket; another site, a page
+    from another port, a rebound host name (DNS rebinding) and a sandboxed page may not; no HTTP call either."""
+    v = ViewerProcess("tcp://127.0.0.1:1", "tcp://127.0.0.1:2", "--allow-origin", "http://127.0.0.1:9/",
+                      token=None)
+    try:
+        own = f"http://127.0.0.1:{v.port}"
+        assert _status(v.port) == 200
+        assert _ws_handshake(v.port, own) == "open: viewer"
+        assert _ws_handshake(v.port, None) == "open: viewer"  # not a web page (a script): nothing to protect
+        assert _ws_handshake(v.port, "http://127.0.0.1:9") == "open: viewer"  # named with --allow-origin
+        for origin in ("http://evil.example", f"http://127.0.0.1:{v.port + 1}", "null", f"https://127.0.0.1:{v.port}"):
+            assert _ws_handshake(v.port, origin) == "refused 403", origin
+        assert _status(v.port, Host=f"evil.example:{v.port}") == 403  # a name rebound to 127.0.0.1
+        assert _status(v.port, "POST", "/ws", Origin="http://evil.example") == 403
+        assert _status(v.port, "POST", "/", Origin=own) == 405  # and nothing here changes state over plain HTTP
+    finally:
+        assert v.stop() == 0
+
+
+ATTACKER_PAGE = """<!doctype html><title>another site</title><script>
+window.outcome = new Promise((resolve) => {
+  const ws = new WebSocket("ws://127.0.0.1:%d/ws");
+  ws.onopen = () => ws.send(JSON.stringify({id: 1, op: "%s", args: {}}));
+  ws.onmessage = (ev) => { if (typeof ev.data === "string" && JSON.parse(ev.data).id === 1) resolve("reply"); };
+  ws.onerror = () => resolve("refused");
+});
+</script>"""
+
+
+@pytest.mark.slow  # a real browser, viewer and daemon
+def test_a_page_from_another_origin_cannot_use_the_viewer(browser, daemon, tmp_path):
+    """In Chromium, a page served from another loopback port tries the viewer's socket: refused, and its reset
+    never reaches the daemon; the same page is served once its origin is allowed (--allow-origin)."""
+    import http.server
+    import threading
+
+    with Client(daemon.commands, timeout=30) as c:
+        c.add_points(7, [[80, 60]], [1])
+    refused = ViewerProcess(daemon.results, daemon.commands, token=None)
+    (tmp_path / "attack.html").write_text(ATTACKER_PAGE % (refused.port, "reset"))
+    site_port = free_port()
+    allowed = ViewerProcess(daemon.results, daemon.commands, "--allow-origin", f"http://127.0.0.1:{site_port}",
+                            token=None)
+    (tmp_path / "allowed.html").write_text(ATTACKER_PAGE % (allowed.port, "list_objects"))
+    handler = lambda *a: http.server.SimpleHTTPRequestHandler(*a, directory=str(tmp_path))  # noqa: E731
+    site = http.server.ThreadingHTTPServer(("127.0.0.1", site_port), handler)
+    threading.Thread(target=site.serve_forever, daemon=True).start()
+    pg = browser.new_page()
+    try:
+        pg.goto(f"http://127.0.0.1:{site_port}/attack.html")
+        assert pg.evaluate("() => window.outcome") == "refused"
+        assert 7 in daemon_objects(daemon)  # the page's reset never reached the daemon
+        pg.goto(f"http://127.0.0.1:{site_port}/allowed.html")
+        assert pg.evaluate("() => window.outcome") == "reply"
+    finally:
+        pg.close()
+        site.shutdown()
+        site.server_close()
+        assert refused.stop() == 0 and allowed.stop() == 0

@@ -13,7 +13,7 @@ FLAG_FIELDS = {
     "preview_every": "output.preview_every", "feature_window": "memory.feature_window",
     "metrics_port": "metrics.port", "log_level": "logging.level", "backend": "model.backend",
     "precision": "model.precision", "publish_queue": "output.publish_queue", "record": "record.directory",
-    "batch_streams": "memory.batch_streams",
+    "batch_streams": "memory.batch_streams", "max_objects": "memory.max_objects",
 }
 
 
@@ -38,6 +38,7 @@ def add_serve_parser(sub) -> None:
     p.add_argument("--publish-queue", type=int, help="results waiting for the publisher thread (0: publish inline)")
     p.add_argument("--record", metavar="DIR", help="record frames, commands and results here (samtrack replay DIR)")
     p.add_argument("--feature-window", type=int, help="recent frames a prompt may name")
+    p.add_argument("--max-objects", type=int, help="objects tracked at once per stream (more: too_many_objects)")
     p.add_argument("--batch-streams", action="store_true", default=None,
                    help="encode the frames of all streams of a turn in one batch (backend torch)")
     p.add_argument("--metrics-port", type=int, help="Prometheus port (0: any free port)")

@@ -264,10 +264,11 @@ class Tracker:
         bank = self._banks.get(obj_id) or ObjectBank(obj_id)
         if prompt is not None and not clear_old_points and k in bank.points:
             old = bank.points[k]
-            if old.coords.shape[1] + prompt.coords.shape[1] > MAX_FRAME_POINTS:
-                raise PromptError(f"object {obj_id} would have {old.coords.shape[1] + prompt.coords.shape[1]} points "
-                                  f"on frame {k}; at most {MAX_FRAME_POINTS}: replace them (clear_old_points)")
             prompt = PointPrompt(torch.cat([old.coords, prompt.coords], 1), torch.cat([old.labels, prompt.labels], 1))
+        if prompt is not None and prompt.coords.shape[1] > MAX_FRAME_POINTS:
+            raise PromptError(f"object {obj_id} would have {prompt.coords.shape[1]} points (box corners count two) "
+                              f"on frame {k}; at most {MAX_FRAME_POINTS}: give fewer, or replace the old ones "
+                              "(clear_old_points)")
         is_init_cond = k not in bank.tracked
         is_cond = is_init_cond or self.options.add_all_frames_to_correct_as_cond
         pending = bank.pending_cond if is_cond else bank.pending_non_cond

@@ -1,0 +1,108 @@
+"""The recorder's queue, in process: bounded whatever the writer's pace (a writer held as a saturated machine
+holds it at SCHED_IDLE), what it drops counted and marked in the timeline, light result records, and a stop
+that keeps its deadline. The real daemon path: tests/test_record.py."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import fields
+
+import numpy as np
+import pytest
+import torch
+
+from pipelines.frame import Frame
+from tracker.core.results import make_result
+from tracker.recording import writer as W
+from tracker.recording.format import Manifest, ResultRecord, segment_paths, segments
+
+
+def _records(directory) -> list[dict]:
+    return [json.loads(line) for n in segments(directory)
+            for line in segment_paths(directory, n)[1].read_text().splitlines()]
+
+
+def _result(i: int, n_objects: int = 2):
+    low = torch.from_numpy(np.random.default_rng(i).normal(size=(1, 1, 16, 16)).astype(np.float32))
+    return make_result(i, {k + 1: (low, torch.tensor([[1.0]])) for k in range(n_objects)}, 120, 160)
+
+
+@pytest.fixture()
+def held(monkeypatch):
+    """The writer blocks in its first frame until the event is set."""
+    release = threading.Event()
+    original = W._Writer.frame
+
+    def frame(self, *args):
+        release.wait(60)
+        return original(self, *args)
+
+    monkeypatch.setattr(W._Writer, "frame", frame)
+    yield release
+    release.set()
+
+
+def _recorder(tmp_path, queue_frames: int = 4) -> W.Recorder:
+    manifest = Manifest("0", "sam2.1_hiera_t", 64, "0" * 64, {}, "fp32", 1, "test")
+    return W.Recorder(W.RecordSettings(tmp_path, 60.0, 1 << 30, 1 << 30, queue_frames, idle_priority=False), manifest)
+
+
+def test_the_queue_stays_bounded_and_what_it_drops_is_counted_and_marked(tmp_path, held, monkeypatch):
+    monkeypatch.setattr(W, "COMMAND_BYTES", 64 << 10)
+    r = _recorder(tmp_path)
+    image = np.zeros((120, 160, 3), np.uint8)
+    for i in range(400):  # a long stall of the writer: frames, results and commands keep coming
+        r.frame(Frame(i, None, time.monotonic_ns(), image), i)
+        r.result(_result(i))
+        if i % 10 == 0:
+            r.command(i, "add_mask", {"object": 1}, b"\1" * 8192, {"frame": i})
+    with r._lock:
+        queued = len(r._queue)
+    # frames: queue_frames + one record per run of lost frames; results: 2 per queued frame; commands: by bytes
+    assert queued <= 4 + 4 + 2 * 4 + (64 << 10) // 8192 + 8, queued
+    assert r.lost >= 400 - 4 - 1 and r.results_lost >= 400 - 8 and r.commands_lost > 0
+    held.set()
+    r.close(timeout=30)
+    records = _records(tmp_path)
+    lost = [(x["frame"], x["count"]) for x in records if x["kind"] == "lost"]
+    assert sum(c for _, c in lost) == r.lost
+    dropped = [x for x in records if x["kind"] == "dropped"]
+    assert sum(x["commands"] for x in dropped) == r.commands_lost and sum(x["results"] for x in dropped) == \
+        r.results_lost
+    assert [x["kind"] for x in records][0] == "session"
+
+
+def test_a_stop_keeps_its_deadline_when_the_writer_is_stuck(tmp_path, held):
+    r = _recorder(tmp_path)
+    for i in range(4):
+        r.frame(Frame(i, None, time.monotonic_ns(), np.zeros((120, 160, 3), np.uint8)), i)
+    t0 = time.monotonic()
+    r.stop()
+    r.join(time.monotonic() + 1.0)
+    assert time.monotonic() - t0 < 3.0  # the daemon's shutdown (and systemd's TimeoutStopSec) is not held up
+
+
+def test_a_result_record_holds_no_tensor():
+    """What waits for the writer is host bytes: a result's tensors (logits on the device) are not kept alive."""
+    record = ResultRecord.of(_result(0, n_objects=3))
+    values = [getattr(o, f.name) for o in record.objects for f in fields(o)]
+    assert len(record.objects) == 3 and not any(isinstance(v, torch.Tensor) for v in values)
+    assert all(isinstance(o.packed_mask, bytes) for o in record.objects)
+    entry = record.timeline()["objects"]["2"]
+    assert entry["mask"]["size"] == [120, 160] and len(entry["digest"]) == 32
+
+
+def test_each_recorder_start_is_a_session_of_its_own(tmp_path):
+    """Two daemon runs into one directory: two sessions, each with its manifest; the second's segments
+    continue the numbering."""
+    for _ in range(2):
+        r = _recorder(tmp_path)
+        r.frame(Frame(0, None, time.monotonic_ns(), np.zeros((120, 160, 3), np.uint8)), 0)
+        r.close(timeout=30)
+    sessions = [x for x in _records(tmp_path) if x["kind"] == "session"]
+    assert [(x["session"], x["continues"]) for x in sessions] == [(0, False), (1, False)]
+    assert segments(tmp_path) == [0, 1]
+    assert Manifest.read(tmp_path, 0).session == 0 and Manifest.read(tmp_path, 1).session == 1
+    assert Manifest.read(tmp_path).session == 1  # manifest.json: the newest
