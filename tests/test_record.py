@@ -272,3 +272,78 @@ def test_a_full_disk_stops_the_recording_not_the_tracking(tmp_path):
 
 def _counter(metrics: str, name: str) -> float:
     return sum(float(line.split()[-1]) for line in metrics.splitlines() if line.startswith(name + "{"))
+
+
+def test_a_recording_of_two_daemon_runs_replays_session_by_session(tmp_path):
+    """Two `serve --record DIR` runs into one directory (a restart), a prompt in each: each run is a session
+    replayed on a fresh tracker (frame numbers from 0 again), and --verify passes."""
+    directory = tmp_path / "two"
+    for obj in (1, 2):
+        d = start_daemon("--record", str(directory), "--precision", "fp32", "--config", str(_complete(tmp_path)))
+        try:
+            with Client(d.commands, timeout=60) as c:
+                _wait_frames(c, 3)
+                c.add_points(obj, [[80, 60]], [1])
+                _wait_frames(c, 4)
+        finally:
+            assert d.stop() == 0
+    records = _records(directory)
+    starts = [r["session"] for r in records if r["kind"] == "session" and not r["continues"]]
+    assert starts == [0, 1] and sorted(p.name for p in (directory / "sessions").iterdir()) == ["000000.json",
+                                                                                                "000001.json"]
+    firsts = [r["frame"] for i, r in enumerate(records) if r["kind"] == "frame"
+              and records[i - 1]["kind"] == "session"]
+    assert firsts == [0, 0]  # the second run numbers its frames from 0 again
+    r = _replay(directory, "--verify")
+    assert r.returncode == 0, r.stdout + r.stderr[-3000:]
+    n = sum(1 for x in records if x["kind"] == "frame")
+    assert "2 session(s)" in r.stdout and f"verified: {n} frames identical to the recording" in r.stdout, r.stdout
+
+
+def _drop_frame(recording: Path, into: Path, k: int) -> Path:
+    """A copy of a one-segment recording as a recorder that lost frame k writes it: not in the video, a lost
+    record in its place in the timeline."""
+    from pipelines.sinks import LosslessFileSink
+    from pipelines.source import GstSource
+
+    shutil.copytree(recording, into)
+    video, timeline = segment_paths(into, 0)
+    with GstSource(str(video)) as src:
+        images = [f.image for f in src]
+    sink = LosslessFileSink(video, images[0].shape[1], images[0].shape[0], 30.0)
+    for i, image in enumerate(images):
+        if i != k:
+            sink.push(image)
+    sink.close()
+    lines = [json.dumps({"kind": "lost", "frame": k, "count": 1}) if json.loads(line) == {**json.loads(line),
+             "kind": "frame", "frame": k} else line for line in timeline.read_text().splitlines()]
+    timeline.write_text("\n".join(lines) + "\n")
+    return into
+
+
+def test_lost_frames_are_skipped_and_what_follows_is_compared_by_iou(recording, tmp_path):
+    """A frame the recorder lost: its result is not compared, frame numbers after it still line up (they used
+    to be looked up one off), and the frames after it, which the replay tracks without the lost one, are
+    compared by IoU against the contract (here mean 0.998, min 0.992)."""
+    k = 12
+    lost = _drop_frame(recording, tmp_path / "lost", k)
+    r = _replay(lost, "--verify")
+    assert r.returncode == 0, r.stdout + r.stderr[-3000:]
+    n = sum(1 for x in _records(recording) if x["kind"] == "frame")
+    assert f"verified: {k} frames identical to the recording" in r.stdout, r.stdout
+    compared = int(r.stdout.split(" frames compared on ")[0].rsplit("\n", 1)[-1])
+    assert compared == n - k - 1 and "1 recorded results not compared" in r.stdout, r.stdout
+
+
+def test_a_recording_from_another_device_is_compared_by_iou(recording, tmp_path):
+    """The manifest names the device, backend and stream batching: a session recorded on a GPU replayed on the
+    CPU cannot be bit-identical, so it is compared by IoU, never reported as diverged."""
+    other = tmp_path / "gpu"
+    shutil.copytree(recording, other)
+    for path in (other / "manifest.json", *(other / "sessions").iterdir()):
+        manifest = json.loads(path.read_text())
+        path.write_text(json.dumps({**manifest, "device": "cuda:0"}))
+    r = _replay(other, "--verify")
+    assert r.returncode == 0, r.stdout + r.stderr[-3000:]
+    n = sum(1 for x in _records(recording) if x["kind"] == "frame")
+    assert "verified: 0 frames identical" in r.stdout and f"{n} frames compared on fp32" in r.stdout, r.stdout
