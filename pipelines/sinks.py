@@ -132,7 +132,9 @@ class LosslessFileSink(AppsrcSink):
     def __init__(self, path: str | os.PathLike, width: int, height: int, fps: float):
         if not element_available("avenc_ffv1"):
             raise SinkError("avenc_ffv1 is not installed (Debian: gstreamer1.0-libav)")
-        super().__init__(f"video/x-raw,format=BGRx ! avenc_ffv1 ! matroskamux ! {_filesink(path)}", width, height, fps)
+        # Unbuffered: what the muxer wrote is on disk, so a killed process leaves every frame it had encoded.
+        super().__init__(f"video/x-raw,format=BGRx ! avenc_ffv1 ! matroskamux ! {_filesink(path)} "
+                         "buffer-mode=unbuffered", width, height, fps)
 
 
 class DisplaySink(AppsrcSink):

@@ -285,16 +285,16 @@ class Broker:
         for b in live:
             self._forward(b, envelope, rid, op, P.NoArgs(), [], gather)
 
-    def _reply(self, envelope: list[bytes], reply: bytes) -> None:
+    def _reply(self, envelope: list[bytes], reply: bytes, *extra: bytes) -> None:
         try:
-            self._front.send_multipart([*envelope, reply], flags=zmq.NOBLOCK)
+            self._front.send_multipart([*envelope, reply, *extra], flags=zmq.NOBLOCK)
         except zmq.ZMQError as e:  # the client went away
             log.debug("reply not sent: %s", e)
 
     # ---- daemons ----------------------------------------------------------------------------
     def _from_daemon(self, backend: Backend, msg: list[bytes]) -> None:
         try:
-            reply = P.read_reply(msg[-1])
+            reply = P.read_reply(msg[0])  # then the binary frames some replies carry (export_state)
         except P.ProtocolError as e:
             log.warning("unreadable reply from %s: %s", backend.commands, e)
             return
@@ -307,7 +307,7 @@ class Broker:
         elif pending.gather is not None:
             self._gathered(pending.gather, reply)
         else:
-            self._reply(pending.client, P.reply_with_id(msg[-1], pending.rid))
+            self._reply(pending.client, P.reply_with_id(msg[0], pending.rid), *msg[1:])
 
     def _learn(self, backend: Backend, reply: dict) -> None:
         backend.ping, backend.ping_answered = None, time.monotonic()

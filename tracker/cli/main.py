@@ -26,6 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     from .segment import add_segment_parser
     from .serve import add_serve_parser
     from .sources import add_sources_parser
+    from .state import add_state_parser
     from .track import add_track_parser
     from .view import add_view_parser
     from .weights import add_weights_parser
@@ -41,6 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     add_segment_parser(sub)
     add_replay_parser(sub)
     add_sources_parser(sub)
+    add_state_parser(sub)
     add_view_parser(sub)
     add_weights_parser(sub)
 

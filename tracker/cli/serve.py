@@ -13,7 +13,7 @@ FLAG_FIELDS = {
     "preview_every": "output.preview_every", "feature_window": "memory.feature_window",
     "metrics_port": "metrics.port", "log_level": "logging.level", "backend": "model.backend",
     "precision": "model.precision", "publish_queue": "output.publish_queue", "record": "record.directory",
-    "batch_streams": "memory.batch_streams", "max_objects": "memory.max_objects",
+    "batch_streams": "memory.batch_streams", "max_objects": "memory.max_objects", "state": "state.dir",
 }
 
 
@@ -37,6 +37,9 @@ def add_serve_parser(sub) -> None:
     p.add_argument("--preview-every", type=int, help="publish a JPEG preview every N frames (0: off)")
     p.add_argument("--publish-queue", type=int, help="results waiting for the publisher thread (0: publish inline)")
     p.add_argument("--record", metavar="DIR", help="record frames, commands and results here (samtrack replay DIR)")
+    p.add_argument("--state", metavar="DIR", help="keep each stream's objects here across restarts (default: "
+                                                  "systemd's $STATE_DIRECTORY when set)")
+    p.add_argument("--no-state", action="store_true", help="keep no state: a restart forgets every object")
     p.add_argument("--feature-window", type=int, help="recent frames a prompt may name")
     p.add_argument("--max-objects", type=int, help="objects tracked at once per stream (more: too_many_objects)")
     p.add_argument("--batch-streams", action="store_true", default=None,
@@ -76,6 +79,8 @@ def run_serve(args) -> int:
     overrides.update(_source_overrides(args.source or []))
     if args.no_metrics:
         overrides["metrics.enabled"] = False
+    if args.no_state:
+        overrides["state.enabled"] = False
     return serve(load_config(args.config, overrides))
 
 

@@ -33,6 +33,7 @@ class Client:
         self._ctx = context or zmq.Context.instance()
         self._ids = itertools.count(1)
         self._sock = self._connect()
+        self.reply_frames: list[bytes] = []  # binary frames after the last reply
 
     def _connect(self) -> zmq.Socket:
         s = self._ctx.socket(zmq.DEALER)
@@ -45,7 +46,8 @@ class Client:
     def request(self, op: str, args: P.NoArgs | dict | None = None, frames: list[bytes] = (),
                 timeout: float | None = None):
         """Send one request (args as the op's schema in tracker.protocol, or a JSON object) and return its
-        result; RemoteError for an error reply, TimeoutError if none."""
+        result; RemoteError for an error reply, TimeoutError if none. Binary frames that came after the reply
+        (export_state's) are in `reply_frames`."""
         rid = next(self._ids)
         fields = dict(args or {}) if isinstance(args, dict) else args.model_dump(exclude_unset=True) if args else {}
         if self.stream is not None:
@@ -58,9 +60,11 @@ class Client:
                 self._sock.close(0)
                 self._sock = self._connect()
                 raise TimeoutError(f"no reply to {op} from {self.endpoint} within {self.timeout:.1f} s")
-            reply = json.loads(self._sock.recv_multipart()[-1])
+            reply_frames = self._sock.recv_multipart()
+            reply = json.loads(reply_frames[0])
             if reply.get("id") != rid:  # a stale reply to an earlier request: skip it
                 continue
+            self.reply_frames = reply_frames[1:]
             if not reply["ok"]:
                 raise RemoteError(reply["error"]["code"], reply["error"]["message"])
             return reply["result"]
@@ -98,6 +102,15 @@ class Client:
 
     def stats(self):
         return self.request("stats")
+
+    def export_state(self) -> tuple[dict, bytes]:
+        """The stream's state (objects and their conditioning memories) as bytes, with what it holds."""
+        result = self.request("export_state")
+        return result, self.reply_frames[0]
+
+    def import_state(self, data: bytes) -> dict:
+        """Another daemon's exported state in place of this stream's objects (same model and weights)."""
+        return self.request("import_state", frames=[data])
 
     def close(self) -> None:
         self._sock.close(0)

@@ -8,6 +8,20 @@ import torch
 
 
 @dataclass
+class FrameFeatures:
+    """Backbone features of one frame in the feature window."""
+
+    index: int
+    height: int
+    width: int
+    vision_feats: list[torch.Tensor]  # per level [HW, 1, C], as Meta's _prepare_backbone_features
+    feat_sizes: list[tuple[int, int]]
+
+    def tensors(self) -> list[torch.Tensor]:
+        return list(self.vision_feats)
+
+
+@dataclass
 class MemoryEntry:
     """What one frame leaves behind for later frames of one object (Meta's compact output)."""
 

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import torch
+
+log = logging.getLogger(__name__)
 
 
 # When the model attends to every conditioning frame (max_cond_frames_in_attn=-1, Meta's default),
@@ -106,3 +109,15 @@ class TrackerOptions:
     def memory_horizon(self) -> int:
         """How many frames back a tracked frame reads memory: pointers and strided recent frames."""
         return max(self.max_obj_ptrs_in_encoder - 1, 1 + self.memory_temporal_stride_for_eval * (self.num_maskmem - 2))
+
+
+def usable_hole_area(area: int) -> int:
+    """The hole-filling area to apply: 0 when sam2's CUDA extension is missing (Meta then skips it too)."""
+    if area <= 0:
+        return 0
+    try:
+        from sam2 import _C  # noqa: F401
+    except ImportError:
+        log.info("sam2 CUDA extension not built: mask hole filling (fill_hole_area=%d) is off", area)
+        return 0
+    return area

@@ -23,6 +23,13 @@ def _as_float_array(value, name: str, shape_hint: str) -> np.ndarray:
     return arr
 
 
+def check_object_id(obj_id) -> int:
+    """An object id as an int; PromptError for anything but an integer."""
+    if isinstance(obj_id, bool) or not isinstance(obj_id, (int, np.integer)):
+        raise PromptError(f"object ids must be integers, got {obj_id!r}")
+    return int(obj_id)
+
+
 def check_points(points, labels, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
     """Points as float32 [N, 2] (x, y) and labels as int32 [N] (1 positive, 0 negative)."""
     pts = _as_float_array(points, "points", "[N, 2] (x, y)")

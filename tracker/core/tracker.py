@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
-import logging
 import os
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -16,29 +14,22 @@ import torch.nn.functional as F
 from engines.base import EncoderBackend, MemoryAttentionBackend
 
 from ..errors import FrameWindowError, PromptError, TooManyObjectsError, UnknownObjectError
-from .bank import MemoryEntry, ObjectBank, PointPrompt
+from .bank import FrameFeatures, MemoryEntry, ObjectBank, PointPrompt
 from .memory import condition_on_memory, gather_memory
-from .options import TrackerOptions
+from .options import TrackerOptions, usable_hole_area
 from .precision import compute_context, resolve_precision
 from .preprocess import DevicePreprocessor, Preprocessor, check_frame
-from .prompts import MAX_FRAME_POINTS, check_box, check_mask, check_points, to_mask_input, to_point_prompt
+from .prompts import (
+    MAX_FRAME_POINTS,
+    check_box,
+    check_mask,
+    check_object_id,
+    check_points,
+    to_mask_input,
+    to_point_prompt,
+)
 from .results import FrameResult, StageTimes, make_result
-
-log = logging.getLogger(__name__)
-
-
-@dataclass
-class FrameFeatures:
-    """Backbone features of one frame in the feature window."""
-
-    index: int
-    height: int
-    width: int
-    vision_feats: list[torch.Tensor]  # per level [HW, 1, C], as Meta's _prepare_backbone_features
-    feat_sizes: list[tuple[int, int]]
-
-    def tensors(self) -> list[torch.Tensor]:
-        return list(self.vision_feats)
+from .state import ObjectState, StateError, TrackerState
 
 
 class Tracker:
@@ -58,7 +49,7 @@ class Tracker:
         self.precision = resolve_precision(options.precision, self.device)  # "fp32" (exact) or "bf16"
         exact = self.precision == "fp32"
         self._preprocess = (Preprocessor if exact else DevicePreprocessor)(self.image_size, self.device)
-        self._fill_hole_area = _usable_hole_area(options.fill_hole_area)
+        self._fill_hole_area = usable_hole_area(options.fill_hole_area)
         self._window: OrderedDict[int, FrameFeatures] = OrderedDict()
         self._banks: dict[int, ObjectBank] = {}
         self._latest = -1
@@ -175,7 +166,7 @@ class Tracker:
         feats = self._prompt_frame(frame_index)
         pts, lab = check_points(points, labels, feats.width, feats.height)
         prompt = to_point_prompt(pts, lab, None, feats.width, feats.height, self.image_size, self.device)
-        return self._add_prompt(_obj_id(obj_id), feats, prompt=prompt, clear_old_points=clear_old_points)
+        return self._add_prompt(check_object_id(obj_id), feats, prompt=prompt, clear_old_points=clear_old_points)
 
     @torch.inference_mode()
     def add_box(self, obj_id: int, box, frame_index: int | None = None,
@@ -185,14 +176,14 @@ class Tracker:
         b = check_box(box, feats.width, feats.height)
         pts, lab = (None, None) if points is None else check_points(points, labels, feats.width, feats.height)
         prompt = to_point_prompt(pts, lab, b, feats.width, feats.height, self.image_size, self.device)
-        return self._add_prompt(_obj_id(obj_id), feats, prompt=prompt)
+        return self._add_prompt(check_object_id(obj_id), feats, prompt=prompt)
 
     @torch.inference_mode()
     def add_mask(self, obj_id: int, mask, frame_index: int | None = None) -> FrameResult:
         """A binary HxW mask at frame resolution for a new or existing object."""
         feats = self._prompt_frame(frame_index)
         m = check_mask(mask, feats.width, feats.height)
-        return self._add_prompt(_obj_id(obj_id), feats, mask=to_mask_input(m, self.image_size, self.device))
+        return self._add_prompt(check_object_id(obj_id), feats, mask=to_mask_input(m, self.image_size, self.device))
 
     def remove_object(self, obj_id: int) -> None:
         """Stop tracking an object and forget its memory."""
@@ -203,6 +194,32 @@ class Tracker:
     def reset(self) -> None:
         """Forget every object. Frame indices and the feature window carry on."""
         self._banks.clear()
+
+    def snapshot(self) -> TrackerState:
+        """What a restart needs to go on tracking (core/state.py): the frame counter and every object's
+        conditioning memories, prompts not yet in memory encoded now as the next step would encode them."""
+        objects = []
+        with torch.inference_mode(), compute_context(self.precision, self.device):
+            for bank in self._banks.values():
+                self._encode_pending(bank.pending_cond)
+                objects.append(ObjectState(bank.obj_id, {**bank.cond, **bank.pending_cond}, bank.cond_dropped))
+        return TrackerState(self._latest + 1, tuple(objects), self._maskmem_pos)
+
+    def restore(self, state: TrackerState, next_frame: int | None = None) -> None:
+        """Go on from a snapshot: its objects with their conditioning memories, frame numbers from next_frame
+        (default: the state's); everything else is forgotten and no frame before can be prompted."""
+        start = max(state.next_frame, next_frame or 0)
+        want = (1, self.model.mem_dim, self.image_size // 16, self.image_size // 16)
+        for o in state.objects:
+            for t, e in o.cond.items():
+                if tuple(e.maskmem_features.shape) != want or t >= start:
+                    raise StateError(f"object {o.obj_id}'s memory of frame {t} does not fit this tracker (shape "
+                                     f"{tuple(e.maskmem_features.shape)}, expected {want}, before frame {start})")
+        self._window.clear()
+        self._banks = {o.obj_id: ObjectBank(o.obj_id, cond=dict(o.cond), cond_dropped=o.cond_dropped)
+                       for o in state.objects}
+        self._latest = start - 1
+        self._maskmem_pos = state.maskmem_pos
 
     def result(self, frame_index: int | None = None) -> FrameResult:
         """Every object's current result on a frame still in the window (default: the latest)."""
@@ -243,7 +260,7 @@ class Tracker:
         return self._latest - (self.options.feature_window - 1) - self.options.memory_horizon
 
     def _prompt_frame(self, frame_index: int | None) -> FrameFeatures:
-        if self._latest < 0:
+        if not self._window:
             raise FrameWindowError("no frame yet: call step(frame) before prompting")
         k = self._latest if frame_index is None else frame_index
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or int(k) not in self._window:
@@ -308,15 +325,17 @@ class Tracker:
     def _flush(self, bank: ObjectBank) -> None:
         """Encode the memory of prompted frames (Meta's propagate preflight) and move them into memory."""
         for pending in (bank.pending_non_cond, bank.pending_cond):
-            for t, e in pending.items():
-                if e.maskmem_features is not None:
-                    continue
+            self._encode_pending(pending)
+        bank.flush_pending()
+
+    def _encode_pending(self, pending: dict[int, MemoryEntry]) -> None:
+        for t, e in pending.items():
+            if e.maskmem_features is None:
                 feats = self._window[t]
                 high_res = F.interpolate(e.pred_masks, size=(self.image_size,) * 2, mode="bilinear",
                                          align_corners=False)
                 e.maskmem_features = self._encode_memory(feats.vision_feats, feats.feat_sizes, high_res,
                                                          e.object_score_logits, from_pts=True)
-        bank.flush_pending()
 
     def _encode_memory(self, vision_feats: list[torch.Tensor], feat_sizes, high_res_masks, object_score_logits,
                        from_pts: bool):
@@ -386,21 +405,3 @@ class Tracker:
             if e is not None:
                 low_res[obj_id] = (e.pred_masks, e.object_score_logits)
         return make_result(feats.index, low_res, feats.height, feats.width)
-
-
-def _obj_id(obj_id) -> int:
-    if isinstance(obj_id, bool) or not isinstance(obj_id, (int, np.integer)):
-        raise PromptError(f"object ids must be integers, got {obj_id!r}")
-    return int(obj_id)
-
-
-def _usable_hole_area(area: int) -> int:
-    """The hole-filling area to apply: 0 when sam2's CUDA extension is missing (Meta then skips it too)."""
-    if area <= 0:
-        return 0
-    try:
-        from sam2 import _C  # noqa: F401
-    except ImportError:
-        log.info("sam2 CUDA extension not built: mask hole filling (fill_hole_area=%d) is off", area)
-        return 0
-    return area

@@ -6,14 +6,16 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .. import protocol as P
 from ..core.results import FrameResult
+from ..core.state import StateError
 from ..errors import SamtrackError
 from ..protocol import messages
 from ..protocol.routing import Overview, route
 from .metrics import UNROUTED, Metrics
+from .statedir import StateStore
 from .stream import Stream
 
 log = logging.getLogger(__name__)
@@ -29,6 +31,15 @@ class Handled:
     frames: list[bytes] | None = None
     result: dict | None = None  # None for an error reply
     stream: Stream | None = None  # the stream it was for, when it named (or needed) one
+    reply_frames: list[bytes] = field(default_factory=list)  # binary frames after the reply (export_state)
+
+
+@dataclass(frozen=True)
+class WithFrames:
+    """An op's result with binary frames to send after the reply."""
+
+    result: dict
+    frames: list[bytes]
 
 
 class CommandHandler:
@@ -53,7 +64,11 @@ class CommandHandler:
             self._count(stream)
             counted = True
             result = getattr(self, f"_op_{op}")(stream, args, frames) if stream else self._overview(op)
-            return Handled(P.reply_ok(rid, result), op, args.model_dump(exclude_unset=True), frames, result, stream)
+            extra = []
+            if isinstance(result, WithFrames):
+                result, extra = result.result, result.frames
+            return Handled(P.reply_ok(rid, result), op, args.model_dump(exclude_unset=True), frames, result, stream,
+                           extra)
         except P.ProtocolError as e:
             rid, code, message = e.request_id if e.request_id is not None else rid, e.code, e.message
         except SamtrackError as e:
@@ -139,6 +154,15 @@ class CommandHandler:
             held_bytes=st.tracker.held_bytes(), retracked_frames=s.retracked_frames,
             publish_dropped=self._publish_dropped(st.name))
 
+    def _op_export_state(self, st: Stream, args, frames) -> WithFrames:
+        data = _store(st).encode(st.tracker)
+        return WithFrames(messages.state_result(st.tracker.objects, st.tracker.latest_frame + 1
+                                                if st.tracker.latest_frame is not None else 0, len(data)), [data])
+
+    def _op_import_state(self, st: Stream, args, frames) -> dict:
+        state = _store(st).accept(frames[0], st.tracker)
+        return messages.state_result(state.object_ids, st.tracker.latest_frame + 1, len(frames[0]))
+
     def _prompted(self, st: Stream, obj_id: int, res: FrameResult, t0: float) -> dict:
         st.stats.prompts += 1
         self.metrics.prompts.labels(st.name).inc()
@@ -146,6 +170,12 @@ class CommandHandler:
         retracked = latest - res.frame_index if latest is not None else 0
         st.stats.retracked_frames += retracked
         return messages.prompt_result(obj_id, res, retracked, 1000.0 * (time.perf_counter() - t0))
+
+
+def _store(st: Stream) -> StateStore:
+    if st.state is None:
+        raise StateError(f"stream {st.name!r} has no state to export or import here (a replay)")
+    return st.state
 
 
 def _frame(ref) -> int | None:

@@ -151,6 +151,12 @@ class RecordSection(_Section):
                                 "complete recording (tracking slows by the encoding's share, ~18 ms a 640x480 frame).")
 
 
+class StateSection(_Section):
+    enabled: bool = Field(True, description="Keep each stream's objects across restarts (crash, watchdog, upgrade).")
+    dir: str = Field("", description="Where the streams' states are kept; empty: $STATE_DIRECTORY (systemd's "
+                     "StateDirectory=, as the shipped units set it), else nothing is kept.")
+
+
 class ServiceSection(_Section):
     watchdog_stall_s: float = Field(10.0, gt=0,
                                     description="No frame tracked this long: stop watchdog pings (systemd restarts).")
@@ -168,6 +174,7 @@ class Config(_Section):
     logging: LoggingSection = Field(default_factory=LoggingSection)
     auth: AuthSection = Field(default_factory=AuthSection)
     record: RecordSection = Field(default_factory=RecordSection)
+    state: StateSection = Field(default_factory=StateSection)
     service: ServiceSection = Field(default_factory=ServiceSection)
 
     @model_validator(mode="after")
@@ -182,6 +189,13 @@ class Config(_Section):
     def stream_sections(self) -> list[StreamSection]:
         """The streams to serve: [[streams]], or the one [stream]."""
         return self.streams or [self.stream]
+
+    def state_dir(self, env: dict[str, str]) -> Path | None:
+        """The state directory, or None when no state is kept."""
+        if not self.state.enabled:
+            return None
+        text = self.state.dir or env.get("STATE_DIRECTORY", "").split(":")[0]
+        return Path(text).expanduser() if text else None
 
 
 def load_config(path: str | Path | None, overrides: dict[str, object] | None = None) -> Config:

@@ -252,7 +252,7 @@ class Daemon:
         stages = {"queue": (t_start - frame.capture_ns) / 1e6, **result.times.as_ms()}
         stages["step"] = (time.monotonic_ns() - t_start) / 1e6
         self.publisher.publish(st.name, frame, result, stages, st.source.dropped)
-        st.record_tracked(frame, result)
+        st.tracked(frame, result)
         if self._on_result is not None:
             self._on_result(frame, result)
         st.stats.record_frame(stages)
@@ -283,9 +283,9 @@ class Daemon:
                 self._flag.busy = False
             st = done.stream
             if st is not None and done.result is not None:
-                st.record_command(latest[st.name], done.op, done.args, done.frames, done.result)
+                st.accepted(latest[st.name], done.op, done.args, done.frames, done.result)
             try:
-                self._cmd.send_multipart([*envelope, done.reply], flags=zmq.NOBLOCK)
+                self._cmd.send_multipart([*envelope, done.reply, *done.reply_frames], flags=zmq.NOBLOCK)
             except zmq.ZMQError as e:  # the client went away; nothing to answer
                 log.debug("reply not sent: %s", e)
 

@@ -19,6 +19,7 @@ from ..recording.replay import FrameMap, RecordingSource
 from ..recording.verify import Verifier
 from .config import load_config
 from .loop import Daemon
+from .statedir import StateStore
 from .stream import Stream
 from .wiring import settings_from
 
@@ -83,6 +84,11 @@ def replay(s: ReplaySettings) -> ReplayReport:
     trackers = _Trackers(s, directory)
     source = RecordingSource(directory, realtime=s.realtime)
     stream = Stream(newest.stream, source, trackers.fresh(newest), preview_every=s.preview_every)
+
+    def identity(m: Manifest) -> dict:
+        return {"model": m.model, "weights_sha256": m.weights_sha256, "image_size": m.image_size,
+                "precision": stream.tracker.precision, "stream": m.stream, "samtrack": m.samtrack}
+
     settings = settings_from(load_config(None, {  # the daemon's own defaults, with this command's endpoints
         "endpoints.results": s.results, "endpoints.commands": s.commands, "metrics.enabled": False}))
     verifier = Verifier(on_divergence=lambda text: daemon.stop()) if s.verify else None
@@ -90,8 +96,13 @@ def replay(s: ReplaySettings) -> ReplayReport:
     recorded = [newest.precision]
 
     def session(m: Manifest) -> None:
-        """A recorded daemon run begins: a fresh tracker, frame numbers from 0."""
+        """A recorded daemon run begins: a fresh tracker, frame numbers from 0, or from the state it restored."""
         stream.tracker = trackers.fresh(m)
+        stream.state = StateStore(None, m.stream, identity(m))
+        if m.restored_state is not None:
+            state = stream.state.check(_read(directory, m.restored_state), stream.tracker)
+            stream.tracker.restore(state)
+            source.frames.base = state.next_frame
         recorded[0] = m.precision
         t = stream.tracker
         if verifier is not None:
@@ -112,7 +123,11 @@ def replay(s: ReplaySettings) -> ReplayReport:
                 return
             args["frame"] = mapped
         parts = [base64.b64decode(record["mask"])] if record.get("mask") else []
+        if record["op"] == "import_state":
+            parts = [_read(directory, args.pop("state"))]
         done = daemon.handler.handle([P.request(0, record["op"], args), *parts])
+        if done.result is not None and record["op"] == "import_state":  # numbering starts afresh, as it did
+            frames.first, frames.lost, frames.base = None, [], stream.tracker.latest_frame + 1
         if done.result is None:
             why = f"after frame {record['after_frame']}: {record['op']} failed on replay: {done.reply.decode()}"
             log.warning("%s", why)
@@ -130,3 +145,12 @@ def replay(s: ReplaySettings) -> ReplayReport:
         verifier.finish()
     return ReplayReport(daemon.stream.stats.frames, time.monotonic() - t0, source.sessions, stream.tracker.precision,
                         recorded[0], source.warnings, verifier)
+
+
+def _read(directory: Path, name: str) -> bytes:
+    """A state file the recording keeps (a session's start, an import)."""
+    try:
+        return (directory / name).read_bytes()
+    except OSError as e:
+        raise RecordingError(f"{directory / name} is missing or unreadable ({e}): the session cannot be replayed") \
+            from e

@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
+from engines.cache import weights_digest
+
+from .. import __version__
+from ..core.state import encode_state
 from ..core.tracker import Tracker
 from ..models import weights
 from ..protocol.curve import CurveServer
-from ..recording.format import Manifest
+from ..recording.format import Manifest, keep_state
 from ..recording.writer import Recorder, RecordSettings
 from .config import Config, ConfigError
 from .loop import Daemon, DaemonSettings
+from .statedir import StateStore
 from .stream import Stream
 
 log = logging.getLogger(__name__)
@@ -46,37 +52,48 @@ def build_daemon(cfg: Config) -> Daemon:
                           engine_cache=m.engine_cache or None, **options[0])
     trackers = [first, *(first.share(**o) for o in options[1:])]
     several = len(sections) > 1
+    digest = weights_digest({"model": first.model})
+    state_dir = cfg.state_dir(dict(os.environ))
     streams = []
     for sec, tracker in zip(sections, trackers, strict=True):
-        recorder = recorder_for(cfg, tracker, sec.name, several) if cfg.record.directory else None
+        state = StateStore(state_dir, sec.name, identity(cfg, tracker, sec.name, digest))
+        state.load_into(tracker)  # before the first frame: its objects go on, numbering continues
+        recorder = recorder_for(cfg, tracker, sec.name, several, digest, state) if cfg.record.directory else None
         # A recording's frames come at the pace they were captured, as its camera gave them. With several
         # streams a camera that cannot start is retried in the background while the others run.
         source = open_input(sec.source, realtime=True, stall_timeout_s=sec.stall_timeout_s, fail_fast=not several,
                             backoff=Backoff(sec.reconnect_initial_s, DEFAULT_BACKOFF.factor, sec.reconnect_max_s))
         preview = sec.preview_every if sec.preview_every >= 0 else cfg.output.preview_every
-        streams.append(Stream(sec.name, source, tracker, preview_every=preview, recorder=recorder))
+        streams.append(Stream(sec.name, source, tracker, preview_every=preview, recorder=recorder, state=state))
     return Daemon(streams, settings_from(cfg))
 
 
-def recorder_for(cfg: Config, tracker: Tracker, stream: str, several: bool) -> Recorder:
+def identity(cfg: Config, tracker: Tracker, stream: str, digest: str) -> dict:
+    """What a stream's state must have been made with to be loaded here (and what else it records)."""
+    return {"model": cfg.model.name, "weights_sha256": digest, "image_size": tracker.image_size,
+            "precision": tracker.precision, "stream": stream, "samtrack": __version__}
+
+
+def recorder_for(cfg: Config, tracker: Tracker, stream: str, several: bool, digest: str,
+                 state: StateStore) -> Recorder:
     """The recorder of [record] for one stream (in a directory of its own when the daemon has several),
-    with the manifest a replay needs to rebuild its tracker."""
+    with the manifest a replay needs to rebuild its tracker (and the state it started from, if restored)."""
     import dataclasses
 
     import torch
 
-    from engines.cache import weights_digest
-
-    from .. import __version__
-
     r = cfg.record
     directory = Path(r.directory).expanduser() / (stream if several else "")
+    restored = None
+    if state.report is not None and state.report.restored_objects is not None:  # the session starts from it
+        directory.mkdir(parents=True, exist_ok=True)
+        restored = keep_state(directory, encode_state(tracker.snapshot(), state.identity))
     manifest = Manifest(samtrack=__version__, model=cfg.model.name, image_size=tracker.image_size,
-                        weights_sha256=weights_digest({"model": tracker.model}),
+                        weights_sha256=digest,
                         options={**dataclasses.asdict(tracker.options), "precision": tracker.precision},
                         precision=tracker.precision, threads=torch.get_num_threads(), stream=stream,
                         backend=tracker.backend, device=str(tracker.device),
-                        batch_streams=cfg.memory.batch_streams and several)
+                        batch_streams=cfg.memory.batch_streams and several, restored_state=restored)
     settings = RecordSettings(directory, r.segment_s, int(r.segment_mb * 2**20), int(r.max_mb * 2**20),
                               r.queue_frames, r.idle_priority)
     return Recorder(settings, manifest)

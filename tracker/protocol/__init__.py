@@ -10,6 +10,7 @@ from .base import (
     MAX_OBJECT_ID,
     MAX_POINTS,
     MAX_REQUEST_BYTES,
+    MAX_STATE_BYTES,
     MAX_STREAM_NAME,
     PREVIEW_TOPIC,
     PROTOCOL_VERSION,
@@ -40,8 +41,8 @@ from .requests import (
 
 __all__ = [
     "DEFAULT_COMMANDS", "DEFAULT_RESULTS", "ERROR_CODES", "MASK_ENCODINGS", "MAX_MASK_SIDE", "MAX_OBJECT_ID",
-    "MAX_POINTS", "MAX_REQUEST_BYTES", "MAX_STREAM_NAME", "OPS", "PREVIEW_TOPIC", "PROTOCOL_VERSION", "RESULTS_TOPIC",
-    "STREAM_NAME", "BoxArgs", "MaskArgs", "NoArgs", "ObjectArgs", "PointsArgs", "ProtocolError", "decode_mask",
-    "encode_mask", "error_reply", "is_stream_name", "parse_request", "read_reply", "reply_error", "reply_ok",
-    "reply_with_id", "request", "rle_counts", "subscriptions", "topic", "topic_matches",
+    "MAX_POINTS", "MAX_REQUEST_BYTES", "MAX_STATE_BYTES", "MAX_STREAM_NAME", "OPS", "PREVIEW_TOPIC",
+    "PROTOCOL_VERSION", "RESULTS_TOPIC", "STREAM_NAME", "BoxArgs", "MaskArgs", "NoArgs", "ObjectArgs", "PointsArgs",
+    "ProtocolError", "decode_mask", "encode_mask", "error_reply", "is_stream_name", "parse_request", "read_reply",
+    "reply_error", "reply_ok", "reply_with_id", "request", "rle_counts", "subscriptions", "topic", "topic_matches",
 ]

@@ -16,6 +16,9 @@ DEFAULT_BROKER_COMMANDS = "tcp://127.0.0.1:5566"
 
 # Limits a request must respect (documented in docs/protocol.md).
 MAX_REQUEST_BYTES = 16 << 20  # a full-HD mask as PNG or bits is far below this
+# import_state carries a stream's state: ~130 kB per object and prompted frame at 512 px, 0.5 MB at 1024 px,
+# so dozens of objects fit; below the 64 MiB at which ZeroMQ drops a message part.
+MAX_STATE_BYTES = 48 << 20
 MAX_POINTS = 64  # clicks per prompt; more is a client bug, not a user's intent
 MAX_OBJECT_ID = 2**31 - 1
 MAX_MASK_SIDE = 8192
@@ -32,7 +35,8 @@ def is_stream_name(name: str) -> bool:
 # Every error code a reply may carry: docs/protocol.md's table says when each is sent.
 ERROR_CODES = frozenset({
     "bad_json", "bad_request", "bad_frames", "too_large", "unsupported_version", "unknown_op", "bad_prompt",
-    "bad_mask", "frame_out_of_window", "unknown_object", "too_many_objects", "unknown_stream", "stream_required",
+    "bad_mask", "frame_out_of_window", "unknown_object", "too_many_objects", "bad_state",
+    "unknown_stream", "stream_required",
     "stream_unavailable", "too_many_requests", "unreachable", "timeout", "internal",
 })
 

@@ -52,6 +52,20 @@ class DaemonStatus:
     metrics_port: int | None
     precision: str  # "fp32" (exact) or "bf16" (fast path)
     streams: list[str]  # every stream the daemon serves
+    state: StateStatus | None = None  # None: no state directory
+
+
+@dataclass(frozen=True)
+class StateStatus:
+    """The stream's state on disk (`[state] dir`)."""
+
+    path: str
+    restored_objects: list[int] | None  # what a restart restored (None: nothing)
+    restored_frame: int | None  # the first frame number after the restore
+    writes: int
+    write_errors: int
+    last_bytes: int
+    set_aside: list[str]  # files refused at start (renamed, kept)
 
 
 def _us(ns: int | None) -> int | None:
@@ -117,8 +131,22 @@ def status_result(s: DaemonStatus) -> dict:
                    "dropped": src.dropped, "reconnects": src.reconnects, "connected": src.connected,
                    "error": src.error},
         "uptime_s": round(s.uptime_s, 3), "window": list(s.window), "metrics_port": s.metrics_port,
-        "precision": s.precision, "streams": list(s.streams),
+        "precision": s.precision, "streams": list(s.streams), "state": _state(s.state),
     }
+
+
+def _state(st: StateStatus | None) -> dict | None:
+    if st is None:
+        return None
+    restored = None if st.restored_objects is None else {"objects": list(st.restored_objects),
+                                                         "frame": st.restored_frame}
+    return {"path": st.path, "restored": restored, "writes": st.writes, "write_errors": st.write_errors,
+            "last_bytes": st.last_bytes, "set_aside": list(st.set_aside)}
+
+
+def state_result(objects: list[int], next_frame: int, size: int) -> dict:
+    """export_state / import_state: the objects in the state, its first frame number, its size in bytes."""
+    return {"objects": list(objects), "next_frame": next_frame, "bytes": size}
 
 
 def overview_result(per_stream: dict[str, dict]) -> dict:

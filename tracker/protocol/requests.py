@@ -22,6 +22,7 @@ from .base import (
     MAX_OBJECT_ID,
     MAX_POINTS,
     MAX_REQUEST_BYTES,
+    MAX_STATE_BYTES,
     MAX_STREAM_NAME,
     PROTOCOL_VERSION,
     STREAM_NAME,
@@ -98,7 +99,10 @@ OPS: dict[str, tuple[type[_Args], int]] = {
     "reset": (NoArgs, 0),
     "list_objects": (NoArgs, 0),
     "stats": (NoArgs, 0),
+    "export_state": (NoArgs, 0),  # replied with the state as a second frame
+    "import_state": (NoArgs, 1),
 }
+LARGE_OPS = {"import_state": MAX_STATE_BYTES}  # ops whose request may exceed MAX_REQUEST_BYTES, and their limit
 
 
 class Envelope(BaseModel):
@@ -112,13 +116,15 @@ class Envelope(BaseModel):
 def parse_request(parts: list[bytes]) -> tuple[str | int, str, _Args, list[bytes]]:
     """(id, op, validated args, binary frames) of a request's frames; ProtocolError otherwise.
 
-    Checks run in this order and the first failure is the reply: size (too_large), frames present
+    Checks run in this order and the first failure is the reply: size (too_large; import_state may be
+    larger, and its op is read first to know), frames present
     (bad_frames), JSON (bad_json), envelope (bad_request), version, op, frame count, args. The id
     travels in ProtocolError.request_id once it could be read.
     """
     size = sum(len(p) for p in parts)
-    if size > MAX_REQUEST_BYTES:
-        raise ProtocolError("too_large", f"request of {size} bytes exceeds {MAX_REQUEST_BYTES} bytes")
+    limit = LARGE_OPS.get(_op_of(parts), MAX_REQUEST_BYTES) if size > MAX_REQUEST_BYTES else MAX_REQUEST_BYTES
+    if size > limit:
+        raise ProtocolError("too_large", f"request of {size} bytes exceeds {limit} bytes")
     if not parts:
         raise ProtocolError("bad_frames", "empty message: send the request JSON as the first frame")
     try:
@@ -144,6 +150,17 @@ def parse_request(parts: list[bytes]) -> tuple[str | int, str, _Args, list[bytes
     except ValidationError as e:
         raise ProtocolError("bad_request", _explain(e, f"{env.op} args"), rid) from e
     return env.id, env.op, args, parts[1:]
+
+
+def _op_of(parts: list[bytes]) -> str | None:
+    """The op a request names, read only as far as needed to choose its size limit (None if unreadable)."""
+    if not parts or len(parts[0]) > MAX_REQUEST_BYTES:
+        return None
+    try:
+        raw = json.loads(parts[0])
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return raw.get("op") if isinstance(raw, dict) and isinstance(raw.get("op"), str) else None
 
 
 def _explain(e: ValidationError, what: str) -> str:

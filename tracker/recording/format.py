@@ -2,12 +2,15 @@
 
 DIR/sessions/NNNNNN.json: the manifest of each daemon run that recorded here (a session): the model, a
 digest of its weights, the tracker's options, precision, backend, device, threads, samtrack's version.
-DIR/manifest.json: the newest session's manifest. DIR/NNNNNN.mkv: frames that entered the tracker, FFV1
-(lossless) in Matroska. DIR/NNNNNN.jsonl: the same segment's timeline, one record a line, in order:
+DIR/manifest.json: the newest session's manifest. DIR/states/*.state: tracker states a session started
+from (a daemon restored after a restart) or imported (`import_state`), named by their content's digest.
+DIR/NNNNNN.mkv: frames that entered the tracker, FFV1 (lossless) in Matroska. DIR/NNNNNN.jsonl: the same
+segment's timeline, one record a line, in order:
   {"kind": "session", "session", "continues"}                       first line of every segment
   {"kind": "frame", "frame", "source_index", "capture_ns", "pts_ns"} a frame in the .mkv, in order
   {"kind": "lost", "frame", "count"}                                 frames the recorder could not keep
   {"kind": "command", "after_frame", "op", "args", "mask", "reply"}  an accepted state-changing request
+                                                                     (import_state: args.state names its file)
   {"kind": "result", "frame", "objects": {id: {"digest", "mask", ...}}} what was published for a frame
   {"kind": "dropped", "commands", "results"}                          records the recorder had to drop
 A session starts with a segment whose session record has "continues": false (a fresh tracker, frame
@@ -32,7 +35,8 @@ FORMAT = 2
 READS = (1, 2)  # formats this samtrack replays
 MANIFEST = "manifest.json"
 SESSIONS = "sessions"
-RECORDED_OPS = frozenset({"add_points", "add_box", "add_mask", "remove_object", "reset"})  # what changes state
+STATES = "states"
+RECORDED_OPS = frozenset({"add_points", "add_box", "add_mask", "remove_object", "reset", "import_state"})
 
 
 class RecordingError(SamtrackError):
@@ -115,6 +119,7 @@ class Manifest:
     device: str = "cpu"
     batch_streams: bool = False  # frames encoded in one batch with other streams' (rounding differs)
     session: int = 0
+    restored_state: str | None = None  # the tracker state the session started from (a file in the recording)
 
     def write(self, directory: Path) -> None:
         """sessions/<session>.json and manifest.json, each replaced atomically."""
@@ -154,6 +159,18 @@ class Manifest:
         same_threads = kind != "cpu" or self.threads == threads  # CPU kernels split their sums by thread
         return same_threads and (self.precision, self.backend, self.device.split(":")[0], self.batch_streams) == \
             (precision, backend, kind, batch_streams)
+
+
+def keep_state(directory: Path, data: bytes) -> str:
+    """A tracker state's bytes stored in the recording (once per content); its path relative to it."""
+    name = f"{STATES}/{hashlib.sha256(data).hexdigest()[:24]}.state"
+    path = directory / name
+    if not path.is_file():
+        path.parent.mkdir(exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    return name
 
 
 def session_path(directory: Path, session: int) -> Path:

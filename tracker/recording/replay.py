@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from pipelines.base import StreamInfo
-from pipelines.errors import EndOfStream
+from pipelines.errors import EndOfStream, SourceError
 from pipelines.frame import Frame
 from pipelines.source import GstSource
 from pipelines.spec import SourceSpec
@@ -29,6 +29,7 @@ class FrameMap:
 
     first: int | None = None  # the first recorded frame of the session still in the recording
     lost: list[tuple[int, int]] = field(default_factory=list)  # (first frame, count) of lost runs
+    base: int = 0  # the replay's number of that first frame (a session restored from a state starts later)
 
     def replayed(self, recorded: int) -> int | None:
         """The replay's number of a recorded frame; None when the replay never had it (lost, rotated out)."""
@@ -40,7 +41,7 @@ class FrameMap:
                 return None
             if start >= self.first and start + count <= recorded:
                 skipped += count
-        return recorded - self.first - skipped
+        return self.base + recorded - self.first - skipped
 
 
 class RecordingSource:
@@ -133,16 +134,18 @@ class RecordingSource:
     def _frame(self, record: dict, timeout: float) -> Frame | None:
         try:
             decoded = self._video.read(10.0) if self._video is not None else None
-        except EndOfStream:
+        except (EndOfStream, SourceError):
             decoded = None
-        if decoded is None:
-            self._warn(f"segment video ends before frame {record['frame']} (truncated): replay stops at the last "
-                       "complete frame")
-            self._records, self._segments = [], []
-            raise EndOfStream(str(self.directory))
+        if decoded is None:  # a daemon killed while recording: the rest of this segment is not replayed
+            self._warn(f"segment video ends before frame {record['frame']} (truncated: the recording was cut "
+                       "short); the rest of the segment is skipped")
+            self._records = []
+            self.on_gap("truncated")
+            return self.read(timeout)
         if self.frames.first is None:
             self.frames.first = record["frame"]
-            if record["frame"] > 0 and not any(s <= 0 < s + c for s, c in self.frames.lost):
+            late = record["frame"] > 0 and self.frames.base == 0  # a restored session starts later by design
+            if late and not any(s <= 0 < s + c for s, c in self.frames.lost):
                 self._warn(f"session {self._session} starts at frame {record['frame']} in the recording (earlier "
                            "segments were rotated out): objects prompted before are not in it")
         if not self.realtime:
@@ -173,8 +176,13 @@ class RecordingSource:
         if any(r["kind"] == "frame" for r in self._records):
             if not video.is_file():
                 raise RecordingError(f"{video} is missing: its timeline names frames")
-            self._video = GstSource(str(video))
-            self._video.start()
+            video_source = GstSource(str(video))
+            try:
+                video_source.start()
+            except SourceError as e:  # empty or cut short before its first frame: its frames are skipped
+                self._warn(f"{video.name} cannot be read ({e})")
+                return
+            self._video = video_source
 
     def _warn(self, text: str) -> None:
         log.warning("%s", text)

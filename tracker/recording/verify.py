@@ -49,11 +49,14 @@ class Verifier:
         self._results.clear()
 
     def gap(self, what: str) -> None:
-        """Frames were lost (IoU from here), or commands were dropped (nothing comparable from here)."""
+        """Frames were lost (IoU from here), commands were dropped or a segment was cut short (nothing of the
+        session is comparable from here)."""
         if what == "lost":
             self._gap = True
-        else:
+        elif what == "commands":
             self.stop_session("the recorder dropped a command here")
+        else:
+            self.stop_session("a segment of the recording was cut short")
 
     def stop_session(self, why: str) -> None:
         self._stopped = True

@@ -23,7 +23,7 @@ from pipelines.frame import Frame
 from pipelines.sinks import LosslessFileSink, SinkError
 
 from ..core.results import FrameResult
-from .format import Manifest, ResultRecord, next_session, segment_paths, segments
+from .format import Manifest, ResultRecord, keep_state, next_session, segment_paths, segments
 
 log = logging.getLogger(__name__)
 
@@ -123,6 +123,21 @@ class Recorder:
                 return
             self._command_bytes += size
             self._put((size, record))
+
+    def import_state(self, after_frame: int | None, data: bytes, reply: dict) -> None:
+        """An accepted import_state: its state kept in the recording at once (rare, and larger than the queue's
+        share of commands), the command recorded naming it."""
+        try:
+            name = keep_state(self.settings.directory, data)
+        except OSError as e:
+            with self._lock:
+                self.errors += 1
+                self.commands_lost += 1
+                self._dropped_commands += 1
+            log.error("recorder: the imported state could not be kept (%s): the recording cannot be replayed "
+                      "exactly past this point", e)
+            return
+        self.command(after_frame, "import_state", {"state": name}, None, reply)
 
     def _put(self, item) -> None:
         self._mark_drops()

@@ -245,7 +245,7 @@ class Viewer:
         while True:
             parts = await self._dealer.recv_multipart()
             try:
-                reply = json.loads(parts[-1])
+                reply = json.loads(parts[0])
                 future = self._pending.pop(reply["id"], None)
             except (ValueError, KeyError, TypeError):
                 continue

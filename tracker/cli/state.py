@@ -1,0 +1,85 @@
+"""`samtrack state export|import|show`: a stream's objects moved between daemons, or looked at."""
+
+from __future__ import annotations
+
+import json
+
+
+def add_state_parser(sub) -> None:
+    from ..protocol import DEFAULT_COMMANDS
+    from .client import add_curve_options
+
+    p = sub.add_parser("state", help="a stream's tracked objects: export from a daemon, import into another, show")
+    actions = p.add_subparsers(dest="action", required=True)
+    e = actions.add_parser("export", help="write a running daemon's stream state (objects, their prompted "
+                                          "memories) to FILE")
+    i = actions.add_parser("import", help="load FILE into a running daemon's stream (same model and weights): its "
+                                          "objects replace the stream's")
+    for q in (e, i):
+        q.add_argument("file")
+        q.add_argument("--commands", default=DEFAULT_COMMANDS)
+        q.add_argument("--stream", help="the stream (needed when the daemon has several)")
+        q.add_argument("--timeout", type=float, default=60.0)
+        add_curve_options(q)
+    e.set_defaults(func=run_export)
+    i.set_defaults(func=run_import)
+    s = actions.add_parser("show", help="print what a state file holds (model, objects, frames)")
+    s.add_argument("file")
+    s.set_defaults(func=run_show)
+
+
+def _client(args):
+    from ..client import Client
+    from .client import _curve
+
+    return Client(args.commands, timeout=args.timeout, curve=_curve(args), stream=args.stream)
+
+
+def run_export(args) -> int:
+    from pathlib import Path
+
+    from ..daemon.statedir import write_atomically
+    from ..errors import SamtrackError
+
+    path = Path(args.file)
+    if path.is_dir() or not path.parent.is_dir():
+        raise SamtrackError(f"cannot write {path}: give a file name in an existing directory")
+    with _client(args) as c:
+        result, data = c.export_state()
+    write_atomically(path, data)
+    print(f"{path}: {len(result['objects'])} object(s) {result['objects']}, {result['bytes']} bytes")
+    return 0
+
+
+def run_import(args) -> int:
+    from pathlib import Path
+
+    from ..errors import SamtrackError
+
+    path = Path(args.file)
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise SamtrackError(f"cannot read {path}: {e.strerror or e}") from e
+    with _client(args) as c:
+        result = c.import_state(data)
+    print(f"imported {len(result['objects'])} object(s) {result['objects']}; frames continue at "
+          f"{result['next_frame']}")
+    return 0
+
+
+def run_show(args) -> int:
+    from pathlib import Path
+
+    from ..core.state import read_meta
+    from ..errors import SamtrackError
+
+    try:
+        data = Path(args.file).read_bytes()
+    except OSError as e:
+        raise SamtrackError(f"cannot read {args.file}: {e.strerror or e}") from e
+    meta, tensors = read_meta(data)
+    meta["bytes"] = len(data)
+    meta["tensors"] = len(tensors)
+    print(json.dumps(meta, indent=2))
+    return 0

@@ -1,0 +1,96 @@
+"""What a tracker needs to go on tracking after a restart, and its bytes: the frame counter and every object's
+conditioning memories (the frames it was prompted on) exactly as the bank keeps them. Recent memories are
+not kept: after a restore each object is found again from its prompted appearance, as after an occlusion.
+
+The bytes are a torch file read with `weights_only=True` (no code runs on load): {"format", "meta" (JSON
+text: the layout below and whatever identity the caller adds: model, weights digest, size, precision),
+"tensors" (name -> tensor)}."""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass
+
+import torch
+
+from ..errors import SamtrackError
+from .bank import MemoryEntry
+
+STATE_FORMAT = 1
+
+
+class StateError(SamtrackError, ValueError):
+    """Bytes that are not a tracker state this samtrack reads, or a state that does not fit the tracker."""
+
+    code = "bad_state"
+
+
+@dataclass(frozen=True)
+class ObjectState:
+    """One object: its conditioning frames' memories in the bank's order, and how many the cap evicted
+    (Meta's selection counts them)."""
+
+    obj_id: int
+    cond: dict[int, MemoryEntry]  # frame -> entry with its memory encoded; pred_masks empty (never read again)
+    cond_dropped: int
+
+
+@dataclass(frozen=True)
+class TrackerState:
+    next_frame: int  # the first frame number after the state (frames before it can no longer be prompted)
+    objects: tuple[ObjectState, ...]
+    maskmem_pos: torch.Tensor | None  # the memory position encoding (a constant per resolution)
+
+    @property
+    def object_ids(self) -> list[int]:
+        return [o.obj_id for o in self.objects]
+
+
+def encode_state(state: TrackerState, identity: dict) -> bytes:
+    """The state's bytes, with `identity` (JSON-able) in its metadata."""
+    tensors: dict[str, torch.Tensor] = {}
+    objects = []
+    for o in state.objects:
+        for t, e in o.cond.items():
+            for field in ("maskmem_features", "obj_ptr", "object_score_logits"):
+                tensors[f"{o.obj_id}/{t}/{field}"] = getattr(e, field).detach().cpu().contiguous()
+        objects.append({"id": o.obj_id, "frames": list(o.cond), "cond_dropped": o.cond_dropped})
+    if state.maskmem_pos is not None:
+        tensors["maskmem_pos"] = state.maskmem_pos.detach().cpu().contiguous()
+    meta = {**identity, "format": STATE_FORMAT, "next_frame": state.next_frame, "objects": objects}
+    buf = io.BytesIO()
+    torch.save({"format": STATE_FORMAT, "meta": json.dumps(meta), "tensors": tensors}, buf)
+    return buf.getvalue()
+
+
+def read_meta(data: bytes) -> tuple[dict, dict[str, torch.Tensor]]:
+    """(metadata, tensors) of a state's bytes; StateError when they are not one (no code runs on load)."""
+    try:
+        raw = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+        meta = json.loads(raw["meta"])
+        tensors = raw["tensors"]
+        fmt = raw["format"]
+    except Exception as e:  # noqa: BLE001  (truncated, corrupt, not a torch file: all the same to the caller)
+        raise StateError(f"not a samtrack tracker state ({type(e).__name__}: {e})") from e
+    if fmt != STATE_FORMAT or not isinstance(meta, dict) or not isinstance(tensors, dict):
+        raise StateError(f"tracker state format {fmt!r}; this samtrack reads {STATE_FORMAT}")
+    return meta, tensors
+
+
+def decode_state(meta: dict, tensors: dict[str, torch.Tensor], device: torch.device) -> TrackerState:
+    """The state laid out by `meta` (from `read_meta`), its tensors on `device`; StateError if incomplete."""
+    try:
+        objects = []
+        for o in meta["objects"]:
+            cond = {}
+            for t in o["frames"]:
+                e = {f: tensors[f"{o['id']}/{t}/{f}"].to(device) for f in ("maskmem_features", "obj_ptr",
+                                                                            "object_score_logits")}
+                cond[int(t)] = MemoryEntry(int(t), torch.zeros(1, 1, 0, 0, device=device), e["obj_ptr"],
+                                           e["object_score_logits"], e["maskmem_features"])
+            objects.append(ObjectState(int(o["id"]), cond, int(o["cond_dropped"])))
+        pos = tensors.get("maskmem_pos")
+        return TrackerState(int(meta["next_frame"]), tuple(objects), None if pos is None else pos.to(device))
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise StateError(f"incomplete tracker state: {type(e).__name__} {e}") from e

@@ -1,0 +1,172 @@
+"""A stream's state on disk (`[state] dir`, `serve --state`): its objects' conditioning memories, written
+whenever a prompt, a removal or a reset changes them, and its frame numbers, reserved ahead, so a restart
+(a crash, the watchdog, an upgrade) goes on with the same objects and never reuses a frame number a client
+may hold. Every write is atomic: a crash at any instant leaves the old file or the new one."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..core.state import StateError, TrackerState, decode_state, encode_state, read_meta
+from ..core.tracker import Tracker
+
+log = logging.getLogger(__name__)
+
+# Frame numbers reserved on disk ahead of the tracker (a few bytes written every LEASE_FRAMES / 2 frames, about
+# 17 s at 30 fps): after a restart numbering resumes past the reservation, never on a number already used.
+LEASE_FRAMES = 1000
+IDENTITY_KEYS = ("model", "weights_sha256", "image_size", "precision")  # what a state must match to be loaded
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Temporary file, fsync, rename over `path`, fsync of the directory: the old or the new, never a mix."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@dataclass
+class StateReport:
+    """What ping and stats say about a stream's state."""
+
+    path: str
+    restored_objects: list[int] | None = None  # None: nothing was restored at start
+    restored_frame: int | None = None  # the first frame number after the restore
+    writes: int = 0
+    write_errors: int = 0
+    last_bytes: int = 0  # size of the last state written
+    set_aside: list[str] = field(default_factory=list)  # files refused at start (renamed, kept for inspection)
+
+
+class StateStore:
+    """`<dir>/<stream>.state` (the tracker's state) and `<dir>/<stream>.frames` (the frame reservation). With
+    no directory nothing is kept, but a state can still be exported and imported."""
+
+    def __init__(self, directory: Path | None, stream: str, identity: dict):
+        self.directory = directory
+        self.identity = identity  # model, weights digest, image size, precision, stream, samtrack version
+        self.path = directory / f"{stream}.state" if directory is not None else None
+        self.lease_path = directory / f"{stream}.frames" if directory is not None else None
+        self.report = StateReport(str(self.path)) if directory is not None else None
+        self._reserved = 0
+
+    # ---- start ----------------------------------------------------------------------------------
+    def load_into(self, tracker: Tracker) -> None:
+        """Before the first frame: the saved objects and frame numbering, or an empty tracker (a refused file is
+        set aside with a log line); never raises for a bad file."""
+        if self.directory is None:
+            return
+        self.directory.mkdir(parents=True, exist_ok=True)
+        start = self._read_lease()
+        state = None
+        if self.path.is_file():
+            try:
+                state = self.check(self.path.read_bytes(), tracker)
+            except (OSError, StateError) as e:
+                self._set_aside(self.path, str(e))
+        if state is not None:
+            tracker.restore(state, start)
+            self.report.restored_objects, self.report.restored_frame = state.object_ids, tracker.latest_frame + 1
+            log.info("stream %s: restored %d object(s) %s from %s; frames continue at %d", self.identity["stream"],
+                     len(state.objects), state.object_ids, self.path, self.report.restored_frame)
+        elif start:
+            tracker.restore(TrackerState(start, (), None))
+            log.info("stream %s: no objects to restore; frames continue at %d", self.identity["stream"], start)
+        self.reserve(tracker.latest_frame + 1 if tracker.latest_frame is not None else 0)
+
+    def check(self, data: bytes, tracker: Tracker) -> TrackerState:
+        """The state in `data` if it was made for this model, its weights, size and precision; StateError
+        saying what differs otherwise."""
+        meta, tensors = read_meta(data)
+        wrong = [f"{k} {meta.get(k)!r} (this daemon: {self.identity[k]!r})" for k in IDENTITY_KEYS
+                 if meta.get(k) != self.identity[k]]
+        if wrong:
+            raise StateError("made for another model: " + ", ".join(wrong))
+        state = decode_state(meta, tensors, tracker.device)
+        probe = tracker.share()
+        probe.restore(state)  # shapes and frame numbers must fit before anything is replaced
+        return state
+
+    def _read_lease(self) -> int:
+        try:
+            return int(json.loads(self.lease_path.read_text())["reserved"])
+        except FileNotFoundError:
+            return 0
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            self._set_aside(self.lease_path, f"unreadable frame reservation: {e}")
+            return 0
+
+    def _set_aside(self, path: Path, why: str) -> None:
+        aside = path.with_name(f"{path.name}.set-aside-{time.strftime('%Y%m%dT%H%M%S')}")
+        try:
+            os.replace(path, aside)
+        except OSError as e:
+            log.error("stream %s: %s is refused (%s) and cannot be renamed: %s", self.identity["stream"], path,
+                      why, e)
+            return
+        self.report.set_aside.append(str(aside))
+        log.error("stream %s: %s refused (%s): set aside as %s; the stream starts without it",
+                  self.identity["stream"], path, why, aside.name)
+
+    # ---- running --------------------------------------------------------------------------------
+    def save(self, tracker: Tracker) -> None:
+        """After a prompt, removal or reset: the tracker's state, atomically. A failed write (a full disk) is
+        logged and counted; tracking goes on."""
+        if self.directory is None:
+            return
+        try:
+            data = self.encode(tracker)
+            write_atomically(self.path, data)
+        except OSError as e:
+            self.report.write_errors += 1
+            log.error("stream %s: writing its state to %s failed (%s); tracking goes on, a restart now would "
+                      "restore an older state: free space or fix the directory", self.identity["stream"],
+                      self.path, e)
+            return
+        self.report.writes += 1
+        self.report.last_bytes = len(data)
+
+    def encode(self, tracker: Tracker) -> bytes:
+        """The tracker's state as bytes (what `save` writes and `export_state` sends)."""
+        state = tracker.snapshot()
+        return encode_state(TrackerState(max(state.next_frame, self._reserved), state.objects, state.maskmem_pos),
+                            self.identity)
+
+    def accept(self, data: bytes, tracker: Tracker) -> TrackerState:
+        """import_state: another daemon's state for this stream, checked, then in place of the stream's own
+        objects (its window is emptied, numbering goes on past both) and saved."""
+        state = self.check(data, tracker)
+        tracker.restore(state, tracker.latest_frame + 1 if tracker.latest_frame is not None else 0)
+        self.reserve(tracker.latest_frame + 1)
+        self.save(tracker)
+        log.info("stream %s: imported %d object(s) %s; frames continue at %d", self.identity["stream"],
+                 len(state.objects), state.object_ids, tracker.latest_frame + 1)
+        return state
+
+    def reserve(self, next_frame: int) -> None:
+        """Called with each new frame number: extends the reservation before the tracker reaches it."""
+        if self.directory is None or next_frame < self._reserved - LEASE_FRAMES // 2:
+            return
+        reserved = next_frame + LEASE_FRAMES
+        try:
+            write_atomically(self.lease_path, json.dumps({"reserved": reserved}).encode())
+        except OSError as e:
+            self.report.write_errors += 1
+            log.error("stream %s: reserving frame numbers in %s failed (%s)", self.identity["stream"],
+                      self.lease_path, e)
+            self._reserved = reserved  # retried half a lease later, not every frame
+            return
+        self._reserved = reserved
