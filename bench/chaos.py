@@ -137,11 +137,12 @@ def main(argv=None) -> dict:
     out = Path(args.out or f"bench-results/chaos-{args.image_size}.json")
     camera = RtspTestServer(free_port(), fps=args.camera_fps).start()
     pattern = f"test:?pattern=ball&width={args.width}&height={args.height}&fps={args.pattern_fps}"
+    logs = out.with_suffix(".logs")
     supervisor = Supervisor(["--source", f"cam={camera.url}", "--source", f"pattern={pattern}",
                              "--image-size", str(args.image_size), "--model", args.model, "--threads",
                              str(args.threads), "--device", args.device, "--preview-every", "3",
-                             "--metrics-port", "0", "--log-level", "INFO"],
-                            out.with_suffix(".logs"))
+                             "--metrics-port", "0", "--log-level", "INFO", "--state", str(logs / "state")],
+                            logs)
     stop, quiet = threading.Event(), threading.Event()  # quiet: no more requests; stop: everything stops
     log, checks, churn, reloads = ResultLog(), Checks(), Churn(), Reloads()
     outages: list[Outage] = []
@@ -209,8 +210,9 @@ def _schedule(args, t0: float, supervisor: Supervisor, camera: RtspTestServer, v
                 deadline = time.monotonic() + 30
                 while checks.waiting() and time.monotonic() < deadline:
                     time.sleep(TICK_S)
+                before = {s: sorted(valid.objects[s]) for s in STREAMS}
                 supervisor.kill_and_restart()
-                valid.forget_objects()
+                supervisor.kills[-1].update(objects_before=before, objects_restored=_listed(supervisor.commands))
             killed_at = now
         elif down_until is None and now >= next_flap and now + args.down[1] + args.flap_every / 2 < end:
             camera.kill()
@@ -221,6 +223,12 @@ def _schedule(args, t0: float, supervisor: Supervisor, camera: RtspTestServer, v
             outages[-1].up_mono = time.monotonic()
             next_flap, down_until = outages[-1].down_mono + args.flap_every, None
         time.sleep(TICK_S)
+
+
+def _listed(commands: str) -> dict[str, list[int]]:
+    """Each stream's objects as the daemon lists them (the restarted daemon's restored objects)."""
+    with Client(commands, timeout=30.0) as c:
+        return {s: sorted(o["id"] for o in c.request("list_objects", {"stream": s})["objects"]) for s in STREAMS}
 
 
 if __name__ == "__main__":

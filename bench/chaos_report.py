@@ -117,6 +117,9 @@ def report(args, t0: float, supervisor, sent: list[Sent], valid, checks, log, ch
     gaps = [r["gap_frames"] for r in returns if r["returned"]]
     growth = rss_growth(samples, args.warmup_fraction)
     kills = [k["kill_to_ready_s"] for k in supervisor.kills]
+    before = sum(len(ids) for k in supervisor.kills for ids in k.get("objects_before", {}).values())
+    restored = sum(len(set(k.get("objects_restored", {}).get(s, [])) & set(ids))
+                   for k in supervisor.kills for s, ids in k.get("objects_before", {}).items())
     figures = {
         "crashes": len(supervisor.crashes) + len(supervisor.viewer_crashes),
         "daemon_crashes": supervisor.crashes, "viewer_crashes": supervisor.viewer_crashes,
@@ -146,6 +149,7 @@ def report(args, t0: float, supervisor, sent: list[Sent], valid, checks, log, ch
         "viewer": {"reloads": reloads.reloads, "live_after_reload": reloads.live, "failures": reloads.failures,
                    "skipped": reloads.skipped},
         "kills": supervisor.kills, "ready_s": supervisor.ready_s, "watchdog_sec": supervisor.watchdog_s,
+        "objects_restored": restored, "objects_before_kill": before,
         "longest_watchdog_silence_s": supervisor.watchdog_gaps(), "rss": growth, "daemon_exit_code": exit_code,
         "viewer_exit_code": viewer_exit_code,
     }
@@ -160,6 +164,8 @@ def report(args, t0: float, supervisor, sent: list[Sent], valid, checks, log, ch
         f"RSS growth < {100 * GOAL_RSS_GROWTH:g} %": (growth["growth"] or 0.0) < GOAL_RSS_GROWTH
         and growth["growth"] is not None,
         f"SIGKILL to READY < {GOAL_KILL_TO_READY_S:g} s": bool(kills) and max(kills) < GOAL_KILL_TO_READY_S,
+        "every object restored after SIGKILL": all(k.get("objects_restored") == k.get("objects_before")
+                                                    for k in supervisor.kills),
         "watchdog never starved": all(g < supervisor.watchdog_s for g in figures["longest_watchdog_silence_s"])
         if supervisor.watchdog_s else True,
         "clean exit": exit_code == 0 and viewer_exit_code in (0, None),
@@ -198,5 +204,6 @@ def _print(figures: dict, goals: dict) -> None:
     print(f"valid: {v['sent']} sent, {v['applied']} applied, {v['prompts_checked_ok']} prompts seen in results; "
           f"malformed: {figures['malformed']['sent']}; replies {figures['replies_per_code']}")
     print(f"camera gaps (frames): {[round(r.get('gap_frames', -1), 2) for r in figures['camera_returns']]}; "
-          f"kill to READY: {[round(k['kill_to_ready_s'], 2) for k in figures['kills']]} s; "
+          f"kill to READY: {[round(k['kill_to_ready_s'], 2) for k in figures['kills']]} s; objects restored after "
+          f"the SIGKILL: {figures['objects_restored']}/{figures['objects_before_kill']}; "
           f"RSS growth: {figures['rss']['growth']}")

@@ -188,10 +188,6 @@ class Valid:
         self.objects: dict[str, set[int]] = {s: set() for s in streams}
         self.mismatches: list[str] = []  # removal/reset replies that disagree with the expected objects
 
-    def forget_objects(self) -> None:
-        """A restarted daemon tracks nothing."""
-        self.objects = {s: set() for s in self.streams}
-
     def send(self, channel: Channel, rid: int) -> Sent | None:
         """One valid request and its reply; None while no stream has a frame to prompt on (a restart)."""
         with self.lock:

@@ -165,6 +165,9 @@ def test_chaos_scenario_loses_nothing(tmp_path):
     # the camera went away and came back several times; the daemon was killed once and came back READY
     assert len(f["camera_returns"]) >= 3 and all(r["returned"] for r in f["camera_returns"])
     assert len(f["kills"]) == 1 and len(f["ready_s"]) == 2
+    # every object of both streams came back after the SIGKILL (the state directory), with its id
+    assert f["kills"][0]["objects_restored"] == f["kills"][0]["objects_before"]
+    assert f["objects_restored"] == f["objects_before_kill"] > 0
     assert f["end_messages"] == 0 and set(f["subscribers"]["joined"]) == {"fast", "slow", "silent"}
     viewer = f["viewer"]
     if viewer["skipped"] is None:  # chromium present (./setup.sh installs it)
