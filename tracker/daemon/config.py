@@ -15,6 +15,7 @@ from pipelines.live import DEFAULT_BACKOFF, DEFAULT_STALL_TIMEOUT_S
 
 from ..core.options import DEFAULT_FEATURE_WINDOW, DEFAULT_MAX_COND_FRAMES, PRECISIONS
 from ..errors import SamtrackError
+from ..paths import PathError, check_dir_to_write
 from ..protocol import DEFAULT_COMMANDS, DEFAULT_RESULTS, MASK_ENCODINGS, STREAM_NAME
 
 
@@ -145,6 +146,16 @@ class RecordSection(_Section):
     idle_priority: bool = Field(True, description="The writer uses only CPU time tracking leaves idle (never "
                                 "slows it; with every core busy, frames are lost); false: it competes for a "
                                 "complete recording (tracking slows by the encoding's share, ~18 ms a 640x480 frame).")
+
+    @field_validator("directory")
+    @classmethod
+    def _writable(cls, v: str) -> str:
+        if v:
+            try:
+                check_dir_to_write(Path(v).expanduser(), "recording directory")
+            except PathError as e:
+                raise ValueError(str(e)) from None
+        return v
 
 
 class ServiceSection(_Section):
