@@ -281,7 +281,9 @@ def _options() -> dict[tuple[str, str], argparse.Action]:
     found: dict = {}
     _walk(build_parser(), "", found)
     for name, module in SCENARIOS.items():
-        _walk(importlib.import_module(module).parser(), f"bench {name}", found)
+        scenario = importlib.import_module(module)
+        assert hasattr(scenario, "parser"), f"{module}: give it a parser() apart from main() (as bench/step.py)"
+        _walk(scenario.parser(), f"bench {name}", found)
     return found
 
 
