@@ -12,7 +12,6 @@ from __future__ import annotations
 import random
 import threading
 import time
-from pathlib import Path
 
 import zmq
 
@@ -30,10 +29,11 @@ from bench.chaos_watch import (
     reload_viewer,
 )
 from bench.common import environment, write_json
-from bench.scenario import scenario_parser
+from bench.scenario import outputs, scenario_parser
 from tests.rtsp_server import RtspTestServer
 from tracker.client import Client
 from tracker.client.spawn import free_port
+from tracker.paths import existing_file
 
 SAMPLE_EVERY_S = 1.0  # RSS, frames and reconnects
 DRAIN_S = 30.0  # after the last request, the results that check the last prompts come within this
@@ -41,7 +41,7 @@ TICK_S = 0.1  # the harness's schedule resolution (camera kills and returns, cra
 STREAMS = ["cam", "pattern"]
 
 
-def _parser():
+def parser():
     p = scenario_parser("chaos", __doc__, frames=0, quick_frames=0)
     p.add_argument("--seconds", type=float, default=3600.0, help="length of the run after the daemon is ready")
     p.add_argument("--flap-every", type=float, default=60.0, help="the RTSP camera is killed this often")
@@ -56,7 +56,8 @@ def _parser():
     p.add_argument("--warmup-fraction", type=float, default=0.25,
                    help="share of the time after the restart excluded from RSS growth")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--chromium", default=CHROMIUM)
+    p.add_argument("--chromium", type=existing_file("browser executable"),
+                   help=f"the browser the viewer's page is reloaded in (default: {CHROMIUM})")
     p.set_defaults(image_size=256, width=160, height=120, threads=1)
     return p
 
@@ -130,11 +131,12 @@ class Sampler(threading.Thread):
 
 
 def main(argv=None) -> dict:
-    args = _parser().parse_args(argv)
+    p = parser()
+    args = p.parse_args(argv)
     if args.quick:
         args.seconds, args.flap_every, args.reload_every, args.churn_life = 90.0, 15.0, 20.0, 8.0
     rng = random.Random(args.seed)
-    out = Path(args.out or f"bench-results/chaos-{args.image_size}.json")
+    out = outputs(p, args.out or f"bench-results/chaos-{args.image_size}.json", (".png",), dirs=(".logs",))
     camera = RtspTestServer(free_port(), fps=args.camera_fps).start()
     pattern = f"test:?pattern=ball&width={args.width}&height={args.height}&fps={args.pattern_fps}"
     logs = out.with_suffix(".logs")
@@ -166,8 +168,9 @@ def main(argv=None) -> dict:
                      for k in range(2)), sampler]
         if args.reload_every > 0:
             viewer = supervisor.start_viewer()
+            browser = args.chromium or CHROMIUM
             threads.append(threading.Thread(target=reload_viewer, args=(viewer, args.reload_every, reloads, stop,
-                                                                        args.chromium, CHROMIUM_ARGS), daemon=True))
+                                                                        browser, CHROMIUM_ARGS), daemon=True))
         else:
             reloads.skipped = "--reload-every 0"
         for t in threads:

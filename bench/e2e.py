@@ -13,13 +13,12 @@ frames come at the pace they were captured.
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import torch
 
 from bench.common import environment, percentiles, table, write_json
 from bench.plots import cdf, over_time
-from bench.scenario import add_source_option, object_boxes, scenario_parser, start_daemon
+from bench.scenario import add_source_option, object_boxes, outputs, scenario_parser, start_daemon
 from tracker.client import Client, Result, StreamEnd, Subscriber
 
 CONFIGS = {"exact": ["--precision", "fp32", "--publish-queue", "0"], "fast": []}
@@ -71,7 +70,7 @@ def measure(args, size: int, config: str) -> dict:
     }
 
 
-def main(argv=None) -> dict:
+def parser():
     p = scenario_parser("e2e", __doc__, frames=0, quick_frames=0)
     p.add_argument("--fps", type=int, default=5, help="input rate of the test source (a --source keeps its own)")
     p.add_argument("--seconds", type=float, default=60.0, help="measured duration per configuration")
@@ -79,11 +78,17 @@ def main(argv=None) -> dict:
     p.add_argument("--configs", nargs="+", choices=sorted(CONFIGS), default=["exact", "fast"])
     add_source_option(p)
     p.set_defaults(image_size=256, objects=[1])
+    return p
+
+
+def main(argv=None) -> dict:
+    p = parser()
     args = p.parse_args(argv)
     if args.quick:
         args.seconds, args.warmup = 30.0, 5
-    torch.set_num_threads(args.threads)
     sizes = args.sizes or [args.image_size]
+    out = outputs(p, args.out or f"bench-results/e2e-{'-'.join(map(str, sizes))}.json", (".png", "-time.png"))
+    torch.set_num_threads(args.threads)
     runs = [measure(args, size, config) for size in sizes for config in args.configs]
     data = {
         "benchmark": "e2e", "settings": {**{k: getattr(args, k) for k in ("model", "objects", "fps", "seconds",
@@ -93,7 +98,6 @@ def main(argv=None) -> dict:
         "environment": environment(args.threads),
         "runs": [{k: v for k, v in r.items() if not k.startswith("_")} for r in runs],
     }
-    out = Path(args.out or f"bench-results/e2e-{'-'.join(map(str, sizes))}.json")
     write_json(out, data)
     label = {id(r): f"{r['config']} {r['image_size']}px" for r in runs}
     cdf({label[id(r)]: [1000 * x for x in r["_lat"]] for r in runs},

@@ -17,11 +17,13 @@ import numpy as np
 import torch
 
 from bench.common import environment, percentiles, table, write_json
+from bench.scenario import JSON_OUT, outputs
 from engines.factory import make_encoder, make_memory_attention
 from engines.tensorrt_backend import tensorrt_available
 from pipelines.synthetic import box_of_first_shape, moving_shapes_frame
 from tracker import Tracker
 from tracker.models import seeded_model
+from tracker.paths import dir_to_write
 
 FRAME_W, FRAME_H = 640, 480
 
@@ -110,30 +112,38 @@ def _time_memory_attention(model, size: int, attn: dict, args) -> dict[str, list
     return times
 
 
-def main(argv=None) -> dict:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="samtrack bench engines", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sizes", type=int, nargs="+", default=[512, 1024])
     p.add_argument("--model", default="sam2.1_hiera_t")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--iters", type=int, default=5, help="measured iterations per backend")
     p.add_argument("--warmup", type=int, default=2, help="iterations run first and not measured")
     p.add_argument("--threads", type=int, default=os.cpu_count())
-    p.add_argument("--engine-cache", help="artefact cache (default: a temporary directory)")
-    p.add_argument("--out", default="bench-results/engines.json")
+    p.add_argument("--engine-cache", type=dir_to_write("engine cache directory"),
+                   help="artefact cache (default: a temporary directory)")
+    p.add_argument("--out", type=JSON_OUT, default="bench-results/engines.json")
+    return p
+
+
+def main(argv=None) -> dict:
+    p = parser()
     args = p.parse_args(argv)
+    out = outputs(p, args.out)
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
         results = {str(s): bench_size(s, args, args.engine_cache or tmp) for s in args.sizes}
     data = {"benchmark": "engines", "settings": {k: getattr(args, k) for k in ("sizes", "model", "device",
                                                                                "iters", "warmup")},
             "environment": environment(args.threads), "results": results}
-    write_json(args.out, data)
+    write_json(out, data)
     rows = [[size, label, r["encoder"]["p50_ms"], r["encoder_speedup_vs_torch"], r["memory_attention"]["p50_ms"],
              r["memory_attention_speedup_vs_torch"], r["step"]["p50_ms"], r["step_speedup_vs_torch"]]
             for size, by in results.items() for label, r in by.items()]
     print(table(rows, ["size", "backend", "encoder p50 ms", "encoder x", "mem-attn p50 ms", "mem-attn x",
                        "step p50 ms", "step x"]))
-    print(f"wrote {args.out}")
+    print(f"wrote {out}")
     return data
 
 

@@ -26,6 +26,7 @@ import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from bench.common import environment, percentiles, table, write_json  # noqa: E402
+from bench.scenario import JSON_OUT, outputs  # noqa: E402
 from pipelines.synthetic import box_of_first_shape, moving_shapes_frame  # noqa: E402
 from tracker import Tracker  # noqa: E402
 from tracker.models import seeded_model  # noqa: E402
@@ -117,8 +118,9 @@ def phase_vs_meta(args, model, frames) -> dict:
     }
 
 
-def main(argv=None) -> dict:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="samtrack bench memory", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--frames", type=int, default=10000, help="frames streamed through samtrack")
     p.add_argument("--image-size", type=int, default=256)
     p.add_argument("--model", default="sam2.1_hiera_t")
@@ -131,9 +133,15 @@ def main(argv=None) -> dict:
     p.add_argument("--absent", action="store_true", help="keep random weights' absent objects")
     p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
                    help="arithmetic of the streaming phase (the Meta comparison always runs fp32)")
-    p.add_argument("--out", default=None, help="JSON path (default bench-results/memory-<model>-<size>.json)")
+    p.add_argument("--out", type=JSON_OUT, help="JSON path (default bench-results/memory-<model>-<size>.json)")
     p.add_argument("--quiet", action="store_true")
+    return p
+
+
+def main(argv=None) -> dict:
+    p = parser()
     args = p.parse_args(argv)
+    out = outputs(p, args.out or f"bench-results/memory-{args.model}-{args.image_size}.json")
     torch.set_num_threads(args.threads)
     frames = [moving_shapes_frame(i, FRAME_H, FRAME_W) for i in range(N_DISTINCT)]
     model = _model(args)
@@ -149,7 +157,6 @@ def main(argv=None) -> dict:
         "samtrack": stream,
         "vs_meta": vs,
     }
-    out = args.out or f"bench-results/memory-{args.model}-{args.image_size}.json"
     write_json(out, result)
     s = stream["samples"]
     print(table([[x["frame"], x["rss_bytes"] / 2**20, x["held_bytes"] / 2**20, x["tensors"]] for x in s],

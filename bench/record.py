@@ -18,7 +18,7 @@ import torch
 
 from bench.common import environment, percentiles, table, write_json
 from bench.plots import cdf
-from bench.scenario import object_boxes, scenario_parser
+from bench.scenario import object_boxes, outputs, scenario_parser
 from pipelines.frame import Frame
 from pipelines.synthetic import moving_shapes_frame
 from tracker import Tracker
@@ -96,12 +96,18 @@ def track_recording(args, directory: Path, tracker: Tracker) -> dict:
     return {"frames": summary.frames, "seconds": summary.seconds, "fps": summary.fps}
 
 
-def main(argv=None) -> dict:
+def parser():
     p = scenario_parser("record", __doc__, frames=60, quick_frames=20)
     p.add_argument("--block", type=int, default=5, help="frames per block; blocks alternate recorder off / on")
     p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto")
     p.set_defaults(objects=[1])
+    return p
+
+
+def main(argv=None) -> dict:
+    p = parser()
     args = p.parse_args(argv)
+    out = outputs(p, args.out or f"bench-results/record-{args.image_size}.json", (".png",))
     torch.set_num_threads(args.threads)
     frames = [moving_shapes_frame(i, args.height, args.width) for i in range(1 + args.warmup + args.frames)]
     with tempfile.TemporaryDirectory(prefix="samtrack-bench-record-") as tmp:
@@ -117,7 +123,6 @@ def main(argv=None) -> dict:
             "environment": environment(args.threads), "precision": tracker.precision, **cost,
             "bytes_per_frame_noisy": noisy_bpf, "noise_sigma": NOISE_SIGMA, "raw_bytes_per_frame":
                 args.width * args.height * 3, "track": track, "step_fps": step_fps}
-    out = Path(args.out or f"bench-results/record-{args.image_size}.json")
     write_json(out, data)
     cdf({"recorder off": [1000 * t for t in series[False]], "recorder on": [1000 * t for t in series[True]]},
         f"tracking step with and without recording, {args.image_size}px", out.with_suffix(".png"))

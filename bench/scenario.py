@@ -1,12 +1,18 @@
-"""Shared set-up of the benchmark scenarios: arguments, a model with objects present, prompts."""
+"""Shared set-up of the benchmark scenarios: arguments and their output paths, a model with objects present,
+prompts."""
 
 from __future__ import annotations
 
 import argparse
 import os
+from pathlib import Path
 
 from tracker.client import spawn
 from tracker.client.spawn import DaemonProcess
+from tracker.paths import PathError, check_dir_to_write, check_file_to_write, file_to_write
+from tracker.recording.inputs import source_arg
+
+JSON_OUT = file_to_write("results file", "results.json", make_parents=True)  # --out of every scenario
 
 
 def scenario_parser(name: str, doc: str | None, frames: int, quick_frames: int) -> argparse.ArgumentParser:
@@ -28,14 +34,36 @@ def scenario_parser(name: str, doc: str | None, frames: int, quick_frames: int) 
     p.add_argument("--height", type=int, default=480)
     p.add_argument("--threads", type=int, default=os.cpu_count(), help="torch threads (pinned, recorded)")
     p.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1 ...")
-    p.add_argument("--out", help="JSON path; the PNG goes next to it")
+    p.add_argument("--out", type=JSON_OUT, help="JSON path; the PNG goes next to it")
     p.add_argument("--quick", nargs=0, action=Quick, default=False, help=f"{quick_frames} frames, 2 warm-up")
     return p
 
 
 def add_source_option(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--source", help="frames from this source (a video file, a recording's directory, any source "
-                                    "string) instead of the synthetic scene; --width/--height must then be its size")
+    p.add_argument("--source", type=source_arg(),
+                   help="frames from this source (a video file, a recording's directory, any source string) instead "
+                        "of the synthetic scene; --width/--height must then be its size")
+
+
+def outputs(parser: argparse.ArgumentParser, out: str, beside: tuple[str, ...] = (),
+            dirs: tuple[str, ...] = ()) -> Path:
+    """The results path, checked before the run with the files (`beside`: ".png" replaces the suffix, "-time.png"
+    extends the stem) and directories (`dirs`: suffixes) written next to it; one that cannot be written ends the
+    command with the parser's error now, not after the measurement."""
+    path = Path(out)
+    try:
+        check_file_to_write(path, "results file", "results.json", make_parents=True)
+    except PathError as e:
+        parser.error(str(e))
+    files = [path.with_suffix(n) if n.startswith(".") else path.with_name(path.stem + n) for n in beside]
+    checks = [(f, lambda f: check_file_to_write(f, make_parents=True)) for f in files]
+    checks += [(path.with_suffix(s), check_dir_to_write) for s in dirs]
+    for target, check in checks:
+        try:
+            check(target)
+        except PathError as e:
+            parser.error(f"--out '{path}' also writes '{target}', but {e.problem}: give another --out")
+    return path
 
 
 def object_boxes(n: int, width: int, height: int) -> list[tuple[int, int, int, int]]:

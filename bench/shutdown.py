@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import signal
 import time
-from pathlib import Path
 
 from bench.common import environment, percentiles, table, write_json
 from bench.plots import over_time
-from bench.scenario import object_boxes, scenario_parser, start_daemon
+from bench.scenario import object_boxes, outputs, scenario_parser, start_daemon
 from tracker.client import Client, Result, Subscriber
 
 
@@ -41,21 +40,26 @@ def one_run(args) -> dict:
     return {"exit_s": exit_s, "exit_code": code, "step_p50_ms": step_ms}
 
 
-def main(argv=None) -> dict:
+def parser():
     p = scenario_parser("shutdown", __doc__, frames=0, quick_frames=0)
     p.add_argument("--runs", type=int, default=3, help="daemons started and stopped")
     p.add_argument("--delay", type=float, default=0.3, help="seconds after a result before SIGTERM")
     p.set_defaults(image_size=1024, objects=[2])
+    return p
+
+
+def main(argv=None) -> dict:
+    p = parser()
     args = p.parse_args(argv)
     if args.quick:
         args.runs, args.image_size = 2, 512
+    out = outputs(p, args.out or f"bench-results/shutdown-{args.image_size}.json", (".png",))
     runs = [one_run(args) for _ in range(args.runs)]
     exits = [r["exit_s"] for r in runs]
     data = {"benchmark": "shutdown", "settings": {k: getattr(args, k) for k in ("model", "image_size", "objects",
                                                                                 "runs", "delay")},
             "environment": environment(args.threads), "runs": runs, "exit": percentiles(exits),
             "exit_codes": [r["exit_code"] for r in runs]}
-    out = Path(args.out or f"bench-results/shutdown-{args.image_size}.json")
     write_json(out, data)
     over_time({"SIGTERM to exit (s)": (list(range(1, len(exits) + 1)), exits)}, "seconds", "Exit after SIGTERM",
               out.with_suffix(".png"), xlabel="run")

@@ -7,26 +7,31 @@ present) sampled every second; growth after warm-up reported.
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import psutil
 import torch
 
 from bench.common import environment, table, write_json
 from bench.plots import over_time
-from bench.scenario import object_boxes, scenario_parser, start_daemon
+from bench.scenario import object_boxes, outputs, scenario_parser, start_daemon
 from tracker.client import Client
 
 
-def main(argv=None) -> dict:
+def parser():
     p = scenario_parser("soak", __doc__, frames=0, quick_frames=0)
     p.add_argument("--seconds", type=float, default=3600.0)
     p.add_argument("--fps", type=int, default=10)
     p.add_argument("--warmup-fraction", type=float, default=0.25, help="share of the run excluded from growth")
     p.set_defaults(image_size=256, objects=[2])
+    return p
+
+
+def main(argv=None) -> dict:
+    p = parser()
     args = p.parse_args(argv)
     if args.quick:
         args.seconds = 90.0
+    out = outputs(p, args.out or f"bench-results/soak-{args.image_size}.json", (".png",))
     torch.set_num_threads(args.threads)
     w, h = args.width, args.height
     daemon = start_daemon(args, f"test:?pattern=ball&width={w}&height={h}&fps={args.fps}")
@@ -51,7 +56,6 @@ def main(argv=None) -> dict:
             "environment": environment(args.threads), "samples": {"t_s": t, "rss_bytes": rss, "frames": frames},
             "rss_growth_after_warmup": growth, "rss_max_bytes": max(rss) if rss else 0,
             "frames": frames[-1] if frames else 0, "gpu_memory_bytes": None, "daemon_exit_code": code}
-    out = Path(args.out or f"bench-results/soak-{args.image_size}.json")
     write_json(out, data)
     over_time({"daemon RSS (MiB)": (t, [r / 2**20 for r in rss])}, "MiB", "RSS over time",
               out.with_suffix(".png"), xlabel="seconds")

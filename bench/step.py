@@ -7,14 +7,13 @@ one at a time (Meta-exact) and in one batch (TrackerOptions.batch_objects), inte
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from bench.common import environment, percentiles, table, write_json
 from bench.plots import cdf
-from bench.scenario import add_source_option, object_boxes, scenario_parser
+from bench.scenario import add_source_option, object_boxes, outputs, scenario_parser
 from pipelines.synthetic import moving_shapes_frame
 from tracker import Tracker
 from tracker.models import seeded_model
@@ -112,17 +111,22 @@ def _settings(args) -> dict:
                                           "batch", "precision", "device", "source")}
 
 
+def parser():
+    p = scenario_parser("step", __doc__, frames=20, quick_frames=8)
+    p.add_argument("--batch", choices=["off", "on", "both"], default="both",
+                   help="objects one at a time (off, Meta-exact), in one batch (on), or both compared")
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto")
+    add_source_option(p)
+    return p
+
+
 def main(argv=None) -> dict:
-    parser = scenario_parser("step", __doc__, frames=20, quick_frames=8)
-    parser.add_argument("--batch", choices=["off", "on", "both"], default="both",
-                        help="objects one at a time (off, Meta-exact), in one batch (on), or both compared")
-    parser.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto")
-    add_source_option(parser)
-    args = parser.parse_args(argv)
+    p = parser()
+    args = p.parse_args(argv)
+    out = outputs(p, args.out or f"bench-results/step-{args.image_size}.json", (".png",))
     torch.set_num_threads(args.threads)
     data = run(args)
     series = data.pop("_series")
-    out = Path(args.out or f"bench-results/step-{args.image_size}.json")
     write_json(out, data)
     cdf(series, f"tracker step, {args.model} at {args.image_size}px", out.with_suffix(".png"))
     print(table([[n, r["step"]["p50_ms"], r["step"]["p95_ms"], r["step"]["p99_ms"], r["step"]["max_ms"],

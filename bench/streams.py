@@ -10,13 +10,12 @@ from __future__ import annotations
 import statistics
 import threading
 import time
-from pathlib import Path
 
 import psutil
 
 from bench.common import environment, percentiles, table, write_json
 from bench.plots import cdf
-from bench.scenario import object_boxes, scenario_parser
+from bench.scenario import object_boxes, outputs, scenario_parser
 from tracker.client import Client, Result, Subscriber
 from tracker.client.spawn import DaemonProcess, start_daemon
 
@@ -92,7 +91,7 @@ def measure(args, n: int, mode: str) -> dict:
             "exit_codes": codes, "_latency": pooled}
 
 
-def main(argv=None) -> dict:
+def parser():
     p = scenario_parser("streams", __doc__, frames=0, quick_frames=0)
     p.add_argument("--streams", type=int, nargs="+", default=[1, 2, 4], help="stream counts to compare")
     p.add_argument("--seconds", type=float, default=60.0, help="measured time per configuration")
@@ -103,9 +102,15 @@ def main(argv=None) -> dict:
                    choices=["one daemon", "one daemon, batched", "separate daemons"],
                    help="how several streams are served (one stream: always one daemon)")
     p.set_defaults(image_size=256, width=320, height=240)
+    return p
+
+
+def main(argv=None) -> dict:
+    p = parser()
     args = p.parse_args(argv)
     if args.quick:
         args.seconds, args.warmup_s = 15.0, 5.0
+    out = outputs(p, args.out or f"bench-results/streams-{args.image_size}.json", (".png",))
     runs = []
     for n in args.streams:
         for mode in (["one daemon"] if n == 1 else args.modes):
@@ -124,7 +129,6 @@ def main(argv=None) -> dict:
                 "threads", "device")},
             "environment": environment(args.threads),
             "runs": [{k: v for k, v in r.items() if not k.startswith("_")} for r in runs]}
-    out = Path(args.out or f"bench-results/streams-{args.image_size}.json")
     write_json(out, data)
     cdf({f"{r['streams']} x {r['mode']}": [1000 * x for x in r["_latency"]] for r in runs},
         f"glass-to-mask, {args.fps} fps per camera, {args.image_size}px", out.with_suffix(".png"))

@@ -11,7 +11,6 @@ import os
 import statistics
 import tempfile
 import time
-from pathlib import Path
 
 os.environ.setdefault("TQDM_DISABLE", "1")  # Meta's predictor draws a progress bar per propagate call
 
@@ -21,7 +20,7 @@ from PIL import Image  # noqa: E402
 
 from bench.common import environment, percentiles, table, write_json  # noqa: E402
 from bench.plots import over_time  # noqa: E402
-from bench.scenario import object_boxes, scenario_parser  # noqa: E402
+from bench.scenario import object_boxes, outputs, scenario_parser  # noqa: E402
 from pipelines.synthetic import moving_shapes_frame  # noqa: E402
 from tracker import Tracker
 from tracker.models import seeded_model  # noqa: E402
@@ -72,12 +71,18 @@ def compare(model, frames: list[np.ndarray], n_objects: int, warmup: int, n_step
             "iou_vs_fp32_min": float(np.min(ious)), "_series": (meta_t, ours_t)}
 
 
-def main(argv=None) -> dict:
+def parser():
     p = scenario_parser("vs-meta", __doc__, frames=40, quick_frames=8)
     p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
                    help="samtrack's arithmetic (Meta's predictor always runs fp32)")
     p.set_defaults(objects=[1, 8])
+    return p
+
+
+def main(argv=None) -> dict:
+    p = parser()
     args = p.parse_args(argv)
+    out = outputs(p, args.out or f"bench-results/vs-meta-{args.image_size}.json", (".png",))
     torch.set_num_threads(args.threads)
     model = seeded_model(args.model, args.image_size, device=args.device)
     n = max(MIN_VIDEO + 1, args.frames + args.warmup + 1)
@@ -94,7 +99,6 @@ def main(argv=None) -> dict:
                                                                                "frames", "warmup", "precision",
                                                                                "device")},
             "environment": environment(args.threads), "results": results}
-    out = Path(args.out or f"bench-results/vs-meta-{args.image_size}.json")
     write_json(out, data)
     over_time(series, "ms per frame", f"per-frame time, {args.model} at {args.image_size}px", out.with_suffix(".png"))
     print(table([[k, r["precision"], r["meta_step"]["p50_ms"], r["samtrack_step"]["p50_ms"], r["ratio_median"],

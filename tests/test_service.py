@@ -57,6 +57,14 @@ def test_config_mistakes_are_explained(tmp_path, text, words):
         assert w in str(e.value)
 
 
+def test_a_recording_directory_that_is_a_file_is_refused_at_load(tmp_path):
+    """Before any model loads (it was a FileExistsError when the recorder started)."""
+    p = tmp_path / "c.toml"
+    p.write_text(f"[record]\ndirectory = '{p}'\n")
+    with pytest.raises(ConfigError, match=f"record.directory: '{p}' is a file, not a directory: give a directory"):
+        load_config(p)
+
+
 def test_flags_override_the_file(tmp_path):
     p = tmp_path / "c.toml"
     p.write_text("[model]\nimage_size = 256\n[stream]\nname = 'cam1'\n")

@@ -1,8 +1,14 @@
-"""Argument types shared by subcommands: clicks and boxes typed as comma-separated numbers."""
+"""Argument types shared by subcommands: clicks and boxes typed as comma-separated numbers; checkpoint and
+CurveZMQ key files."""
 
 from __future__ import annotations
 
 import argparse
+
+from ..paths import existing_file
+
+CHECKPOINT = existing_file("checkpoint file", "`samtrack weights download NAME` fetches Meta's")
+KEY_FILE = existing_file("key file", "`samtrack keys generate` writes them")
 
 
 def numbers(text: str, counts: tuple[int, ...], what: str) -> list[float]:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 
 def add_broker_parser(sub) -> None:
+    from ..paths import existing_dir
     from ..protocol.base import DEFAULT_BROKER_COMMANDS, DEFAULT_BROKER_RESULTS
+    from .args import KEY_FILE
 
     p = sub.add_parser("broker", help="join several daemons into one results and one commands endpoint")
     p.add_argument("--daemon", nargs="+", action="append", required=True, metavar="ENDPOINT",
@@ -14,10 +16,11 @@ def add_broker_parser(sub) -> None:
                    help="XPUB endpoint clients subscribe to (not a daemon's default 5555: both may run on one host)")
     p.add_argument("--commands", default=DEFAULT_BROKER_COMMANDS,
                    help="ROUTER endpoint clients send requests to (not a daemon's default 5556)")
-    p.add_argument("--server-secret-key", help="CurveZMQ for clients: the broker's .key_secret file")
-    p.add_argument("--authorized-clients", help="CurveZMQ for clients: directory of allowed client public keys")
-    p.add_argument("--client-key", help="CurveZMQ to the daemons: the broker's own .key_secret file")
-    p.add_argument("--server-key", help="CurveZMQ to the daemons: their public .key file")
+    p.add_argument("--server-secret-key", type=KEY_FILE, help="CurveZMQ for clients: the broker's .key_secret file")
+    p.add_argument("--authorized-clients", type=existing_dir("allowed clients' directory"),
+                   help="CurveZMQ for clients: directory of allowed client public keys")
+    p.add_argument("--client-key", type=KEY_FILE, help="CurveZMQ to the daemons: the broker's own .key_secret file")
+    p.add_argument("--server-key", type=KEY_FILE, help="CurveZMQ to the daemons: their public .key file")
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     p.set_defaults(func=run_broker)
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import time
 
-from .args import box, pair
+from ..paths import existing_file, file_to_write
+from .args import KEY_FILE, box, pair
 
 
 def _frame(text: str) -> int | str:
@@ -14,8 +15,9 @@ def _frame(text: str) -> int | str:
 
 def add_curve_options(p) -> None:
     """--client-key/--server-key: for a daemon with [auth] curve = true (files from `samtrack keys generate`)."""
-    p.add_argument("--client-key", help="CurveZMQ: this client's .key_secret file (daemon with [auth] curve)")
-    p.add_argument("--server-key", help="CurveZMQ: the daemon's public .key file")
+    p.add_argument("--client-key", type=KEY_FILE,
+                   help="CurveZMQ: this client's .key_secret file (daemon with [auth] curve)")
+    p.add_argument("--server-key", type=KEY_FILE, help="CurveZMQ: the daemon's public .key file")
 
 
 def _curve(args):
@@ -33,7 +35,8 @@ def add_client_parsers(sub) -> None:
     p.add_argument("--point", type=pair, action="append", default=[], help="positive click X,Y (repeatable)")
     p.add_argument("--negative", type=pair, action="append", default=[], help="negative click X,Y (repeatable)")
     p.add_argument("--box", type=box, help="X0,Y0,X1,Y1")
-    p.add_argument("--mask", help="mask image file (nonzero pixels are the object), the frame's size")
+    p.add_argument("--mask", type=existing_file("mask image"),
+                   help="mask image file (nonzero pixels are the object), the frame's size")
     p.add_argument("--frame", type=_frame, default="latest", help="frame index you saw, or latest")
     p.add_argument("--timeout", type=float, default=30.0)
     p.add_argument("--stream", help="the stream to prompt (needed when the daemon has several)")
@@ -45,7 +48,8 @@ def add_client_parsers(sub) -> None:
     w.add_argument("--stream", help="only this stream's results (default: every stream's)")
     w.add_argument("--frames", type=int, help="stop after N results")
     w.add_argument("--duration", type=float, help="stop after S seconds")
-    w.add_argument("--video", help="write masks over the daemon's previews to this file (needs --preview-every)")
+    w.add_argument("--video", type=file_to_write("video file", "overlay.mp4"),
+                   help="write masks over the daemon's previews to this file (needs --preview-every)")
     w.add_argument("--timeout", type=float, default=10.0, help="give up when no result comes for S seconds")
     add_curve_options(w)
     w.set_defaults(func=run_watch)

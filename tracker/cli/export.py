@@ -5,16 +5,21 @@ from __future__ import annotations
 import argparse
 import time
 
+from ..paths import dir_to_write
+from .args import CHECKPOINT
+
 
 def add_export_parser(sub) -> None:
     p = sub.add_parser("export", help="build compiled encoder artefacts into the engine cache",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--model", default="sam2.1_hiera_t")
-    p.add_argument("--checkpoint", help="checkpoint file (default: the cached one, else random weights)")
+    p.add_argument("--checkpoint", type=CHECKPOINT,
+                   help="checkpoint file (default: the cached one, else random weights)")
     p.add_argument("--image-size", type=int, default=512)
     p.add_argument("--backend", choices=["onnxruntime", "tensorrt"], default="onnxruntime")
     p.add_argument("--precision", choices=["fp32", "fp16"], default="fp16", help="TensorRT precision")
-    p.add_argument("--engine-cache", help="cache directory (default: $XDG_CACHE_HOME/samtrack/engines)")
+    p.add_argument("--engine-cache", type=dir_to_write("engine cache directory"),
+                   help="cache directory (default: $XDG_CACHE_HOME/samtrack/engines)")
     p.set_defaults(func=run_export)
 
 

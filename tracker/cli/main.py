@@ -11,7 +11,8 @@ from pipelines.errors import SinkError, SourceError
 from ..errors import SamtrackError
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """Every subcommand's parser (path options checked as they are parsed: tracker/paths.py)."""
     parser = argparse.ArgumentParser(prog="samtrack", description="Real-time streaming SAM2 tracker")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -45,8 +46,11 @@ def main(argv: list[str] | None = None) -> int:
     add_state_parser(sub)
     add_view_parser(sub)
     add_weights_parser(sub)
+    return parser
 
-    args = parser.parse_args(argv)
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
     try:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 
 from ..core.options import PRECISIONS
+from ..paths import existing_dir
+from .args import CHECKPOINT
 
 
 def add_replay_parser(sub) -> None:
@@ -12,11 +14,13 @@ def add_replay_parser(sub) -> None:
 
     p = sub.add_parser("replay", help="replay a recording (serve --record) like a daemon; --verify compares results",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("directory", help="the recording's directory")
+    p.add_argument("directory", type=existing_dir("recording's directory", "one written by `samtrack serve --record`"),
+                   help="the recording's directory")
     p.add_argument("--verify", action="store_true", help="compare every result with the recorded one; exit 1 at "
                                                          "the first divergence")
     p.add_argument("--realtime", action="store_true", help="pace frames as they were captured")
-    p.add_argument("--checkpoint", help="checkpoint file (default: the cached one for the recorded model)")
+    p.add_argument("--checkpoint", type=CHECKPOINT,
+                   help="checkpoint file (default: the cached one for the recorded model)")
     p.add_argument("--precision", choices=PRECISIONS, help="default: each session's (results then identical)")
     p.add_argument("--backend", help="default: each session's (results then identical)")
     p.add_argument("--device", default="cpu")

@@ -4,20 +4,24 @@ from __future__ import annotations
 
 import argparse
 
-from .args import box, point
+from ..paths import existing_file, file_to_write
+from .args import CHECKPOINT, box, point
 
 
 def add_segment_parser(sub) -> None:
     p = sub.add_parser("segment", help="segment one image from clicks and/or a box (Meta's image predictor)",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("image", help="an image file (PNG, JPEG, ...)")
+    p.add_argument("image", type=existing_file("image"), help="an image file (PNG, JPEG, ...)")
     p.add_argument("--point", type=point, action="append", default=[], help="a click X,Y[,LABEL] (repeatable)")
     p.add_argument("--box", type=box, help="a box X0,Y0,X1,Y1")
     p.add_argument("--multimask", action="store_true", help="three candidate masks with their scores")
-    p.add_argument("--out", default="mask.png", help="mask PNG (255 inside); with --multimask, NAME-0.png ...")
-    p.add_argument("--overlay", help="also write the image with the mask drawn on it (PNG)")
+    p.add_argument("--out", default="mask.png", type=file_to_write("mask file", "mask.png"),
+                   help="mask PNG (255 inside); with --multimask, NAME-0.png ...")
+    p.add_argument("--overlay", type=file_to_write("overlay file", "overlay.png"),
+                   help="also write the image with the mask drawn on it (PNG)")
     p.add_argument("--model", default="sam2.1_hiera_t", help="model name (see `samtrack weights list`)")
-    p.add_argument("--checkpoint", help="checkpoint file (default: the cached one, else random weights)")
+    p.add_argument("--checkpoint", type=CHECKPOINT,
+                   help="checkpoint file (default: the cached one, else random weights)")
     p.add_argument("--image-size", type=int, default=1024, help="model input size")
     p.add_argument("--device", default="cpu")
     p.set_defaults(func=run_segment)
@@ -36,9 +40,6 @@ def run_segment(args) -> int:
     from ..runner.segment import read_image, segment
 
     out = Path(args.out)
-    for path in filter(None, (out, args.overlay and Path(args.overlay))):
-        if not path.parent.is_dir():
-            raise SamtrackError(f"output directory does not exist: {path.parent}")
     try:
         image = read_image(args.image)
     except OSError as e:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from ..core.options import PRECISIONS
+from ..paths import dir_to_write, existing_file
 from ..protocol import MASK_ENCODINGS
+from ..recording.inputs import source_arg
+from .args import CHECKPOINT
 
 # flag dest -> config field it overrides
 FLAG_FIELDS = {
@@ -19,13 +22,15 @@ FLAG_FIELDS = {
 
 def add_serve_parser(sub) -> None:
     p = sub.add_parser("serve", help="run the tracker daemon on a source (flags override --config)")
-    p.add_argument("--config", help="TOML config file (see `samtrack config example`)")
-    p.add_argument("--source", action="append", metavar="[NAME=]SOURCE",
+    p.add_argument("--config", type=existing_file("config file"),
+                   help="TOML config file (see `samtrack config example`)")
+    p.add_argument("--source", action="append", metavar="[NAME=]SOURCE", type=source_arg(named=True),
                    help="test:, a file, v4l2:/dev/videoN, rtsp://..., gst:..., or a recording's directory (its "
                         "frames at their pace); repeat as NAME=SOURCE for several streams on one model")
     p.add_argument("--stream", help="stream name (topic suffix)")
     p.add_argument("--model")
-    p.add_argument("--checkpoint", help="checkpoint file (default: the cached one for the model, else random)")
+    p.add_argument("--checkpoint", type=CHECKPOINT,
+                   help="checkpoint file (default: the cached one for the model, else random)")
     p.add_argument("--image-size", type=int)
     p.add_argument("--device")
     p.add_argument("--threads", type=int, help="CPU threads for torch")
@@ -36,9 +41,11 @@ def add_serve_parser(sub) -> None:
     p.add_argument("--mask-encoding", choices=MASK_ENCODINGS)
     p.add_argument("--preview-every", type=int, help="publish a JPEG preview every N frames (0: off)")
     p.add_argument("--publish-queue", type=int, help="results waiting for the publisher thread (0: publish inline)")
-    p.add_argument("--record", metavar="DIR", help="record frames, commands and results here (samtrack replay DIR)")
-    p.add_argument("--state", metavar="DIR", help="keep each stream's objects here across restarts (default: "
-                                                  "systemd's $STATE_DIRECTORY when set)")
+    p.add_argument("--record", metavar="DIR", type=dir_to_write("recording directory"),
+                   help="record frames, commands and results here (samtrack replay DIR)")
+    p.add_argument("--state", metavar="DIR", type=dir_to_write("state directory"),
+                   help="keep each stream's objects here across restarts (default: systemd's $STATE_DIRECTORY when "
+                        "set)")
     p.add_argument("--no-state", action="store_true", help="keep no state: a restart forgets every object")
     p.add_argument("--feature-window", type=int, help="recent frames a prompt may name")
     p.add_argument("--max-objects", type=int, help="objects tracked at once per stream (more: too_many_objects)")
@@ -51,7 +58,7 @@ def add_serve_parser(sub) -> None:
 
     c = sub.add_parser("config", help="configuration files").add_subparsers(dest="action", required=True)
     check = c.add_parser("check", help="validate a config file without starting")
-    check.add_argument("file")
+    check.add_argument("file", type=existing_file("config file"), help="the TOML config file")
     check.set_defaults(func=run_config_check)
     c.add_parser("example", help="print a commented example config").set_defaults(func=run_config_example)
 

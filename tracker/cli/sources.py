@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import time
 
+from ..recording.inputs import source_arg
+
 
 def add_sources_parser(sub) -> None:
     p = sub.add_parser("sources", help="frame sources").add_subparsers(dest="action", required=True)
     probe = p.add_parser("probe", help="print size, fps, caps and the first frame's timestamp of a source")
-    probe.add_argument("source", help="test:, a file path, v4l2:/dev/videoN, rtsp://..., or gst:<pipeline>")
+    probe.add_argument("source", type=source_arg(recordings=False),
+                       help="test:, a file path, v4l2:/dev/videoN, rtsp://..., or gst:<pipeline>")
     probe.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the first frame")
     probe.add_argument("--backend", choices=["auto", "gstreamer", "opencv"], default="auto")
     probe.set_defaults(func=run_probe)

@@ -6,6 +6,7 @@ import json
 
 
 def add_state_parser(sub) -> None:
+    from ..paths import existing_file, file_to_write
     from ..protocol import DEFAULT_COMMANDS
     from .client import add_curve_options
 
@@ -15,8 +16,9 @@ def add_state_parser(sub) -> None:
                                           "memories) to FILE")
     i = actions.add_parser("import", help="load FILE into a running daemon's stream (same model and weights): its "
                                           "objects replace the stream's")
+    e.add_argument("file", type=file_to_write("state file", "cam.state"))
+    i.add_argument("file", type=existing_file("state file", "`samtrack state export` writes one"))
     for q in (e, i):
-        q.add_argument("file")
         q.add_argument("--commands", default=DEFAULT_COMMANDS)
         q.add_argument("--stream", help="the stream (needed when the daemon has several)")
         q.add_argument("--timeout", type=float, default=60.0)
@@ -24,7 +26,7 @@ def add_state_parser(sub) -> None:
     e.set_defaults(func=run_export)
     i.set_defaults(func=run_import)
     s = actions.add_parser("show", help="print what a state file holds (model, objects, frames)")
-    s.add_argument("file")
+    s.add_argument("file", type=existing_file("state file", "a daemon keeps them in its state directory"))
     s.set_defaults(func=run_show)
 
 
@@ -39,11 +41,8 @@ def run_export(args) -> int:
     from pathlib import Path
 
     from ..daemon.statedir import write_atomically
-    from ..errors import SamtrackError
 
     path = Path(args.file)
-    if path.is_dir() or not path.parent.is_dir():
-        raise SamtrackError(f"cannot write {path}: give a file name in an existing directory")
     with _client(args) as c:
         result, data = c.export_state()
     write_atomically(path, data)

@@ -6,7 +6,9 @@ from __future__ import annotations
 import argparse
 
 from ..core.options import PRECISIONS
-from .args import box, point
+from ..paths import existing_file, file_to_write
+from ..recording.inputs import source_arg
+from .args import CHECKPOINT, box, point
 
 
 class _Event(argparse.Action):
@@ -21,18 +23,23 @@ def add_track_parser(sub) -> None:
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
                        description="Flags are read in order: --frame F and --object N say where the following "
                                    "--point and --box go (frame 0, object 1 until given).")
-    p.add_argument("source", help="a video file GStreamer decodes, a recording's directory (serve --record), or "
-                                  "test:, v4l2:, rtsp://, gst: with --frames")
+    p.add_argument("source", type=source_arg(),
+                   help="a video file GStreamer decodes, a recording's directory (serve --record), or test:, v4l2:, "
+                        "rtsp://, gst: with --frames")
     p.add_argument("--frame", type=int, action=_Event, dest="frame", help="frame index of the next prompts")
     p.add_argument("--object", type=int, action=_Event, dest="object", help="object id of the next prompts")
     p.add_argument("--point", type=point, action=_Event, dest="point", help="a click X,Y[,LABEL] (repeatable)")
     p.add_argument("--box", type=box, action=_Event, dest="box", help="a box X0,Y0,X1,Y1")
-    p.add_argument("--prompts", help="JSON file: [{\"frame\", \"object\", \"points\", \"labels\", \"box\"}, ...]")
-    p.add_argument("--out", help="overlaid video to write (.mp4, .mkv, .webm, .avi)")
-    p.add_argument("--masks", help="per-frame results to write as JSON lines (COCO RLE masks)")
+    p.add_argument("--prompts", type=existing_file("prompts file"),
+                   help="JSON file: [{\"frame\", \"object\", \"points\", \"labels\", \"box\"}, ...]")
+    p.add_argument("--out", type=file_to_write("video file", "overlay.mp4"),
+                   help="overlaid video to write (.mp4, .mkv, .webm, .avi)")
+    p.add_argument("--masks", type=file_to_write("masks file", "masks.jsonl"),
+                   help="per-frame results to write as JSON lines (COCO RLE masks)")
     p.add_argument("--frames", type=int, help="stop after N frames (needed for live sources)")
     p.add_argument("--model", default="sam2.1_hiera_t", help="model name (see `samtrack weights list`)")
-    p.add_argument("--checkpoint", help="checkpoint file (default: the cached one, else random weights)")
+    p.add_argument("--checkpoint", type=CHECKPOINT,
+                   help="checkpoint file (default: the cached one, else random weights)")
     p.add_argument("--image-size", type=int, default=1024, help="model input size (512 is faster on CPUs)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, help="CPU threads for torch")
@@ -60,9 +67,6 @@ def run_track(args) -> int:
         raise SamtrackError("no prompt: give --point/--box (with --object/--frame) or --prompts FILE")
     if not (args.out or args.masks):
         raise SamtrackError("nothing to write: give --out VIDEO and/or --masks FILE.jsonl")
-    for path in filter(None, (args.out, args.masks)):
-        if not Path(path).parent.is_dir():
-            raise SamtrackError(f"output directory does not exist: {Path(path).parent}")
     recording = is_recording(args.source)
     spec = None if recording else parse_source(args.source)
     if spec is not None and spec.live and not args.frames:

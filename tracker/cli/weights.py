@@ -4,14 +4,18 @@ from __future__ import annotations
 
 
 def add_weights_parser(sub) -> None:
+    from ..paths import dir_to_write, existing_dir
+
     weights = sub.add_parser("weights", help="Meta's released checkpoints").add_subparsers(dest="action", required=True)
     wl = weights.add_parser("list", help="list models and whether their checkpoint is cached")
-    wl.add_argument("--cache-dir", help="cache directory (default: $XDG_CACHE_HOME/samtrack/checkpoints)")
+    wl.add_argument("--cache-dir", type=existing_dir("cache directory", "`samtrack weights download NAME --cache-dir "
+                                                                        "DIR` makes one"),
+                    help="cache directory (default: $XDG_CACHE_HOME/samtrack/checkpoints)")
     wl.set_defaults(func=run_list)
     wd = weights.add_parser("download", help="download a model's checkpoint into the cache")
     wd.add_argument("name", help="model name, e.g. sam2.1_hiera_t (see `samtrack weights list`)")
     wd.add_argument("--base-url", help="download from this directory URL instead of Meta's")
-    wd.add_argument("--cache-dir", help="cache directory")
+    wd.add_argument("--cache-dir", type=dir_to_write("cache directory"), help="cache directory")
     wd.add_argument("--force", action="store_true", help="download again even if cached")
     wd.add_argument("--quiet", action="store_true", help="no progress bar")
     wd.set_defaults(func=run_download)

@@ -15,6 +15,7 @@ from pipelines.live import DEFAULT_BACKOFF, DEFAULT_STALL_TIMEOUT_S
 
 from ..core.options import DEFAULT_FEATURE_WINDOW, DEFAULT_MAX_COND_FRAMES, DEFAULT_MAX_OBJECTS, PRECISIONS
 from ..errors import SamtrackError
+from ..paths import PathError, check_dir_to_write
 from ..protocol import DEFAULT_COMMANDS, DEFAULT_RESULTS, MASK_ENCODINGS, MAX_STREAM_NAME, STREAM_NAME
 
 
@@ -150,11 +151,31 @@ class RecordSection(_Section):
                                 "slows it; with every core busy, frames are lost); false: it competes for a "
                                 "complete recording (tracking slows by the encoding's share, ~18 ms a 640x480 frame).")
 
+    @field_validator("directory")
+    @classmethod
+    def _writable(cls, v: str) -> str:
+        if v:
+            try:
+                check_dir_to_write(Path(v).expanduser(), "recording directory")
+            except PathError as e:
+                raise ValueError(str(e)) from None
+        return v
+
 
 class StateSection(_Section):
     enabled: bool = Field(True, description="Keep each stream's objects across restarts (crash, watchdog, upgrade).")
     dir: str = Field("", description="Where the streams' states are kept; empty: $STATE_DIRECTORY (systemd's "
                      "StateDirectory=, as the shipped units set it), else nothing is kept.")
+
+    @field_validator("dir")
+    @classmethod
+    def _writable(cls, v: str) -> str:
+        if v:
+            try:
+                check_dir_to_write(Path(v).expanduser(), "state directory")
+            except PathError as e:
+                raise ValueError(str(e)) from None
+        return v
 
 
 class ServiceSection(_Section):
