@@ -173,3 +173,13 @@ def test_chaos_scenario_loses_nothing(tmp_path):
     if viewer["skipped"] is None:  # chromium present (./setup.sh installs it)
         assert viewer["reloads"] >= 3 and viewer["live_after_reload"] == viewer["reloads"], viewer["failures"]
     assert data["samples"] and data["latency_over_time"]
+
+
+@pytest.mark.slow  # two daemons, one killed
+def test_restart_scenario(tmp_path):
+    data = _bench(tmp_path, "restart", "--quick", "--width", "160", "--height", "120")
+    (sizes,), (run,) = data["state_bytes"], data["runs"]
+    # a 64 px model's state: 64 channels x 4 x 4 bf16 memory features per prompted frame, and its pointer
+    assert sizes["image_size"] == 64 and 64 * 4 * 4 * 2 < sizes["per_object"] < 64 * 1024
+    assert sizes["bytes_after_corrections"] == sizes["bytes_one_prompt"]  # corrections are not conditioning
+    assert run["objects"] == [1, 2] and 0 < run["kill_to_first_result_s"] <= run["kill_to_restored_result_s"]
