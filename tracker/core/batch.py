@@ -3,11 +3,10 @@ share one model, and on a GPU one batch of N frames costs far less than N single
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import torch
 
+from .clock import Span
 from .precision import compute_context
 from .preprocess import check_frame
 from .results import FrameResult
@@ -22,15 +21,16 @@ def step_batch(trackers: list[Tracker], frames: list[np.ndarray]) -> list[FrameR
     if any(t.encoder is not first.encoder or t.precision != first.precision for t in trackers):
         raise ValueError("step_batch needs trackers sharing one encoder and precision (Tracker.share)")
     checked = [check_frame(f) for f in frames]
-    t0 = time.perf_counter()
+    clock = first.clock
+    t0 = clock.mark()
     with torch.inference_mode():
         images = torch.cat([t.preprocess(f) for t, f in zip(trackers, checked, strict=True)])
-        t1 = time.perf_counter()
+        t1 = clock.mark()
         with compute_context(first.precision, first.device):
             batched = first.encoder(images)
-    t2 = time.perf_counter()
-    n = len(trackers)
-    return [t.step_encoded(f, _item(batched, i), (t1 - t0) / n, (t2 - t1) / n)
+    t2 = clock.mark()
+    share = 1.0 / len(trackers)  # each frame is charged its part of the batch
+    return [t.step_encoded(f, _item(batched, i), Span(t0, t1, share), Span(t1, t2, share))
             for i, (t, f) in enumerate(zip(trackers, checked))]
 
 
