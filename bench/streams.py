@@ -122,7 +122,7 @@ def main(argv=None) -> dict:
     data = {"benchmark": "streams", "settings": {k: getattr(args, k) for k in (
                 "model", "image_size", "streams", "modes", "seconds", "warmup_s", "fps", "width", "height",
                 "threads", "device")},
-            "environment": environment(args.threads),
+            "environment": environment(args.threads, args.device),
             "runs": [{k: v for k, v in r.items() if not k.startswith("_")} for r in runs]}
     out = Path(args.out or f"bench-results/streams-{args.image_size}.json")
     write_json(out, data)
