@@ -10,9 +10,11 @@ from pathlib import Path
 from tracker.percentiles import percentiles as summarize
 
 
-def environment(threads: int) -> dict:
-    """What the numbers depend on, recorded next to them."""
+def environment(threads: int, device: str = "cpu") -> dict:
+    """What the numbers depend on, recorded next to them (the GPU: `device`'s, where CUDA runs)."""
     import torch
+
+    from tracker.devices import nvidia_driver
 
     cpu = platform.processor() or platform.machine()
     try:
@@ -23,22 +25,30 @@ def environment(threads: int) -> dict:
     return {
         "cpu": cpu,
         "cores": os.cpu_count(),
-        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "gpu": torch.cuda.get_device_name(_gpu(device)) if torch.cuda.is_available() else None,
         "cuda": torch.version.cuda if torch.cuda.is_available() else None,
-        "nvidia_driver": _nvidia_driver(),
+        "nvidia_driver": nvidia_driver(),
         "python": platform.python_version(),
         "torch": torch.__version__,
         "threads": threads,
     }
 
 
-def _nvidia_driver() -> str | None:
-    """The NVIDIA kernel driver's version line, where one is loaded."""
-    try:
-        with open("/proc/driver/nvidia/version") as f:
-            return f.readline().strip() or None
-    except OSError:
-        return None
+def _gpu(device: str):
+    """The CUDA device a benchmark on `device` names: that one, or cuda:0 for a CPU run."""
+    import torch
+
+    dev = torch.device(device)
+    return dev if dev.type == "cuda" else torch.device("cuda", 0)
+
+
+def sync(device: str) -> None:
+    """Wait for a CUDA device's queued work (before reading a clock); nothing on the CPU."""
+    import torch
+
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
 
 
 def percentiles(values_s: list[float]) -> dict:

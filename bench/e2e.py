@@ -95,7 +95,7 @@ def main(argv=None) -> dict:
                                                                           "warmup", "width", "height", "configs",
                                                                           "device", "source")},
                                          "sizes": sizes},
-        "environment": environment(args.threads),
+        "environment": environment(args.threads, args.device),
         "runs": [{k: v for k, v in r.items() if not k.startswith("_")} for r in runs],
     }
     write_json(out, data)

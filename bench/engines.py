@@ -4,6 +4,7 @@ iteration by iteration so all backends see the same machine load.
 
     python -m bench.engines                 # 512 and 1024, every backend available here
     python -m bench.engines --sizes 512 --iters 10
+    python -m bench.engines --device cuda:1 --sizes 1024 --backends torch-bf16 tensorrt-fp16
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import time
 import numpy as np
 import torch
 
-from bench.common import environment, percentiles, table, write_json
+from bench.common import environment, percentiles, sync, table, write_json
 from bench.scenario import JSON_OUT, outputs
 from engines.factory import make_encoder, make_memory_attention
 from engines.tensorrt_backend import tensorrt_available
@@ -29,38 +30,47 @@ FRAME_W, FRAME_H = 640, 480
 
 
 def _backends(device: str) -> list[tuple[str, str, dict]]:
-    """(label, backend name, options) for every backend that can run here."""
-    out = [("torch-fp32", "torch", {}), ("onnxruntime-fp32", "onnxruntime", {})]
-    if device == "cuda":
-        out += [("torch-bf16", "torch", {"precision": "bf16"}), ("torch-compile", "torch", {"compile": True})]
+    """(label, backend name, options) for every backend that can run on `device` here; torch-fp32 first, the
+    baseline of the speedups."""
+    out = [("torch-fp32", "torch", {})]
+    if torch.device(device).type == "cpu":
+        out += [("onnxruntime-fp32", "onnxruntime", {})]
+    if torch.device(device).type == "cuda":
+        out += [("torch-bf16", "torch", {"precision": "bf16"})]
         if tensorrt_available() is None:
             out += [("tensorrt-fp16", "tensorrt", {"precision": "fp16"}), ("tensorrt-fp32", "tensorrt",
                                                                             {"precision": "fp32"})]
     return out
 
 
-def _sync(device: str) -> None:
-    if device == "cuda":
-        torch.cuda.synchronize()
+def _chosen(args) -> list[tuple[str, str, dict]]:
+    """The backends of --backends (all that run here by default); torch-fp32 always, as the baseline."""
+    available = _backends(args.device)
+    if not args.backends:
+        return available
+    unknown = set(args.backends) - {label for label, _, _ in available}
+    if unknown:
+        raise SystemExit(f"--backends {' '.join(sorted(unknown))}: not available on {args.device} here; "
+                         f"available: {' '.join(label for label, _, _ in available)}")
+    return [b for b in available if b[0] == "torch-fp32" or b[0] in args.backends]
 
 
 def bench_size(size: int, args, cache_dir: str) -> dict:
     model = seeded_model(args.model, image_size=size, device=args.device)  # objects present: every stage runs
-    encoders = {label: make_encoder(name, model, cache_dir=cache_dir, **opts)
-                for label, name, opts in _backends(args.device)}
+    backends = _chosen(args)
+    encoders = {label: make_encoder(name, model, cache_dir=cache_dir, **opts) for label, name, opts in backends}
     image = torch.randn(1, 3, size, size, device=args.device)
     enc_times: dict[str, list[float]] = {k: [] for k in encoders}
     with torch.inference_mode():
         for i in range(args.warmup + args.iters):
             for label, enc in encoders.items():
-                _sync(args.device)
+                sync(args.device)
                 t0 = time.perf_counter()
                 enc(image)
-                _sync(args.device)
+                sync(args.device)
                 if i >= args.warmup:
                     enc_times[label].append(time.perf_counter() - t0)
-    attn = {label: make_memory_attention(name, model, cache_dir=cache_dir)
-            for label, name, _ in _backends(args.device)}
+    attn = {label: make_memory_attention(name, model, cache_dir=cache_dir) for label, name, _ in backends}
     attn_times = _time_memory_attention(model, size, attn, args)
     trackers = {}
     options = Tracker.from_sam2(model, precision="fp32").options
@@ -73,10 +83,10 @@ def bench_size(size: int, args, cache_dir: str) -> dict:
     for i in range(1, 1 + args.warmup + args.iters):
         frame = moving_shapes_frame(i, FRAME_H, FRAME_W)
         for label, t in trackers.items():
-            _sync(args.device)
+            sync(args.device)
             t0 = time.perf_counter()
             t.step(frame)
-            _sync(args.device)
+            sync(args.device)
             if i > args.warmup:
                 step_times[label].append(time.perf_counter() - t0)
     base_enc = np.median(enc_times["torch-fp32"])
@@ -103,10 +113,10 @@ def _time_memory_attention(model, size: int, attn: dict, args) -> dict[str, list
     with torch.inference_mode():
         for i in range(args.warmup + args.iters):
             for label, fn in attn.items():
-                _sync(dev)
+                sync(dev)
                 t0 = time.perf_counter()
                 fn(curr=[curr], curr_pos=[curr_pos], memory=memory, memory_pos=memory_pos, num_obj_ptr_tokens=n_ptr)
-                _sync(dev)
+                sync(dev)
                 if i >= args.warmup:
                     times[label].append(time.perf_counter() - t0)
     return times
@@ -117,7 +127,10 @@ def parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sizes", type=int, nargs="+", default=[512, 1024])
     p.add_argument("--model", default="sam2.1_hiera_t")
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
+                   help="torch device: cpu, cuda, cuda:1 ...")
+    p.add_argument("--backends", nargs="+", metavar="LABEL",
+                   help="only these (e.g. torch-bf16 tensorrt-fp16; torch-fp32 always runs, the baseline)")
     p.add_argument("--iters", type=int, default=5, help="measured iterations per backend")
     p.add_argument("--warmup", type=int, default=2, help="iterations run first and not measured")
     p.add_argument("--threads", type=int, default=os.cpu_count())
@@ -135,8 +148,8 @@ def main(argv=None) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         results = {str(s): bench_size(s, args, args.engine_cache or tmp) for s in args.sizes}
     data = {"benchmark": "engines", "settings": {k: getattr(args, k) for k in ("sizes", "model", "device",
-                                                                               "iters", "warmup")},
-            "environment": environment(args.threads), "results": results}
+                                                                               "iters", "warmup", "backends")},
+            "environment": environment(args.threads, args.device), "results": results}
     write_json(out, data)
     rows = [[size, label, r["encoder"]["p50_ms"], r["encoder_speedup_vs_torch"], r["memory_attention"]["p50_ms"],
              r["memory_attention_speedup_vs_torch"], r["step"]["p50_ms"], r["step_speedup_vs_torch"]]

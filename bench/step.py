@@ -11,7 +11,7 @@ import time
 import numpy as np
 import torch
 
-from bench.common import environment, percentiles, table, write_json
+from bench.common import environment, percentiles, sync, table, write_json
 from bench.plots import cdf
 from bench.scenario import add_source_option, object_boxes, outputs, scenario_parser
 from pipelines.synthetic import moving_shapes_frame
@@ -40,8 +40,10 @@ def run(args) -> dict:
         for i in range(1, 1 + args.warmup + args.frames):
             frame = frames[i]
             for b in (modes if i % 2 else modes[::-1]):  # interleaved: both modes see the same machine state
+                sync(args.device)  # on CUDA the step's time ends when its GPU work does
                 t0 = time.perf_counter()
                 res = trackers[b].step(frame)
+                sync(args.device)
                 dt = time.perf_counter() - t0
                 if i == 1:
                     first[b] = dt  # the first frame pays for allocation and caches: reported apart
@@ -62,7 +64,8 @@ def run(args) -> dict:
     base = results[str(args.objects[0])]
     shared = base["stages"]["preprocess"]["p50_ms"] + base["stages"]["encoder"]["p50_ms"]
     per_object = {n: (r["step"]["p50_ms"] - shared) / int(n) for n, r in results.items()}
-    return {"benchmark": "step", "settings": _settings(args), "environment": environment(args.threads),
+    return {"benchmark": "step", "settings": _settings(args),
+            "environment": environment(args.threads, args.device),
             "precision": trackers[modes[0]].precision,
             "results": results, "shared_per_frame_ms": shared, "per_object_ms": per_object, "_series": series}
 

@@ -127,7 +127,7 @@ def main(argv=None) -> dict:
     data = {"benchmark": "streams", "settings": {k: getattr(args, k) for k in (
                 "model", "image_size", "streams", "modes", "seconds", "warmup_s", "fps", "width", "height",
                 "threads", "device")},
-            "environment": environment(args.threads),
+            "environment": environment(args.threads, args.device),
             "runs": [{k: v for k, v in r.items() if not k.startswith("_")} for r in runs]}
     write_json(out, data)
     cdf({f"{r['streams']} x {r['mode']}": [1000 * x for x in r["_latency"]] for r in runs},

@@ -18,7 +18,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from bench.common import environment, percentiles, table, write_json  # noqa: E402
+from bench.common import environment, percentiles, sync, table, write_json  # noqa: E402
 from bench.plots import over_time  # noqa: E402
 from bench.scenario import object_boxes, outputs, scenario_parser  # noqa: E402
 from pipelines.synthetic import moving_shapes_frame  # noqa: E402
@@ -50,11 +50,15 @@ def compare(model, frames: list[np.ndarray], n_objects: int, warmup: int, n_step
         tracker.add_box(k + 1, box)
     meta = model.propagate_in_video(state, start_frame_idx=1)
     meta_t, ours_t, identical, ious = [], [], 0, []
+    device = str(model.device)
     for i in range(1, n_steps + 1):
+        sync(device)  # on CUDA each side's time must end when its GPU work does, not when it was queued
         t0 = time.perf_counter()
         fi, ids, masks = next(meta)
+        sync(device)
         t1 = time.perf_counter()
         res = tracker.step(decoded[i])
+        sync(device)
         t2 = time.perf_counter()
         meta_t.append(t1 - t0)
         ours_t.append(t2 - t1)
@@ -98,7 +102,7 @@ def main(argv=None) -> dict:
     data = {"benchmark": "vs-meta", "settings": {k: getattr(args, k) for k in ("model", "image_size", "objects",
                                                                                "frames", "warmup", "precision",
                                                                                "device")},
-            "environment": environment(args.threads), "results": results}
+            "environment": environment(args.threads, args.device), "results": results}
     write_json(out, data)
     over_time(series, "ms per frame", f"per-frame time, {args.model} at {args.image_size}px", out.with_suffix(".png"))
     print(table([[k, r["precision"], r["meta_step"]["p50_ms"], r["samtrack_step"]["p50_ms"], r["ratio_median"],

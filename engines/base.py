@@ -6,7 +6,15 @@ from typing import Any, Protocol
 
 import torch
 
-BACKENDS = ("torch", "onnxruntime", "tensorrt")
+# The device types each backend runs on (None: wherever torch runs). A new backend adds one line here.
+BACKEND_DEVICES: dict[str, frozenset[str] | None] = {
+    "torch": None,
+    # CPU only: on a GPU, torch (bf16) and TensorRT serve, and onnxruntime-gpu would copy through the host
+    # (docs/engines.md, "ONNX Runtime and GPUs").
+    "onnxruntime": frozenset({"cpu"}),
+    "tensorrt": frozenset({"cuda"}),
+}
+BACKENDS = tuple(BACKEND_DEVICES)
 
 # sam2 ships no type information: its model (SAM2Base) is typed as Any for the type checker.
 Sam2Model = Any

@@ -4,29 +4,46 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .base import BACKENDS, EncoderBackend, MemoryAttentionBackend, Sam2Model
+import torch
+
+from .base import BACKEND_DEVICES, BACKENDS, EncoderBackend, MemoryAttentionBackend, Sam2Model
 from .onnxruntime_backend import OrtEncoder, OrtMemoryAttention
 from .tensorrt_backend import TensorRTEncoder
 from .torch_backend import TorchEncoder
 
 
+def check_backend_device(name: str, device: str | torch.device) -> None:
+    """Raise ValueError, saying what to choose instead, when backend `name` cannot run on `device`
+    (BACKEND_DEVICES); called at start-up, before any model is built."""
+    if name not in BACKEND_DEVICES:
+        raise ValueError(f"unknown backend {name!r}; one of {', '.join(BACKENDS)}")
+    kind = torch.device(device).type
+    allowed = BACKEND_DEVICES[name]
+    if allowed is None or kind in allowed:
+        return
+    others = [b for b, kinds in BACKEND_DEVICES.items() if kinds is None or kind in kinds]
+    raise ValueError(f"backend {name} runs on {' or '.join(sorted(allowed))} devices, not on {device}: pass "
+                     f"--device {sorted(allowed)[0]} (or [model] device), or a backend for {kind}: "
+                     f"{', '.join(others)}")
+
+
 def make_encoder(name: str, model: Sam2Model, cache_dir: Path | None = None, **options) -> EncoderBackend:
     """The backend `name` for this model; compiled backends build (or reuse from the cache) their artefact."""
-    if name == "torch":
-        return TorchEncoder(model, **options)
+    if name not in BACKENDS:
+        raise ValueError(f"unknown encoder backend {name!r}; one of {', '.join(BACKENDS)}")
+    check_backend_device(name, model.device)
     if name == "onnxruntime":
         return OrtEncoder.for_model(model, cache_dir=cache_dir, **options)
     if name == "tensorrt":
         return TensorRTEncoder.for_model(model, cache_dir=cache_dir, **options)
-    raise ValueError(f"unknown encoder backend {name!r}; one of {', '.join(BACKENDS)}")
+    return TorchEncoder(model, **options)
 
 
 def make_memory_attention(name: str, model: Sam2Model, cache_dir: Path | None = None,
                           **options) -> MemoryAttentionBackend:
     """The memory attention for backend `name`: ONNX Runtime's graph for `onnxruntime` (measured faster
     on CPU, docs/benchmarks.md), Meta's torch module otherwise."""
+    check_backend_device(name, model.device)
     if name == "onnxruntime":
         return OrtMemoryAttention.for_model(model, cache_dir=cache_dir, **options)
-    if name not in BACKENDS:
-        raise ValueError(f"unknown backend {name!r}; one of {', '.join(BACKENDS)}")
     return model.memory_attention

@@ -40,9 +40,10 @@ class MemoryAttentionGraph(torch.nn.Module):
         super().__init__()
         self.attn = model.memory_attention
         side = image_size // 16
-        # Meta recomputes its complex frequencies for the actual grid (side given as a float)
+        # Meta recomputes its complex frequencies for the actual grid (side given as a float); sam2 builds
+        # them on the CPU, the graph runs where the model is.
         first = self.attn.layers[0].self_attn
-        cis = first.compute_cis(end_x=math.sqrt(side * side), end_y=math.sqrt(side * side))
+        cis = first.compute_cis(end_x=math.sqrt(side * side), end_y=math.sqrt(side * side)).to(model.device)
         self.register_buffer("cos", cis.real.contiguous(), persistent=False)
         self.register_buffer("sin", cis.imag.contiguous(), persistent=False)
 

@@ -1,4 +1,4 @@
-"""The image encoder exported to ONNX and run by ONNX Runtime (CPU here; CUDA provider where present)."""
+"""The image encoder and the memory attention exported to ONNX and run by ONNX Runtime, on the CPU."""
 
 from __future__ import annotations
 
@@ -53,16 +53,20 @@ def export_cached(model: Sam2Model, cache: ArtefactCache, kind: str = "onnx") ->
     return cache.get_or_build(onnx_key(model, size, kind), "onnx", build)
 
 
-def _session(path: Path, threads: int | None, device: torch.device, providers: list[str] | None):
+def _session(path: Path, threads: int | None, device: torch.device):
+    """An ONNX Runtime session on the CPU provider, the only one samtrack runs (on a GPU, torch and TensorRT
+    serve: docs/engines.md); named, so an installed onnxruntime-gpu never picks CUDA behind the tracker's back."""
     import onnxruntime as ort
 
+    if device.type != "cpu":
+        raise ValueError(f"the onnxruntime backend runs on the CPU, not on {device}: use backend torch or "
+                         f"tensorrt on a GPU")
     opts = ort.SessionOptions()
     if threads:
         opts.intra_op_num_threads = threads
-    if providers is None:
-        cuda = device.type == "cuda" and "CUDAExecutionProvider" in ort.get_available_providers()
-        providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if cuda else ["CPUExecutionProvider"]
-    return ort.InferenceSession(str(path), opts, providers=providers)
+    session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    log.info("onnxruntime %s: %s on %s", ort.__version__, path.name, ", ".join(session.get_providers()))
+    return session
 
 
 class OrtEncoder:
@@ -71,9 +75,8 @@ class OrtEncoder:
     name = "onnxruntime"
 
     def __init__(self, onnx_path: Path, pos_enc: list[torch.Tensor], device: torch.device,
-                 threads: int | None = None, providers: list[str] | None = None):
-        self.session = _session(onnx_path, threads, device, providers)
-        self.providers = self.session.get_providers()
+                 threads: int | None = None):
+        self.session = _session(onnx_path, threads, device)
         self.pos_enc, self.device = pos_enc, device
 
     @classmethod
@@ -93,8 +96,8 @@ class OrtMemoryAttention:
     calls (a batch of objects, or a memory without pointers) go to the torch module."""
 
     def __init__(self, onnx_path: Path, module: torch.nn.Module, device: torch.device,
-                 threads: int | None = None, providers: list[str] | None = None):
-        self.session = _session(onnx_path, threads, device, providers)
+                 threads: int | None = None):
+        self.session = _session(onnx_path, threads, device)
         self.module, self.device = module, device
 
     @classmethod

@@ -84,8 +84,9 @@ TABLE = {
     ("weights list", "--cache-dir"): ("dir", "weights list --cache-dir {}"),
     ("weights download", "--cache-dir"): ("new_dir", "weights download sam2.1_hiera_t --cache-dir {}"),
     **{(f"bench {name}", "--out"): ("new_file_mkdir", f"bench {name} --quick --out {{}}") for name in SCENARIOS
-       if name not in ("memory", "engines")},
+       if name not in ("memory", "engines", "gpu")},
     ("bench memory", "--out"): ("new_file_mkdir", "bench memory --frames 2 --out {}"),
+    ("bench gpu", "--out"): ("new_file_mkdir", "bench gpu --out {}"),
     ("bench engines", "--out"): ("new_file_mkdir", "bench engines --sizes 64 --out {}"),
     ("bench engines", "--engine-cache"): ("new_dir", "bench engines --sizes 64 --engine-cache {} --out {new}"),
     ("bench step", "--source"): ("source", "bench step --quick --source {} --out {new}"),
@@ -104,7 +105,9 @@ NOT_PATHS = {
 
 # The extra mistakes some rows can meet beyond their kind's.
 EXTRA_CASES = {
-    **{(f"bench {name}", "--out"): ("beside_is_dir",) for name in SCENARIOS if name not in ("memory", "engines")},
+    **{(f"bench {name}", "--out"): ("beside_is_dir",) for name in SCENARIOS
+       if name not in ("memory", "engines", "gpu")},
+    ("bench gpu", "--out"): ("results_is_file",),
     ("serve", "--source"): ("named_missing",),
 }
 
@@ -160,6 +163,9 @@ def _bad_path(case: str, kind: str, s: Path, locked: Path | None) -> tuple[str, 
         return (p := str(_mkdir(s / "my files") / ("no such dir" if wants_dir else "no such file.mp4"))), p
     if case == "beside_is_dir":
         _mkdir(s / "results.png")
+        return (p := str(s / "results.json")), p
+    if case == "results_is_file":  # bench gpu writes each run's files in a folder named as --out without .json
+        (s / "results").write_text("a file where the folder goes")
         return (p := str(s / "results.json")), p
     if case == "named_missing":
         return f"cam={s / 'no such.mp4'}", str(s / "no such.mp4")

@@ -16,6 +16,7 @@ from engines.tensorrt_backend import tensorrt_available
 from pipelines.synthetic import box_of_first_shape, moving_shapes_frame
 from tests.conftest import make_model
 from tracker import Tracker
+from tracker.core.precision import use_ieee_fp32
 
 SIZE = 128  # tolerance contract is size-independent; small keeps CI quick
 FEATURE_ATOL = 1e-4  # fp32 compiled backends vs torch, max abs over every feature level
@@ -177,9 +178,104 @@ def test_unknown_backend(model):
         make_encoder("tpu", model)
 
 
+def test_memory_graph_builds_its_rotations_where_the_model_is():
+    """sam2 computes the RoPE frequencies on the CPU; the graph (and so its export's trace) must hold them on
+    the model's device, or a CUDA export dies on a device mismatch. "meta" stands in for the GPU here."""
+    model = make_model(image_size=64).to("meta")
+    graph = MemoryAttentionGraph(model, 64)
+    assert graph.cos.device.type == graph.sin.device.type == "meta"
+    hw = (64 // 16) ** 2
+    inputs = [torch.zeros(n, 1, c, device="meta") for n, c in ((hw, 256), (hw, 256), (2 * hw, 64), (2 * hw, 64),
+                                                                (8, 64), (8, 64))]
+    with torch.no_grad():
+        out = graph(*inputs)  # the export traces this call, with dummies on the model's device
+    assert out.shape == (hw, 1, 256) and out.device.type == "meta"
+
+
+def test_onnxruntime_runs_on_the_cpu_provider_only(model, cache_dir):
+    """ONNX Runtime on a GPU is retired (docs/engines.md): sessions name the CPU provider, so an installed
+    onnxruntime-gpu never picks CUDA silently, and a GPU device is refused with what to use instead."""
+    enc = make_encoder("onnxruntime", model, cache_dir=cache_dir)
+    assert enc.session.get_providers() == ["CPUExecutionProvider"]
+    path = export_cached(model, ArtefactCache(cache_dir))
+    with pytest.raises(ValueError, match="runs on the CPU, not on cuda:1: use backend torch or tensorrt"):
+        OrtEncoder(path, enc.pos_enc, torch.device("cuda:1"))
+
+
+class _FakeDataType:
+    def __init__(self, name: str):
+        self.name = name
+
+
+class _FakeEngine:
+    """What TensorRTEncoder reads of a deserialized plan: each tensor's shape and type."""
+
+    def __init__(self, specs: dict[str, tuple[tuple[int, ...], str]]):
+        self.specs = specs
+
+    def get_tensor_shape(self, name):
+        return self.specs[name][0]
+
+    def get_tensor_dtype(self, name):
+        return _FakeDataType(self.specs[name][1])
+
+
+def test_tensorrt_buffers_take_shape_and_type_from_the_plan():
+    from engines.tensorrt_backend import tensor_spec
+
+    engine = _FakeEngine({"image": ((1, 3, 64, 64), "FLOAT"), "fpn0": ((1, 32, 16, 16), "HALF"),
+                          "dyn": ((-1, 3, 64, 64), "FLOAT"), "fp8": ((1, 4), "FP8")})
+    assert tensor_spec(engine, "image") == ((1, 3, 64, 64), torch.float32)
+    assert tensor_spec(engine, "fpn0") == ((1, 32, 16, 16), torch.float16)  # an fp16 plan's output stays fp16
+    for name in ("dyn", "fp8"):
+        with pytest.raises(RuntimeError, match=f"TensorRT plan tensor '{name}' has shape"):
+            tensor_spec(engine, name)
+
+
+def test_tensorrt_adapter_uses_the_chosen_device_and_its_own_stream():
+    """Static check of engines/tensorrt_backend.py (TensorRT cannot run here): no bare "cuda" device, the GPU
+    name and streams of the chosen device, the engine enqueued on a stream of its own, never torch's current
+    (possibly the legacy default) stream."""
+    import ast
+    from pathlib import Path
+
+    import engines.tensorrt_backend as trt_backend
+
+    tree = ast.parse(Path(trt_backend.__file__).read_text())
+    calls = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            passed = [*node.args, *(k.value for k in node.keywords)]
+            bare = [a for a in passed if isinstance(a, ast.Constant) and str(a.value).startswith("cuda")]
+            assert not bare, f"line {node.lineno}: a device named by a constant, not the chosen one"
+            if isinstance(node.func, ast.Attribute):
+                calls.setdefault(node.func.attr, []).append(node)
+    for name in ("get_device_name", "current_stream", "Stream", "device"):
+        assert calls.get(name) and all(c.args for c in calls[name]), f"{name}() without the chosen device"
+    (enqueue,) = calls["execute_async_v3"]
+    assert ast.unparse(enqueue.args[0]) == "self._stream.cuda_stream"
+
+
+def test_bench_engines_treats_cuda_n_as_a_gpu_and_passes_only_known_options(model, monkeypatch):
+    """`samtrack bench engines` died with a TypeError on CUDA hosts (a removed `compile` option) and skipped
+    the GPU backends on cuda:1."""
+    import bench.engines
+    from engines.torch_backend import TorchEncoder
+
+    monkeypatch.setattr(bench.engines, "tensorrt_available", lambda: None)
+    gpu = bench.engines._backends("cuda:1")
+    assert [label for label, _, _ in gpu] == ["torch-fp32", "torch-bf16", "tensorrt-fp16", "tensorrt-fp32"]
+    for _, name, opts in gpu:
+        if name == "torch":
+            TorchEncoder(model, **opts)  # every option is one the backend takes
+    assert [label for label, _, _ in bench.engines._backends("cpu")] == ["torch-fp32", "onnxruntime-fp32"]
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(tensorrt_available() is not None, reason=str(tensorrt_available()))
 def test_tensorrt_backend_fp32_matches_torch(tmp_path):
+    """Both in IEEE fp32 (TF32 off: the fp32 policy of docs/engines.md), so 1e-3 holds on TF32 GPUs too."""
+    use_ieee_fp32("fp32", torch.device("cuda"))
     model = make_model(image_size=SIZE).cuda()
     enc = make_encoder("tensorrt", model, cache_dir=tmp_path, precision="fp32")
     x = _image().cuda()
@@ -192,6 +288,8 @@ def test_tensorrt_backend_fp32_matches_torch(tmp_path):
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU on this machine")
 def test_torch_cuda_backend_matches_cpu(model):
+    """fp32 on CUDA is IEEE fp32 (TF32 off, docs/engines.md): within 1e-3 of the CPU on TF32 GPUs too."""
+    use_ieee_fp32("fp32", torch.device("cuda"))
     x = _image()
     with torch.inference_mode():
         ref = model.forward_image(x)["backbone_fpn"]

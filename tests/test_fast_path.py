@@ -9,11 +9,12 @@ import torch
 from PIL import Image
 
 from pipelines.synthetic import box_of_first_shape, moving_shapes_frame
-from tests.conftest import make_model
+from tests.conftest import TEST_IMAGE_SIZE, make_model
 from tracker import Tracker
 from tracker.core.precision import resolve_precision
 from tracker.core.preprocess import IMG_STD, DevicePreprocessor, Preprocessor
 from tracker.core.results import make_result, pack_bits
+from tracker.models import seeded_model
 
 # The contract of docs/engines.md, for every fast path.
 MEAN_IOU = 0.98
@@ -97,9 +98,9 @@ def test_bf16_meets_the_tolerance_contract_over_100_frames(model):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU on this machine")
 def test_cuda_fast_path_meets_the_contract_against_cpu_fp32(model):
     """The same contract on CUDA: pinned non-blocking frame upload, device resize, device masks."""
-    gpu = make_model().cuda()
+    gpu = seeded_model("sam2.1_hiera_t", image_size=TEST_IMAGE_SIZE, device="cuda")
     fast = Tracker.from_sam2(gpu, precision="auto")
-    assert fast.precision == ("bf16" if torch.cuda.is_bf16_supported() else "fp32")
+    assert fast.precision == ("bf16" if torch.cuda.get_device_capability() >= (8, 0) else "fp32")  # native bf16
     _check_contract(Tracker.from_sam2(model, precision="fp32"), fast)
 
 

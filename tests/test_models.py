@@ -94,3 +94,39 @@ def test_checkpoint_of_sam2_into_sam21(tmp_path):
 def test_bad_image_size():
     with pytest.raises(ValueError, match="multiple of 32"):
         build_sam2_model("sam2.1_hiera_t", image_size=100)
+
+
+def test_position_caches_sam2_puts_on_another_device_are_rebuilt_where_the_model_is(monkeypatch):
+    """sam2 warms its sine position-encoding caches and builds its RoPE frequencies on "cuda" whenever CUDA is
+    available, whatever device the model goes to (then copied to it every frame). "meta" stands in for that
+    other device: the built model holds none of them there, and tracks."""
+    from sam2.modeling.position_encoding import PositionEmbeddingSine, compute_axial_cis
+    from sam2.modeling.sam.transformer import RoPEAttention
+
+    sine_init, rope_init = PositionEmbeddingSine.__init__, RoPEAttention.__init__
+
+    def sine_elsewhere(self, *args, **kwargs):
+        sine_init(self, *args, **kwargs)
+        for stride in (4, 8, 16, 32):  # sam2's warm-up, on the other device
+            self._pe(1, torch.device("meta"), 64 // stride, 64 // stride)
+
+    def rope_elsewhere(self, *args, **kwargs):
+        rope_init(self, *args, **kwargs)
+        self.freqs_cis = self.freqs_cis.to("meta")
+
+    monkeypatch.setattr(PositionEmbeddingSine, "__init__", sine_elsewhere)
+    monkeypatch.setattr(RoPEAttention, "__init__", rope_elsewhere)
+    net = build_sam2_model(image_size=64, device="cpu")
+    sines = [m for m in net.modules() if isinstance(m, PositionEmbeddingSine)]
+    ropes = [m for m in net.modules() if isinstance(m, RoPEAttention)]
+    assert len(sines) == 2 and len(ropes) == 8  # image encoder's neck and memory encoder; 4 layers x 2
+    assert all(x.device.type == "cpu" for m in sines for x in m.cache.values())
+    for m in ropes:  # the frequencies sam2 computed on the CPU, bit for bit
+        assert m.freqs_cis.device.type == "cpu" and torch.equal(m.freqs_cis, compute_axial_cis(dim=256, end_x=64,
+                                                                                               end_y=64))
+    t = Tracker.from_sam2(net)
+    frame = torch.randint(0, 255, (40, 50, 3), dtype=torch.uint8).numpy()
+    t.step(frame)
+    t.add_points(1, [[10, 10]], [1])
+    t.step(frame)
+    assert all(x.device.type == "cpu" for m in sines for x in m.cache.values()) and any(m.cache for m in sines)

@@ -58,3 +58,10 @@ class DownloadError(SamtrackError):
     """A checkpoint download that failed or produced a file of the wrong size."""
 
     code = "download_failed"
+
+
+class DeviceError(SamtrackError, ValueError):
+    """A device that cannot run here (no GPU, a driver too old for this torch, no such index), or a backend
+    that does not run on the device asked for."""
+
+    code = "bad_device"

@@ -18,6 +18,7 @@ def add_export_parser(sub) -> None:
     p.add_argument("--image-size", type=int, default=512)
     p.add_argument("--backend", choices=["onnxruntime", "tensorrt"], default="onnxruntime")
     p.add_argument("--precision", choices=["fp32", "fp16"], default="fp16", help="TensorRT precision")
+    p.add_argument("--device", default="cuda", help="the GPU a TensorRT plan is built for: cuda, cuda:1 ...")
     p.add_argument("--engine-cache", type=dir_to_write("engine cache directory"),
                    help="cache directory (default: $XDG_CACHE_HOME/samtrack/engines)")
     p.set_defaults(func=run_export)
@@ -40,7 +41,8 @@ def run_export(args) -> int:
     t0 = time.monotonic()
     with tqdm(total=len(steps), unit="step", bar_format="{desc:<22} {bar} {n}/{total} [{elapsed}]") as bar:
         bar.set_description(steps[0])
-        model = build_sam2_model(args.model, checkpoint, args.image_size)
+        model = build_sam2_model(args.model, checkpoint, args.image_size,
+                                 device=args.device if args.backend == "tensorrt" else "cpu")
         bar.update()
         bar.set_description(steps[1])
         paths = [export_cached(model, cache)]
@@ -53,7 +55,7 @@ def run_export(args) -> int:
             from engines.tensorrt_backend import TensorRTEncoder
 
             bar.set_description(steps[2])
-            TensorRTEncoder.for_model(model.cuda(), cache.directory, precision=args.precision)
+            TensorRTEncoder.for_model(model, cache.directory, precision=args.precision)
             bar.update()
     for path in paths:
         print(f"{path} ({path.stat().st_size / 2**20:.1f} MiB)")

@@ -21,6 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .broker import add_broker_parser
     from .client import add_client_parsers
     from .demo import add_demo_parser
+    from .doctor import add_doctor_parser
     from .export import add_export_parser
     from .keys import add_keys_parser
     from .replay import add_replay_parser
@@ -36,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_broker_parser(sub)
     add_client_parsers(sub)
     add_demo_parser(sub)
+    add_doctor_parser(sub)
     add_keys_parser(sub)
     add_export_parser(sub)
     add_bench_parser(sub)

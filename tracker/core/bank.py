@@ -12,13 +12,14 @@ class FrameFeatures:
     """Backbone features of one frame in the feature window."""
 
     index: int
+    index_tensor: torch.Tensor  # the index as a 0-d int64 on the model's device (made there: no host copy)
     height: int
     width: int
     vision_feats: list[torch.Tensor]  # per level [HW, 1, C], as Meta's _prepare_backbone_features
     feat_sizes: list[tuple[int, int]]
 
     def tensors(self) -> list[torch.Tensor]:
-        return list(self.vision_feats)
+        return [self.index_tensor, *self.vision_feats]
 
 
 @dataclass
@@ -26,6 +27,7 @@ class MemoryEntry:
     """What one frame leaves behind for later frames of one object (Meta's compact output)."""
 
     frame_index: int
+    frame_tensor: torch.Tensor  # frame_index as a 0-d int64 on the model's device: pointer positions are made there
     pred_masks: torch.Tensor  # [1, 1, S/4, S/4] low-res mask logits (after hole filling, if any)
     obj_ptr: torch.Tensor  # [1, C] object pointer
     object_score_logits: torch.Tensor  # [1, 1]
@@ -34,7 +36,7 @@ class MemoryEntry:
     maskmem_features: torch.Tensor | None = None
 
     def tensors(self) -> list[torch.Tensor]:
-        ts = [self.pred_masks, self.obj_ptr, self.object_score_logits]
+        ts = [self.frame_tensor, self.pred_masks, self.obj_ptr, self.object_score_logits]
         return ts + ([self.maskmem_features] if self.maskmem_features is not None else [])
 
 

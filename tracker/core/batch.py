@@ -3,11 +3,10 @@ share one model, and on a GPU one batch of N frames costs far less than N single
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import torch
 
+from .clock import Span
 from .precision import compute_context
 from .preprocess import check_frame
 from .results import FrameResult
@@ -30,22 +29,23 @@ def step_batch(trackers: list[Tracker], frames: list[np.ndarray]) -> list[FrameR
             todo.append((i, check_frame(f)))
         except Exception as e:  # noqa: BLE001  (returned as this tracker's outcome)
             out[i] = e
+    clock = first.clock
     try:
-        t0 = time.perf_counter()
+        t0 = clock.mark()
         with torch.inference_mode():
             images = torch.cat([trackers[i].preprocess(f) for i, f in todo])
-            t1 = time.perf_counter()
+            t1 = clock.mark()
             with compute_context(first.precision, first.device):
                 batched = first.encoder(images)
-        t2 = time.perf_counter()
+        t2 = clock.mark()
     except Exception:  # noqa: BLE001  (one frame may be the cause: each goes alone, and fails alone)
         for i, f in todo:
             out[i] = _alone(trackers[i], f)
         return out
-    n = len(todo)
+    share = 1.0 / max(len(todo), 1)  # each frame is charged its part of the batch
     for k, (i, f) in enumerate(todo):
         try:
-            out[i] = trackers[i].step_encoded(f, _item(batched, k), (t1 - t0) / n, (t2 - t1) / n)
+            out[i] = trackers[i].step_encoded(f, _item(batched, k), Span(t0, t1, share), Span(t1, t2, share))
         except Exception as e:  # noqa: BLE001  (this tracker did not advance; the others did)
             out[i] = e
     return out

@@ -153,30 +153,30 @@ def _pointer_memory(model, opts, bank, frame_index, selected, unselected):
     cond = selected
     if model.only_obj_ptrs_in_the_past_for_eval:
         cond = {t: e for t, e in selected.items() if t <= frame_index}
-    pos_and_ptrs = [
-        ((frame_index - t) if model.use_signed_tpos_enc_to_obj_ptrs else abs(frame_index - t), e.obj_ptr)
-        for t, e in cond.items()
-    ]
+    # Meta's pointer position is frame_index - t (t_diff for recent frames; the signed or absolute
+    # difference for conditioning frames, equal here: the tracker is causal, t <= frame_index).
+    entries = list(cond.values())
     for t_diff in range(1, max_ptrs):
         t = frame_index - t_diff
         if t < 0:
             break
         e = bank.non_cond.get(t, unselected.get(t))
         if e is not None:
-            pos_and_ptrs.append((t_diff, e.obj_ptr))
-    if not pos_and_ptrs:
+            entries.append(e)
+    if not entries:
         return None
-    pos_list, ptrs_list = zip(*pos_and_ptrs)
-    obj_ptrs = torch.stack(ptrs_list, dim=0)
+    obj_ptrs = torch.stack([e.obj_ptr for e in entries], dim=0)
     mem_dim = model.mem_dim
     if model.add_tpos_enc_to_obj_ptrs:
         tpos_dim = C if model.proj_tpos_enc_in_obj_ptrs else mem_dim
-        obj_pos = torch.tensor(pos_list).to(device=obj_ptrs.device)
+        # The int64 positions Meta builds from a Python list, made on the device from each entry's frame index
+        # tensor: no copy from the host (and no wait for the GPU) per object and frame.
+        obj_pos = frame_index - torch.stack([e.frame_tensor for e in entries])
         obj_pos = get_1d_sine_pe(obj_pos / (max_ptrs - 1), dim=tpos_dim)
         obj_pos = model.obj_ptr_tpos_proj(obj_pos)
         obj_pos = obj_pos.unsqueeze(1)
     else:
-        obj_pos = obj_ptrs.new_zeros(len(pos_list), 1, mem_dim)
+        obj_pos = obj_ptrs.new_zeros(len(entries), 1, mem_dim)
     if mem_dim < C:  # a pointer becomes C // mem_dim tokens
         obj_ptrs = obj_ptrs.reshape(-1, 1, C // mem_dim, mem_dim).permute(0, 2, 1, 3).flatten(0, 1)
         obj_pos = obj_pos.repeat_interleave(C // mem_dim, dim=0)

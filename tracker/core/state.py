@@ -87,7 +87,8 @@ def decode_state(meta: dict, tensors: dict[str, torch.Tensor], device: torch.dev
             for t in o["frames"]:
                 e = {f: tensors[f"{o['id']}/{t}/{f}"].to(device) for f in ("maskmem_features", "obj_ptr",
                                                                             "object_score_logits")}
-                cond[int(t)] = MemoryEntry(int(t), torch.zeros(1, 1, 0, 0, device=device), e["obj_ptr"],
+                index = torch.tensor(int(t), dtype=torch.int64, device=device)
+                cond[int(t)] = MemoryEntry(int(t), index, torch.zeros(1, 1, 0, 0, device=device), e["obj_ptr"],
                                            e["object_score_logits"], e["maskmem_features"])
             objects.append(ObjectState(int(o["id"]), cond, int(o["cond_dropped"])))
         pos = tensors.get("maskmem_pos")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import time
 from collections import OrderedDict
 
 import numpy as np
@@ -15,9 +14,10 @@ from engines.base import EncoderBackend, MemoryAttentionBackend
 
 from ..errors import FrameWindowError, PromptError, TooManyObjectsError, UnknownObjectError
 from .bank import FrameFeatures, MemoryEntry, ObjectBank, PointPrompt
+from .clock import Mark, Span, StageClock
 from .memory import condition_on_memory, gather_memory
 from .options import TrackerOptions, usable_hole_area
-from .precision import compute_context, resolve_precision
+from .precision import compute_context, resolve_precision, use_ieee_fp32
 from .preprocess import DevicePreprocessor, Preprocessor, check_frame
 from .prompts import (
     MAX_FRAME_POINTS,
@@ -47,6 +47,7 @@ class Tracker:
         self.device = model.device
         self.image_size = int(model.image_size)
         self.precision = resolve_precision(options.precision, self.device)  # "fp32" (exact) or "bf16"
+        use_ieee_fp32(self.precision, self.device)
         exact = self.precision == "fp32"
         self._preprocess = (Preprocessor if exact else DevicePreprocessor)(self.image_size, self.device)
         self._fill_hole_area = usable_hole_area(options.fill_hole_area)
@@ -57,8 +58,10 @@ class Tracker:
         # and the memory position encoding (Meta recomputes both every frame, with equal values).
         self._vision_pos: torch.Tensor | None = None
         self._maskmem_pos: torch.Tensor | None = None
-        self._mem_time = 0.0  # seconds in the memory encoder during the current step
-        self._track_time = 0.0  # seconds in memory attention and SAM heads during the current step
+        self.clock = StageClock(self.device)  # stage timings, on the device's timeline
+        # Spans of the current step per stage ("track": memory attention and SAM heads, "memory_encoder");
+        # None outside a step (prompts are not timed).
+        self._spans: dict[str, list[Span]] | None = None
 
     # ---- construction -------------------------------------------------------------------
     @classmethod
@@ -121,42 +124,47 @@ class Tracker:
     def step(self, frame: np.ndarray) -> FrameResult:
         """Track every object on the next frame (HxWx3 uint8 RGB)."""
         frame = check_frame(frame)
-        t0 = time.perf_counter()
+        t0 = self.clock.mark()
         image = self.preprocess(frame)
-        t1 = time.perf_counter()
+        t1 = self.clock.mark()
         with compute_context(self.precision, self.device):
             backbone_out = self.encoder(image)
-        return self.step_encoded(frame, backbone_out, t1 - t0, time.perf_counter() - t1)
+        return self.step_encoded(frame, backbone_out, Span(t0, t1), Span(t1, self.clock.mark()))
 
     def preprocess(self, frame: np.ndarray) -> torch.Tensor:
         """A checked frame as the image encoder's input, [1, 3, S, S] on the device."""
         return self._preprocess(frame)
 
     @torch.inference_mode()
-    def step_encoded(self, frame: np.ndarray, backbone_out: dict, preprocess_s: float,
-                     encoder_s: float) -> FrameResult:
+    def step_encoded(self, frame: np.ndarray, backbone_out: dict, preprocess: Span, encoder: Span) -> FrameResult:
         """`step` for a frame whose image encoder output is given (computed in a batch with other frames,
-        see core.batch); the stage times of what was done outside."""
-        t2 = time.perf_counter()
-        with compute_context(self.precision, self.device):
-            feats = self._encode(backbone_out, frame.shape[0], frame.shape[1], self._latest + 1)
-            self._mem_time = self._track_time = 0.0
-            for bank in self._banks.values():
-                self._flush(bank)
-            self._push(feats)
-            low_res = {}
-            banks = list(self._banks.values())
-            entries = self._track_objects(banks, feats, is_init_cond=False, run_mem_encoder=True) if banks else []
-            for bank, entry in zip(banks, entries):
-                bank.non_cond[feats.index] = entry
-                bank.tracked.add(feats.index)
-                bank.prune(self._oldest_kept(), self.options.max_cond_frames)
-                low_res[bank.obj_id] = (entry.pred_masks, entry.object_score_logits)
-        t3 = time.perf_counter()
-        result = make_result(feats.index, low_res, feats.height, feats.width)
-        t4 = time.perf_counter()
-        bookkeeping = t3 - t2 - self._mem_time - self._track_time
-        times = StageTimes(preprocess_s, encoder_s, self._track_time, self._mem_time, bookkeeping, t4 - t3)
+        see core.batch); the spans (this tracker's clock's marks) of what was done outside."""
+        clock = self.clock
+        t2 = clock.mark()
+        self._spans = spans = {"track": [], "memory_encoder": []}
+        try:
+            with compute_context(self.precision, self.device):
+                feats = self._encode(backbone_out, frame.shape[0], frame.shape[1], self._latest + 1)
+                for bank in self._banks.values():
+                    self._flush(bank)
+                self._push(feats)
+                low_res = {}
+                banks = list(self._banks.values())
+                entries = self._track_objects(banks, feats, is_init_cond=False, run_mem_encoder=True) if banks else []
+                for bank, entry in zip(banks, entries):
+                    bank.non_cond[feats.index] = entry
+                    bank.tracked.add(feats.index)
+                    bank.prune(self._oldest_kept(), self.options.max_cond_frames)
+                    low_res[bank.obj_id] = (entry.pred_masks, entry.object_score_logits)
+            t3 = clock.mark()
+            result = make_result(feats.index, low_res, feats.height, feats.width)
+            t4 = clock.mark()
+        finally:
+            self._spans = None
+        clock.settle(t4)  # on CUDA, the step's one wait for the device's marks
+        track, mem = clock.total(spans["track"]), clock.total(spans["memory_encoder"])
+        times = StageTimes(clock.seconds(preprocess), clock.seconds(encoder), track, mem,
+                           clock.seconds(Span(t2, t3)) - track - mem, clock.seconds(Span(t3, t4)))
         return dataclasses.replace(result, times=times)
 
     @torch.inference_mode()
@@ -247,7 +255,8 @@ class Tracker:
         _, feats, pos, sizes = self.model._prepare_backbone_features(backbone_out)
         if self._vision_pos is None:
             self._vision_pos = pos[-1].clone()
-        return FrameFeatures(index, height, width, feats, sizes)
+        position = torch.full((), index, dtype=torch.int64, device=self.device)
+        return FrameFeatures(index, position, height, width, feats, sizes)
 
     def _push(self, feats: FrameFeatures) -> None:
         self._window[feats.index] = feats
@@ -337,9 +346,18 @@ class Tracker:
                 e.maskmem_features = self._encode_memory(feats.vision_feats, feats.feat_sizes, high_res,
                                                          e.object_score_logits, from_pts=True)
 
+    def _mark(self) -> Mark | None:
+        """A mark for a stage inside the current step; None outside a step."""
+        return self.clock.mark() if self._spans is not None else None
+
+    def _charge(self, stage: str, start: Mark | None) -> None:
+        """Charge the time since `start` (from `_mark`) to a stage of the current step."""
+        if start is not None and self._spans is not None:
+            self._spans[stage].append(Span(start, self.clock.mark()))
+
     def _encode_memory(self, vision_feats: list[torch.Tensor], feat_sizes, high_res_masks, object_score_logits,
                        from_pts: bool):
-        t0 = time.perf_counter()
+        start = self._mark()
         maskmem, pos = self.model._encode_new_memory(
             current_vision_feats=vision_feats, feat_sizes=feat_sizes,
             pred_masks_high_res=high_res_masks, object_score_logits=object_score_logits,
@@ -348,7 +366,7 @@ class Tracker:
         if self._maskmem_pos is None:
             self._maskmem_pos = pos[-1][0:1].clone()
         maskmem = maskmem.to(torch.bfloat16)
-        self._mem_time += time.perf_counter() - t0
+        self._charge("memory_encoder", start)
         return maskmem
 
     def _track(self, bank: ObjectBank, feats: FrameFeatures, is_init_cond: bool,
@@ -372,7 +390,7 @@ class Tracker:
             outs = m._use_mask_as_output(pix_feat, high_res_feats, mask)
         else:
             memories = [gather_memory(m, self.options, b, feats.index, is_init_cond, self._maskmem_pos) for b in banks]
-            t0 = time.perf_counter()
+            start = self._mark()
             pix_feat = condition_on_memory(m, self.options, self.memory_attention, vf[-1], self._vision_pos,
                                            sizes[-1], memories)
             outs = m._forward_sam_heads(
@@ -381,7 +399,7 @@ class Tracker:
                 high_res_features=high_res_feats,
                 multimask_output=m._use_multimask(is_init_cond, point_inputs),
             )
-            self._track_time += time.perf_counter() - t0
+            self._charge("track", start)
         _, _, _, low_res, high_res, obj_ptr, score = outs
         maskmem = None
         if run_mem_encoder and self.options.num_maskmem > 0:
@@ -392,9 +410,9 @@ class Tracker:
 
             low_res = fill_holes_in_mask_scores(low_res, self._fill_hole_area)
         if n == 1:
-            return [MemoryEntry(feats.index, low_res, obj_ptr, score, maskmem)]
+            return [MemoryEntry(feats.index, feats.index_tensor, low_res, obj_ptr, score, maskmem)]
         # Each object keeps its own copy, so its memory is freed with it, not with the whole batch.
-        return [MemoryEntry(feats.index, low_res[i:i + 1].clone(), obj_ptr[i:i + 1].clone(),
+        return [MemoryEntry(feats.index, feats.index_tensor, low_res[i:i + 1].clone(), obj_ptr[i:i + 1].clone(),
                             score[i:i + 1].clone(), None if maskmem is None else maskmem[i:i + 1].clone())
                 for i in range(n)]
 

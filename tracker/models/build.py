@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import math
 import os
 from pathlib import Path
 
 import torch
 
+from ..devices import check_device
 from ..errors import CheckpointError
 from .registry import ModelSpec, model_spec
 
@@ -29,6 +32,7 @@ def build_sam2_model(
     """
     from sam2.build_sam import build_sam2_video_predictor
 
+    dev = check_device(device)
     spec = model_spec(model)
     if image_size % 32 != 0 or image_size < 64:  # Hiera tiles an 8x8 window embedding over size/4
         raise ValueError(f"image_size must be a multiple of 32 and >= 64, got {image_size}")
@@ -38,14 +42,37 @@ def build_sam2_model(
         torch.set_num_threads(threads)
     state_dict = load_checkpoint(checkpoint) if checkpoint is not None else None
     torch.manual_seed(seed)  # random init is deterministic per seed (weights are replaced by a checkpoint)
-    net = build_sam2_video_predictor(
-        spec.config, ckpt_path=None, device="cpu",
-        hydra_overrides_extra=[f"++model.image_size={image_size}"],
-    )
+    # sam2 puts caches on "cuda", the current device: make that the chosen GPU, so cuda:1 leaves GPU 0 alone.
+    with torch.cuda.device(dev) if dev.type == "cuda" else contextlib.nullcontext():
+        net = build_sam2_video_predictor(
+            spec.config, ckpt_path=None, device="cpu",
+            hydra_overrides_extra=[f"++model.image_size={image_size}"],
+        )
     if state_dict is not None:
         _check_state_dict(net, state_dict, checkpoint, spec)
         net.load_state_dict(state_dict)
-    return net.to(device).eval()
+    net = net.to(dev).eval()
+    place_position_caches(net)
+    return net
+
+
+def place_position_caches(net: torch.nn.Module) -> None:
+    """Put sam2's position caches where the model is. sam2 warms its sine position-encoding caches and builds
+    its RoPE frequencies on "cuda" whenever CUDA is available (position_encoding.py, sam/transformer.py),
+    whatever device the model goes to; its forward would then copy them to the model's device every frame.
+    The sine caches are emptied (sam2 refills them on the inputs' device, computed there as on a host without
+    a GPU); the RoPE frequencies, computed on the CPU by sam2, are computed again and moved once."""
+    from sam2.modeling.position_encoding import PositionEmbeddingSine
+    from sam2.modeling.sam.transformer import RoPEAttention
+
+    device = next(net.parameters()).device
+    for m in net.modules():
+        if isinstance(m, PositionEmbeddingSine):
+            m.cache = {}
+        elif isinstance(m, RoPEAttention):
+            side = math.isqrt(m.freqs_cis.shape[0])  # sam2's grids are square (its forward assumes so too)
+            square = side * side == m.freqs_cis.shape[0]
+            m.freqs_cis = (m.compute_cis(end_x=side, end_y=side) if square else m.freqs_cis).to(device)
 
 
 def seeded_model(name: str = "sam2.1_hiera_t", image_size: int = 1024, seed: int = 0, present: bool = True,
