@@ -79,7 +79,11 @@ def test_mask_prompt_round_trip(daemon):
         m[30:70, 40:100] = True
         for enc in ("rle", "bits", "png"):
             r = c.add_mask(5, m, encoding=enc)
-            assert r["object"]["id"] == 5
+            assert r["object"]["id"] == 5 and r["object"]["present"]
+            # on its own frame a mask prompt is the output, through the model's low-res grid (image_size/4
+            # cells: 10 x 7.5 px here): the box within a cell, the area within 10 %
+            assert np.abs(np.subtract(r["object"]["bbox"], [40, 30, 99, 69])).max() <= 7, r
+            assert abs(r["object"]["area"] - m.sum()) <= 0.1 * m.sum(), r
         with pytest.raises(RemoteError) as e:
             c.add_mask(5, np.ones((10, 10), bool))
         assert e.value.code == "bad_prompt" and "frame's shape" in e.value.message
