@@ -15,11 +15,12 @@ MAX_OBJECT_ID = 2**31 - 1
 MAX_MASK_SIDE = 8192
 STREAM_NAME = r"^[A-Za-z0-9_.-]{1,64}$"  # topic suffix and command routing key: no dots-only magic, no spaces
 
-# Every error code a reply may carry: docs/protocol.md's table says when each is sent.
+# Every error code a reply may carry: docs/protocol.md's table says when each is sent (`unreachable` and
+# `timeout` only from the viewer to its page).
 ERROR_CODES = frozenset({
     "bad_json", "bad_request", "bad_frames", "too_large", "unsupported_version", "unknown_op", "bad_prompt",
     "bad_mask", "frame_out_of_window", "unknown_object", "unknown_stream", "stream_required", "stream_unavailable",
-    "internal",
+    "internal", "unreachable", "timeout",
 })
 
 
