@@ -95,6 +95,10 @@ class Outcome:
     exit_code: int
     seconds: float
 
+    @property
+    def caught(self) -> bool:
+        return self.exit_code == 1 and bool(self.caught_by)
+
 
 def tracked_files(root: Path) -> list[str]:
     """The tree as a clean clone would have it, plus files not yet committed (git's view, ignored ones left out)."""
@@ -121,8 +125,9 @@ def fast_subset(tree: Path, first: tuple[str, ...], *selection: str) -> subproce
     files = list(selection) or [*first, *(f for f in rest if f not in first)]
     path = [str(tree), *filter(None, [os.environ.get("PYTHONPATH")])]  # the copy's code, also in subprocesses
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(path)}
-    return subprocess.run([sys.executable, "-m", "pytest", "-m", "not slow", "-x", "-q", "-p", "no:cacheprovider",
-                           *files], cwd=tree, env=env, capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
+    return subprocess.run([sys.executable, "-m", "pytest", "-m", "not slow", "-x", "-q", "-rfE", "-p",
+                           "no:cacheprovider", *files], cwd=tree, env=env, capture_output=True, text=True,
+                          timeout=RUN_TIMEOUT_S)
 
 
 def failed_tests(output: str) -> list[str]:
@@ -152,6 +157,15 @@ def main(argv=None) -> int:
     if args.list or not chosen:
         print("\n".join(f"{m.name}  ({m.path}; first: {', '.join(m.tests)})" for m in MUTATIONS))
         return 0 if chosen else 2
+    try:
+        return check(chosen)
+    except MutationError as e:
+        print(f"mutation check: {e}", file=sys.stderr)
+        return 2
+
+
+def check(chosen: list[Mutation]) -> int:
+    """Runs the chosen mutations; 0 when the fast subset failed for each (and the catching tests pass unmutated)."""
     for m in chosen:  # every one applies, before any time is spent
         m.mutated(ROOT)
     t0 = time.monotonic()
@@ -160,11 +174,11 @@ def main(argv=None) -> int:
         for m in chosen:
             outcomes.append(run_one(m, Path(tmp)))
             o = outcomes[-1]
-            print(f"{'caught' if o.exit_code == 1 else 'SURVIVED'}  {m.name}  ({o.seconds:.0f} s"
+            print(f"{'caught' if o.caught else 'SURVIVED'}  {m.name}  ({o.seconds:.0f} s"
                   f"{', by ' + ', '.join(o.caught_by) if o.caught_by else ''})", flush=True)
         catching = sorted({t for o in outcomes for t in o.caught_by})
         baseline = fast_subset(scratch_copy(ROOT, Path(tmp) / "unmutated"), (), *catching) if catching else None
-    survived = [o.mutation.name for o in outcomes if o.exit_code != 1 or not o.caught_by]
+    survived = [o.mutation.name for o in outcomes if not o.caught]
     if baseline is not None and baseline.returncode != 0:
         print(f"the catching tests do not pass without any mutation (pytest exit {baseline.returncode}), so they "
               f"prove nothing:\n{baseline.stdout[-3000:]}{baseline.stderr[-2000:]}")
