@@ -36,7 +36,7 @@ def measure(args, size: int, config: str) -> dict:
             for k, box in enumerate(object_boxes(args.objects[0], w, h)):
                 c.add_box(k + 1, box)
             seen, t_end = 0, None
-            t_start, dropped0, first_frame = time.monotonic(), 0, None
+            t_start, dropped0, first_frame, publish_dropped0, gaps0 = time.monotonic(), 0, None, 0, 0
             while t_end is None or time.monotonic() < t_end:
                 msg = sub.recv(10.0)
                 if msg is None or isinstance(msg, StreamEnd):  # a file or recording source can end first
@@ -46,6 +46,7 @@ def measure(args, size: int, config: str) -> dict:
                 seen, last = seen + 1, msg
                 if seen == args.warmup:
                     t_start, dropped0, first_frame = time.monotonic(), msg.header["dropped"], msg.frame
+                    publish_dropped0, gaps0 = msg.header["publish_dropped"], sub.gaps
                     t_end = t_start + args.seconds
                 if seen > args.warmup:
                     lat.append(msg.latency_ms() / 1000)
@@ -55,8 +56,9 @@ def measure(args, size: int, config: str) -> dict:
             if not lat:
                 raise RuntimeError(f"no results after warm-up from {daemon.results}")
             dropped = last.header["dropped"] - dropped0
+            publish_dropped = last.header["publish_dropped"] - publish_dropped0
             daemon_fps = None if isinstance(msg, StreamEnd) else c.stats()["fps"]  # an ended daemon has exited
-            gaps = sub.gaps
+            gaps = sub.gaps - gaps0
     finally:
         code = daemon.stop()
     elapsed = arrivals[-1] if arrivals else 0.0
@@ -65,7 +67,9 @@ def measure(args, size: int, config: str) -> dict:
         "glass_to_mask": percentiles(lat), "stages": {k: percentiles([x / 1000 for x in v]) for k, v in stages.items()},
         "achieved_fps": (len(lat) - 1) / elapsed if elapsed else 0.0,
         "input_fps": None if args.source else args.fps,
-        "dropped_frames": dropped, "results_lost": gaps, "frames": len(lat), "first_frame": first_frame,
+        # after warm-up: frames the source dropped, results the publisher dropped, results lost on the way
+        "dropped_frames": dropped, "publish_dropped": publish_dropped, "results_lost": gaps, "frames": len(lat),
+        "first_frame": first_frame, "last_frame": last.frame, "measured_s": elapsed,
         "daemon_exit_code": code, "daemon_fps": daemon_fps, "_lat": lat, "_arrivals": arrivals,
     }
 

@@ -4,7 +4,7 @@ each block pays only for its own frames); bytes per frame of the recording (the 
 camera-like noise); then the recording tracked again with `samtrack track`'s runner (decode + track +
 masks written, frames/s) beside the step's own rate.
 
-    samtrack bench record [--quick] [--image-size 512] [--width 640 --height 480] [--block 5]
+    samtrack bench record [--quick] [--image-size 512] [--width 640 --height 480] [--block 5] [--keep DIR]
 """
 
 from __future__ import annotations
@@ -100,6 +100,8 @@ def parser():
     p = scenario_parser("record", __doc__, frames=60, quick_frames=20)
     p.add_argument("--block", type=int, default=5, help="frames per block; blocks alternate recorder off / on")
     p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto")
+    p.add_argument("--keep", metavar="DIR", help="keep the recording made while tracking (and the masks tracked "
+                                                 "from it) in DIR; default: a temporary directory, removed")
     p.set_defaults(objects=[1])
     return p
 
@@ -111,7 +113,7 @@ def main(argv=None) -> dict:
     torch.set_num_threads(args.threads)
     frames = [moving_shapes_frame(i, args.height, args.width) for i in range(1 + args.warmup + args.frames)]
     with tempfile.TemporaryDirectory(prefix="samtrack-bench-record-") as tmp:
-        scene, noisy = Path(tmp) / "scene", Path(tmp) / "noisy"
+        scene, noisy = Path(args.keep) if args.keep else Path(tmp) / "scene", Path(tmp) / "noisy"
         cost, tracker = overhead(args, frames, scene)
         series = cost.pop("_series")
         noisy_bpf = noisy_bytes_per_frame(args, frames, noisy)

@@ -30,6 +30,7 @@ def run(args) -> dict:
     for n in args.objects:
         modes = {"off": [False], "on": [True], "both": [False, True] if n > 1 else [False]}[args.batch]
         trackers = {b: Tracker.from_sam2(model, batch_objects=b, precision=args.precision) for b in modes}
+        calls = {b: _count_memory_attention(t) for b, t in trackers.items()}
         for tracker in trackers.values():
             tracker.step(frames[0])
             for k, box in enumerate(object_boxes(n, w, h)):
@@ -39,6 +40,9 @@ def run(args) -> dict:
         first = {}
         for i in range(1, 1 + args.warmup + args.frames):
             frame = frames[i]
+            if i == 1 + args.warmup:  # calls are counted over the measured frames only
+                for c in calls.values():
+                    c.clear()
             for b in (modes if i % 2 else modes[::-1]):  # interleaved: both modes see the same machine state
                 sync(args.device)  # on CUDA the step's time ends when its GPU work does
                 t0 = time.perf_counter()
@@ -52,9 +56,9 @@ def run(args) -> dict:
                     for s in STAGES:
                         stages[b][s].append(getattr(res.times, s))
         main = modes[0]
-        results[str(n)] = _summary(n, totals[main], stages[main], first[main], main)
+        results[str(n)] = _summary(n, totals[main], stages[main], first[main], main, len(calls[main]))
         if len(modes) == 2:
-            batched = _summary(n, totals[True], stages[True], first[True], True)
+            batched = _summary(n, totals[True], stages[True], first[True], True, len(calls[True]))
             batched["speedup"] = results[str(n)]["step"]["p50_ms"] / batched["step"]["p50_ms"]
             results[str(n)]["batched"] = batched
             series[f"{n} obj batched step"] = [1000 * t for t in totals[True]]
@@ -100,9 +104,25 @@ def _frames(args) -> list[np.ndarray]:
     return frames
 
 
-def _summary(n: int, totals: list[float], stages: dict[str, list[float]], first: float, batched: bool) -> dict:
+def _count_memory_attention(tracker: Tracker) -> list[int]:
+    """A list that grows by one per memory-attention call of this tracker (what batching changes: one call per
+    frame for all objects instead of one per object)."""
+    calls: list[int] = []
+    attend = tracker.memory_attention
+
+    def counted(*a, **k):
+        calls.append(1)
+        return attend(*a, **k)
+
+    tracker.memory_attention = counted
+    return calls
+
+
+def _summary(n: int, totals: list[float], stages: dict[str, list[float]], first: float, batched: bool,
+             attention_calls: int) -> dict:
     outside = [sum(stages[s][i] for s in OUTSIDE_MODEL) for i in range(len(totals))]
     return {"objects": n, "batch_objects": batched, "step": percentiles(totals), "first_frame_ms": 1000 * first,
+            "memory_attention_calls_per_frame": attention_calls / len(totals),
             "stages": {s: percentiles(v) for s, v in stages.items()},
             "outside_model": percentiles(outside),
             "outside_model_share": float(np.median([o / t for o, t in zip(outside, totals)])),

@@ -23,6 +23,18 @@ def start_daemon(*extra: str, source: str | None = "test:?width=160&height=120&f
                               need_frame=wait_for_frame, curve=curve, env=env, log=log)
 
 
+def present_checkpoint(path: Path) -> Path:
+    """A checkpoint file in Meta's format of seeded random weights with objects forced present
+    (tracker.models.seeded_model): a daemon given it (`--checkpoint`) publishes masks that are not empty."""
+    import torch
+
+    from tracker.models import seeded_model
+
+    if not path.exists():
+        torch.save({"model": seeded_model("sam2.1_hiera_t", image_size=64, present=True).state_dict()}, path)
+    return path
+
+
 def curve_config(directory: Path, client: str) -> tuple[Path, CurveClient]:
     """A daemon config file with CurveZMQ on (keys under directory/keys) and one authorised client's keys."""
     keys, allowed = directory / "keys", directory / "allowed"

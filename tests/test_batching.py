@@ -74,7 +74,7 @@ def test_streams_encoded_in_one_batch_equal_one_at_a_time(long_video):
         out = []
         for i in range(8):
             fs = [frames[i], frames[39 - i], frames[(7 * i) % 40]]  # each stream its own sequence
-            results = step_batch(ts, fs) if batched else [t.step(f) for t, f in zip(ts, fs)]
+            results = step_batch(ts, fs) if batched else [t.step(f) for t, f in zip(ts, fs, strict=True)]
             if i == 1:
                 for k, t in enumerate(ts):
                     t.add_box(1, [4 + 10 * k, 6, 60 + 10 * k, 70])

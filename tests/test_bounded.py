@@ -61,3 +61,32 @@ def test_state_is_bounded_with_prompts_and_objects_coming_and_going():
     n_keep = tracker.options.feature_window + tracker.options.memory_horizon
     assert len(tracker._banks[1].non_cond) <= n_keep
     assert len(tracker.window) == tracker.options.feature_window
+
+
+def test_small_caps_hold_from_the_first_frames():
+    """The caps with small values, cheaply (the fast subset and the mutation check lean on it): 2 conditioning
+    frames, a horizon of 6 frames, a window of 2, under corrections that become conditioning frames every third
+    frame. No cap is ever exceeded (conditioning frames older than the horizon: the 2 most recent at most; those
+    within it serve as recent memory), conditioning frames are evicted, and once the caps are full the state
+    repeats with the schedule."""
+    model = make_model(image_size=64)
+    tracker = Tracker.from_sam2(model, add_all_frames_to_correct_as_cond=True, feature_window=2, max_cond_frames=2,
+                                max_obj_ptrs_in_encoder=2)
+    opts = tracker.options
+    assert opts.memory_horizon == 6  # 1 + stride 1 x (7 memories - 2); pointers reach back only 1 frame
+    h, w = 48, 64
+    samples = []
+    for i in range(15):
+        tracker.step(moving_shapes_frame(i, h, w))
+        if i == 0:
+            tracker.add_box(1, box_of_first_shape(0, h, w))
+        elif i % 3 == 0:
+            tracker.add_points(1, [[20, 20], [2, 2]], [1, 0])
+        bank, span = tracker._banks[1], opts.feature_window + opts.memory_horizon  # frames a next step may read
+        assert len([t for t in bank.cond if t <= i - span]) <= opts.max_cond_frames, (i, list(bank.cond))
+        assert len(bank.non_cond) <= span, (i, list(bank.non_cond))
+        assert len(tracker.window) <= opts.feature_window, i
+        if i % 3 == 2:
+            samples.append((len(tracker.tensors()), tracker.held_bytes()))
+    assert tracker._banks[1].cond_dropped > 0
+    assert len(set(samples[2:])) == 1, f"tracker state grows: {samples}"  # full after 2 + 6 frames

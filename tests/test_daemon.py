@@ -96,7 +96,11 @@ def test_mask_prompt_round_trip(daemon):
         m[30:70, 40:100] = True
         for enc in ("rle", "bits", "png"):
             r = c.add_mask(5, m, encoding=enc)
-            assert r["object"]["id"] == 5
+            assert r["object"]["id"] == 5 and r["object"]["present"]
+            # on its own frame a mask prompt is the output, through the model's low-res grid (image_size/4
+            # cells: 10 x 7.5 px here): the box within a cell, the area within 10 %
+            assert np.abs(np.subtract(r["object"]["bbox"], [40, 30, 99, 69])).max() <= 7, r
+            assert abs(r["object"]["area"] - m.sum()) <= 0.1 * m.sum(), r
         with pytest.raises(RemoteError) as e:
             c.add_mask(5, np.ones((10, 10), bool))
         assert e.value.code == "bad_prompt" and "frame's shape" in e.value.message
@@ -192,15 +196,19 @@ def test_a_burst_of_past_frame_prompts_is_spread_over_frames(daemon):
 
 @pytest.mark.slow
 def test_sigterm_interrupts_a_step_in_flight(tmp_path):
-    """At 1024 px a step takes seconds on this CPU; SIGTERM must not wait for it. The log shows that a step
-    was interrupted; the time bound is only a generous backstop (exit times: bench, docs/benchmarks.md)."""
+    """At 1024 px (one thread) a step takes seconds; SIGTERM must not wait for it: the daemon exits sooner than
+    the rest of the step in flight would take (the step time from `stats`), and its log says it interrupted one.
+    Exit times are measured by `samtrack bench shutdown` (docs/benchmarks.md)."""
     log = tmp_path / "daemon.log"
     d = start_daemon("--feature-window", "2", image_size=1024, wait_s=300, log=log)
     try:
         with Client(d.commands, timeout=120) as c:
             c.add_box(1, [20, 20, 100, 90])
-        with Subscriber(d.results, "test") as sub:
-            assert isinstance(sub.recv(120.0), Result)  # a step just ended: the next one starts now
+            with Subscriber(d.results, "test") as sub:
+                assert isinstance(sub.recv(120.0), Result)
+            # served between two steps: the next step starts as the reply leaves (a frame is always waiting)
+            step_s = c.stats()["timings_ms"]["step"]["p50"] / 1000  # steps without the object too: an underestimate
+            started = time.monotonic()
         time.sleep(0.5)
         t = time.monotonic()
         d.proc.send_signal(signal.SIGTERM)
@@ -210,8 +218,9 @@ def test_sigterm_interrupts_a_step_in_flight(tmp_path):
         d.stop()
     text = log.read_text()
     assert code == 0, text[-2000:]
+    left = step_s - (t - started)  # at least what a daemon that finishes its step first would still take
+    assert took < left, f"exit took {took:.1f} s after SIGTERM, the rest of the step {left:.1f} s (p50 {step_s:.1f} s)"
     assert "stopped in the middle of a tracking step" in text, text[-2000:]
-    assert took < 15.0, f"exit took {took:.1f} s after SIGTERM"  # generous: a busy machine; typical 0.3-1 s
 
 
 def test_sigint_exits_zero():

@@ -83,7 +83,7 @@ def _boxes_agree(a, b, h: int, w: int) -> bool:
     if a is None or b is None:
         return a is b
     tol = max(2, round(0.02 * max(h, w)))  # 2 % of the frame, at least 2 px
-    return all(abs(p - q) <= tol for p, q in zip(a, b))
+    return all(abs(p - q) <= tol for p, q in zip(a, b, strict=True))
 
 
 def test_bf16_meets_the_tolerance_contract_over_100_frames(model):

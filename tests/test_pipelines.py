@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+from itertools import pairwise
 
 import numpy as np
 import pytest
@@ -95,7 +96,7 @@ def test_videotestsrc_frames():
     assert src.info.width == 322 and src.info.fps == 30.0
     pts = [f.pts_ns for f in frames]
     cap = [f.capture_ns for f in frames]
-    assert all(b > a for a, b in zip(pts, pts[1:])) and all(b > a for a, b in zip(cap, cap[1:]))
+    assert all(b > a for a, b in pairwise(pts)) and all(b > a for a, b in pairwise(cap))
     assert [f.index for f in frames] == sorted({f.index for f in frames})
 
 
@@ -112,7 +113,7 @@ def test_decoded_files_deliver_every_frame_with_the_right_pixels(codec, tmp_path
         err = np.abs(block_means(f.image) - ref).max()
         assert err < 12, f"{codec}: a block's colour is off by {err:.1f}"  # codec loss, no shear, no swap
     pts = [f.pts_ns for f in frames]
-    assert all(b > a for a, b in zip(pts, pts[1:]))
+    assert all(b > a for a, b in pairwise(pts))
 
 
 def test_missing_file_is_a_clear_error(tmp_path):

@@ -75,8 +75,8 @@ def test_masks_file_holds_what_the_library_returns(video, tracked):
             r = tracker.add_points(2, [POINT], [1])
         expected.append(r)
     records = _records(tracked / "masks.jsonl")
-    assert [r["frame"] for r in records] == list(range(N))
-    for rec, exp in zip(records, expected):
+    assert [r["frame"] for r in records] == list(range(N)) and len(expected) == N
+    for rec, exp in zip(records, expected, strict=True):
         assert [o["id"] for o in rec["objects"]] == list(exp.objects)
         for o in rec["objects"]:
             e = exp.objects[o["id"]]

@@ -57,7 +57,7 @@ def run_replay(args) -> int:
     lines = [f"verified: {v.identical} frames identical to the recording"]
     if v.iou_frames:
         iou = f"mask IoU mean {sum(v.ious) / len(v.ious):.4f}, min {min(v.ious):.4f}" if v.ious else "no object"
-        lines.append(f"{v.iou_frames} frames compared on {r.precision} against the recording's "
+        lines.append(f"compared {v.iou_frames} frames on {r.precision} against the recording's "
                      f"{r.recorded_precision}: {iou} (contract: mean >= {MIN_MEAN_IOU})")
     if v.skipped:
         lines.append(f"{v.skipped} recorded results not compared (their frames were lost while recording)")

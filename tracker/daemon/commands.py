@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from .. import protocol as P
 from ..core.results import FrameResult
 from ..core.state import StateError
-from ..errors import SamtrackError
+from ..errors import FrameWindowError, PromptError, TooManyObjectsError, UnknownObjectError
 from ..protocol import messages
 from ..protocol.routing import Overview, route
 from .metrics import UNROUTED, Metrics
@@ -71,7 +71,9 @@ class CommandHandler:
                            extra)
         except P.ProtocolError as e:
             rid, code, message = e.request_id if e.request_id is not None else rid, e.code, e.message
-        except SamtrackError as e:
+        # The tracker's errors a request can meet, answered with their own (documented) codes; a test reads the
+        # codes a reply may carry from this clause. Any other exception is a bug: `internal`, logged.
+        except (PromptError, FrameWindowError, UnknownObjectError, TooManyObjectsError, StateError) as e:
             code, message = e.code, str(e)
         except Exception as e:  # a bug must not take the daemon down: answer and log it
             log.exception("internal error while serving a request")

@@ -32,7 +32,8 @@ def is_stream_name(name: str) -> bool:
     """Whether `name` may name a stream (see STREAM_NAME)."""
     return len(name) <= MAX_STREAM_NAME and re.fullmatch(STREAM_NAME, name) is not None
 
-# Every error code a reply may carry: docs/protocol.md's table says when each is sent.
+# Every error code a reply may carry: docs/protocol.md's table says when each is sent (`unreachable` and
+# `timeout` only from the viewer to its page).
 ERROR_CODES = frozenset({
     "bad_json", "bad_request", "bad_frames", "too_large", "unsupported_version", "unknown_op", "bad_prompt",
     "bad_mask", "frame_out_of_window", "unknown_object", "too_many_objects", "bad_state",
