@@ -23,6 +23,7 @@ from pipelines.frame import Frame
 from pipelines.synthetic import moving_shapes_frame
 from tracker import Tracker
 from tracker.models import seeded_model
+from tracker.paths import dir_to_write
 from tracker.recording.format import Manifest
 from tracker.recording.writer import Recorder, RecordSettings
 
@@ -100,8 +101,9 @@ def parser():
     p = scenario_parser("record", __doc__, frames=60, quick_frames=20)
     p.add_argument("--block", type=int, default=5, help="frames per block; blocks alternate recorder off / on")
     p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto")
-    p.add_argument("--keep", metavar="DIR", help="keep the recording made while tracking (and the masks tracked "
-                                                 "from it) in DIR; default: a temporary directory, removed")
+    p.add_argument("--keep", metavar="DIR", type=dir_to_write("recording directory"),
+                   help="keep the recording made while tracking (and the masks tracked from it) in DIR; default: a "
+                        "temporary directory, removed")
     p.set_defaults(objects=[1])
     return p
 

@@ -87,6 +87,7 @@ TABLE = {
        if name not in ("memory", "engines", "gpu")},
     ("bench memory", "--out"): ("new_file_mkdir", "bench memory --frames 2 --out {}"),
     ("bench gpu", "--out"): ("new_file_mkdir", "bench gpu --out {}"),
+    ("bench record", "--keep"): ("new_dir", "bench record --quick --keep {}"),
     ("bench engines", "--out"): ("new_file_mkdir", "bench engines --sizes 64 --out {}"),
     ("bench engines", "--engine-cache"): ("new_dir", "bench engines --sizes 64 --engine-cache {} --out {new}"),
     ("bench step", "--source"): ("source", "bench step --quick --source {} --out {new}"),

@@ -235,20 +235,22 @@ class Broker:
             self._reply(envelope, P.reply_error(e.request_id if e.request_id is not None else rid, code, e.message))
 
     def _streams(self) -> dict[str, Backend]:
-        """Stream name -> the daemon serving it, as last learned. Two daemons claiming one stream: the first
-        given on the command line serves it (a warning says so, once)."""
-        out: dict[str, Backend] = {}
+        """Stream name -> the daemon serving it, as last learned. Two daemons claiming one stream (a stream being
+        moved from one to the other): the first given on the command line that is alive serves it (a warning
+        says so, once)."""
+        now = time.monotonic()
         claims: dict[str, list[Backend]] = {}
         for b in self.backends:
             for name in b.streams:
                 claims.setdefault(name, []).append(b)
-                out.setdefault(name, b)
+        out = {}
         for name, claimants in claims.items():
+            out[name] = next((b for b in claimants if b.alive(now)), claimants[0])
             key = (name, tuple(b.commands for b in claimants))
             if len(claimants) > 1 and key not in self._claims_warned:
                 self._claims_warned.add(key)
-                log.warning("stream %r is served by %d daemons (%s): requests go to the first given, %s",
-                            name, len(claimants), ", ".join(key[1]), claimants[0].commands)
+                log.warning("stream %r is served by %d daemons (%s): requests go to the first given that answers",
+                            name, len(claimants), ", ".join(key[1]))
         return out
 
     def _route(self, op: str, args, rid) -> Backend | None:
