@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import torch
@@ -13,6 +15,7 @@ BACKEND_DEVICES: dict[str, frozenset[str] | None] = {
     # (docs/engines.md, "ONNX Runtime and GPUs").
     "onnxruntime": frozenset({"cpu"}),
     "tensorrt": frozenset({"cuda"}),
+    "openvino": frozenset({"cpu"}),  # OpenVINO's CPU plugin (its GPU plugin is Intel's, not CUDA)
 }
 BACKENDS = tuple(BACKEND_DEVICES)
 
@@ -33,6 +36,42 @@ class MemoryAttentionBackend(Protocol):
 
     def __call__(self, curr: list[torch.Tensor], curr_pos: list[torch.Tensor], memory: torch.Tensor,
                  memory_pos: torch.Tensor, num_obj_ptr_tokens: int = 0) -> torch.Tensor: ...
+
+
+class HeadsBackend(Protocol):
+    """Meta's `_forward_sam_heads` call (prompt encoder and mask decoder): its 7 outputs; the tracker reads the
+    last four (best low-res mask, high-res mask, object pointer, object score)."""
+
+    def __call__(self, backbone_features: torch.Tensor, point_inputs: dict | None = None,
+                 mask_inputs: torch.Tensor | None = None, high_res_features: list[torch.Tensor] | None = None,
+                 multimask_output: bool = False) -> tuple: ...
+
+
+class MemoryEncoderBackend(Protocol):
+    """Meta's `_encode_new_memory` call: (memory features, [memory position encoding])."""
+
+    def __call__(self, current_vision_feats: list[torch.Tensor], feat_sizes: list[tuple[int, int]],
+                 pred_masks_high_res: torch.Tensor, object_score_logits: torch.Tensor,
+                 is_mask_from_pts: bool) -> tuple[torch.Tensor, list[torch.Tensor]]: ...
+
+
+@dataclass(frozen=True)
+class Engines:
+    """What a tracker calls for each piece of the model: a backend's compiled parts, Meta's modules elsewhere."""
+
+    name: str  # the backend: "torch" is Meta's modules throughout
+    encoder: EncoderBackend | Callable
+    memory_attention: MemoryAttentionBackend | Callable
+    heads: HeadsBackend | Callable
+    memory_encoder: MemoryEncoderBackend | Callable
+
+    @classmethod
+    def of(cls, model: Sam2Model, name: str = "torch", **parts) -> Engines:
+        """Meta's own calls for every piece not given in `parts` (encoder, memory_attention, heads,
+        memory_encoder)."""
+        own = {"encoder": model.forward_image, "memory_attention": model.memory_attention,
+               "heads": model._forward_sam_heads, "memory_encoder": model._encode_new_memory}
+        return cls(name, **{**own, **parts})
 
 
 def image_size_of(model: Sam2Model) -> int:

@@ -67,7 +67,8 @@ def file_sha256(path: Path) -> str:
 
 
 class ArtefactCache:
-    """get_or_build(key, ext, build) -> path of a verified artefact."""
+    """get_or_build(key, ext, build) -> path of a verified artefact (and of its companion files, e.g. an
+    OpenVINO IR's .bin beside its .xml, each verified too)."""
 
     def __init__(self, directory: Path | None = None):
         self.directory = Path(directory) if directory is not None else default_cache_dir()
@@ -76,13 +77,18 @@ class ArtefactCache:
     def path_for(self, key: ArtefactKey, ext: str) -> Path:
         return self.directory / f"{key.kind}-{key.digest()}.{ext}"
 
-    def get_or_build(self, key: ArtefactKey, ext: str, build: Callable[[Path], Path]) -> Path:
+    def get_or_build(self, key: ArtefactKey, ext: str, build: Callable[[Path], Path],
+                     companions: tuple[str, ...] = ()) -> Path:
+        """companions: suffixes of files `build` writes beside the artefact (its path with that suffix)."""
         path = self.path_for(key, ext)
         manifest = path.with_name(path.name + ".json")
-        if path.is_file() and manifest.is_file():
+        files = [path, *(path.with_suffix(c) for c in companions)]
+        if all(f.is_file() for f in files) and manifest.is_file():
             try:
                 meta = json.loads(manifest.read_text())
-                if meta.get("key") == key.__dict__ and meta.get("sha256") == file_sha256(path):
+                digests = [file_sha256(f) for f in files]
+                if meta.get("key") == key.__dict__ and meta.get("sha256") == digests[0] \
+                        and meta.get("companions", []) == digests[1:]:
                     self.hits += 1
                     return path
             except (OSError, ValueError):
@@ -95,6 +101,7 @@ class ArtefactCache:
         manifest.unlink(missing_ok=True)
         build(path)
         tmp = manifest.with_name(manifest.name + ".tmp")
-        tmp.write_text(json.dumps({"key": key.__dict__, "sha256": file_sha256(path)}, indent=2))
+        tmp.write_text(json.dumps({"key": key.__dict__, "sha256": file_sha256(path),
+                                   "companions": [file_sha256(f) for f in files[1:]]}, indent=2))
         tmp.replace(manifest)  # the manifest appears last: a crash mid-build leaves no valid entry
         return path

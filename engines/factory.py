@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from .base import BACKEND_DEVICES, BACKENDS, EncoderBackend, MemoryAttentionBackend, Sam2Model
+from .base import BACKEND_DEVICES, BACKENDS, EncoderBackend, Engines, MemoryAttentionBackend, Sam2Model
 from .onnxruntime_backend import OrtEncoder, OrtMemoryAttention
 from .tensorrt_backend import TensorRTEncoder
 from .torch_backend import TorchEncoder
@@ -27,13 +27,36 @@ def check_backend_device(name: str, device: str | torch.device) -> None:
                      f"{', '.join(others)}")
 
 
+def make_engines(name: str, model: Sam2Model, cache_dir: Path | None = None, threads: int | None = None) -> Engines:
+    """Backend `name`'s parts for this model (compiled backends build, or take from the cache, their artefacts);
+    Meta's modules for the pieces a backend does not compile."""
+    check_backend_device(name, model.device)
+    if name == "openvino":
+        from .openvino_backend import OpenVINOEngines
+
+        ov = OpenVINOEngines.for_model(model, cache_dir=cache_dir, threads=threads)
+        parts = {"encoder": ov.encoder, "memory_attention": ov.memory_attention, "heads": ov.heads,
+                 "memory_encoder": ov.memory_encoder}
+        return Engines.of(model, name, **{k: v for k, v in parts.items() if v is not None})
+    if name == "onnxruntime":
+        return Engines.of(model, name, encoder=OrtEncoder.for_model(model, cache_dir=cache_dir, threads=threads),
+                          memory_attention=OrtMemoryAttention.for_model(model, cache_dir=cache_dir, threads=threads))
+    if name == "tensorrt":
+        return Engines.of(model, name, encoder=TensorRTEncoder.for_model(model, cache_dir=cache_dir))
+    return Engines.of(model, name, encoder=TorchEncoder(model))
+
+
 def make_encoder(name: str, model: Sam2Model, cache_dir: Path | None = None, **options) -> EncoderBackend:
-    """The backend `name` for this model; compiled backends build (or reuse from the cache) their artefact."""
+    """The image encoder of backend `name` alone (compiled backends build, or reuse from the cache, its artefact)."""
     if name not in BACKENDS:
         raise ValueError(f"unknown encoder backend {name!r}; one of {', '.join(BACKENDS)}")
     check_backend_device(name, model.device)
     if name == "onnxruntime":
         return OrtEncoder.for_model(model, cache_dir=cache_dir, **options)
+    if name == "openvino":
+        from .openvino_backend import OpenVINOEngines
+
+        return OpenVINOEngines.for_model(model, cache_dir=cache_dir, parts=("encoder",), **options).encoder
     if name == "tensorrt":
         return TensorRTEncoder.for_model(model, cache_dir=cache_dir, **options)
     return TorchEncoder(model, **options)
@@ -41,9 +64,13 @@ def make_encoder(name: str, model: Sam2Model, cache_dir: Path | None = None, **o
 
 def make_memory_attention(name: str, model: Sam2Model, cache_dir: Path | None = None,
                           **options) -> MemoryAttentionBackend:
-    """The memory attention for backend `name`: ONNX Runtime's graph for `onnxruntime` (measured faster
-    on CPU, docs/benchmarks.md), Meta's torch module otherwise."""
+    """The memory attention of backend `name` alone: OpenVINO's or ONNX Runtime's graph, Meta's module otherwise."""
     check_backend_device(name, model.device)
     if name == "onnxruntime":
         return OrtMemoryAttention.for_model(model, cache_dir=cache_dir, **options)
+    if name == "openvino":
+        from .openvino_backend import OpenVINOEngines
+
+        return OpenVINOEngines.for_model(model, cache_dir=cache_dir, parts=("memory_attention",),
+                                         **options).memory_attention
     return model.memory_attention

@@ -90,6 +90,22 @@ def tensor_spec(engine: Any, name: str) -> tuple[tuple[int, ...], torch.dtype]:
     return shape, TORCH_DTYPES[kind]
 
 
+def plan_key(model: Sam2Model, precision: str = "fp16") -> ArtefactKey:
+    """The cache key of the model's plan on its GPU (TensorRT must import)."""
+    import tensorrt as trt
+
+    base = onnx_key(model, image_size_of(model))
+    return ArtefactKey("trt", base.weights, base.model_config, base.image_size, precision,
+                       f"tensorrt-{trt.__version__}", torch.cuda.get_device_name(model.device))
+
+
+def plan_cached(model: Sam2Model, cache_dir: Path | None = None, precision: str = "fp16") -> bool:
+    """Whether TensorRT runs here and a plan of this model for its GPU is in the cache (`samtrack export`)."""
+    if tensorrt_available() is not None or model.device.type != "cuda":
+        return False
+    return ArtefactCache(cache_dir).path_for(plan_key(model, precision), "plan").is_file()
+
+
 class TensorRTEncoder:
     """Runs a TensorRT plan of the encoder on one CUDA device, on a stream of its own that is ordered after
     and before torch's current stream on that device; features are returned in float32."""
@@ -122,16 +138,13 @@ class TensorRTEncoder:
         why = tensorrt_available()
         if why is not None:
             raise RuntimeError(f"tensorrt backend unavailable: {why}")
-        import tensorrt as trt
 
         device = model.device
         if device.type != "cuda":
             raise ValueError(f"the tensorrt backend needs the model on a CUDA device, not on {device}")
         cache = ArtefactCache(cache_dir)
         onnx_path = export_cached(model, cache)
-        base = onnx_key(model, image_size_of(model))
-        key = ArtefactKey("trt", base.weights, base.model_config, base.image_size, precision,
-                          f"tensorrt-{trt.__version__}", torch.cuda.get_device_name(device))
+        key = plan_key(model, precision)
 
         def build(path: Path) -> Path:
             with torch.cuda.device(device):  # the plan is built for (and tuned on) the chosen GPU

@@ -56,7 +56,7 @@ BAD_CALLS = {
 
 
 def test_prompt_before_any_frame(model):
-    tracker = Tracker.from_sam2(model)
+    tracker = Tracker.from_sam2(model, backend="torch")
     with pytest.raises(FrameWindowError, match="call step"):
         tracker.add_points(1, [[1, 2]], [1])
     assert tracker.objects == []
@@ -65,7 +65,7 @@ def test_prompt_before_any_frame(model):
 def test_bad_inputs_raise_and_leave_state_unchanged(model, video):
     """Tracker A gets every bad call between frames; tracker B does not: their outputs stay identical."""
     frames = _frames(video, 12)
-    a, b = (Tracker.from_sam2(model, feature_window=4, max_objects=1) for _ in range(2))
+    a, b = (Tracker.from_sam2(model, backend="torch", feature_window=4, max_objects=1) for _ in range(2))
     calls = list(BAD_CALLS.items())
     for i, f in enumerate(frames):
         ra, rb = a.step(f), b.step(f)
@@ -87,14 +87,14 @@ def test_bad_inputs_raise_and_leave_state_unchanged(model, video):
 
 def test_unknown_option_is_rejected(model):
     with pytest.raises(TypeError, match="unknown tracker options"):
-        Tracker.from_sam2(model, max_cond_frame=3)
+        Tracker.from_sam2(model, backend="torch", max_cond_frame=3)
     with pytest.raises(ValueError, match="max_cond_frames must be >= 2"):
-        Tracker.from_sam2(model, max_cond_frames=1)
+        Tracker.from_sam2(model, backend="torch", max_cond_frames=1)
 
 
 def test_remove_and_reset(model, video):
     frames = _frames(video, 4)
-    t = Tracker.from_sam2(model)
+    t = Tracker.from_sam2(model, backend="torch")
     t.step(frames[0])
     t.add_points(1, [[20, 25]], [1])
     t.add_box(2, [70, 40, 110, 80])
@@ -109,7 +109,7 @@ def test_remove_and_reset(model, video):
 
 def test_objects_beyond_the_cap_are_refused_until_one_is_removed(model, video):
     frames = _frames(video, 3)
-    t = Tracker.from_sam2(model, max_objects=2)
+    t = Tracker.from_sam2(model, backend="torch", max_objects=2)
     t.step(frames[0])
     t.add_points(1, [[20, 25]], [1])
     t.add_box(2, [70, 40, 110, 80])
@@ -123,7 +123,7 @@ def test_objects_beyond_the_cap_are_refused_until_one_is_removed(model, video):
 
 
 def test_points_kept_on_a_frame_add_up_to_at_most_64(model, video):
-    t = Tracker.from_sam2(model)
+    t = Tracker.from_sam2(model, backend="torch")
     t.step(_frames(video, 1)[0])
     t.add_points(1, [[20, 25]] * 40, [1] * 40)
     n_tensors = len(t.tensors())

@@ -52,7 +52,7 @@ def test_batched_equals_per_object(long_video):
 
 
 def test_batching_is_off_by_default_so_meta_exactness_holds():
-    assert Tracker.from_sam2(make_model()).options.batch_objects is False
+    assert Tracker.from_sam2(make_model(), backend="torch").options.batch_objects is False
 
 
 @pytest.mark.slow  # 48 steps
@@ -123,6 +123,8 @@ def test_a_failure_in_a_batched_turn_belongs_to_its_own_stream(video, monkeypatc
     out = step_batch(ts, [frames[1]] * 3)
     assert isinstance(out[2], RuntimeError) and not isinstance(out[0], Exception)
     assert out[1].frame_index == 0 and out[0].frame_index == 1  # each stream's own numbering
+    # the failed tracker did not take the frame: no number used, nothing in its window that was not published
+    assert ts[2].latest_frame == 0 and ts[2].window == [0]
 
     def small_batches_only(image):  # the shared encoder fails on the batch (out of memory, say)
         if image.shape[0] > 1:

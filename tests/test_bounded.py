@@ -26,7 +26,7 @@ STEADY_PERIODS = 6  # identical states measured after warm-up
 def test_state_is_bounded_with_prompts_and_objects_coming_and_going():
     model = make_model(image_size=64)
     # Corrections become conditioning frames, so the conditioning cap is exercised too.
-    tracker = Tracker.from_sam2(model, add_all_frames_to_correct_as_cond=True, feature_window=8)
+    tracker = Tracker.from_sam2(model, backend="torch", add_all_frames_to_correct_as_cond=True, feature_window=8)
     h, w = 48, 64
     samples = []
     deadline = time.monotonic() + 600  # a bound on a stuck run, far above the ~30 s it takes on a quiet machine
@@ -70,8 +70,8 @@ def test_small_caps_hold_from_the_first_frames():
     within it serve as recent memory), conditioning frames are evicted, and once the caps are full the state
     repeats with the schedule."""
     model = make_model(image_size=64)
-    tracker = Tracker.from_sam2(model, add_all_frames_to_correct_as_cond=True, feature_window=2, max_cond_frames=2,
-                                max_obj_ptrs_in_encoder=2)
+    tracker = Tracker.from_sam2(model, backend="torch", add_all_frames_to_correct_as_cond=True, feature_window=2,
+                                max_cond_frames=2, max_obj_ptrs_in_encoder=2)
     opts = tracker.options
     assert opts.memory_horizon == 6  # 1 + stride 1 x (7 memories - 2); pointers reach back only 1 frame
     h, w = 48, 64

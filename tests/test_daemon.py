@@ -269,7 +269,8 @@ def test_the_signal_handler_takes_no_lock_the_loop_may_hold():
 
     settings = DaemonSettings(f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}", "rle", 4, None,
                               0, None, 10.0, 5.0)
-    daemon = Daemon([Stream("s", open_source("test:"), Tracker.from_sam2(make_model(image_size=64)))], settings)
+    tracker = Tracker.from_sam2(make_model(image_size=64), backend="torch")
+    daemon = Daemon([Stream("s", open_source("test:"), tracker)], settings)
     before = {s: sig.getsignal(s) for s in (sig.SIGINT, sig.SIGTERM)}
     held = []
     try:

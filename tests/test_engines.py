@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from engines.base import Engines
 from engines.cache import ArtefactCache
 from engines.factory import make_encoder, make_memory_attention
 from engines.memory_graph import MemoryAttentionGraph
@@ -113,8 +114,8 @@ def test_onnxruntime_tracking_100_frames_matches_torch(model, cache_dir):
     runs = []
     session_run = memory_attention.session.run
     memory_attention.session.run = lambda *a: runs.append(1) or session_run(*a)  # count: it must be used
-    ort_tracker = Tracker(model, ref.options, make_encoder("onnxruntime", model, cache_dir=cache_dir),
-                          memory_attention)
+    ort_tracker = Tracker(model, ref.options, Engines.of(model, "onnxruntime", encoder=make_encoder(
+        "onnxruntime", model, cache_dir=cache_dir), memory_attention=memory_attention))
     ious, present = [], 0
     for i in range(100):
         f = moving_shapes_frame(i, h, w)

@@ -19,7 +19,7 @@ HEADER_FIELDS = {"v", "type", "stream", "seq", "frame", "source_index", "width",
                  "capture_ns", "publish_ns", "publish_unix_ns", "capture_us", "publish_us", "publish_unix_us",
                  "timings_ms", "dropped", "publish_dropped", "objects"}
 PING_FIELDS = {"pong", "protocol", "stream", "frame", "source", "uptime_s", "window", "metrics_port", "precision",
-               "streams", "state"}
+               "streams", "state", "backend"}
 STAGES = {"queue", "preprocess", "encoder", "track", "memory_encoder", "bookkeeping", "postprocess", "step",
           "publish_queue"}
 

@@ -1,5 +1,6 @@
-"""Choosing what a Tracker runs on: Meta's model from a checkpoint (or seeded random weights) and the
-engine backends named by the caller. Lives beside the core so the core never picks a backend itself."""
+"""Choosing what a Tracker runs on: Meta's model from a checkpoint (or seeded random weights) and the engine
+backend named by the caller, or chosen for the device ("auto"). Lives beside the core so the core never picks a
+backend itself."""
 
 from __future__ import annotations
 
@@ -9,28 +10,67 @@ from pathlib import Path
 
 import torch
 
-from engines.base import EncoderBackend, MemoryAttentionBackend
-from engines.factory import check_backend_device, make_encoder, make_memory_attention
+from engines.base import Engines
+from engines.factory import check_backend_device, make_engines
 
 from .devices import check_device
 from .errors import DeviceError
 from .models import build_sam2_model
 
 log = logging.getLogger(__name__)
+_said: set[str] = set()  # what auto's fallbacks already told the log (once per process)
 
 
 def build_parts(model: str, checkpoint: str | os.PathLike | None, image_size: int, device: str, seed: int,
-                threads: int | None, backend: str, engine_cache: str | os.PathLike | None,
-                ) -> tuple[torch.nn.Module, EncoderBackend, MemoryAttentionBackend]:
-    """The sam2 model, its image encoder and its memory attention for `backend`. The device, and the backend on
-    it, are checked first: DeviceError says what to install or pass before any model is loaded."""
+                threads: int | None, backend: str, engine_cache: str | os.PathLike | None, precision: str = "auto",
+                ) -> tuple[torch.nn.Module, Engines]:
+    """The sam2 model and its engines for `backend`. The device, and a named backend on it, are checked first:
+    DeviceError says what to install or pass before any model is loaded."""
     check_device(device)
-    try:
-        check_backend_device(backend, device)
-    except ValueError as e:
-        raise DeviceError(str(e)) from None
+    if backend != "auto":
+        try:
+            check_backend_device(backend, device)
+        except ValueError as e:
+            raise DeviceError(str(e)) from None
     if checkpoint is None:
         log.warning("no checkpoint given: %s has seeded RANDOM weights, its masks are meaningless", model)
     net = build_sam2_model(model, checkpoint, image_size, device, seed, threads)
+    return net, engines_for(net, backend, engine_cache, precision, threads)
+
+
+def engines_for(model: torch.nn.Module, backend: str, engine_cache: str | os.PathLike | None = None,
+                precision: str = "auto", threads: int | None = None) -> Engines:
+    """The engines of `backend` (resolved by `resolve_backend` when "auto") for a built model."""
     cache = Path(engine_cache) if engine_cache else None
-    return net, make_encoder(backend, net, cache_dir=cache), make_memory_attention(backend, net, cache)
+    name = resolve_backend(backend, model, precision, cache)
+    if name == "torch":
+        return Engines.of(model)
+    try:
+        return make_engines(name, model, cache_dir=cache, threads=threads)
+    except ValueError as e:
+        raise DeviceError(str(e)) from None
+
+
+def resolve_backend(backend: str, model: torch.nn.Module, precision: str = "auto", cache: Path | None = None) -> str:
+    """A named backend as is; "auto": precision fp32 keeps Meta's exact torch arithmetic; otherwise OpenVINO on
+    CPUs (torch where it is not installed, said once), TensorRT on GPUs where a plan is built for this model (
+    `samtrack export --backend tensorrt`), else torch."""
+    if backend != "auto":
+        return backend
+    kind = model.device.type
+    if precision == "fp32":
+        return "torch"
+    if kind == "cuda":
+        from engines.tensorrt_backend import plan_cached
+
+        return "tensorrt" if plan_cached(model, cache) else "torch"
+    if kind == "cpu":
+        from engines.openvino_backend import openvino_available
+
+        why = openvino_available()
+        if why is None:
+            return "openvino"
+        if why not in _said:
+            _said.add(why)
+            log.warning("backend auto: %s; torch runs on the CPU instead (slower)", why)
+    return "torch"

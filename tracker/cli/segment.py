@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..core.options import BACKEND_CHOICES
 from ..paths import existing_file, file_to_write
 from .args import CHECKPOINT, box, point
 
@@ -24,6 +25,8 @@ def add_segment_parser(sub) -> None:
                    help="checkpoint file (default: the cached one, else random weights)")
     p.add_argument("--image-size", type=int, default=1024, help="model input size")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--backend", choices=BACKEND_CHOICES, default="auto",
+                   help="image encoder: auto (OpenVINO on CPUs), torch (Meta's, exact), openvino, ...")
     p.set_defaults(func=run_segment)
 
 
@@ -33,8 +36,10 @@ def run_segment(args) -> int:
     import cv2
     import numpy as np
 
+    from engines.factory import make_encoder
     from pipelines.overlay import OverlayObject, draw_overlay
 
+    from ..build import resolve_backend
     from ..errors import SamtrackError
     from ..models import build_sam2_model, weights
     from ..runner.segment import read_image, segment
@@ -48,9 +53,11 @@ def run_segment(args) -> int:
     if checkpoint is None:
         print(f"NOTE: no checkpoint for {args.model}: seeded RANDOM weights, the mask is meaningless")
     model = build_sam2_model(args.model, checkpoint, args.image_size, args.device)
+    backend = resolve_backend(args.backend, model)
+    encoder = None if backend == "torch" else make_encoder(backend, model)
     points = [p[:2] for p in args.point] or None
     labels = [p[2] for p in args.point] or None
-    result = segment(model, image, points, labels, args.box, args.multimask)
+    result = segment(model, image, points, labels, args.box, args.multimask, encoder)
     names = [out] if not args.multimask else [out.with_name(f"{out.stem}-{i}{out.suffix}")
                                               for i in range(len(result.masks))]
     for name, mask, score in zip(names, result.masks, result.scores):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..core.options import PRECISIONS
+from ..core.options import BACKEND_CHOICES, PRECISIONS
 from ..paths import dir_to_write, existing_file
 from ..protocol import MASK_ENCODINGS
 from ..recording.inputs import source_arg
@@ -34,7 +34,8 @@ def add_serve_parser(sub) -> None:
     p.add_argument("--image-size", type=int)
     p.add_argument("--device")
     p.add_argument("--threads", type=int, help="CPU threads for torch")
-    p.add_argument("--backend", choices=["torch", "onnxruntime", "tensorrt"], help="image encoder backend")
+    p.add_argument("--backend", choices=BACKEND_CHOICES, help="engines: auto (default), torch, openvino, onnxruntime, "
+                                                              "tensorrt (docs/engines.md)")
     p.add_argument("--precision", choices=PRECISIONS, help="fp32 (exact), bf16 (fast path) or auto")
     p.add_argument("--results", help="PUB endpoint for results")
     p.add_argument("--commands", help="ROUTER endpoint for commands")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..core.options import PRECISIONS
+from ..core.options import BACKEND_CHOICES, PRECISIONS
 from ..paths import existing_file, file_to_write
 from ..recording.inputs import source_arg
 from .args import CHECKPOINT, box, point
@@ -44,6 +44,8 @@ def add_track_parser(sub) -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, help="CPU threads for torch")
     p.add_argument("--precision", choices=PRECISIONS, default="auto", help="fp32 (exact), bf16 (fast path) or auto")
+    p.add_argument("--backend", choices=BACKEND_CHOICES, default="auto",
+                   help="engines: auto (OpenVINO on CPUs unless --precision fp32), torch, openvino, ...")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run_track, events=None)
 
@@ -79,14 +81,14 @@ def run_track(args) -> int:
     checkpoint = weights.resolve_checkpoint(args.model, args.checkpoint)
     # The tracker before the source: torch's ONNX exporter crashes once GStreamer's libraries are loaded.
     tracker = Tracker.build(args.model, checkpoint, args.image_size, args.device, threads=args.threads,
-                            precision=args.precision)
+                            backend=args.backend, precision=args.precision)
     source = open_input(args.source, reconnect=False)
     summary = track_source(source, tracker, prompts, Path(args.out) if args.out else None,
                            Path(args.masks) if args.masks else None, args.frames,
                            count, progress=not args.quiet)
     written = " and ".join(filter(None, (args.out, args.masks)))
     print(f"{summary.frames} frames, {len(summary.objects)} object(s), {summary.fps:.2f} frames/s "
-          f"({tracker.precision}); wrote {written}")
+          f"({tracker.backend}, {tracker.precision}); wrote {written}")
     return 0
 
 

@@ -46,7 +46,7 @@ def step_batch(trackers: list[Tracker], frames: list[np.ndarray]) -> list[FrameR
     for k, (i, f) in enumerate(todo):
         try:
             out[i] = trackers[i].step_encoded(f, _item(batched, k), Span(t0, t1, share), Span(t1, t2, share))
-        except Exception as e:  # noqa: BLE001  (this tracker did not advance; the others did)
+        except Exception as e:  # noqa: BLE001  (this tracker did not take the frame; the others did)
             out[i] = e
     return out
 

@@ -24,6 +24,8 @@ DEFAULT_MAX_COND_FRAMES = 8
 DEFAULT_FEATURE_WINDOW = 16
 
 PRECISIONS = ("auto", "fp32", "bf16")  # see TrackerOptions.precision
+# Engine backends a user may name (engines.base.BACKENDS, and auto: chosen for the device, tracker/build.py).
+BACKEND_CHOICES = ("auto", "torch", "openvino", "onnxruntime", "tensorrt")
 
 # Objects tracked at once: each adds its memory bank and its share of every step (about one memory attention
 # and decoder pass), so a client adding ids in a loop would grow memory and step time without bound. 32 covers

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..errors import SamtrackError
+from ..errors import SamtrackError, TooManyObjectsError
 from .bank import MemoryEntry
 
 STATE_FORMAT = 1
@@ -95,3 +95,41 @@ def decode_state(meta: dict, tensors: dict[str, torch.Tensor], device: torch.dev
         return TrackerState(int(meta["next_frame"]), tuple(objects), None if pos is None else pos.to(device))
     except (KeyError, TypeError, ValueError, AttributeError) as e:
         raise StateError(f"incomplete tracker state: {type(e).__name__} {e}") from e
+
+
+def fitted(state: TrackerState, model: torch.nn.Module, max_objects: int, precision: str) -> TrackerState:
+    """The state checked against a tracker (its model's shapes, its object cap; every value finite, every
+    memory before the state's first frame), its tensors in the dtypes the tracker's own entries have: a state
+    from elsewhere (an import, a file) can be neither malformed nor larger than what a client could prompt."""
+    if len(state.objects) > max_objects:
+        raise TooManyObjectsError(f"the state holds {len(state.objects)} objects, more than this stream's "
+                                  f"max_objects ({max_objects}): raise [memory] max_objects to take it")
+    h = int(model.image_size) // 16
+    shapes = {"maskmem_features": (1, model.mem_dim, h, h), "obj_ptr": (1, model.hidden_dim),
+              "object_score_logits": (1, 1)}
+    dtypes = {"maskmem_features": torch.bfloat16, "obj_ptr": torch.float32,  # as the bank keeps them
+              "object_score_logits": torch.float32 if precision == "fp32" else torch.bfloat16}
+    ids = [o.obj_id for o in state.objects]
+    if len(set(ids)) != len(ids) or any(not 0 <= i < 2**31 for i in ids):
+        raise StateError(f"the state's object ids are not distinct ids in 0..2^31-1: {ids}")
+    objects = []
+    for o in state.objects:
+        if not o.cond or o.cond_dropped < 0:
+            raise StateError(f"object {o.obj_id} has no prompted frame in the state")
+        cond = {}
+        for t, e in o.cond.items():
+            values = {name: getattr(e, name) for name in shapes}
+            bad = [name for name, x in values.items() if x is None or tuple(x.shape) != shapes[name]
+                   or not x.is_floating_point() or not bool(torch.isfinite(x.float()).all())]
+            if bad or not 0 <= t < state.next_frame:
+                raise StateError(f"object {o.obj_id}'s memory of frame {t} does not fit this tracker: "
+                                 f"{', '.join(bad) or 'frame number'} (shapes expected {shapes}, frames before "
+                                 f"{state.next_frame})")
+            cast = {name: x.to(dtypes[name]) for name, x in values.items()}
+            cond[t] = MemoryEntry(t, e.frame_tensor, e.pred_masks, cast["obj_ptr"], cast["object_score_logits"],
+                                  cast["maskmem_features"])
+        objects.append(ObjectState(o.obj_id, cond, o.cond_dropped))
+    pos = state.maskmem_pos
+    if pos is not None and (tuple(pos.shape) != (1, model.mem_dim, h, h) or not bool(torch.isfinite(pos).all())):
+        raise StateError(f"the state's memory position encoding does not fit this tracker ({tuple(pos.shape)})")
+    return TrackerState(state.next_frame, tuple(objects), pos)

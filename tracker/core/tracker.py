@@ -10,7 +10,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from engines.base import EncoderBackend, MemoryAttentionBackend
+from engines.base import Engines
 
 from ..errors import FrameWindowError, PromptError, TooManyObjectsError, UnknownObjectError
 from .bank import FrameFeatures, MemoryEntry, ObjectBank, PointPrompt
@@ -29,7 +29,7 @@ from .prompts import (
     to_point_prompt,
 )
 from .results import FrameResult, StageTimes, make_result
-from .state import ObjectState, StateError, TrackerState
+from .state import ObjectState, TrackerState, fitted
 
 
 class Tracker:
@@ -37,13 +37,12 @@ class Tracker:
     in the feature window. Bit-exact to Meta's SAM2VideoPredictor in fp32 on causal sessions,
     with memory bounded by the options (see TrackerOptions)."""
 
-    def __init__(self, model: torch.nn.Module, options: TrackerOptions, encoder: EncoderBackend | None = None,
-                 memory_attention: MemoryAttentionBackend | None = None):
+    def __init__(self, model: torch.nn.Module, options: TrackerOptions, engines: Engines | None = None):
         self.model = model
         self.options = options
         # Backends (engines/) chosen by whoever builds the tracker; Meta's own modules by default.
-        self.encoder = encoder or model.forward_image
-        self.memory_attention = memory_attention or model.memory_attention
+        self.engines = engines or Engines.of(model)
+        self.encoder, self.memory_attention = self.engines.encoder, self.engines.memory_attention
         self.device = model.device
         self.image_size = int(model.image_size)
         self.precision = resolve_precision(options.precision, self.device)  # "fp32" (exact) or "bf16"
@@ -58,6 +57,7 @@ class Tracker:
         # and the memory position encoding (Meta recomputes both every frame, with equal values).
         self._vision_pos: torch.Tensor | None = None
         self._maskmem_pos: torch.Tensor | None = None
+        self.state_version = 0  # counts changes of what snapshot() keeps (objects, conditioning frames)
         self.clock = StageClock(self.device)  # stage timings, on the device's timeline
         # Spans of the current step per stage ("track": memory attention and SAM heads, "memory_encoder");
         # None outside a step (prompts are not timed).
@@ -65,39 +65,34 @@ class Tracker:
 
     # ---- construction -------------------------------------------------------------------
     @classmethod
-    def build(
-        cls,
-        model: str = "sam2.1_hiera_t",
-        checkpoint: str | os.PathLike | None = None,
-        image_size: int = 1024,
-        device: str = "cpu",
-        seed: int = 0,
-        threads: int | None = None,
-        backend: str = "torch",
-        engine_cache: str | os.PathLike | None = None,
-        **options,
-    ) -> Tracker:
+    def build(cls, model: str = "sam2.1_hiera_t", checkpoint: str | os.PathLike | None = None, image_size: int = 1024,
+              device: str = "cpu", seed: int = 0, threads: int | None = None, backend: str = "auto",
+              engine_cache: str | os.PathLike | None = None, **options) -> Tracker:
         """Build Meta's model (checkpoint or seeded random weights) with the named backend and wrap it.
 
-        backend: torch, onnxruntime or tensorrt (engines/), its compiled artefacts cached in engine_cache;
-        the choice is made beside the core, in tracker/build.py. Other options as in TrackerOptions.
-        """
+        backend: auto (OpenVINO on CPUs unless precision is fp32, torch on GPUs; tracker/build.py), torch, openvino,
+        onnxruntime or tensorrt (engines/), compiled artefacts cached in engine_cache. Other options as in
+        TrackerOptions."""
         from ..build import build_parts
 
-        net, encoder, memory_attention = build_parts(model, checkpoint, image_size, device, seed, threads,
-                                                     backend, engine_cache)
-        return cls(net, TrackerOptions.from_model(net, **options), encoder, memory_attention)
+        net, engines = build_parts(model, checkpoint, image_size, device, seed, threads, backend, engine_cache,
+                                   options.get("precision", "auto"))
+        return cls(net, TrackerOptions.from_model(net, **options), engines)
 
     def share(self, **options) -> Tracker:
         """Another tracker on this one's model and backends (one copy of the weights and engines), with
         state of its own: a daemon's second stream. Options default to the model's, as in `build`."""
-        return Tracker(self.model, TrackerOptions.from_model(self.model, **options), self.encoder,
-                       self.memory_attention)
+        return Tracker(self.model, TrackerOptions.from_model(self.model, **options), self.engines)
 
     @classmethod
-    def from_sam2(cls, model: torch.nn.Module, **options) -> Tracker:
-        """Wrap an already-built sam2 model (e.g. the one inside Meta's predictor), honouring its settings."""
-        return cls(model, TrackerOptions.from_model(model, **options))
+    def from_sam2(cls, model: torch.nn.Module, backend: str = "auto", engine_cache: str | os.PathLike | None = None,
+                  **options) -> Tracker:
+        """Wrap an already-built sam2 model (e.g. the one inside Meta's predictor), honouring its settings; backend
+        as in `build` (precision="fp32" with backend auto: Meta's modules, bit-exact)."""
+        from ..build import engines_for
+
+        engines = engines_for(model, backend, engine_cache, options.get("precision", "auto"))
+        return cls(model, TrackerOptions.from_model(model, **options), engines)
 
     # ---- public API ---------------------------------------------------------------------
     @property
@@ -108,7 +103,7 @@ class Tracker:
     @property
     def backend(self) -> str:
         """The engines' backend ("torch": Meta's modules)."""
-        return getattr(self.encoder, "name", "torch")
+        return self.engines.name
 
     @property
     def latest_frame(self) -> int | None:
@@ -147,10 +142,10 @@ class Tracker:
                 feats = self._encode(backbone_out, frame.shape[0], frame.shape[1], self._latest + 1)
                 for bank in self._banks.values():
                     self._flush(bank)
-                self._push(feats)
                 low_res = {}
                 banks = list(self._banks.values())
                 entries = self._track_objects(banks, feats, is_init_cond=False, run_mem_encoder=True) if banks else []
+                self._push(feats)  # only now: a failure above leaves the frame untaken (its number too)
                 for bank, entry in zip(banks, entries):
                     bank.non_cond[feats.index] = entry
                     bank.tracked.add(feats.index)
@@ -198,10 +193,12 @@ class Tracker:
         if obj_id not in self._banks:
             raise UnknownObjectError(f"unknown object {obj_id!r}; tracked objects: {self.objects}")
         del self._banks[obj_id]
+        self.state_version += 1
 
     def reset(self) -> None:
         """Forget every object. Frame indices and the feature window carry on."""
         self._banks.clear()
+        self.state_version += 1
 
     def snapshot(self) -> TrackerState:
         """What a restart needs to go on tracking (core/state.py): the frame counter and every object's
@@ -216,18 +213,14 @@ class Tracker:
     def restore(self, state: TrackerState, next_frame: int | None = None) -> None:
         """Go on from a snapshot: its objects with their conditioning memories, frame numbers from next_frame
         (default: the state's); everything else is forgotten and no frame before can be prompted."""
+        state = fitted(state, self.model, self.options.max_objects, self.precision)
         start = max(state.next_frame, next_frame or 0)
-        want = (1, self.model.mem_dim, self.image_size // 16, self.image_size // 16)
-        for o in state.objects:
-            for t, e in o.cond.items():
-                if tuple(e.maskmem_features.shape) != want or t >= start:
-                    raise StateError(f"object {o.obj_id}'s memory of frame {t} does not fit this tracker (shape "
-                                     f"{tuple(e.maskmem_features.shape)}, expected {want}, before frame {start})")
         self._window.clear()
         self._banks = {o.obj_id: ObjectBank(o.obj_id, cond=dict(o.cond), cond_dropped=o.cond_dropped)
                        for o in state.objects}
         self._latest = start - 1
         self._maskmem_pos = state.maskmem_pos
+        self.state_version += 1
 
     def result(self, frame_index: int | None = None) -> FrameResult:
         """Every object's current result on a frame still in the window (default: the latest)."""
@@ -308,6 +301,7 @@ class Tracker:
                                 prev_logits=prev_logits, run_mem_encoder=False)
             # Commit only now: a failure above leaves the state as it was.
             pending[k] = entry
+            self.state_version += is_cond
             if prompt is not None:
                 bank.points[k] = prompt
             else:
@@ -358,7 +352,7 @@ class Tracker:
     def _encode_memory(self, vision_feats: list[torch.Tensor], feat_sizes, high_res_masks, object_score_logits,
                        from_pts: bool):
         start = self._mark()
-        maskmem, pos = self.model._encode_new_memory(
+        maskmem, pos = self.engines.memory_encoder(
             current_vision_feats=vision_feats, feat_sizes=feat_sizes,
             pred_masks_high_res=high_res_masks, object_score_logits=object_score_logits,
             is_mask_from_pts=from_pts,
@@ -393,7 +387,7 @@ class Tracker:
             start = self._mark()
             pix_feat = condition_on_memory(m, self.options, self.memory_attention, vf[-1], self._vision_pos,
                                            sizes[-1], memories)
-            outs = m._forward_sam_heads(
+            outs = self.engines.heads(
                 backbone_features=pix_feat, point_inputs=point_inputs,
                 mask_inputs=prev_logits if prev_logits is not None else mask,
                 high_res_features=high_res_feats,

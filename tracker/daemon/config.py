@@ -13,7 +13,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from pipelines.live import DEFAULT_BACKOFF, DEFAULT_STALL_TIMEOUT_S
 
-from ..core.options import DEFAULT_FEATURE_WINDOW, DEFAULT_MAX_COND_FRAMES, DEFAULT_MAX_OBJECTS, PRECISIONS
+from ..core.options import (
+    BACKEND_CHOICES,
+    DEFAULT_FEATURE_WINDOW,
+    DEFAULT_MAX_COND_FRAMES,
+    DEFAULT_MAX_OBJECTS,
+    PRECISIONS,
+)
 from ..errors import SamtrackError
 from ..paths import PathError, check_dir_to_write
 from ..protocol import DEFAULT_COMMANDS, DEFAULT_RESULTS, MASK_ENCODINGS, MAX_STREAM_NAME, STREAM_NAME
@@ -64,12 +70,13 @@ class ModelSection(_Section):
                             description="Model input size; Meta's is 1024, 512 keeps a CPU near real time.")
     device: str = Field("cpu", description="torch device: cpu, cuda, cuda:1 ...")
     threads: int = Field(0, ge=0, description="CPU threads for torch; 0 keeps torch's default.")
-    backend: Literal["torch", "onnxruntime", "tensorrt"] = Field(
-        "torch", description="Image encoder backend: torch (exact), onnxruntime (faster on CPU), tensorrt (GPU).")
-    engine_cache: str = Field("", description="Compiled encoder cache; empty: $XDG_CACHE_HOME/samtrack/engines.")
+    backend: Literal[BACKEND_CHOICES] = Field(
+        "auto", description="Engines: auto (OpenVINO on CPUs, torch or a built TensorRT plan on GPUs; torch with "
+        "precision fp32), torch (Meta's modules; exact in fp32), openvino (CPU), onnxruntime (CPU), tensorrt (GPU).")
+    engine_cache: str = Field("", description="Compiled engines' cache; empty: $XDG_CACHE_HOME/samtrack/engines.")
     precision: Literal[PRECISIONS] = Field(
-        "auto", description="fp32: Meta's exact arithmetic; bf16: the fast path (docs/engines.md tolerances); "
-        "auto: bf16 on CUDA and on CPUs with AVX512-BF16/AMX, else fp32.")
+        "auto", description="fp32: Meta's exact arithmetic (backend torch); bf16: the fast path (docs/engines.md "
+        "tolerances); auto: bf16 on GPUs and CPUs that compute it natively, else fp32.")
 
     @field_validator("checkpoint")
     @classmethod

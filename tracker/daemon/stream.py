@@ -73,7 +73,8 @@ class Stream:
                 height=info.height if info else None, fps=info.fps if info else None, dropped=src.dropped,
                 reconnects=src.reconnects, connected=src.connected and self.error is None, error=self.source_error),
             uptime_s=time.monotonic() - self.stats.started, window=window[:1] + window[-1:],
-            metrics_port=metrics_port, precision=self.tracker.precision, streams=streams, state=self._state_status())
+            metrics_port=metrics_port, precision=self.tracker.precision, streams=streams, state=self._state_status(),
+            backend=self.tracker.backend)
 
     def _state_status(self) -> messages.StateStatus | None:
         r = self.state.report if self.state is not None else None

@@ -43,8 +43,9 @@ def build_daemon(cfg: Config) -> Daemon:
 
     checkpoint = weights.resolve_checkpoint(cfg.model.name, cfg.model.checkpoint)
     m, mem, sections = cfg.model, cfg.memory, cfg.stream_sections()
-    if mem.batch_streams and m.backend != "torch":
-        raise ConfigError(f"[memory] batch_streams needs backend torch: the {m.backend} engines take one frame")
+    if mem.batch_streams and m.backend in ("onnxruntime", "tensorrt"):
+        raise ConfigError(f"[memory] batch_streams needs backend torch, openvino or auto: the {m.backend} engine "
+                          "takes one frame")
     options = [{"feature_window": sec.feature_window or mem.feature_window, "max_cond_frames": mem.max_cond_frames,
                 "batch_objects": mem.batch_objects, "precision": m.precision, "max_objects": mem.max_objects}
                for sec in sections]

@@ -53,6 +53,7 @@ class DaemonStatus:
     precision: str  # "fp32" (exact) or "bf16" (fast path)
     streams: list[str]  # every stream the daemon serves
     state: StateStatus | None = None  # None: no state directory
+    backend: str = "torch"  # the engines: "torch" is Meta's modules (exact with precision fp32)
 
 
 @dataclass(frozen=True)
@@ -131,7 +132,7 @@ def status_result(s: DaemonStatus) -> dict:
                    "dropped": src.dropped, "reconnects": src.reconnects, "connected": src.connected,
                    "error": src.error},
         "uptime_s": round(s.uptime_s, 3), "window": list(s.window), "metrics_port": s.metrics_port,
-        "precision": s.precision, "streams": list(s.streams), "state": _state(s.state),
+        "precision": s.precision, "backend": s.backend, "streams": list(s.streams), "state": _state(s.state),
     }
 
 

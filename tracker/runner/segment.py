@@ -37,8 +37,9 @@ def read_image(path: str | Path) -> np.ndarray:
 
 @torch.inference_mode()
 def segment(model: torch.nn.Module, image: np.ndarray, points=None, labels=None, box=None,
-            multimask: bool = False) -> Segmentation:
-    """Masks for clicks (x, y; labels 1/0) and/or a box (x0, y0, x1, y1) in image pixels."""
+            multimask: bool = False, encoder=None) -> Segmentation:
+    """Masks for clicks (x, y; labels 1/0) and/or a box (x0, y0, x1, y1) in image pixels; `encoder`: a compiled
+    image encoder in place of the model's own (engines/)."""
     from sam2.sam2_image_predictor import SAM2ImagePredictor
 
     h, w = image.shape[:2]
@@ -52,7 +53,12 @@ def segment(model: torch.nn.Module, image: np.ndarray, points=None, labels=None,
     # Meta's predictor hard-codes the feature sizes of a 1024 px model; give it this model's.
     side = int(model.image_size)
     predictor._bb_feat_sizes = [(side // 4, side // 4), (side // 8, side // 8), (side // 16, side // 16)]
-    predictor.set_image(image)
+    if encoder is not None:  # the predictor calls model.forward_image: the compiled encoder answers instead
+        model.forward_image = encoder
+    try:
+        predictor.set_image(image)
+    finally:
+        model.__dict__.pop("forward_image", None)
     masks, scores, _ = predictor.predict(point_coords=pts, point_labels=lab, box=b, multimask_output=multimask)
     order = np.argsort(-scores)
     return Segmentation([masks[i] > 0 for i in order], [float(scores[i]) for i in order])
