@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import logging
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -101,7 +102,11 @@ def convert_cached(model: Sam2Model, part: _Part, cache: ArtefactCache) -> Path:
         log.info("converting the %s to OpenVINO at %d px (once per weights, size and version)...", part.what, size)
         t0 = time.monotonic()
         inputs = None if part.shapes is None else [(shape, ov.Type.f32) for shape in part.shapes]
-        with fixed_pos_embed(model, size), torch.no_grad():
+        with fixed_pos_embed(model, size), torch.no_grad(), warnings.catch_warnings():
+            # OpenVINO traces with TorchScript (deprecated by torch, still what its converter reads); the tracer
+            # warns about Python conditionals on shapes, which are constants for one graph of one size.
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
+            warnings.simplefilter("ignore", FutureWarning)
             converted = ov.convert_model(part.graph, example_input=part.example, input=inputs)
         tmp = path.with_name(path.stem + ".tmp.xml")
         ov.save_model(converted, str(tmp), compress_to_fp16=False)

@@ -123,3 +123,16 @@ def test_import_graph_has_no_cycle():
         if m not in state:
             visit(m)
     assert len(state) > 40  # the walk saw the whole tree
+
+
+def test_building_trackers_comes_before_gstreamer():
+    """Tracing a model (OpenVINO's converter, torch's ONNX exporter) crashes once GStreamer's libraries are in the
+    process: the command line, the daemon's wiring and replay must not load them before their trackers exist."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfor m in ('tracker.cli.main', 'tracker.daemon.wiring', 'tracker.daemon.replay', "
+            "'tracker.recording.inputs', 'tracker.runner.track'):\n    __import__(m)\n"
+            "assert 'gi' not in sys.modules, [m for m in sys.modules if m.startswith('gi')]")
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]

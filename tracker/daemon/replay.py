@@ -14,7 +14,7 @@ import torch
 from .. import protocol as P
 from ..core.tracker import Tracker
 from ..models import weights
-from ..recording.format import Manifest, RecordingError
+from ..recording.format import Manifest, RecordingError, sessions
 from ..recording.replay import FrameMap, RecordingSource
 from ..recording.verify import Verifier
 from .config import load_config
@@ -82,6 +82,8 @@ def replay(s: ReplaySettings) -> ReplayReport:
     directory = s.directory
     newest = Manifest.read(directory)
     trackers = _Trackers(s, directory)
+    for m in sessions(directory):  # every engine built now: converting after GStreamer is loaded would crash
+        trackers.fresh(m)
     source = RecordingSource(directory, realtime=s.realtime)
     stream = Stream(newest.stream, source, trackers.fresh(newest), preview_every=s.preview_every)
 

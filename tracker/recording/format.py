@@ -177,6 +177,12 @@ def session_path(directory: Path, session: int) -> Path:
     return directory / SESSIONS / f"{session:06d}.json"
 
 
+def sessions(directory: Path) -> list[Manifest]:
+    """Every session's manifest (format 1: the one manifest.json)."""
+    numbers = sorted(int(p.stem) for p in (directory / SESSIONS).glob("[0-9]" * 6 + ".json"))
+    return [Manifest.read(directory, n) for n in numbers] or [Manifest.read(directory)]
+
+
 def next_session(directory: Path) -> int:
     """The number of a new session in this directory (one more than any recorded)."""
     numbers = [int(p.stem) for p in (directory / SESSIONS).glob("[0-9]" * 6 + ".json")]

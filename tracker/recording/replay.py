@@ -14,7 +14,6 @@ import numpy as np
 from pipelines.base import StreamInfo
 from pipelines.errors import EndOfStream, SourceError
 from pipelines.frame import Frame
-from pipelines.source import GstSource
 from pipelines.spec import SourceSpec
 
 from .format import Manifest, RecordingError, read_timeline, segment_paths, segments
@@ -66,7 +65,7 @@ class RecordingSource:
         self._session: int | None = None
         self._segments: list[int] = []
         self._records: list[dict] = []
-        self._video: GstSource | None = None
+        self._video = None  # the segment's GstSource
         self._pace: tuple[float, int] | None = None  # (monotonic, capture_ns) of the first paced frame
         self._pending: tuple[float, dict, np.ndarray] | None = None  # a paced frame not yet due: (when, record, image)
 
@@ -176,6 +175,8 @@ class RecordingSource:
         if any(r["kind"] == "frame" for r in self._records):
             if not video.is_file():
                 raise RecordingError(f"{video} is missing: its timeline names frames")
+            from pipelines.source import GstSource  # GStreamer: loaded here, after any model conversion
+
             video_source = GstSource(str(video))
             try:
                 video_source.start()

@@ -19,8 +19,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipelines.errors import SinkError
 from pipelines.frame import Frame
-from pipelines.sinks import LosslessFileSink, SinkError
 
 from ..core.results import FrameResult
 from .format import Manifest, ResultRecord, keep_state, next_session, segment_paths, segments
@@ -269,7 +269,7 @@ class _Writer:
         self.session = session
         existing = segments(settings.directory)
         self._next = existing[-1] + 1 if existing else 0
-        self._video: LosslessFileSink | None = None
+        self._video = None  # the segment's LosslessFileSink, opened with its first frame
         self._size: tuple[int, int] | None = None
         self._timeline = None
         self._started = 0.0
@@ -293,6 +293,8 @@ class _Writer:
         if self._video is not None and (size != self._size or self._due()):
             self._rotate()
         if self._video is None:
+            from pipelines.sinks import LosslessFileSink  # GStreamer: loaded here, after any model conversion
+
             self._video = LosslessFileSink(self._video_path, frame.width, frame.height, RECORD_FPS)
             self._size = size
         self._video.push(frame.image)
