@@ -285,6 +285,16 @@ def test_a_full_disk_stops_the_recording_not_the_tracking(tmp_path):
     assert len(segments(directory)) >= 2 and kept  # recording went on in a new segment
     with GstSource(str(segment_paths(directory, resumed)[0])) as src:
         assert sum(1 for _ in src) >= 1
+    # what the failing writer skipped is in the timeline: every frame number recorded or marked lost, none missing
+    records = _records(directory)
+    lost = [r["frame"] + i for r in records if r["kind"] == "lost" for i in range(r["count"])]
+    frames = [r["frame"] for r in records if r["kind"] == "frame"]
+    assert lost and sorted(lost + frames) == list(range(max(lost + frames) + 1))
+    assert any(r["kind"] == "dropped" and r["commands"] == 1 for r in records)  # the prompt, sent while failing
+    # replayed without a false divergence: nothing is comparable after the dropped prompt, and replay says so
+    r = _replay(directory, "--verify")
+    assert "DIVERGED" not in r.stdout and "not compared: the recorder dropped a command" in r.stdout, r.stdout
+    assert "rotated out" not in r.stderr, r.stderr[-2000:]
 
 
 def _counter(metrics: str, name: str) -> float:

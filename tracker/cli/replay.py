@@ -53,6 +53,7 @@ def run_replay(args) -> int:
         return 1
     if v.compared == 0:
         print("NOT VERIFIED: no recorded result could be compared (every frame lost, or no result recorded)")
+        print("\n".join(f"not compared: {why}" for why in v.unverified))
         return 1
     lines = [f"verified: {v.identical} frames identical to the recording"]
     if v.iou_frames:

@@ -138,6 +138,8 @@ class RecordingSource:
         if decoded is None:  # a daemon killed while recording: the rest of this segment is not replayed
             self._warn(f"segment video ends before frame {record['frame']} (truncated: the recording was cut "
                        "short); the rest of the segment is skipped")
+            skipped = [record, *(r for r in self._records if r["kind"] == "frame")]
+            self.frames.lost += [(r["frame"], 1) for r in skipped]  # the replay never has them
             self._records = []
             self.on_gap("truncated")
             return self.read(timeout)
@@ -173,8 +175,9 @@ class RecordingSource:
             self._warn(f"{timeline.name}: its last record is cut short (ignored)")
         self.stop()
         if any(r["kind"] == "frame" for r in self._records):
-            if not video.is_file():
-                raise RecordingError(f"{video} is missing: its timeline names frames")
+            if not video.is_file():  # a write that failed (a full disk) or a file removed: its frames are skipped
+                self._warn(f"{video.name} is missing though its timeline names frames")
+                return
             from pipelines.source import GstSource  # GStreamer: loaded here, after any model conversion
 
             video_source = GstSource(str(video))

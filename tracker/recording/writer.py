@@ -55,6 +55,32 @@ class _Lost:
     count: int = 1
 
 
+@dataclass
+class _Gap:
+    """What a writer skipped while its writes failed: runs of frames, results and commands."""
+
+    runs: list[list[int]] = dataclasses.field(default_factory=list)  # [first frame, count]
+    results: int = 0
+    commands: int = 0
+    retry_at: float = 0.0
+
+    @property
+    def frames(self) -> int:
+        return sum(n for _, n in self.runs)
+
+    def lost(self, frame: int, count: int) -> None:
+        if self.runs and self.runs[-1][0] + self.runs[-1][1] == frame:
+            self.runs[-1][1] += count
+        else:
+            self.runs.append([frame, count])
+
+    def records(self) -> list[dict]:
+        out = [{"kind": "lost", "frame": f, "count": n} for f, n in self.runs]
+        if self.results or self.commands:
+            out.append({"kind": "dropped", "commands": self.commands, "results": self.results})
+        return out
+
+
 @dataclass(frozen=True)
 class _FrameItem:
     frame: Frame
@@ -206,36 +232,55 @@ class Recorder:
             # SCHED_IDLE: the writer (and the encoder threads it starts, which inherit it) runs only on CPU
             # time that tracking leaves idle; when there is none its queue fills and frames are marked lost.
             os.sched_setscheduler(threading.get_native_id(), os.SCHED_IDLE, os.sched_param(0))
-        failing_since: float | None = None  # a failed write stops recording until this + RETRY_S
+        gap: _Gap | None = None  # while writes fail (a full disk): what is skipped, written once they succeed
         while (item := self._next()) is not None:
             if isinstance(item, threading.Event):
                 item.set()
                 continue
-            is_frame = isinstance(item, _FrameItem)
-            if failing_since is not None:
-                if not is_frame:
-                    continue
-                if time.monotonic() < failing_since + RETRY_S:
-                    with self._lock:
-                        self.lost += 1
-                    continue
+            if gap is not None and (not isinstance(item, _FrameItem) or time.monotonic() < gap.retry_at):
+                self._skip(gap, item)
+                continue
             try:
+                if gap is not None:  # the retry: the timeline says first what went missing
+                    for record in gap.records():
+                        self._writer.record(record)
+                    gap = _Gap(retry_at=gap.retry_at)  # written: a failure from here is counted afresh
                 self._write(item)
             except (OSError, SinkError) as e:  # a full disk must not stop tracking: say so, retry later
                 with self._lock:
                     self.errors += 1
-                    self.lost += is_frame
-                if failing_since is None:
-                    log.error("recording to %s failed (%s); tracking goes on, frames are not recorded until a "
-                              "write succeeds (tried every %.0f s, in a new segment): free space or fix the "
-                              "directory", self.settings.directory, e, RETRY_S)
-                failing_since = time.monotonic()
+                if gap is None:
+                    log.error("recording to %s failed (%s); tracking goes on, nothing is recorded until a write "
+                              "succeeds (tried every %.0f s, in a new segment): free space or fix the directory",
+                              self.settings.directory, e, RETRY_S)
+                    gap = _Gap()
+                gap.retry_at = time.monotonic() + RETRY_S
+                self._skip(gap, item)
                 self._writer.abandon()
                 continue
-            if failing_since is not None:
-                log.warning("recording resumed in a new segment after %d failed writes", self.errors)
-                failing_since = None
+            if gap is not None:
+                log.warning("recording resumed in a new segment after %d failed writes; %d frames, %d results and "
+                            "%d commands were not recorded", self.errors, gap.frames, gap.results, gap.commands)
+                gap = None
         self._writer.close()
+
+    def _skip(self, gap: _Gap, item) -> None:
+        """An item a failing writer does not write: counted, and remembered for the timeline."""
+        with self._lock:
+            if isinstance(item, _FrameItem):
+                gap.lost(item.record["frame"], 1)
+                self.lost += 1
+            elif isinstance(item, _Lost):
+                gap.lost(item.frame, item.count)
+            elif isinstance(item, ResultRecord):
+                gap.results += 1
+                self.results_lost += 1
+            elif item.get("kind") == "command":
+                gap.commands += 1
+                self.commands_lost += 1
+            elif item.get("kind") == "dropped":
+                gap.commands += item["commands"]
+                gap.results += item["results"]
 
     def _write(self, item) -> None:
         if isinstance(item, _FrameItem):
