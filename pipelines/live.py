@@ -68,6 +68,7 @@ class ReconnectingSource:
         self._teardown: threading.Thread | None = None  # a failed source being stopped
         self._attempt_result: Source | SourceError | None = None
         self._stopped = False  # set by stop(): an attempt in flight must not leave a started source behind
+        self._started = False  # a source has started once (later starts are reconnections)
         self._lock = threading.Lock()
 
     @property
@@ -83,20 +84,16 @@ class ReconnectingSource:
         return self._dropped_before + (self._source.dropped if self._source is not None else 0)
 
     def start(self) -> StreamInfo | None:
-        """Start the first source; one that cannot start raises (a service fails fast), or with fail_fast
-        off is retried from `read()` (None returned)."""
-        source = self._factory()
-        try:
-            info = source.start()
-        except SourceError as e:
-            if self.fail_fast:
-                raise
-            self.last_error = str(e)
-            self.failures = 1
-            self._retry_at = time.monotonic() + self.backoff.delay(1)
-            log.warning("source %s cannot start (%s); retrying in the background", self.spec.location or
-                        self.spec.kind, e)
+        """Start the first source; one that cannot start raises (a service fails fast). With fail_fast off the
+        first start already runs in the background (a dead camera's start can take seconds, and a daemon's other
+        streams must not wait for it): None is returned and `read()` picks the source up once it started."""
+        if not self.fail_fast:
+            self._retry_at = 0.0
+            self._try_reconnect()
             return None
+        source = self._factory()
+        info = source.start()
+        self._started = True
         self._source = source
         self._last_frame_at = time.monotonic()
         return info
@@ -158,18 +155,26 @@ class ReconnectingSource:
             self._attempt = None
             with self._lock:
                 result, self._attempt_result = self._attempt_result, None
+            first = not self._started  # the first start, in the background (fail_fast off)
             if result is None or isinstance(result, SourceError):
                 result = result or SourceError("the reconnection attempt ended without a source")
                 self.last_error = str(result)
                 self.failures += 1
                 self._retry_at = time.monotonic() + self.backoff.delay(self.failures)
-                # failures counts the failure that started the reconnecting too: attempts are one fewer
-                log.warning("reconnect attempt %d failed: %s (next in %.1f s)", self.failures - 1, result,
-                            self.backoff.delay(self.failures))
+                if first and self.failures == 1:
+                    log.warning("source %s cannot start (%s); retrying in the background",
+                                self.spec.location or self.spec.kind, result)
+                else:  # failures counts the failure that started the reconnecting too: attempts are one fewer
+                    log.warning("reconnect attempt %d failed: %s (next in %.1f s)", self.failures - 1, result,
+                                self.backoff.delay(self.failures))
                 return False
-            log.info("live source reconnected after %d attempt(s)", self.failures)
+            if first and self.failures == 0:
+                log.info("source %s started", self.spec.location or self.spec.kind)
+            else:
+                log.info("live source reconnected after %d attempt(s)", self.failures)
+                self.reconnects += 1
+            self._started = True
             self._source = result
-            self.reconnects += 1
             self.failures = 0
             self._last_frame_at = time.monotonic()
             return True
@@ -185,7 +190,11 @@ class ReconnectingSource:
         """One reconnection attempt (its own thread: a camera's start can take seconds), once the failed
         source is stopped (a camera cannot be opened twice)."""
         if self._teardown is not None:
-            self._teardown.join()
+            self._teardown.join(JOIN_TIMEOUT_S)
+            if self._teardown.is_alive():
+                self._attempt_result = SourceError(f"the failed source is still stopping after {JOIN_TIMEOUT_S:.0f} "
+                                                   "s: not opened again yet")
+                return
         try:
             source = self._factory()
             source.start()

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from tests.daemon_helpers import start_daemon
+from tests.daemon_helpers import scrape_metrics, start_daemon
 from tracker.client import Client, RemoteError, Result, Subscriber
 from tracker.client.spawn import free_port
 
@@ -89,7 +89,11 @@ def test_a_stream_moves_from_one_daemon_to_another(tmp_path):
         results = _results(b, 3)
         assert all({o["id"] for o in r.header["objects"]} == {1, 2} for r in results[1:])
         with Client(b.commands, timeout=60) as c:
-            assert c.stats()["state"]["writes"] >= 1  # B keeps what it imported
+            stats = c.stats()
+            assert stats["state"]["writes"] >= 1  # B keeps what it imported, and its metrics say so
+            metrics = scrape_metrics(stats["metrics_port"])
+        assert metrics['samtrack_state_writes_total{stream="test"}'] >= 1
+        assert metrics.get('samtrack_state_write_errors_total{stream="test"}', 0) == 0
     finally:
         assert a.stop() == 0 and b.stop() == 0
 
@@ -133,3 +137,35 @@ def test_a_recorded_session_that_starts_from_a_restored_state_replays_exactly(tm
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stdout + r.stderr[-3000:]
     assert "2 session(s)" in r.stdout and "verified:" in r.stdout and "compared on" not in r.stdout, r.stdout
+
+
+def test_an_import_into_a_restarted_recorded_daemon_replays_exactly(tmp_path):
+    """A recorded daemon restarted with a frame reservation and no object (its numbering no longer starts at 0),
+    then a state imported into it: `replay --verify` reproduces the session bit for bit (the import restored at
+    the frame number the daemon used, the session's first frame from its manifest)."""
+    record, state = tmp_path / "rec", tmp_path / "state"
+    cfg = tmp_path / "complete.toml"
+    cfg.write_text("[record]\nidle_priority = false\n")
+    source = start_daemon("--no-state", "--precision", "fp32")
+    with Client(source.commands, timeout=60) as c:
+        c.add_box(1, [20, 20, 90, 80])
+        _, data = c.export_state()
+    assert source.stop() == 0
+    args = ("--state", str(state), "--precision", "fp32", "--config", str(cfg))
+    first = start_daemon(*args)  # reserves frame numbers, keeps no object
+    assert first.stop() == 0
+    d = start_daemon(*args, "--record", str(record), endpoints=(first.results, first.commands))
+    try:
+        with Client(d.commands, timeout=60) as c:
+            assert c.ping()["frame"] >= 1000  # numbering past the reservation
+            assert c.import_state(data)["objects"] == [1]
+            _results(d, 4)
+    finally:
+        assert d.stop() == 0
+    manifest = json.loads((record / "sessions" / "000000.json").read_text())
+    assert manifest["first_frame"] >= 1000 and manifest["restored_state"] is None
+    r = subprocess.run([sys.executable, "-m", "tracker.cli", "replay", str(record), "--verify", "--results",
+                        f"tcp://127.0.0.1:{free_port()}", "--commands", f"tcp://127.0.0.1:{free_port()}"],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout + r.stderr[-3000:]
+    assert "verified:" in r.stdout and "compared on" not in r.stdout and "rotated" not in r.stderr, r.stdout

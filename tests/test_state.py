@@ -52,14 +52,24 @@ def _logits(results) -> list[dict[int, np.ndarray]]:
 def test_restoring_is_exact(model, video):
     """The state through its bytes and back equals the same conditioning memories handed over in process, on the
     same frames, bit for bit; objects, frame numbers and the memories' order survive."""
+    from tracker.core.bank import ObjectBank
+
     _, frames = video
     live = _prompted(model, frames)
-    snapshot = live.snapshot()
-    data = encode_state(snapshot, IDENTITY)
+    data = encode_state(live.snapshot(), IDENTITY)
     meta, tensors = read_meta(data)
-    restored, rebuilt = Tracker.from_sam2(model, precision="fp32"), Tracker.from_sam2(model, precision="fp32")
+    restored = Tracker.from_sam2(model, precision="fp32")
     restored.restore(decode_state(meta, tensors, restored.device))
-    rebuilt.restore(snapshot)
+    # The same conditioning memories handed over by hand, without snapshot() or restore(): the live banks'
+    # prompted frames (the pending prompt's memory encoded as the next step would), no recent memory, no window.
+    rebuilt = Tracker.from_sam2(model, precision="fp32")
+    with torch.inference_mode():
+        for bank in live._banks.values():
+            live._encode_pending(bank.pending_cond)
+    rebuilt._banks = {i: ObjectBank(i, cond={**b.cond, **b.pending_cond}, cond_dropped=b.cond_dropped)
+                      for i, b in live._banks.items()}
+    rebuilt._latest, rebuilt._maskmem_pos = live._latest, live._maskmem_pos
+    snapshot = live.snapshot()
     assert restored.objects == rebuilt.objects == live.objects == [1, 2]
     assert [list(o.cond) for o in decode_state(meta, tensors, "cpu").objects] == [list(o.cond) for o in
                                                                                    snapshot.objects]
@@ -73,9 +83,21 @@ def test_restoring_is_exact(model, video):
         restored.add_points(1, [[10, 10]], [1], frame_index=7)
 
 
+_OPEN: list[StateStore] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_stores():
+    """Each test's stores release their directory (as a daemon that ends does)."""
+    yield
+    while _OPEN:
+        _OPEN.pop().close()
+
+
 def _store(tmp_path, model, **identity) -> tuple[StateStore, Tracker]:
     t = Tracker.from_sam2(model, precision="fp32")
-    return StateStore(tmp_path, "cam", {**IDENTITY, **identity}), t
+    _OPEN.append(store := StateStore(tmp_path, "cam", {**IDENTITY, **identity}))
+    return store, t
 
 
 def test_a_saved_state_loads_after_a_restart_and_numbers_never_repeat(model, video, tmp_path):
@@ -89,6 +111,9 @@ def test_a_saved_state_loads_after_a_restart_and_numbers_never_repeat(model, vid
             live.add_box(1, [20, 15, 70, 60])
             store.save(live)
     assert store.report.writes == 1 and store.report.last_bytes > 0
+    with pytest.raises(StateError, match="another samtrack daemon keeps stream 'cam'"):
+        _store(tmp_path, model)[0].load_into(Tracker.from_sam2(model, precision="fp32"))  # a second daemon
+    store.close()  # the first one ends
     again, fresh = _store(tmp_path, model)
     again.load_into(fresh)  # the restart
     assert fresh.objects == [1] and again.report.restored_objects == [1]

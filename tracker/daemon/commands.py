@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from .. import protocol as P
 from ..core.results import FrameResult
-from ..core.state import StateError
+from ..core.state import StateError, read_meta
 from ..errors import FrameWindowError, PromptError, TooManyObjectsError, UnknownObjectError
 from ..protocol import messages
 from ..protocol.routing import Overview, route
@@ -158,8 +158,12 @@ class CommandHandler:
 
     def _op_export_state(self, st: Stream, args, frames) -> WithFrames:
         data = _store(st).encode(st.tracker)
-        return WithFrames(messages.state_result(st.tracker.objects, st.tracker.latest_frame + 1
-                                                if st.tracker.latest_frame is not None else 0, len(data)), [data])
+        if len(data) > P.MAX_STATE_BYTES:  # what import_state takes (and below ZeroMQ's message cap)
+            raise StateError(f"the state is {len(data) / 2**20:.0f} MiB, more than import_state takes "
+                             f"({P.MAX_STATE_BYTES >> 20} MiB): move it as a file instead (copy <state dir>/"
+                             f"{st.name}.state into the other daemon's state directory before it starts)")
+        return WithFrames(messages.state_result(st.tracker.objects, read_meta(data)[0]["next_frame"], len(data)),
+                          [data])
 
     def _op_import_state(self, st: Stream, args, frames) -> dict:
         state = _store(st).accept(frames[0], st.tracker)

@@ -4,6 +4,7 @@ served between frames, systemd notifications, Prometheus metrics and optional Cu
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -38,9 +39,9 @@ FRAME_WAIT_S = 0.02  # how long a turn without frames waits: bounds command late
 # sleeps this long (a frame waits at most this much longer).
 POLL_S = 0.005
 END_LINGER_MS = 1000  # at the end of the streams, how long the "end" messages may take to leave before exit
-# At shutdown, how long the recorders may take to write what is queued (all streams together): systemd's
-# TimeoutStopSec (10 s in the shipped units) must cover it, the publisher's and the sources' stops.
-RECORDER_STOP_S = 4.0
+# At shutdown, how long the sources, the publisher and the recorders may take, all stopping together: under
+# systemd's TimeoutStopSec (10 s in the shipped units), which then kills the process.
+STOP_BUDGET_S = 8.0
 
 
 @dataclass(frozen=True)
@@ -195,17 +196,28 @@ class Daemon:
         self._ended = True
 
     def close(self) -> None:
+        """Everything stopped within STOP_BUDGET_S: recorders start writing their backlog and sources stop (each
+        on a thread of its own: a camera's stop can take seconds) while the publisher sends what it has."""
+        deadline = time.monotonic() + STOP_BUDGET_S
         recorders = [st.recorder for st in self.streams.values() if st.recorder is not None]
-        for r in recorders:  # every writer starts on its backlog at once; they share one deadline
+        for r in recorders:
             r.stop()
-        for st in self.streams.values():
-            st.source.stop()
+        stopping = [threading.Thread(target=st.source.stop, name=f"stop-{name}", daemon=True)
+                    for name, st in self.streams.items()]
+        for t in stopping:
+            t.start()
         # The publisher closes its socket in its own thread; one still stuck there keeps it (and the
         # context, which cannot end while a socket is open): the process exits without them.
         published = self.publisher.close(END_LINGER_MS if self._ended else 0)
-        deadline = time.monotonic() + RECORDER_STOP_S
+        for t in stopping:
+            t.join(max(0.0, deadline - time.monotonic()))
+            if t.is_alive():
+                log.warning("%s: the source is still stopping at shutdown", t.name)
         for r in recorders:
             r.join(deadline)
+        for st in self.streams.values():
+            if st.state is not None:
+                st.state.close()
         self._cmd.close(0)
         if self._auth is not None:
             self._auth.stop()

@@ -37,6 +37,10 @@ class Metrics:
                                      ["stream"], registry=r)
         self.record_dropped = Counter("samtrack_record_dropped", "Results and commands the recorder dropped (its "
                                       "queue was full)", ["stream"], registry=r)
+        self.state_writes = Counter("samtrack_state_writes", "Stream states written (after prompts, removals, "
+                                    "resets, imports)", ["stream"], registry=r)
+        self.state_write_errors = Counter("samtrack_state_write_errors", "Failed writes of a stream's state or "
+                                          "frame reservation (a full disk...)", ["stream"], registry=r)
         self.objects = Gauge("samtrack_objects", "Tracked objects", ["stream"], registry=r)
         self.bank_bytes = Gauge("samtrack_memory_bank_bytes", "Bytes held by the tracker's memory and window",
                                 ["stream"], registry=r)
@@ -67,6 +71,11 @@ class Metrics:
         self._sync(self.record_lost, s, lost)
         self._sync(self.record_errors, s, errors)
         self._sync(self.record_dropped, s, dropped)
+
+    def sync_state(self, s: str, writes: int, errors: int) -> None:
+        """Counters that a stream's state store keeps as totals."""
+        self._sync(self.state_writes, s, writes)
+        self._sync(self.state_write_errors, s, errors)
 
     def sync_source(self, s: str, dropped: int, reconnects: int) -> None:
         """Counters that a stream's source keeps as totals."""

@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 
 from .. import protocol as P
+from ..core.state import StateError, TrackerState
 from ..core.tracker import Tracker
 from ..models import weights
 from ..recording.format import Manifest, RecordingError, sessions
@@ -88,8 +89,9 @@ def replay(s: ReplaySettings) -> ReplayReport:
     stream = Stream(newest.stream, source, trackers.fresh(newest), preview_every=s.preview_every)
 
     def identity(m: Manifest) -> dict:
+        """The session's own: its states were made at its precision (restored at the replay's, dtypes cast)."""
         return {"model": m.model, "weights_sha256": m.weights_sha256, "image_size": m.image_size,
-                "precision": stream.tracker.precision, "stream": m.stream, "samtrack": m.samtrack}
+                "precision": m.precision, "stream": m.stream, "samtrack": m.samtrack}
 
     settings = settings_from(load_config(None, {  # the daemon's own defaults, with this command's endpoints
         "endpoints.results": s.results, "endpoints.commands": s.commands, "metrics.enabled": False}))
@@ -101,10 +103,12 @@ def replay(s: ReplaySettings) -> ReplayReport:
         """A recorded daemon run begins: a fresh tracker, frame numbers from 0, or from the state it restored."""
         stream.tracker = trackers.fresh(m)
         stream.state = StateStore(None, m.stream, identity(m))
-        if m.restored_state is not None:
-            state = stream.state.check(_read(directory, m.restored_state), stream.tracker)
-            stream.tracker.restore(state)
-            source.frames.base = state.next_frame
+        if m.restored_state is not None:  # its objects and numbering, as the daemon restored them
+            stream.tracker.restore(stream.state.check(_read(directory, m.restored_state), stream.tracker),
+                                   m.first_frame)
+        elif m.first_frame:  # numbering only (a reservation, no object)
+            stream.tracker.restore(TrackerState(m.first_frame, (), None))
+        source.frames.base = m.first_frame
         recorded[0] = m.precision
         t = stream.tracker
         if verifier is not None:
@@ -124,18 +128,28 @@ def replay(s: ReplaySettings) -> ReplayReport:
                     verifier.stop_session(why)
                 return
             args["frame"] = mapped
-        parts = [base64.b64decode(record["mask"])] if record.get("mask") else []
         if record["op"] == "import_state":
-            parts = [_read(directory, args.pop("state"))]
+            return imported(record, frames)
+        parts = [base64.b64decode(record["mask"])] if record.get("mask") else []
         done = daemon.handler.handle([P.request(0, record["op"], args), *parts])
-        if done.result is not None and record["op"] == "import_state":  # numbering starts afresh, as it did
-            frames.first, frames.lost, frames.base = None, [], stream.tracker.latest_frame + 1
         if done.result is None:
-            why = f"after frame {record['after_frame']}: {record['op']} failed on replay: {done.reply.decode()}"
-            log.warning("%s", why)
-            if verifier is not None and verifier.divergence is None:
-                verifier.divergence = why
-                daemon.stop()
+            failed(record, done.reply.decode())
+
+    def imported(record: dict, frames: FrameMap) -> None:
+        """A recorded import: the state it kept, restored at the frame number the daemon restored it at."""
+        try:
+            state = stream.state.check(_read(directory, record["args"]["state"]), stream.tracker)
+        except StateError as e:
+            return failed(record, str(e))
+        stream.tracker.restore(state, record["reply"]["next_frame"])
+        frames.first, frames.lost, frames.base = None, [], stream.tracker.latest_frame + 1
+
+    def failed(record: dict, reply: str) -> None:
+        why = f"after frame {record['after_frame']}: {record['op']} failed on replay: {reply}"
+        log.warning("%s", why)
+        if verifier is not None and verifier.divergence is None:
+            verifier.divergence = why
+            daemon.stop()
 
     source.on_session, source.on_command = session, command
     if verifier is not None:

@@ -20,17 +20,24 @@ log = logging.getLogger(__name__)
 # Frame numbers reserved on disk ahead of the tracker (a few bytes written every LEASE_FRAMES / 2 frames, about
 # 17 s at 30 fps): after a restart numbering resumes past the reservation, never on a number already used.
 LEASE_FRAMES = 1000
+LEASE_RETRY_FRAMES = 30  # after a failed reservation, frames before it is tried again (not every frame)
 IDENTITY_KEYS = ("model", "weights_sha256", "image_size", "precision")  # what a state must match to be loaded
 
 
 def write_atomically(path: Path, data: bytes) -> None:
-    """Temporary file, fsync, rename over `path`, fsync of the directory: the old or the new, never a mix."""
+    """Temporary file, fsync, rename over `path`, fsync of the directory: the old or the new, never a mix. The
+    directory is made again if it went away; a failed write leaves no temporary file behind."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        raise
     fd = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -61,7 +68,10 @@ class StateStore:
         self.path = directory / f"{stream}.state" if directory is not None else None
         self.lease_path = directory / f"{stream}.frames" if directory is not None else None
         self.report = StateReport(str(self.path)) if directory is not None else None
-        self._reserved = 0
+        self._reserved = 0  # frame numbers reserved on disk up to here
+        self._retry_lease_at = 0  # after a failed reservation, the frame number to try again at
+        self._saved_version: int | None = None  # the tracker's state_version last written
+        self._lock_file = None  # held for the process's life: one daemon per stream and directory
 
     # ---- start ----------------------------------------------------------------------------------
     def load_into(self, tracker: Tracker) -> None:
@@ -70,6 +80,7 @@ class StateStore:
         if self.directory is None:
             return
         self.directory.mkdir(parents=True, exist_ok=True)
+        self._take_lock()
         start = self._read_lease()
         state = None
         if self.path.is_file():
@@ -86,6 +97,25 @@ class StateStore:
             tracker.restore(TrackerState(start, (), None))
             log.info("stream %s: no objects to restore; frames continue at %d", self.identity["stream"], start)
         self.reserve(tracker.latest_frame + 1 if tracker.latest_frame is not None else 0)
+
+    def _take_lock(self) -> None:
+        """Two daemons on one directory and stream would overwrite each other's state: the second is refused."""
+        import fcntl
+
+        self._lock_file = open(self.directory / f".{self.path.stem}.lock", "w")  # noqa: SIM115  (held till exit)
+        try:
+            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            self._lock_file.close()
+            raise StateError(f"another samtrack daemon keeps stream {self.identity['stream']!r} in "
+                             f"{self.directory}: give each daemon its own [state] dir (or another stream name)") \
+                from e
+
+    def close(self) -> None:
+        """Release the directory (at shutdown; a process that ends releases it anyway)."""
+        if self._lock_file is not None:
+            self._lock_file.close()
+            self._lock_file = None
 
     def check(self, data: bytes, tracker: Tracker) -> TrackerState:
         """The state in `data` if it was made for this model, its weights, size and precision; StateError
@@ -124,8 +154,9 @@ class StateStore:
     # ---- running --------------------------------------------------------------------------------
     def save(self, tracker: Tracker) -> None:
         """After a prompt, removal or reset: the tracker's state, atomically. A failed write (a full disk) is
-        logged and counted; tracking goes on."""
-        if self.directory is None:
+        logged and counted; tracking goes on. Nothing is written when nothing it keeps changed (a correction on
+        a tracked frame is no conditioning frame)."""
+        if self.directory is None or tracker.state_version == self._saved_version:
             return
         try:
             data = self.encode(tracker)
@@ -138,6 +169,7 @@ class StateStore:
             return
         self.report.writes += 1
         self.report.last_bytes = len(data)
+        self._saved_version = tracker.state_version
 
     def encode(self, tracker: Tracker) -> bytes:
         """The tracker's state as bytes (what `save` writes and `export_state` sends)."""
@@ -158,15 +190,15 @@ class StateStore:
 
     def reserve(self, next_frame: int) -> None:
         """Called with each new frame number: extends the reservation before the tracker reaches it."""
-        if self.directory is None or next_frame < self._reserved - LEASE_FRAMES // 2:
+        if self.directory is None or next_frame < max(self._reserved - LEASE_FRAMES // 2, self._retry_lease_at):
             return
         reserved = next_frame + LEASE_FRAMES
         try:
             write_atomically(self.lease_path, json.dumps({"reserved": reserved}).encode())
         except OSError as e:
             self.report.write_errors += 1
-            log.error("stream %s: reserving frame numbers in %s failed (%s)", self.identity["stream"],
-                      self.lease_path, e)
-            self._reserved = reserved  # retried half a lease later, not every frame
+            self._retry_lease_at = next_frame + LEASE_RETRY_FRAMES
+            log.error("stream %s: reserving frame numbers in %s failed (%s): after a restart now, frame numbers "
+                      "could repeat; free space or fix the directory", self.identity["stream"], self.lease_path, e)
             return
         self._reserved = reserved

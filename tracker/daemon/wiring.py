@@ -59,7 +59,13 @@ def build_daemon(cfg: Config) -> Daemon:
     for sec, tracker in zip(sections, trackers, strict=True):
         state = StateStore(state_dir, sec.name, identity(cfg, tracker, sec.name, digest))
         state.load_into(tracker)  # before the first frame: its objects go on, numbering continues
-        recorder = recorder_for(cfg, tracker, sec.name, several, digest, state) if cfg.record.directory else None
+        recorder = None
+        if cfg.record.directory:
+            try:
+                recorder = recorder_for(cfg, tracker, sec.name, several, digest, state)
+            except OSError as e:  # a full disk (or a vanished directory) never stops tracking
+                log.error("stream %s: cannot start recording in %s (%s); tracking goes on unrecorded: free space "
+                          "or fix the directory, then restart", sec.name, cfg.record.directory, e)
         # A recording's frames come at the pace they were captured, as its camera gave them. With several
         # streams a camera that cannot start is retried in the background while the others run.
         source = open_input(sec.source, realtime=True, stall_timeout_s=sec.stall_timeout_s, fail_fast=not several,
@@ -94,7 +100,8 @@ def recorder_for(cfg: Config, tracker: Tracker, stream: str, several: bool, dige
                         options={**dataclasses.asdict(tracker.options), "precision": tracker.precision},
                         precision=tracker.precision, threads=torch.get_num_threads(), stream=stream,
                         backend=tracker.backend, device=str(tracker.device),
-                        batch_streams=cfg.memory.batch_streams and several, restored_state=restored)
+                        batch_streams=cfg.memory.batch_streams and several, restored_state=restored,
+                        first_frame=tracker.latest_frame + 1 if tracker.latest_frame is not None else 0)
     settings = RecordSettings(directory, r.segment_s, int(r.segment_mb * 2**20), int(r.max_mb * 2**20),
                               r.queue_frames, r.idle_priority)
     return Recorder(settings, manifest)

@@ -122,9 +122,12 @@ def parse_request(parts: list[bytes]) -> tuple[str | int, str, _Args, list[bytes
     travels in ProtocolError.request_id once it could be read.
     """
     size = sum(len(p) for p in parts)
-    limit = LARGE_OPS.get(_op_of(parts), MAX_REQUEST_BYTES) if size > MAX_REQUEST_BYTES else MAX_REQUEST_BYTES
+    op = _op_of(parts) if size > MAX_REQUEST_BYTES else None
+    limit = LARGE_OPS.get(op, MAX_REQUEST_BYTES)
     if size > limit:
-        raise ProtocolError("too_large", f"request of {size} bytes exceeds {limit} bytes")
+        hint = "; a state this large moves as a file (the state directory)" if op in LARGE_OPS else \
+            "; send a smaller mask (bits or RLE of the frame's size)"
+        raise ProtocolError("too_large", f"request of {size} bytes exceeds {limit} bytes{hint}")
     if not parts:
         raise ProtocolError("bad_frames", "empty message: send the request JSON as the first frame")
     try:

@@ -120,6 +120,7 @@ class Manifest:
     batch_streams: bool = False  # frames encoded in one batch with other streams' (rounding differs)
     session: int = 0
     restored_state: str | None = None  # the tracker state the session started from (a file in the recording)
+    first_frame: int = 0  # the session's first frame number (after a restart, numbering goes on from a reservation)
 
     def write(self, directory: Path) -> None:
         """sessions/<session>.json and manifest.json, each replaced atomically."""
@@ -136,7 +137,7 @@ class Manifest:
         if not directory.is_dir():
             raise RecordingError(f"no recording at {directory}: not a directory")
         p = directory / MANIFEST if session is None else session_path(directory, session)
-        if session is not None and not p.is_file():  # format 1: one session, manifest.json
+        if session is not None and not (directory / SESSIONS).is_dir():  # format 1: one session, manifest.json
             p = directory / MANIFEST
         try:
             data = json.loads(p.read_text())

@@ -122,13 +122,14 @@ class RecordingSource:
         """A session record: the same session going on in a new segment, or a new one (a fresh tracker)."""
         if continues and session == self._session:
             return
-        if continues:
-            self._warn(f"the recording starts in the middle of session {session} (its first segments were "
-                       "rotated out): objects prompted before are not in it")
         self._session = session
         self.frames = FrameMap()
         self.sessions += 1
         self.on_session(Manifest.read(self.directory, session))
+        if continues:
+            self._warn(f"the recording starts in the middle of session {session} (its first segments were "
+                       "rotated out): objects prompted before are not in it, and its results are not compared")
+            self.on_gap("rotated")
 
     def _frame(self, record: dict, timeout: float) -> Frame | None:
         try:
@@ -148,7 +149,9 @@ class RecordingSource:
             late = record["frame"] > 0 and self.frames.base == 0  # a restored session starts later by design
             if late and not any(s <= 0 < s + c for s, c in self.frames.lost):
                 self._warn(f"session {self._session} starts at frame {record['frame']} in the recording (earlier "
-                           "segments were rotated out): objects prompted before are not in it")
+                           "segments were rotated out): objects prompted before are not in it, and its results "
+                           "are not compared")
+                self.on_gap("rotated")
         if not self.realtime:
             return Frame(record["source_index"], record["pts_ns"], time.monotonic_ns(), decoded.image)
         if self._pace is None:

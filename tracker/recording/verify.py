@@ -19,6 +19,8 @@ from .format import object_digest
 from .replay import FrameMap
 
 MIN_MEAN_IOU = 0.98  # docs/engines.md's contract for a path that is not bit-exact
+GAPS = {"commands": "the recorder dropped a command here", "truncated": "a segment of the recording was cut short",
+        "rotated": "the session's first segments were rotated out (objects prompted there are missing)"}
 KEPT_RESULTS = 8  # replayed results waiting for their recorded twin: a recorded result follows its frame closely
 
 
@@ -53,10 +55,8 @@ class Verifier:
         session is comparable from here)."""
         if what == "lost":
             self._gap = True
-        elif what == "commands":
-            self.stop_session("the recorder dropped a command here")
         else:
-            self.stop_session("a segment of the recording was cut short")
+            self.stop_session(GAPS[what])
 
     def stop_session(self, why: str) -> None:
         self._stopped = True

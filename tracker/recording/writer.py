@@ -137,11 +137,13 @@ class Recorder:
             self._put(record)
 
     def command(self, after_frame: int | None, op: str, args: dict, mask: bytes | None, reply: dict) -> None:
-        record = {"kind": "command", "after_frame": after_frame, "op": op, "args": args,
-                  "mask": base64.b64encode(mask).decode("ascii") if mask is not None else None, "reply": reply}
         size = len(mask or b"") + 1024
         with self._lock:
-            if self._command_bytes + size > COMMAND_BYTES:
+            full = self._command_bytes + size > COMMAND_BYTES
+        record = {"kind": "command", "after_frame": after_frame, "op": op, "args": args, "reply": reply,
+                  "mask": base64.b64encode(mask).decode("ascii") if mask is not None and not full else None}
+        with self._lock:
+            if full or self._command_bytes + size > COMMAND_BYTES:
                 self.commands_lost += 1
                 self._dropped_commands += 1
                 log.error("recorder: an accepted %s could not be queued (the writer is behind): the recording "

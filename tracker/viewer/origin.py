@@ -38,11 +38,14 @@ class OriginPolicy:
         return LOOPBACK_NAMES | {self.bound.strip("[]").lower()}
 
     def refusal(self, host: str | None, origin: str | None) -> str | None:
-        """Why a request with these headers is refused, or None."""
+        """Why a request with these headers is refused, or None. A reverse proxy in front of a loopback viewer
+        passes its own Host: the hosts of the allowed origins are accepted too."""
         name, port = _split_host(host or "")
-        if self.loopback_only and (name not in self.names or port != self.port):
-            return (f"Host {host!r} is not this viewer's loopback address (127.0.0.1:{self.port}): "
-                    "open the viewer by its address")
+        proxied = any(urlsplit(o).netloc == (host or "").lower() for o in self.allowed)
+        if self.loopback_only and not proxied and (name not in self.names or port != self.port):
+            shown = f"[{self.bound}]" if ":" in self.bound else self.bound
+            return (f"Host {host!r} is not this viewer's loopback address ({shown}:{self.port}): open the viewer "
+                    "by its address, or name the address a proxy serves it under with --allow-origin")
         if origin is None:  # not a browser page (a script, curl): nothing to protect against
             return None
         try:

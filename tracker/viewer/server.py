@@ -190,9 +190,13 @@ class Viewer:
         if len(self.browsers) >= MAX_BROWSERS:
             raise web.HTTPServiceUnavailable(text=f"{MAX_BROWSERS} pages are connected already; close one\n")
         ws = web.WebSocketResponse(heartbeat=10.0, max_msg_size=1 << 20)
-        await ws.prepare(request)
         browser = Browser(ws)
-        self.browsers.add(browser)
+        self.browsers.add(browser)  # counted before the handshake's await: concurrent ones cannot pass the cap
+        try:
+            await ws.prepare(request)
+        except BaseException:
+            self.browsers.discard(browser)
+            raise
         browser.push_control(self._state_message())
         sender = asyncio.create_task(browser.run())
         try:
