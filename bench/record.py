@@ -89,7 +89,7 @@ def track_recording(args, directory: Path, tracker: Tracker) -> dict:
     from tracker.runner.plan import Prompt
     from tracker.runner.track import track_source
 
-    fresh = Tracker.from_sam2(tracker.model, precision=args.precision)
+    fresh = tracker.share(precision=args.precision)  # the same engines: built before GStreamer was loaded
     prompts = [Prompt(frame=0, obj=k + 1, points=[], labels=[], box=box)
                for k, box in enumerate(object_boxes(args.objects[0], args.width, args.height))]
     summary = track_source(RecordingSource(directory), fresh, prompts, masks=directory / "masks.jsonl",

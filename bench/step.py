@@ -16,6 +16,8 @@ from bench.plots import cdf
 from bench.scenario import add_source_option, object_boxes, outputs, scenario_parser
 from pipelines.synthetic import moving_shapes_frame
 from tracker import Tracker
+from tracker.build import engines_for
+from tracker.core.options import BACKEND_CHOICES, PRECISIONS, TrackerOptions
 from tracker.models import seeded_model
 
 STAGES = ("preprocess", "encoder", "track", "memory_encoder", "bookkeeping", "postprocess")
@@ -24,12 +26,14 @@ OUTSIDE_MODEL = ("preprocess", "bookkeeping", "postprocess")  # what the step do
 
 def run(args) -> dict:
     model = seeded_model(args.model, args.image_size, device=args.device)
+    engines = engines_for(model, args.backend, precision=args.precision, threads=args.threads)  # before GStreamer
     frames = _frames(args)
     h, w = frames[0].shape[:2]
     results, series = {}, {}
     for n in args.objects:
         modes = {"off": [False], "on": [True], "both": [False, True] if n > 1 else [False]}[args.batch]
-        trackers = {b: Tracker.from_sam2(model, batch_objects=b, precision=args.precision) for b in modes}
+        trackers = {b: Tracker(model, TrackerOptions.from_model(model, batch_objects=b, precision=args.precision),
+                               engines) for b in modes}
         calls = {b: _count_memory_attention(t) for b, t in trackers.items()}
         for tracker in trackers.values():
             tracker.step(frames[0])
@@ -70,7 +74,7 @@ def run(args) -> dict:
     per_object = {n: (r["step"]["p50_ms"] - shared) / int(n) for n, r in results.items()}
     return {"benchmark": "step", "settings": _settings(args),
             "environment": environment(args.threads, args.device),
-            "precision": trackers[modes[0]].precision,
+            "precision": trackers[modes[0]].precision, "backend": engines.name,
             "results": results, "shared_per_frame_ms": shared, "per_object_ms": per_object, "_series": series}
 
 
@@ -138,7 +142,8 @@ def parser():
     p = scenario_parser("step", __doc__, frames=20, quick_frames=8)
     p.add_argument("--batch", choices=["off", "on", "both"], default="both",
                    help="objects one at a time (off, Meta-exact), in one batch (on), or both compared")
-    p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto")
+    p.add_argument("--precision", choices=PRECISIONS, default="auto")
+    p.add_argument("--backend", choices=BACKEND_CHOICES, default="auto", help="engines (auto: as the daemon picks)")
     add_source_option(p)
     return p
 
@@ -162,8 +167,8 @@ def main(argv=None) -> dict:
                for n, r in data["results"].items() if "batched" in r]
     if batched:
         print(table(batched, ["objects", "one at a time p50 ms", "batched p50 ms", "speedup"]))
-    print(f"precision {data['precision']}; shared per frame {data['shared_per_frame_ms']:.1f} ms; per object: "
-          + ", ".join(f"{n} obj {v:.1f} ms" for n, v in data["per_object_ms"].items()))
+    print(f"{data['backend']}, precision {data['precision']}; shared per frame {data['shared_per_frame_ms']:.1f} ms; "
+          "per object: " + ", ".join(f"{n} obj {v:.1f} ms" for n, v in data["per_object_ms"].items()))
     print(f"wrote {out} and {out.with_suffix('.png')}")
     return data
 

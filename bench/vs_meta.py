@@ -23,6 +23,8 @@ from bench.plots import over_time  # noqa: E402
 from bench.scenario import object_boxes, outputs, scenario_parser  # noqa: E402
 from pipelines.synthetic import moving_shapes_frame  # noqa: E402
 from tracker import Tracker
+from tracker.build import engines_for
+from tracker.core.options import BACKEND_CHOICES, PRECISIONS, TrackerOptions
 from tracker.models import seeded_model  # noqa: E402
 
 MIN_VIDEO = 16  # Meta scales pointer encodings by min(video length, 16): shorter videos are not comparable
@@ -33,7 +35,8 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
     return float((a & b).sum() / union) if union else 1.0
 
 
-def compare(model, frames: list[np.ndarray], n_objects: int, warmup: int, n_steps: int, precision: str) -> dict:
+def compare(model, frames: list[np.ndarray], n_objects: int, warmup: int, n_steps: int, precision: str,
+            engines) -> dict:
     """Track n_objects over frames 1..n_steps of `frames` (the whole video is given to Meta: its
     length changes Meta's arithmetic below 16 frames)."""
     h, w = frames[0].shape[:2]
@@ -43,7 +46,7 @@ def compare(model, frames: list[np.ndarray], n_objects: int, warmup: int, n_step
             Image.fromarray(f).save(f"{d}/{i:06d}.jpg", quality=95)
         decoded = [np.array(Image.open(f"{d}/{i:06d}.jpg").convert("RGB")) for i in range(len(frames))]
         state = model.init_state(d)
-    tracker = Tracker.from_sam2(model, precision=precision)
+    tracker = Tracker(model, TrackerOptions.from_model(model, precision=precision), engines)
     tracker.step(decoded[0])
     for k, box in enumerate(boxes):
         model.add_new_points_or_box(state, 0, k + 1, box=np.array(box, np.float32))
@@ -71,14 +74,16 @@ def compare(model, frames: list[np.ndarray], n_objects: int, warmup: int, n_step
     return {"objects": n_objects, "frames": len(frames), "meta_step": percentiles(meta_t[warm]),
             "samtrack_step": percentiles(ours_t[warm]), "ratio_median": statistics.median(ratios[warm]),
             "warmup_ratio": ratios[:warmup], "identical_frames": identical, "compared_frames": n_steps,
-            "precision": tracker.precision, "iou_vs_fp32_mean": float(np.mean(ious)),
+            "precision": tracker.precision, "backend": tracker.backend, "iou_vs_fp32_mean": float(np.mean(ious)),
             "iou_vs_fp32_min": float(np.min(ious)), "_series": (meta_t, ours_t)}
 
 
 def parser():
     p = scenario_parser("vs-meta", __doc__, frames=40, quick_frames=8)
-    p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
+    p.add_argument("--precision", choices=PRECISIONS, default="auto",
                    help="samtrack's arithmetic (Meta's predictor always runs fp32)")
+    p.add_argument("--backend", choices=BACKEND_CHOICES, default="auto",
+                   help="samtrack's engines (auto: as the daemon picks; Meta's predictor runs its own modules)")
     p.set_defaults(objects=[1, 8])
     return p
 
@@ -89,11 +94,12 @@ def main(argv=None) -> dict:
     out = outputs(p, args.out or f"bench-results/vs-meta-{args.image_size}.json", (".png",))
     torch.set_num_threads(args.threads)
     model = seeded_model(args.model, args.image_size, device=args.device)
+    engines = engines_for(model, args.backend, precision=args.precision, threads=args.threads)
     n = max(MIN_VIDEO + 1, args.frames + args.warmup + 1)
     frames = [moving_shapes_frame(i, args.height, args.width) for i in range(n)]
     results, series = {}, {}
     for k in args.objects:
-        r = compare(model, frames, k, args.warmup, args.frames + args.warmup, args.precision)
+        r = compare(model, frames, k, args.warmup, args.frames + args.warmup, args.precision, engines)
         meta_t, ours_t = r.pop("_series")
         x = list(range(1, len(meta_t) + 1))
         series[f"Meta, {k} obj"] = (x, [1000 * t for t in meta_t])
@@ -101,14 +107,15 @@ def main(argv=None) -> dict:
         results[str(k)] = r
     data = {"benchmark": "vs-meta", "settings": {k: getattr(args, k) for k in ("model", "image_size", "objects",
                                                                                "frames", "warmup", "precision",
-                                                                               "device")},
+                                                                               "backend", "device")},
             "environment": environment(args.threads, args.device), "results": results}
     write_json(out, data)
     over_time(series, "ms per frame", f"per-frame time, {args.model} at {args.image_size}px", out.with_suffix(".png"))
-    print(table([[k, r["precision"], r["meta_step"]["p50_ms"], r["samtrack_step"]["p50_ms"], r["ratio_median"],
-                  f"{r['identical_frames']}/{r['compared_frames']}", r["iou_vs_fp32_mean"], r["iou_vs_fp32_min"]]
+    print(table([[k, f"{r['backend']} {r['precision']}", r["meta_step"]["p50_ms"], r["samtrack_step"]["p50_ms"],
+                  r["ratio_median"], f"{r['identical_frames']}/{r['compared_frames']}", r["iou_vs_fp32_mean"],
+                  r["iou_vs_fp32_min"]]
                  for k, r in results.items()],
-                ["objects", "precision", "Meta p50 ms", "samtrack p50 ms", "ratio (median)", "identical",
+                ["objects", "samtrack", "Meta p50 ms", "samtrack p50 ms", "ratio (median)", "identical",
                  "IoU vs fp32 mean", "min"]))
     print(f"wrote {out} and {out.with_suffix('.png')}")
     return data
