@@ -1,0 +1,131 @@
+"""OpenVINO, the CPU's compiled engine and auto's choice there: the tolerance contract of docs/engines.md against
+the exact fp32 path, its artefact cache (hit, miss, other weights, a corrupted file rebuilt), auto's choice and its
+fallback without openvino, and the daemon and `samtrack track` on the default."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from engines.openvino_backend import OpenVINOEngines, cpu_precision
+from tests.conftest import make_model
+from tests.test_fast_path import _check_contract
+from tracker import Tracker
+from tracker.build import resolve_backend
+
+SIZE = 64  # the contract is size-independent; small keeps the conversions and the 100 frames quick
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("engines")
+
+
+@pytest.fixture(scope="module")
+def model():
+    return make_model(image_size=SIZE)
+
+
+def test_auto_is_openvino_on_a_cpu_unless_fp32_is_asked_for(model):
+    assert resolve_backend("auto", model) == "openvino"
+    assert resolve_backend("auto", model, precision="fp32") == "torch"  # Meta's exact arithmetic
+    assert resolve_backend("auto", model, precision="bf16") == "openvino"
+    assert resolve_backend("torch", model) == "torch" and resolve_backend("onnxruntime", model) == "onnxruntime"
+
+
+def test_without_openvino_auto_falls_back_to_torch_and_says_so_once():
+    """openvino hidden from the import system (as on a machine without it): auto gives torch, with one warning."""
+    code = """
+import builtins, logging, sys
+real = builtins.__import__
+def hide(name, *a, **k):
+    if name == "openvino" or name.startswith("openvino."):
+        raise ImportError("No module named 'openvino'")
+    return real(name, *a, **k)
+builtins.__import__ = hide
+logging.basicConfig(level=logging.WARNING, format="%(message)s")
+from tests.conftest import make_model
+from tracker import Tracker
+m = make_model(image_size=64)
+for _ in range(3):
+    t = Tracker.from_sam2(m)
+print("BACKEND", t.backend)
+"""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "BACKEND torch" in r.stdout
+    said = [ln for ln in r.stderr.splitlines() if "backend auto: the openvino package is not installed" in ln]
+    assert len(said) == 1, r.stderr[-3000:]
+
+
+@pytest.mark.slow  # four conversions, then 100 frames twice
+def test_openvino_meets_the_tolerance_contract_over_100_frames(model, cache):
+    """The default on this CPU against Meta's exact arithmetic: mean IoU >= 0.98, presence and boxes agreeing on
+    >= 98 % of (frame, object) pairs, with a correction and an object added on a past frame."""
+    exact = Tracker.from_sam2(model, precision="fp32")
+    default = Tracker.from_sam2(model, engine_cache=cache)
+    assert default.backend == "openvino" and exact.backend == "torch"
+    _check_contract(exact, default)
+
+
+@pytest.mark.slow  # conversions
+def test_the_cache_hits_misses_on_other_weights_and_rebuilds_a_corrupted_artefact(model, tmp_path, caplog):
+    engines = OpenVINOEngines.for_model(model, tmp_path, parts=("encoder",))  # a miss: converted
+    (xml,) = tmp_path.glob("ov-encoder-*.xml")
+    stamp = xml.stat().st_mtime_ns
+    OpenVINOEngines.for_model(model, tmp_path, parts=("encoder",))
+    assert xml.stat().st_mtime_ns == stamp and len(list(tmp_path.glob("ov-encoder-*.xml"))) == 1  # a hit
+    OpenVINOEngines.for_model(make_model(image_size=SIZE, seed=1), tmp_path, parts=("encoder",))
+    assert len(list(tmp_path.glob("ov-encoder-*.xml"))) == 2  # other weights: an artefact of their own
+    weights = xml.with_suffix(".bin")
+    data = bytearray(weights.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # one flipped byte in the weights, which the .xml's manifest verifies too
+    weights.write_bytes(bytes(data))
+    with caplog.at_level("WARNING", logger="engines.cache"):
+        rebuilt = OpenVINOEngines.for_model(model, tmp_path, parts=("encoder",))
+    assert f"cached {xml.name} is corrupt or stale: rebuilding it" in caplog.text
+    x = torch.rand(1, 3, SIZE, SIZE)
+    with torch.inference_mode():
+        a, b = engines.encoder(x)["backbone_fpn"], rebuilt.encoder(x)["backbone_fpn"]
+    assert all(torch.equal(p, q) for p, q in zip(a, b, strict=True))  # the same graph again: the same numbers
+
+
+def test_the_precision_follows_the_cpu():
+    caps = __import__("openvino").Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    assert cpu_precision() == ("bf16" if "BF16" in caps else "f32")
+
+
+@pytest.mark.slow  # a daemon on the default engines, and `samtrack track`
+def test_the_daemon_and_track_run_on_the_default(tmp_path):
+    from tests.daemon_helpers import start_daemon
+    from tracker.client import Client, Result, Subscriber
+
+    d = start_daemon()
+    try:
+        with Client(d.commands, timeout=60) as c, Subscriber(d.results, "test") as sub:
+            assert c.ping()["backend"] == "openvino"
+            prompted = c.add_box(1, [20, 20, 90, 80])["frame"]
+            got = []
+            for _ in range(100):  # bounded: results published before the prompt are skipped
+                r = sub.recv(30.0)
+                assert r is not None
+                if isinstance(r, Result) and r.frame > prompted:
+                    got.append(r)
+                if len(got) == 3:
+                    break
+            assert len(got) == 3 and all(1 in r.masks for r in got)
+    finally:
+        assert d.stop() == 0
+    out = tmp_path / "m.jsonl"
+    r = subprocess.run([sys.executable, "-m", "tracker.cli", "track", "test:?width=160&height=120", "--frames", "5",
+                        "--box", "20,20,90,80", "--masks", str(out), "--image-size", "64", "--quiet"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "(openvino, fp32)" in r.stdout or "(openvino, bf16)" in r.stdout, r.stdout
+    assert len(out.read_text().splitlines()) == 5 and np.all([json.loads(x)["objects"] for x in
+                                                             out.read_text().splitlines()])
