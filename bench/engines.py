@@ -19,10 +19,14 @@ import torch
 
 from bench.common import environment, percentiles, sync, table, write_json
 from bench.scenario import JSON_OUT, outputs
-from engines.factory import make_encoder, make_memory_attention
+from engines.base import Engines
+from engines.factory import make_engines
+from engines.openvino_backend import openvino_available
 from engines.tensorrt_backend import tensorrt_available
 from pipelines.synthetic import box_of_first_shape, moving_shapes_frame
 from tracker import Tracker
+from tracker.core.options import TrackerOptions
+from tracker.core.precision import compute_context, resolve_precision
 from tracker.models import seeded_model
 from tracker.paths import dir_to_write
 
@@ -30,16 +34,18 @@ FRAME_W, FRAME_H = 640, 480
 
 
 def _backends(device: str) -> list[tuple[str, str, dict]]:
-    """(label, backend name, options) for every backend that can run on `device` here; torch-fp32 first, the
-    baseline of the speedups."""
-    out = [("torch-fp32", "torch", {})]
-    if torch.device(device).type == "cpu":
-        out += [("onnxruntime-fp32", "onnxruntime", {})]
-    if torch.device(device).type == "cuda":
+    """(label, backend name, tracker options) for every backend that can run on `device` here; torch-fp32
+    first, the baseline of the speedups."""
+    kind = torch.device(device).type
+    out = [("torch-fp32", "torch", {"precision": "fp32"})]
+    if resolve_precision("auto", torch.device(device)) == "bf16":
         out += [("torch-bf16", "torch", {"precision": "bf16"})]
-        if tensorrt_available() is None:
-            out += [("tensorrt-fp16", "tensorrt", {"precision": "fp16"}), ("tensorrt-fp32", "tensorrt",
-                                                                            {"precision": "fp32"})]
+    if kind == "cpu":
+        out += [("onnxruntime-fp32", "onnxruntime", {"precision": "fp32"})]
+        if openvino_available() is None:
+            out += [("openvino", "openvino", {"precision": "auto"})]  # bf16 where the CPU has it, else f32
+    if kind == "cuda" and tensorrt_available() is None:
+        out += [("tensorrt-fp16", "tensorrt", {"precision": "auto"})]
     return out
 
 
@@ -58,24 +64,24 @@ def _chosen(args) -> list[tuple[str, str, dict]]:
 def bench_size(size: int, args, cache_dir: str) -> dict:
     model = seeded_model(args.model, image_size=size, device=args.device)  # objects present: every stage runs
     backends = _chosen(args)
-    encoders = {label: make_encoder(name, model, cache_dir=cache_dir, **opts) for label, name, opts in backends}
+    engines = {label: _engines(name, model, opts, cache_dir) for label, name, opts in backends}
+    arithmetic = {label: resolve_precision(opts["precision"], model.device) for label, _, opts in backends}
     image = torch.randn(1, 3, size, size, device=args.device)
-    enc_times: dict[str, list[float]] = {k: [] for k in encoders}
+    enc_times: dict[str, list[float]] = {k: [] for k in engines}
     with torch.inference_mode():
         for i in range(args.warmup + args.iters):
-            for label, enc in encoders.items():
+            for label, e in engines.items():
                 sync(args.device)
                 t0 = time.perf_counter()
-                enc(image)
+                with compute_context(arithmetic[label], model.device):  # torch-bf16 under autocast, as tracked
+                    e.encoder(image)
                 sync(args.device)
                 if i >= args.warmup:
                     enc_times[label].append(time.perf_counter() - t0)
-    attn = {label: make_memory_attention(name, model, cache_dir=cache_dir) for label, name, _ in backends}
-    attn_times = _time_memory_attention(model, size, attn, args)
+    attn_times = _time_memory_attention(model, size, {k: e.memory_attention for k, e in engines.items()}, args)
     trackers = {}
-    options = Tracker.from_sam2(model, precision="fp32").options
-    for label, enc in encoders.items():
-        t = Tracker(model, options) if label == "torch-fp32" else Tracker(model, options, enc, attn[label])
+    for label, _name, opts in backends:
+        t = Tracker(model, TrackerOptions.from_model(model, **opts), engines[label])
         t.step(moving_shapes_frame(0, FRAME_H, FRAME_W))
         t.add_box(1, box_of_first_shape(0, FRAME_H, FRAME_W))
         trackers[label] = t
@@ -98,8 +104,13 @@ def bench_size(size: int, args, cache_dir: str) -> dict:
                 "encoder_speedup_vs_torch": float(base_enc / np.median(enc_times[label])),
                 "memory_attention_speedup_vs_torch": float(base_attn / np.median(attn_times[label])),
                 "step_speedup_vs_torch": float(base_step / np.median(step_times[label]))}
-        for label in encoders
+        for label in engines
     }
+
+
+def _engines(name: str, model, opts: dict, cache_dir: str) -> Engines:
+    """Every part of backend `name` (the tracker runs its compiled parts and Meta's modules for the rest)."""
+    return Engines.of(model) if name == "torch" else make_engines(name, model, cache_dir=cache_dir)
 
 
 def _time_memory_attention(model, size: int, attn: dict, args) -> dict[str, list[float]]:

@@ -27,14 +27,15 @@ def check_backend_device(name: str, device: str | torch.device) -> None:
                      f"{', '.join(others)}")
 
 
-def make_engines(name: str, model: Sam2Model, cache_dir: Path | None = None, threads: int | None = None) -> Engines:
+def make_engines(name: str, model: Sam2Model, cache_dir: Path | None = None, threads: int | None = None,
+                 parts: tuple[str, ...] | None = None) -> Engines:
     """Backend `name`'s parts for this model (compiled backends build, or take from the cache, their artefacts);
-    Meta's modules for the pieces a backend does not compile."""
+    Meta's modules for the pieces a backend does not compile. parts: OpenVINO's parts to compile (all: None)."""
     check_backend_device(name, model.device)
     if name == "openvino":
-        from .openvino_backend import OpenVINOEngines
+        from .openvino_backend import PARTS, OpenVINOEngines
 
-        ov = OpenVINOEngines.for_model(model, cache_dir=cache_dir, threads=threads)
+        ov = OpenVINOEngines.for_model(model, cache_dir=cache_dir, threads=threads, parts=parts or PARTS)
         parts = {"encoder": ov.encoder, "memory_attention": ov.memory_attention, "heads": ov.heads,
                  "memory_encoder": ov.memory_encoder}
         return Engines.of(model, name, **{k: v for k, v in parts.items() if v is not None})

@@ -55,7 +55,7 @@ def test_engines_benchmark_quick(tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     data = json.loads(out.read_text())
     res = data["results"]["64"]
-    assert {"torch-fp32", "onnxruntime-fp32"} <= set(res)
+    assert {"torch-fp32", "onnxruntime-fp32", "openvino"} <= set(res)
     torch_ = res["torch-fp32"]
     for label, r_ in res.items():
         for stage in ("encoder", "memory_attention", "step"):

@@ -19,6 +19,11 @@ from .models import build_sam2_model
 
 log = logging.getLogger(__name__)
 _said: set[str] = set()  # what auto's fallbacks already told the log (once per process)
+# The parts auto compiles with OpenVINO: the image encoder alone, the one part measured faster than torch on
+# both CPU kinds (f32 on AVX2: 0.83x torch's time; bf16 on AMX: 0.55x torch bf16). The per-object parts are not
+# faster there (memory attention: torch bf16 82 ms vs OpenVINO bf16 108 ms on AMX; heads and memory encoder
+# within noise on AVX2) and a second thread pool beside torch's costs more on two cores. docs/benchmarks.md.
+AUTO_OPENVINO_PARTS = ("encoder",)
 
 
 def build_parts(model: str, checkpoint: str | os.PathLike | None, image_size: int, device: str, seed: int,
@@ -45,16 +50,17 @@ def engines_for(model: torch.nn.Module, backend: str, engine_cache: str | os.Pat
     name = resolve_backend(backend, model, precision, cache)
     if name == "torch":
         return Engines.of(model)
+    parts = AUTO_OPENVINO_PARTS if backend == "auto" else None  # named: every part the backend compiles
     try:
-        return make_engines(name, model, cache_dir=cache, threads=threads)
+        return make_engines(name, model, cache_dir=cache, threads=threads, parts=parts)
     except ValueError as e:
         raise DeviceError(str(e)) from None
 
 
 def resolve_backend(backend: str, model: torch.nn.Module, precision: str = "auto", cache: Path | None = None) -> str:
     """A named backend as is; "auto": precision fp32 keeps Meta's exact torch arithmetic; otherwise OpenVINO on
-    CPUs (torch where it is not installed, said once), TensorRT on GPUs where a plan is built for this model (
-    `samtrack export --backend tensorrt`), else torch."""
+    CPUs (its encoder: AUTO_OPENVINO_PARTS; torch where it is not installed, said once), TensorRT on GPUs where a
+    plan is built for this model (`samtrack export --backend tensorrt`), else torch."""
     if backend != "auto":
         return backend
     kind = model.device.type
