@@ -80,7 +80,13 @@ def image_size_of(model: Sam2Model) -> int:
 
 
 def position_encodings(model: Sam2Model, image_size: int) -> list[torch.Tensor]:
-    """vision_pos_enc for this resolution: constant, so computed once (Meta recomputes it per frame)."""
+    """vision_pos_enc for this resolution: constant, so computed once (Meta recomputes it per frame). The neck's
+    sine encoding reads only its input's shape: the FPN levels are image_size / 4, / 8, ... (image sizes are
+    multiples of 32), the lowest `scalp` of them dropped as Meta's ImageEncoder does; no encoder run needed."""
+    encoder = model.image_encoder
+    levels = len(encoder.neck.backbone_channel_list)
     with torch.inference_mode():
-        dummy = torch.zeros(1, 3, image_size, image_size, device=model.device)
-        return [p.clone() for p in model.image_encoder(dummy)["vision_pos_enc"]]
+        pos = [encoder.neck.position_encoding(torch.zeros(1, encoder.neck.d_model, image_size // (4 << i),
+                                                          image_size // (4 << i), device=model.device)).clone()
+               for i in range(levels)]
+    return pos[:levels - encoder.scalp] if encoder.scalp > 0 else pos

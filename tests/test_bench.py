@@ -141,6 +141,16 @@ def test_shutdown_scenario(tmp_path):
 
 
 @pytest.mark.slow
+def test_startup_scenario(tmp_path):
+    """A cold start (empty engine cache: converted) and a warm one (cached) each answer ping, then publish."""
+    data = _bench(tmp_path, "startup", "--runs", "1", "--backends", "openvino")
+    m = data["results"]["openvino"]
+    starts = [m["cold"], *m["warm"]]
+    assert len(starts) == 2 and all(s["exit_code"] == 0 and 0 < s["ready_s"] <= s["first_result_s"] for s in starts)
+    assert m["warm_ready"]["n"] == 1
+
+
+@pytest.mark.slow
 def test_record_scenario(tmp_path):
     """What is in the recording, counted there: its timeline, its video decoded, the masks tracked from it."""
     from pipelines.source import GstSource

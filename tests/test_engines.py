@@ -49,6 +49,18 @@ def test_torch_backend_is_metas_forward_image(model):
     assert all(torch.equal(a, b) for a, b in zip(out["backbone_fpn"], ref["backbone_fpn"], strict=True))
 
 
+@pytest.mark.parametrize("size", [64, 128])
+def test_position_encodings_are_metas_without_running_the_encoder(size):
+    """The compiled encoders' constant vision_pos_enc, from the neck alone, equals what Meta's forward returns."""
+    from engines.base import position_encodings
+
+    m = make_model(image_size=size)
+    with torch.inference_mode():
+        ref = m.forward_image(torch.zeros(1, 3, size, size))["vision_pos_enc"]
+    ours = position_encodings(m, size)
+    assert len(ours) == len(ref) and all(torch.equal(a, b) for a, b in zip(ours, ref, strict=True))
+
+
 def test_torch_bf16_backend_stays_close(model):
     x = _image(1)
     with torch.inference_mode():

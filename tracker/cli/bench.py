@@ -1,5 +1,5 @@
 """`samtrack bench SCENARIO [options]`: the benchmarks in bench/ (step, vs-meta, e2e, soak, memory, engines,
-shutdown, record, streams, chaos, restart, and gpu: the first run on a CUDA machine)."""
+shutdown, startup, record, streams, chaos, restart, and gpu: the first run on a CUDA machine)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import importlib
 
 SCENARIOS = {"step": "bench.step", "vs-meta": "bench.vs_meta", "e2e": "bench.e2e", "soak": "bench.soak",
              "memory": "bench.memory", "engines": "bench.engines", "shutdown": "bench.shutdown",
-             "record": "bench.record", "streams": "bench.streams", "chaos": "bench.chaos", "restart": "bench.restart",
-             "gpu": "bench.gpu"}
+             "startup": "bench.startup", "record": "bench.record", "streams": "bench.streams", "chaos": "bench.chaos",
+             "restart": "bench.restart", "gpu": "bench.gpu"}
 
 
 def add_bench_parser(sub) -> None:
