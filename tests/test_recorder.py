@@ -17,6 +17,7 @@ from pipelines.frame import Frame
 from tracker.core.results import make_result
 from tracker.recording import writer as W
 from tracker.recording.format import Manifest, ResultRecord, segment_paths, segments
+from tracker.recording.segments import SegmentWriter
 
 
 def _records(directory) -> list[dict]:
@@ -33,13 +34,13 @@ def _result(i: int, n_objects: int = 2):
 def held(monkeypatch):
     """The writer blocks in its first frame until the event is set."""
     release = threading.Event()
-    original = W._Writer.frame
+    original = SegmentWriter.frame
 
     def frame(self, *args):
         release.wait(60)
         return original(self, *args)
 
-    monkeypatch.setattr(W._Writer, "frame", frame)
+    monkeypatch.setattr(SegmentWriter, "frame", frame)
     yield release
     release.set()
 
@@ -106,3 +107,29 @@ def test_each_recorder_start_is_a_session_of_its_own(tmp_path):
     assert segments(tmp_path) == [0, 1]
     assert Manifest.read(tmp_path, 0).session == 0 and Manifest.read(tmp_path, 1).session == 1
     assert Manifest.read(tmp_path).session == 1  # manifest.json: the newest
+
+
+def test_the_size_limit_takes_the_states_and_manifests_of_sessions_no_segment_is_left_of(tmp_path):
+    """Kept tracker states count toward --record-max-mb; once a session's last segment is deleted, its manifest
+    and the state it was restored from go too; states the segments left name (an import) stay."""
+    from tracker.recording.format import keep_state
+
+    image = np.zeros((120, 160, 3), np.uint8)
+    old = keep_state(tmp_path, b"state of session 0")
+    manifest = Manifest("0", "sam2.1_hiera_t", 64, "0" * 64, {}, "fp32", 1, "test", restored_state=old)
+    r = W.Recorder(W.RecordSettings(tmp_path, 60.0, 1 << 30, 1 << 30, 4, idle_priority=False), manifest)
+    r.frame(Frame(0, None, time.monotonic_ns(), image), 0)
+    r.close(timeout=30)
+    new = keep_state(tmp_path, b"state of session 1")
+    tiny = W.RecordSettings(tmp_path, 60.0, 1, 1, 4, idle_priority=False)  # a segment per frame, nothing fits
+    r = W.Recorder(tiny, Manifest("0", "sam2.1_hiera_t", 64, "0" * 64, {}, "fp32", 1, "test", restored_state=new))
+    for i in range(3):
+        r.frame(Frame(i, None, time.monotonic_ns(), image), i)
+        r.result(_result(i))  # the writer rotates (and enforces the limit) at each frame
+    r.import_state(2, b"imported in session 1", {"frame": 2})
+    r.close(timeout=30)
+    kept = {p.name for p in (tmp_path / "states").iterdir()}
+    imported = [x["args"]["state"] for x in _records(tmp_path) if x.get("op") == "import_state"]
+    assert len(imported) == 1 and kept == {new.split("/")[1], imported[0].split("/")[1]}
+    assert sorted(p.stem for p in (tmp_path / "sessions").glob("*.json")) == ["000001"]
+    assert {x["session"] for x in _records(tmp_path) if x["kind"] == "session"} == {1}

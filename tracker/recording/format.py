@@ -174,6 +174,27 @@ def keep_state(directory: Path, data: bytes) -> str:
     return name
 
 
+def segment_refs(directory: Path, n: int) -> tuple[int | None, set[str]]:
+    """Segment n's session (None: unreadable) and the imported states its commands name."""
+    session, states = None, set()
+    try:
+        with open(segment_paths(directory, n)[1]) as f:
+            for line in f:
+                if '"session"' not in line and '"import_state"' not in line:
+                    continue  # frames and results: most of a timeline, never a reference
+                try:
+                    r = json.loads(line)
+                except json.JSONDecodeError:
+                    continue  # a last line cut short
+                if r.get("kind") == "session" and session is None:
+                    session = r.get("session")
+                elif r.get("kind") == "command" and r.get("op") == "import_state":
+                    states.add(str(r.get("args", {}).get("state")))
+    except OSError:
+        pass
+    return session, states
+
+
 def session_path(directory: Path, session: int) -> Path:
     return directory / SESSIONS / f"{session:06d}.json"
 

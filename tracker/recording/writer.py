@@ -11,40 +11,28 @@ from __future__ import annotations
 import base64
 import collections
 import dataclasses
-import json
 import logging
 import os
 import threading
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 from pipelines.errors import SinkError
 from pipelines.frame import Frame
 
 from ..core.results import FrameResult
-from .format import Manifest, ResultRecord, keep_state, next_session, segment_paths, segments
+from .format import Manifest, ResultRecord, keep_state, next_session
+from .segments import RecordSettings, SegmentWriter
 
 log = logging.getLogger(__name__)
 
 RETRY_S = 5.0  # after a failed write (a full disk), frames are dropped this long before a new segment is tried
-RECORD_FPS = 30.0  # nominal rate stamped on recorded frames (players need one; the timeline has the real times)
 # Results waiting per frame the queue may hold: a result follows each frame, and a writer that falls behind
 # on frames falls behind on results too; beyond this they are dropped (their frames' results go unverified).
 RESULTS_PER_FRAME = 2
 # Bytes of accepted commands waiting (a mask prompt may be megabytes): a client flooding valid prompts
 # while the writer is starved must not grow memory without bound; beyond this they are dropped and marked.
 COMMAND_BYTES = 32 << 20
-
-
-@dataclass(frozen=True)
-class RecordSettings:
-    directory: Path
-    segment_s: float  # a new segment after this long
-    segment_bytes: int  # ... or once its video is this large
-    max_bytes: int  # oldest segments deleted while the recording is larger
-    queue_frames: int  # frames waiting for the writer before new ones are marked lost
-    idle_priority: bool = True  # the writer only uses CPU time tracking leaves idle (SCHED_IDLE)
 
 
 @dataclass
@@ -106,7 +94,7 @@ class Recorder:
         self.results_lost = 0  # results not recorded (the queue's share was full)
         self.commands_lost = 0  # accepted commands not recorded (the queue's share was full)
         self.errors = 0  # failed writes (a full disk, a removed directory)
-        self._writer = _Writer(settings, self.manifest.session)
+        self._writer = SegmentWriter(settings, self.manifest.session)
         self._thread = threading.Thread(target=self._run, name="recorder", daemon=True)
         self._thread.start()
 
@@ -136,7 +124,8 @@ class Recorder:
             self._results += 1
             self._put(record)
 
-    def command(self, after_frame: int | None, op: str, args: dict, mask: bytes | None, reply: dict) -> None:
+    def command(self, after_frame: int | None, op: str, args: dict, mask: bytes | None, reply: dict) -> bool:
+        """Queue an accepted command's record; False when it had to be dropped (counted and logged)."""
         size = len(mask or b"") + 1024
         with self._lock:
             full = self._command_bytes + size > COMMAND_BYTES
@@ -148,9 +137,10 @@ class Recorder:
                 self._dropped_commands += 1
                 log.error("recorder: an accepted %s could not be queued (the writer is behind): the recording "
                           "cannot be replayed exactly past this point", op)
-                return
+                return False
             self._command_bytes += size
             self._put((size, record))
+        return True
 
     def import_state(self, after_frame: int | None, data: bytes, reply: dict) -> None:
         """An accepted import_state: its state kept in the recording at once (rare, and larger than the queue's
@@ -165,7 +155,9 @@ class Recorder:
             log.error("recorder: the imported state could not be kept (%s): the recording cannot be replayed "
                       "exactly past this point", e)
             return
-        self.command(after_frame, "import_state", {"state": name}, None, reply)
+        self._writer.hold_state(name)  # not pruned before its command is in the timeline
+        if not self.command(after_frame, "import_state", {"state": name}, None, reply):
+            self._writer.release_state(name)
 
     def _put(self, item) -> None:
         self._mark_drops()
@@ -306,93 +298,3 @@ def _leave_idle_priority() -> None:
                 os.sched_setscheduler(tid, os.SCHED_OTHER, os.sched_param(0))
         except (OSError, ValueError) as e:  # a thread that ended, or no permission: it drains at idle priority
             log.debug("thread %s stays at SCHED_IDLE: %s", entry.name, e)
-
-
-class _Writer:
-    """The writer thread's side: the current segment's video and timeline, rotation, the size limit."""
-
-    def __init__(self, settings: RecordSettings, session: int):
-        self.settings = settings
-        self.session = session
-        existing = segments(settings.directory)
-        self._next = existing[-1] + 1 if existing else 0
-        self._video = None  # the segment's LosslessFileSink, opened with its first frame
-        self._size: tuple[int, int] | None = None
-        self._timeline = None
-        self._started = 0.0
-        self._continues = False  # the session's first segment starts it; later ones continue it
-        self._open()
-
-    def _open(self) -> None:
-        video, timeline = segment_paths(self.settings.directory, self._next)
-        self._video_path, self._n = video, self._next
-        self._next += 1
-        self._timeline = open(timeline, "a")  # noqa: SIM115  (closed on rotation and at close)
-        self._started = time.monotonic()
-        self.record({"kind": "session", "session": self.session, "continues": self._continues})
-        self._continues = True
-        self._enforce_limit()
-
-    def frame(self, frame: Frame, record: dict) -> None:
-        if self._timeline is None:  # the last segment was abandoned
-            self._open()
-        size = (frame.width, frame.height)
-        if self._video is not None and (size != self._size or self._due()):
-            self._rotate()
-        if self._video is None:
-            from pipelines.sinks import LosslessFileSink  # GStreamer: loaded here, after any model conversion
-
-            self._video = LosslessFileSink(self._video_path, frame.width, frame.height, RECORD_FPS)
-            self._size = size
-        self._video.push(frame.image)
-        self.record(record)
-
-    def record(self, record: dict) -> None:
-        if self._timeline is None:
-            self._open()
-        self._timeline.write(json.dumps(record) + "\n")
-        self._timeline.flush()
-
-    def _due(self) -> bool:
-        if time.monotonic() - self._started >= self.settings.segment_s:
-            return True
-        return self._video_path.is_file() and self._video_path.stat().st_size >= self.settings.segment_bytes
-
-    def _rotate(self) -> None:
-        self._close_segment()
-        self._open()
-
-    def _close_segment(self) -> None:
-        if self._video is not None:
-            self._video.close()
-            self._video = None
-        if self._timeline is not None:
-            self._timeline.close()
-            self._timeline = None
-
-    def _enforce_limit(self) -> None:
-        """Delete the oldest complete segments while the recording exceeds max_bytes."""
-        d = self.settings.directory
-        done = [n for n in segments(d) if n != self._n]
-        sizes = {n: sum(p.stat().st_size for p in segment_paths(d, n) if p.is_file()) for n in done}
-        total = sum(sizes.values())
-        for n in done:
-            if total <= self.settings.max_bytes:
-                break
-            for p in segment_paths(d, n):
-                p.unlink(missing_ok=True)
-            total -= sizes[n]
-            log.info("recording over %d bytes: deleted segment %06d", self.settings.max_bytes, n)
-
-    def abandon(self) -> None:
-        """Gives up the current segment after a failed write; the next frame opens a new one."""
-        video, timeline, self._video, self._timeline = self._video, self._timeline, None, None
-        for closable in (video, timeline):
-            try:
-                if closable is not None:
-                    closable.close()
-            except (OSError, SinkError) as e:
-                log.debug("closing the failed segment: %s", e)
-
-    def close(self) -> None:
-        self._close_segment()
