@@ -151,8 +151,8 @@ class RecordSection(_Section):
                            "(`samtrack replay DIR`); empty: no recording.")
     segment_s: float = Field(60.0, gt=0, description="A new segment after this many seconds: rotation granularity.")
     segment_mb: float = Field(1024.0, gt=0, description="... or once a segment's video is this large (MiB).")
-    max_mb: float = Field(20480.0, gt=0, description="Oldest segments are deleted while the recording (kept states "
-                                                               "included) is larger.")
+    max_mb: float = Field(20480.0, gt=0, description="Oldest segments are deleted while the recording (kept "
+                          "states included) is larger.")
     queue_frames: int = Field(8, ge=1, le=256, description="Frames waiting for the recorder's writer; more are "
                               "marked lost (never slows tracking).")
     idle_priority: bool = Field(True, description="The writer uses only CPU time tracking leaves idle (never "
