@@ -20,7 +20,7 @@ import torch
 from bench.common import environment, percentiles, sync, table, write_json
 from bench.scenario import JSON_OUT, outputs
 from engines.base import Engines
-from engines.factory import make_engines
+from engines.factory import make_encoder, make_engines
 from engines.openvino_backend import openvino_available
 from engines.tensorrt_backend import tensorrt_available
 from pipelines.synthetic import box_of_first_shape, moving_shapes_frame
@@ -34,18 +34,19 @@ FRAME_W, FRAME_H = 640, 480
 
 
 def _backends(device: str) -> list[tuple[str, str, dict]]:
-    """(label, backend name, tracker options) for every backend that can run on `device` here; torch-fp32
-    first, the baseline of the speedups."""
+    """(label, backend name, options) for every backend that can run on `device` here; torch-fp32 first, the
+    baseline of the speedups. options: the tracker's "precision", and "encoder" options of a compiled encoder."""
     kind = torch.device(device).type
     out = [("torch-fp32", "torch", {"precision": "fp32"})]
-    if resolve_precision("auto", torch.device(device)) == "bf16":
+    if kind == "cuda" or resolve_precision("auto", torch.device(device)) == "bf16":
         out += [("torch-bf16", "torch", {"precision": "bf16"})]
     if kind == "cpu":
         out += [("onnxruntime-fp32", "onnxruntime", {"precision": "fp32"})]
         if openvino_available() is None:
             out += [("openvino", "openvino", {"precision": "auto"})]  # bf16 where the CPU has it, else f32
     if kind == "cuda" and tensorrt_available() is None:
-        out += [("tensorrt-fp16", "tensorrt", {"precision": "auto"})]
+        out += [("tensorrt-fp16", "tensorrt", {"precision": "fp32", "encoder": {"precision": "fp16"}}),
+                ("tensorrt-fp32", "tensorrt", {"precision": "fp32", "encoder": {"precision": "fp32"}})]
     return out
 
 
@@ -81,7 +82,7 @@ def bench_size(size: int, args, cache_dir: str) -> dict:
     attn_times = _time_memory_attention(model, size, {k: e.memory_attention for k, e in engines.items()}, args)
     trackers = {}
     for label, _name, opts in backends:
-        t = Tracker(model, TrackerOptions.from_model(model, **opts), engines[label])
+        t = Tracker(model, TrackerOptions.from_model(model, precision=opts["precision"]), engines[label])
         t.step(moving_shapes_frame(0, FRAME_H, FRAME_W))
         t.add_box(1, box_of_first_shape(0, FRAME_H, FRAME_W))
         trackers[label] = t
@@ -110,7 +111,11 @@ def bench_size(size: int, args, cache_dir: str) -> dict:
 
 def _engines(name: str, model, opts: dict, cache_dir: str) -> Engines:
     """Every part of backend `name` (the tracker runs its compiled parts and Meta's modules for the rest)."""
-    return Engines.of(model) if name == "torch" else make_engines(name, model, cache_dir=cache_dir)
+    if name == "torch":
+        return Engines.of(model)
+    if "encoder" in opts:  # a compiled encoder of a chosen precision (TensorRT's fp16 or fp32 plan)
+        return Engines.of(model, name, encoder=make_encoder(name, model, cache_dir=cache_dir, **opts["encoder"]))
+    return make_engines(name, model, cache_dir=cache_dir)
 
 
 def _time_memory_attention(model, size: int, attn: dict, args) -> dict[str, list[float]]:

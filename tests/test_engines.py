@@ -17,7 +17,7 @@ from engines.tensorrt_backend import tensorrt_available
 from pipelines.synthetic import box_of_first_shape, moving_shapes_frame
 from tests.conftest import make_model
 from tracker import Tracker
-from tracker.core.precision import use_ieee_fp32
+from tracker.core.precision import resolve_precision, use_ieee_fp32
 
 SIZE = 128  # tolerance contract is size-independent; small keeps CI quick
 FEATURE_ATOL = 1e-4  # fp32 compiled backends vs torch, max abs over every feature level
@@ -287,7 +287,9 @@ def test_bench_engines_treats_cuda_n_as_a_gpu_and_passes_only_known_options(mode
     for _, name, opts in gpu:
         if name == "torch":
             TorchEncoder(model, **opts)  # every option is one the backend takes
-    assert [label for label, _, _ in bench.engines._backends("cpu")] == ["torch-fp32", "onnxruntime-fp32"]
+    native = resolve_precision("auto", torch.device("cpu")) == "bf16"
+    assert [label for label, _, _ in bench.engines._backends("cpu")] == [
+        "torch-fp32", *(["torch-bf16"] if native else []), "onnxruntime-fp32", "openvino"]
 
 
 @pytest.mark.gpu
