@@ -155,8 +155,12 @@ def main(argv=None) -> dict:
             """The newest frame of `stream` seen from the running daemon (None: none yet)."""
             return log.newest.get((supervisor.instance, stream))
 
+        def first(stream: str) -> int:
+            """The first frame of `stream` seen from the running daemon (a restarted one numbers on from its lease)."""
+            return log.first[(supervisor.instance, stream)]
+
         valid = Valid(STREAMS, args.width, args.height, random.Random(args.seed + 100), checks, newest=newest,
-                      instance=lambda: supervisor.instance)
+                      first=first, instance=lambda: supervisor.instance)
         traffic = Traffic(supervisor.commands, args.rate, Malformed(STREAMS, args.width, args.height, rng, newest),
                           valid, quiet, args.seed + 200)
         sampler = Sampler(supervisor, stop)

@@ -181,9 +181,10 @@ class Valid:
     stream are known: prompts (latest and past frames, points, boxes, masks), removals and resets."""
 
     def __init__(self, streams: list[str], width: int, height: int, rng: random.Random, checks: Checks,
-                 newest: Callable[[str], int | None], instance: Callable[[], int]):
+                 newest: Callable[[str], int | None], first: Callable[[str], int], instance: Callable[[], int]):
         self.streams, self.w, self.h, self.rng, self.checks = streams, width, height, rng, checks
-        self.newest, self.instance = newest, instance  # newest result seen per stream (this instance)
+        # newest and first result seen per stream (this instance): a past frame is named only between the two
+        self.newest, self.first, self.instance = newest, first, instance
         self.lock = threading.Lock()  # held for a request and its reply; the harness holds it to kill the daemon
         self.objects: dict[str, set[int]] = {s: set() for s in streams}
         self.mismatches: list[str] = []  # removal/reset replies that disagree with the expected objects
@@ -218,7 +219,7 @@ class Valid:
         obj = r.randrange(1, 100) if len(have) < MAX_OBJECTS else r.choice(sorted(have))
         newest = self.newest(s)
         frame: int | str = "latest"
-        if r.random() < 0.4 and newest > PAST_MAX:
+        if r.random() < 0.4 and newest - self.first(s) > PAST_MAX:
             frame = newest - r.randrange(1, PAST_MAX + 1)
         x0, y0 = r.randrange(0, self.w // 2), r.randrange(0, self.h // 2)
         box = (x0, y0, x0 + r.randrange(8, self.w // 2), y0 + r.randrange(8, self.h // 2))

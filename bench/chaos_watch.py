@@ -36,6 +36,7 @@ class ResultLog:
 
     seen: list[Seen] = field(default_factory=list)
     newest: dict[tuple[int, str], int] = field(default_factory=dict)  # (instance, stream) -> newest frame
+    first: dict[tuple[int, str], int] = field(default_factory=dict)  # (instance, stream) -> first frame seen
     seq_gaps: int = 0  # results this fast subscriber missed (seq jumps within an instance)
     ends: int = 0  # end-of-stream messages (a live daemon must send none)
     _last_seq: dict[tuple[int, str], int] = field(default_factory=dict)
@@ -46,6 +47,7 @@ class ResultLog:
             self.seq_gaps += abs(s.seq - self._last_seq[key] - 1)
         self._last_seq[key] = s.seq
         self.newest[key] = max(self.newest.get(key, -1), s.frame)
+        self.first.setdefault(key, s.frame)
         self.seen.append(s)
 
 

@@ -7,11 +7,13 @@ device) names another file; an artefact whose hash does not match its manifest i
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -79,29 +81,53 @@ class ArtefactCache:
 
     def get_or_build(self, key: ArtefactKey, ext: str, build: Callable[[Path], Path],
                      companions: tuple[str, ...] = ()) -> Path:
-        """companions: suffixes of files `build` writes beside the artefact (its path with that suffix)."""
+        """companions: suffixes of files `build` writes beside the artefact (its path with that suffix). Processes
+        sharing the cache build an entry once: the first builds it under a lock, the others wait and load it."""
         path = self.path_for(key, ext)
         manifest = path.with_name(path.name + ".json")
         files = [path, *(path.with_suffix(c) for c in companions)]
-        if all(f.is_file() for f in files) and manifest.is_file():
-            try:
-                meta = json.loads(manifest.read_text())
-                digests = [file_sha256(f) for f in files]
-                if meta.get("key") == key.__dict__ and meta.get("sha256") == digests[0] \
-                        and meta.get("companions", []) == digests[1:]:
-                    self.hits += 1
-                    return path
-            except (OSError, ValueError):
-                pass
-            log.warning("cached %s is corrupt or stale: rebuilding it", path.name)
-            self.rebuilds += 1
-        else:
-            self.misses += 1
+        if self._verified(key, files, manifest):
+            self.hits += 1
+            return path
         self.directory.mkdir(parents=True, exist_ok=True)
-        manifest.unlink(missing_ok=True)
-        build(path)
-        tmp = manifest.with_name(manifest.name + ".tmp")
-        tmp.write_text(json.dumps({"key": key.__dict__, "sha256": file_sha256(path),
-                                   "companions": [file_sha256(f) for f in files[1:]]}, indent=2))
-        tmp.replace(manifest)  # the manifest appears last: a crash mid-build leaves no valid entry
+        with locked(path.with_name(path.name + ".lock")):
+            if self._verified(key, files, manifest):  # built by another process while this one waited
+                self.hits += 1
+                return path
+            if manifest.is_file():
+                log.warning("cached %s is corrupt or stale: rebuilding it", path.name)
+                self.rebuilds += 1
+            else:
+                self.misses += 1
+            manifest.unlink(missing_ok=True)
+            build(path)
+            tmp = manifest.with_name(manifest.name + ".tmp")
+            tmp.write_text(json.dumps({"key": key.__dict__, "sha256": file_sha256(path),
+                                       "companions": [file_sha256(f) for f in files[1:]]}, indent=2))
+            tmp.replace(manifest)  # the manifest appears last: a crash mid-build leaves no valid entry
         return path
+
+    @staticmethod
+    def _verified(key: ArtefactKey, files: list[Path], manifest: Path) -> bool:
+        """The entry's files exist and hash to what its manifest says, for this key."""
+        if not (manifest.is_file() and all(f.is_file() for f in files)):
+            return False
+        try:
+            meta = json.loads(manifest.read_text())
+            digests = [file_sha256(f) for f in files]
+        except (OSError, ValueError):
+            return False
+        return meta.get("key") == key.__dict__ and meta.get("sha256") == digests[0] \
+            and meta.get("companions", []) == digests[1:]
+
+
+@contextmanager
+def locked(path: Path) -> Iterator[None]:
+    """An exclusive advisory lock on `path` (created if missing) while the block runs; released by the kernel if
+    the process dies, so a killed builder never leaves the cache locked."""
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)

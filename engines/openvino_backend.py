@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import sys
 import time
 import warnings
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ import numpy as np
 import torch
 
 from .base import Sam2Model, image_size_of, position_encodings
-from .cache import ArtefactCache, ArtefactKey, weights_digest
+from .cache import ArtefactCache, ArtefactKey, locked, weights_digest
 from .export import EncoderGraph, fixed_pos_embed
 from .graphs import TrackedMemoryGraph, TrackingHeadsGraph
 from .memory_graph import MemoryAttentionGraph
@@ -33,7 +34,7 @@ PERFORMANCE_HINT = "LATENCY"
 def openvino_available() -> str | None:
     """None when OpenVINO can run here, else why not."""
     try:
-        import openvino  # noqa: F401
+        import_openvino()
     except ImportError:
         return "the openvino package is not installed (pip install openvino)"
     return None
@@ -41,7 +42,7 @@ def openvino_available() -> str | None:
 
 def cpu_precision() -> str:
     """"bf16" where OpenVINO's CPU plugin computes bf16 natively (AMX, AVX512-BF16), else "f32"."""
-    import openvino as ov
+    ov = import_openvino()
 
     caps = ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
     return "bf16" if "BF16" in caps else "f32"
@@ -92,22 +93,41 @@ def _parts(model: Sam2Model, wanted: tuple[str, ...]) -> list[_Part]:
     return [make[name]() for name in PARTS if name in wanted]
 
 
+def convert(graph: torch.nn.Module, example: tuple[torch.Tensor, ...], shapes: list[list[int]] | None) -> Any:
+    """The OpenVINO model of a traced torch module (shapes: per input, -1 where the size varies)."""
+    ov = import_openvino()
+
+    inputs = None if shapes is None else [(shape, ov.Type.f32) for shape in shapes]
+    with torch.no_grad(), warnings.catch_warnings():
+        # OpenVINO traces with TorchScript (deprecated by torch, still what its converter reads); the tracer
+        # warns about Python conditionals on shapes, which are constants for one graph of one size.
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        warnings.simplefilter("ignore", FutureWarning)
+        return ov.convert_model(graph, example_input=example, input=inputs)
+
+
+def import_openvino() -> Any:
+    """The openvino module, without its telemetry: on import and on every conversion OpenVINO's converter reports
+    to an analytics service unless the user opted out, from a process it forks out of a thread while the
+    conversion's thread pools run (that fork aborted a test process here). With openvino_telemetry unimportable
+    OpenVINO uses its own no-op stub; samtrack sends nothing."""
+    sys.modules.setdefault("openvino_telemetry", None)  # None in sys.modules: the import raises ImportError
+    import openvino
+
+    return openvino
+
+
 def convert_cached(model: Sam2Model, part: _Part, cache: ArtefactCache) -> Path:
     """The part's OpenVINO IR (.xml, its weights in the .bin beside it) from the cache, converted on a miss."""
-    import openvino as ov
+    ov = import_openvino()
 
     size = image_size_of(model)
 
     def build(path: Path) -> Path:
         log.info("converting the %s to OpenVINO at %d px (once per weights, size and version)...", part.what, size)
         t0 = time.monotonic()
-        inputs = None if part.shapes is None else [(shape, ov.Type.f32) for shape in part.shapes]
-        with fixed_pos_embed(model, size), torch.no_grad(), warnings.catch_warnings():
-            # OpenVINO traces with TorchScript (deprecated by torch, still what its converter reads); the tracer
-            # warns about Python conditionals on shapes, which are constants for one graph of one size.
-            warnings.simplefilter("ignore", torch.jit.TracerWarning)
-            warnings.simplefilter("ignore", FutureWarning)
-            converted = ov.convert_model(part.graph, example_input=part.example, input=inputs)
+        with fixed_pos_embed(model, size):
+            converted = convert(part.graph, part.example, part.shapes)
         tmp = path.with_name(path.stem + ".tmp.xml")
         ov.save_model(converted, str(tmp), compress_to_fp16=False)
         tmp.with_suffix(".bin").replace(path.with_suffix(".bin"))
@@ -147,18 +167,20 @@ class OpenVINOEngines:
     def for_model(cls, model: Sam2Model, cache_dir: Path | None = None, threads: int | None = None,
                   precision: str | None = None, parts: tuple[str, ...] = PARTS) -> OpenVINOEngines:
         """parts: which to convert and compile ("encoder", "memory_attention", "heads", "memory_encoder")."""
-        import openvino as ov
-
+        ov = import_openvino()
         if model.device.type != "cpu":
             raise ValueError(f"the openvino backend runs on the CPU; the model is on {model.device}")
         cache = ArtefactCache(cache_dir)
         precision = precision or cpu_precision()
         core = ov.Core()
-        core.set_property({"CACHE_DIR": str(cache.directory / "openvino-compiled")})
+        compiled = cache.directory / "openvino-compiled"
+        core.set_property({"CACHE_DIR": str(compiled)})
         config = {"INFERENCE_NUM_THREADS": threads or torch.get_num_threads(), "PERFORMANCE_HINT": PERFORMANCE_HINT,
                   "INFERENCE_PRECISION_HINT": precision}
-        run = {p.part: _Compiled(core.compile_model(str(convert_cached(model, p, cache)), "CPU", config))
-               for p in _parts(model, parts)}
+        irs = {p.part: convert_cached(model, p, cache) for p in _parts(model, parts)}
+        # OpenVINO writes its compiled blobs in place and maps them when it loads them: one process at a time
+        with locked(compiled.with_name(compiled.name + ".lock")):
+            run = {part: _Compiled(core.compile_model(str(ir), "CPU", config)) for part, ir in irs.items()}
         s = image_size_of(model)
         return cls(OVEncoder(run["encoder"], position_encodings(model, s)) if "encoder" in run else None,
                    OVMemoryAttention(run["memory_attention"], model.memory_attention)

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
 
 import numpy as np
 import pytest
 import torch
 
 from engines.base import Engines
-from engines.cache import ArtefactCache
+from engines.cache import ArtefactCache, ArtefactKey
 from engines.factory import make_encoder, make_memory_attention
 from engines.memory_graph import MemoryAttentionGraph
 from engines.onnxruntime_backend import OrtEncoder, OrtMemoryAttention, export_cached, onnx_key
@@ -175,6 +177,30 @@ def test_cache_hit_miss_invalidation_and_corruption(tmp_path):
     assert cache.rebuilds == 2
     m1 = export_cached(model, cache, kind="onnx-memory")  # the memory attention: its own kind and file
     assert m1.name.startswith("onnx-memory-") and export_cached(model, cache, kind="onnx-memory") == m1
+
+
+def test_builders_sharing_the_cache_build_an_entry_once(tmp_path):
+    """Two builders of one entry at once (two daemons starting on one host): the second waits for the first's
+    lock, then loads what it built; neither reads the other's half-written files."""
+    key = ArtefactKey("test", "weights", "model", 64, "fp32", "v1", "cpu")
+    builds, building = [], threading.Event()
+
+    def build(path):
+        builds.append(path)
+        building.set()
+        time.sleep(0.5)  # keeps the first build in progress while the second arrives (no time is asserted)
+        path.write_bytes(b"artefact")
+        return path
+
+    first, second = ArtefactCache(tmp_path), ArtefactCache(tmp_path)
+    got = []
+    t = threading.Thread(target=lambda: got.append(first.get_or_build(key, "bin", build)))
+    t.start()
+    assert building.wait(30)
+    got.append(second.get_or_build(key, "bin", build))
+    t.join(30)
+    assert len(builds) == 1 and got[0] == got[1] and got[1].read_bytes() == b"artefact"
+    assert (first.misses, second.misses, second.hits) == (1, 0, 1)
 
 
 def test_each_graph_is_keyed_by_the_weights_it_holds():

@@ -134,3 +134,27 @@ def test_the_daemon_and_track_run_on_the_default(tmp_path):
     assert "(openvino, fp32)" in r.stdout or "(openvino, bf16)" in r.stdout, r.stdout
     assert len(out.read_text().splitlines()) == 5 and np.all([json.loads(x)["objects"] for x in
                                                              out.read_text().splitlines()])
+
+
+_COUNT_SENDS = """
+import atexit, multiprocessing, socket, torch
+forks, connections = [], []
+multiprocessing.Process.start = lambda self: forks.append(self)  # how the analytics sender sends
+real_connect = socket.socket.connect
+socket.socket.connect = lambda s, addr: connections.append(addr) or real_connect(s, addr)
+atexit.register(lambda: print(len(forks), len(connections)))  # after every worker thread has been joined
+from engines.openvino_backend import convert, openvino_available
+assert openvino_available() is None
+convert(torch.nn.Linear(4, 2), (torch.zeros(1, 4),), None)
+convert(torch.nn.Linear(4, 3), (torch.zeros(2, 4),), [[-1, 4]])
+"""
+
+
+def test_importing_and_converting_send_nothing_and_fork_nothing():
+    """OpenVINO reports its import and each conversion to an analytics service unless opted out, from a process it
+    forks out of a thread while the conversion runs (that fork aborted the test process in CI): samtrack sends
+    nothing. A fresh interpreter, where nothing imported openvino before samtrack."""
+    r = subprocess.run([sys.executable, "-c", _COUNT_SENDS], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    forks, connections = (int(x) for x in r.stdout.split())
+    assert forks == 0 and connections == 0, r.stdout

@@ -91,8 +91,8 @@ class Tracker:
         as in `build` (precision="fp32" with backend auto: Meta's modules, bit-exact)."""
         from ..build import engines_for
 
-        engines = engines_for(model, backend, engine_cache, options.get("precision", "auto"))
-        return cls(model, TrackerOptions.from_model(model, **options), engines)
+        opts = TrackerOptions.from_model(model, **options)  # checked before any engine is built
+        return cls(model, opts, engines_for(model, backend, engine_cache, opts.precision))
 
     # ---- public API ---------------------------------------------------------------------
     @property
