@@ -155,9 +155,9 @@ def main(argv=None) -> dict:
             """The newest frame of `stream` seen from the running daemon (None: none yet)."""
             return log.newest.get((supervisor.instance, stream))
 
-        def first(stream: str) -> int:
+        def first(stream: str) -> int | None:
             """The first frame of `stream` seen from the running daemon (a restarted one numbers on from its lease)."""
-            return log.first[(supervisor.instance, stream)]
+            return log.first.get((supervisor.instance, stream))
 
         valid = Valid(STREAMS, args.width, args.height, random.Random(args.seed + 100), checks, newest=newest,
                       first=first, instance=lambda: supervisor.instance)

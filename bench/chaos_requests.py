@@ -181,7 +181,8 @@ class Valid:
     stream are known: prompts (latest and past frames, points, boxes, masks), removals and resets."""
 
     def __init__(self, streams: list[str], width: int, height: int, rng: random.Random, checks: Checks,
-                 newest: Callable[[str], int | None], first: Callable[[str], int], instance: Callable[[], int]):
+                 newest: Callable[[str], int | None], first: Callable[[str], int | None],
+                 instance: Callable[[], int]):
         self.streams, self.w, self.h, self.rng, self.checks = streams, width, height, rng, checks
         # newest and first result seen per stream (this instance): a past frame is named only between the two
         self.newest, self.first, self.instance = newest, first, instance
@@ -217,9 +218,9 @@ class Valid:
         if roll < 0.12 and settled:
             return "remove_object", {"object": r.choice(settled), "stream": s}, []
         obj = r.randrange(1, 100) if len(have) < MAX_OBJECTS else r.choice(sorted(have))
-        newest = self.newest(s)
+        newest, first = self.newest(s), self.first(s)  # None: the daemon was restarted since `s` was chosen
         frame: int | str = "latest"
-        if r.random() < 0.4 and newest - self.first(s) > PAST_MAX:
+        if r.random() < 0.4 and newest is not None and first is not None and newest - first > PAST_MAX:
             frame = newest - r.randrange(1, PAST_MAX + 1)
         x0, y0 = r.randrange(0, self.w // 2), r.randrange(0, self.h // 2)
         box = (x0, y0, x0 + r.randrange(8, self.w // 2), y0 + r.randrange(8, self.h // 2))

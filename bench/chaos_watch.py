@@ -46,8 +46,8 @@ class ResultLog:
         if key in self._last_seq and s.seq != self._last_seq[key] + 1:
             self.seq_gaps += abs(s.seq - self._last_seq[key] - 1)
         self._last_seq[key] = s.seq
+        self.first.setdefault(key, s.frame)  # before newest: a reader that sees newest finds first
         self.newest[key] = max(self.newest.get(key, -1), s.frame)
-        self.first.setdefault(key, s.frame)
         self.seen.append(s)
 
 

@@ -124,9 +124,19 @@ class ArtefactCache:
 @contextmanager
 def locked(path: Path) -> Iterator[None]:
     """An exclusive advisory lock on `path` (created if missing) while the block runs; released by the kernel if
-    the process dies, so a killed builder never leaves the cache locked."""
-    with open(path, "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
+    the process dies, so a killed builder never leaves the cache locked. A cache this process cannot write to is
+    only read: no lock is needed."""
+    try:
+        f = open(path, "a")
+    except OSError:
+        yield
+        return
+    with f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.info("waiting for another process building %s", path.name.removesuffix(".lock"))
+            fcntl.flock(f, fcntl.LOCK_EX)
         try:
             yield
         finally:
