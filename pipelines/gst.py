@@ -2,13 +2,27 @@
 
 from __future__ import annotations
 
+import ctypes
 import logging
 
 from .errors import MissingElementError, NotAVideoError, SourceError, SourceNotFoundError, SourceSpecError
 
 log = logging.getLogger(__name__)
 
+
+def _gcc_unwinder_first() -> None:
+    """GStreamer links libunwind, and GObject introspection loads GStreamer's libraries into the global symbol
+    scope: libunwind's _Unwind_* then come before GCC's for every C++ library bound later, and an exception thrown
+    and caught inside OpenVINO (its converter, its CPU plugin) is unwound by the wrong unwinder: the process
+    aborts. GCC's unwinder, made global before GStreamer, keeps its symbols first."""
+    try:
+        ctypes.CDLL("libgcc_s.so.1", mode=ctypes.RTLD_GLOBAL)
+    except OSError:  # no GCC runtime by that name (not glibc Linux): nothing to put first
+        pass
+
+
 try:
+    _gcc_unwinder_first()
     import gi
 
     gi.require_version("Gst", "1.0")

@@ -171,3 +171,24 @@ def test_importing_and_converting_send_nothing_and_fork_nothing(tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     forks, connections = (int(x) for x in r.stdout.split())
     assert forks == 0 and connections == 0, r.stdout
+
+
+_GSTREAMER_THEN_OPENVINO = """
+import sys, torch
+import pipelines.gst
+assert pipelines.gst.HAVE_GST
+from engines.openvino_backend import OpenVINOEngines
+from tests.conftest import make_model
+engines = OpenVINOEngines.for_model(make_model(image_size=128), sys.argv[1], parts=("encoder",))
+print(len(engines.encoder(torch.rand(1, 3, 128, 128))["backbone_fpn"]))
+"""
+
+
+def test_openvino_converts_and_runs_in_a_process_that_loaded_gstreamer(tmp_path):
+    """A daemon holds GStreamer and OpenVINO in one process. GStreamer's libunwind, loaded globally by GObject
+    introspection, took over the unwinding of C++ exceptions OpenVINO throws and catches inside its converter:
+    the conversion aborted the process (and the CI run). A fresh interpreter: GStreamer first, as in a daemon."""
+    r = subprocess.run([sys.executable, "-c", _GSTREAMER_THEN_OPENVINO, str(tmp_path)], capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0, (r.returncode, r.stderr[-2000:])
+    assert r.stdout.split()[-1] == "3"  # three feature levels
