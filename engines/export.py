@@ -12,7 +12,8 @@ from .base import Sam2Model
 
 # TorchScript exporter at opset 17: every op of the encoder is supported, ONNX Runtime and TensorRT 8.6+
 # read it. (torch's torch.export-based exporter at opset 18 gave a faster graph in ONNX Runtime, but
-# aborted inside onnxscript in a process that had loaded GStreamer first; see docs/engines.md.)
+# aborted in a process that had loaded GStreamer first: GStreamer's libunwind, since put behind GCC's
+# unwinder by pipelines/gst.py; not measured again. docs/engines.md.)
 OPSET = 17
 OUTPUT_NAMES = ["fpn0", "fpn1", "fpn2"]
 

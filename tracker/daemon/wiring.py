@@ -35,8 +35,8 @@ def settings_from(cfg: Config) -> DaemonSettings:
 
 
 def build_daemon(cfg: Config) -> Daemon:
-    """The model and its engines once, a tracker per stream on them, then the sources (torch's ONNX exporter
-    crashes once GStreamer's libraries are loaded, and an onnxruntime backend may export on first use)."""
+    """The model and its engines once, a tracker per stream on them, then the sources (a bad model or backend
+    fails before a camera is touched)."""
     from pipelines.live import DEFAULT_BACKOFF, Backoff
 
     from ..recording.inputs import open_input
