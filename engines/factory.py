@@ -36,9 +36,9 @@ def make_engines(name: str, model: Sam2Model, cache_dir: Path | None = None, thr
         from .openvino_backend import PARTS, OpenVINOEngines
 
         ov = OpenVINOEngines.for_model(model, cache_dir=cache_dir, threads=threads, parts=parts or PARTS)
-        parts = {"encoder": ov.encoder, "memory_attention": ov.memory_attention, "heads": ov.heads,
-                 "memory_encoder": ov.memory_encoder}
-        return Engines.of(model, name, **{k: v for k, v in parts.items() if v is not None})
+        compiled = {"encoder": ov.encoder, "memory_attention": ov.memory_attention, "heads": ov.heads,
+                    "memory_encoder": ov.memory_encoder}
+        return Engines.of(model, name, **{k: v for k, v in compiled.items() if v is not None})
     if name == "onnxruntime":
         return Engines.of(model, name, encoder=OrtEncoder.for_model(model, cache_dir=cache_dir, threads=threads),
                           memory_attention=OrtMemoryAttention.for_model(model, cache_dir=cache_dir, threads=threads))
@@ -57,7 +57,9 @@ def make_encoder(name: str, model: Sam2Model, cache_dir: Path | None = None, **o
     if name == "openvino":
         from .openvino_backend import OpenVINOEngines
 
-        return OpenVINOEngines.for_model(model, cache_dir=cache_dir, parts=("encoder",), **options).encoder
+        encoder = OpenVINOEngines.for_model(model, cache_dir=cache_dir, parts=("encoder",), **options).encoder
+        assert encoder is not None  # asked for
+        return encoder
     if name == "tensorrt":
         return TensorRTEncoder.for_model(model, cache_dir=cache_dir, **options)
     return TorchEncoder(model, **options)
@@ -72,6 +74,8 @@ def make_memory_attention(name: str, model: Sam2Model, cache_dir: Path | None = 
     if name == "openvino":
         from .openvino_backend import OpenVINOEngines
 
-        return OpenVINOEngines.for_model(model, cache_dir=cache_dir, parts=("memory_attention",),
-                                         **options).memory_attention
+        attention = OpenVINOEngines.for_model(model, cache_dir=cache_dir, parts=("memory_attention",),
+                                              **options).memory_attention
+        assert attention is not None  # asked for
+        return attention
     return model.memory_attention

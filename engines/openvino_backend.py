@@ -111,7 +111,7 @@ def import_openvino() -> Any:
     to an analytics service unless the user opted out, from a process it forks out of a thread while the
     conversion's thread pools run (that fork aborted a test process here). With openvino_telemetry unimportable
     OpenVINO uses its own no-op stub; samtrack sends nothing."""
-    sys.modules.setdefault("openvino_telemetry", None)  # None in sys.modules: the import raises ImportError
+    sys.modules.setdefault("openvino_telemetry", None)  # type: ignore[arg-type]  # None: the import raises
     import openvino
 
     return openvino

@@ -69,6 +69,31 @@ def test_a_sigkill_in_a_step_loses_no_object(tmp_path):
         assert again.stop() == 0
 
 
+def test_a_restored_stream_lists_its_objects_before_its_first_frame(tmp_path):
+    """Restarted on a camera that has sent nothing yet: list_objects names the restored objects, on no frame
+    (it asked the empty window for the latest frame's results and answered frame_out_of_window)."""
+    state, pattern = tmp_path / "state", "other=test:?width=160&height=120&fps=15"
+    d = start_daemon("--source", "cam=test:?width=160&height=120&fps=15", "--source", pattern, "--state", str(state),
+                     source=None)
+    with Client(d.commands, timeout=60, stream="cam") as c:
+        for _ in range(100):  # bounded: until cam has a frame to prompt on
+            if c.ping()["frame"] is not None:
+                break
+            time.sleep(0.1)
+        c.add_points(1, [[40, 40]], [1])
+        c.add_box(2, [60, 30, 120, 90])
+    assert d.stop() == 0
+    again = start_daemon("--source", f"cam=rtsp://127.0.0.1:{free_port()}/nobody", "--source", pattern,
+                         "--state", str(state), source=None)
+    try:
+        with Client(again.commands, timeout=60, stream="cam") as c:
+            listed = c.list_objects()
+            assert c.ping()["state"]["restored"]["objects"] == [1, 2]
+        assert [o["id"] for o in listed["objects"]] == [1, 2] and listed["frame"] is None
+    finally:
+        assert again.stop() == 0
+
+
 def test_a_stream_moves_from_one_daemon_to_another(tmp_path):
     """`samtrack state export` from daemon A, `samtrack state import` into daemon B (other ports, the same
     weights): B tracks A's objects."""

@@ -54,15 +54,13 @@ def _track(video: Path, frame: int, prompt: list[str], out: Path) -> dict[int, d
 def test_three_streams_equal_one_stream_runs_and_commands_name_their_stream(tmp_path):
     a, b = _video(tmp_path / "a.mp4", "ball"), _video(tmp_path / "b.mp4", "pinwheel")
     d = start_daemon("--source", f"a=file://{a}#realtime=1", "--source", f"b=file://{b}#realtime=1",
-                     "--source", "c=test:?width=160&height=120&fps=15", "--source", f"gone={tmp_path / 'no.mp4'}",
+                     "--source", "c=test:?width=160&height=120&fps=15",
                      "--source", f"cam=rtsp://127.0.0.1:{free_port()}/nobody", "--precision", "fp32", source=None)
     results: dict[str, list[Result]] = {"a": [], "b": [], "c": []}
     try:
         with Client(d.commands, timeout=60) as c, Subscriber(d.results) as sub:
             ping = c.request("ping")
-            assert ping["streams"] == ["a", "b", "c", "gone", "cam"]
-            gone = ping["per_stream"]["gone"]["source"]
-            assert not gone["connected"] and "no.mp4" in gone["error"]
+            assert ping["streams"] == ["a", "b", "c", "cam"]  # (a missing file is refused at start: test_cli_paths)
             # a live camera that never starts is retried in the background (its start too: the other streams
             # never wait for it), and says why it is down
             deadline = time.monotonic() + 30
@@ -74,7 +72,7 @@ def test_three_streams_equal_one_stream_runs_and_commands_name_their_stream(tmp_
                                    ("list_objects", {"stream": "zz"}, "unknown_stream")):
                 with pytest.raises(RemoteError) as e:
                     c.request(op, args)
-                assert e.value.code == code and "a, b, c, gone, cam" in e.value.message
+                assert e.value.code == code and "a, b, c, cam" in e.value.message
             _wait_frame(c, "a", 3)
             with Client(d.commands, 60, stream="a") as ca, Client(d.commands, 60, stream="b") as cb, \
                     Client(d.commands, 60, stream="c") as cc:

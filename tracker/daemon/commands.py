@@ -143,10 +143,10 @@ class CommandHandler:
         return messages.ids_result([])
 
     def _op_list_objects(self, st: Stream, args, frames) -> dict:
-        latest = st.tracker.latest_frame
-        res = st.tracker.result() if latest is not None else None
+        # no frame in the window: before the first frame, or restored and not yet stepped (ids only)
+        res = st.tracker.result() if st.tracker.window else None
         entries = [res.objects.get(i, i) if res is not None else i for i in st.tracker.objects]
-        return messages.objects_result(latest, entries)
+        return messages.objects_result(res.frame_index if res is not None else None, entries)
 
     def _op_stats(self, st: Stream, args, frames) -> dict:
         s = st.stats
