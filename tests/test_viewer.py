@@ -417,6 +417,7 @@ def _status(port: int, method: str = "GET", path: str = "/", **headers: str) -> 
 def _ws_handshake(port: int, origin: str | None) -> str:
     """'open: <first message type>' or 'refused <status>'."""
     import asyncio
+    import concurrent.futures
 
     import aiohttp
 
@@ -429,7 +430,10 @@ def _ws_handshake(port: int, origin: str | None) -> str:
             except aiohttp.WSServerHandshakeError as e:
                 return f"refused {e.status}"
 
-    return asyncio.run(attempt())
+    # in a thread of its own: Playwright's sync API (a browser fixture of this module still open) keeps an event
+    # loop running in this one
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, attempt()).result(timeout=60)
 
 
 def test_pages_of_other_origins_and_other_hosts_are_refused():
