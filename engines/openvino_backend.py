@@ -29,6 +29,9 @@ log = logging.getLogger(__name__)
 
 # OpenVINO's latency mode: one request at a time, all its threads on it (a tracker's calls come one by one).
 PERFORMANCE_HINT = "LATENCY"
+# How long one wait for a running request lasts before Python may run a signal handler: short next to a stop's
+# budget, long next to the cost of one more wait call.
+WAIT_SLICE_MS = 50
 
 
 def openvino_available() -> str | None:
@@ -142,15 +145,28 @@ def convert_cached(model: Sam2Model, part: _Part, cache: ArtefactCache) -> Path:
 
 class _Compiled:
     """A compiled model and its one inference request: torch tensors in, fresh torch tensors out (OpenVINO
-    reuses its output buffers on the next call)."""
+    reuses its output buffers on the next call). A call can be interrupted: an exception raised in the main
+    thread while it runs (the daemon's signal handler on SIGTERM) cancels the request and propagates."""
 
     def __init__(self, compiled: Any):
         self.request = compiled.create_infer_request()
         self.outputs = list(compiled.outputs)
 
     def __call__(self, *inputs: torch.Tensor) -> list[torch.Tensor]:
-        result = self.request.infer([x.detach().float().contiguous().numpy() for x in inputs])
-        return [torch.from_numpy(np.array(result[o], copy=True)) for o in self.outputs]
+        self.request.start_async([x.detach().float().contiguous().numpy() for x in inputs])
+        try:
+            # Python runs signal handlers only between bytecodes: a blocking infer() of seconds (the encoder at
+            # 1024 px) would defer a stop until it returned; waiting in short slices lets the handler run.
+            while not self.request.wait_for(WAIT_SLICE_MS):
+                pass
+        except BaseException:
+            self.request.cancel()
+            try:
+                self.request.wait()  # the request must be idle before it is freed or started again
+            except RuntimeError:
+                pass  # OpenVINO reports the cancellation as an error: it is the one asked for
+            raise
+        return [torch.from_numpy(np.array(self.request.get_tensor(o).data, copy=True)) for o in self.outputs]
 
 
 @dataclass

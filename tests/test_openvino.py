@@ -192,3 +192,56 @@ def test_openvino_converts_and_runs_in_a_process_that_loaded_gstreamer(tmp_path)
                        text=True, timeout=300)
     assert r.returncode == 0, (r.returncode, r.stderr[-2000:])
     assert r.stdout.split()[-1] == "3"  # three feature levels
+
+
+class _MatmulChain(torch.nn.Module):
+    """A graph of seconds on one thread: long enough that a signal arrives while it runs."""
+
+    def __init__(self, n: int, size: int):
+        super().__init__()
+        g = torch.Generator().manual_seed(0)
+        self.weights = torch.nn.ParameterList(torch.nn.Parameter(torch.randn(size, size, generator=g) / size**0.5)
+                                              for _ in range(n))
+
+    def forward(self, x):
+        for w in self.weights:
+            x = torch.tanh(x @ w)
+        return x
+
+
+def test_a_signal_interrupts_a_running_inference_and_the_request_runs_again():
+    """The daemon's SIGTERM handler raises inside a step; with OpenVINO running the encoder the main thread sits
+    in a call of seconds, and the handler must run before the inference has finished (not after the call
+    returned), the exception must come out of the call, and the request must be usable again."""
+    import signal
+
+    from engines.openvino_backend import _Compiled, convert
+
+    ov = import_openvino()
+    size = 1024
+    graph, x = _MatmulChain(64, size).eval(), torch.randn(size, size)
+    config = {"INFERENCE_NUM_THREADS": 1, "INFERENCE_PRECISION_HINT": "f32"}  # f32: AMX's bf16 would take 0.2 s
+    compiled = _Compiled(ov.Core().compile_model(convert(graph, (x,), None), "CPU", config))
+    (expected,) = compiled(x)
+    output = compiled.request.get_tensor(compiled.outputs[0]).data
+    output[:] = 0  # what the request writes last: still zero while the inference runs
+    finished_when_handled: list[bool] = []
+
+    class Stop(BaseException):
+        pass
+
+    def handler(_signum, _frame):
+        finished_when_handled.append(bool(np.array_equal(output, expected.numpy())))
+        raise Stop
+
+    old = signal.signal(signal.SIGALRM, handler)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.05)  # 64 f32 matmuls of 1024^3 on one thread: a second or more
+        with pytest.raises(Stop):
+            compiled(x)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+    assert finished_when_handled == [False]
+    (out,) = compiled(x)
+    assert torch.equal(out, expected)

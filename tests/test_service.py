@@ -72,6 +72,15 @@ def test_flags_override_the_file(tmp_path):
     assert cfg.model.image_size == 128 and cfg.stream.name == "cam1"
 
 
+@pytest.mark.parametrize("command", [["serve"], ["broker", "--daemon", "tcp://127.0.0.1:5556"]])
+def test_the_log_level_flag_takes_any_case(command):
+    from tracker.cli.main import build_parser
+
+    assert build_parser().parse_args([*command, "--log-level", "debug"]).log_level == "DEBUG"
+    with pytest.raises(SystemExit):
+        build_parser().parse_args([*command, "--log-level", "loud"])
+
+
 def test_config_cli(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text("[stream]\nsource = 3\n")

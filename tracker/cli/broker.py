@@ -21,7 +21,7 @@ def add_broker_parser(sub) -> None:
                    help="CurveZMQ for clients: directory of allowed client public keys")
     p.add_argument("--client-key", type=KEY_FILE, help="CurveZMQ to the daemons: the broker's own .key_secret file")
     p.add_argument("--server-key", type=KEY_FILE, help="CurveZMQ to the daemons: their public .key file")
-    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    p.add_argument("--log-level", default="INFO", type=str.upper, choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     p.set_defaults(func=run_broker)
 
 
