@@ -153,14 +153,14 @@ class _Compiled:
         self.outputs = list(compiled.outputs)
 
     def __call__(self, *inputs: torch.Tensor) -> list[torch.Tensor]:
-        self.request.start_async([x.detach().float().contiguous().numpy() for x in inputs])
         try:
+            self.request.start_async([x.detach().float().contiguous().numpy() for x in inputs])
             # Python runs signal handlers only between bytecodes: a blocking infer() of seconds (the encoder at
             # 1024 px) would defer a stop until it returned; waiting in short slices lets the handler run.
             while not self.request.wait_for(WAIT_SLICE_MS):
                 pass
         except BaseException:
-            self.request.cancel()
+            self.request.cancel()  # harmless on a request that is not running (a signal during start_async)
             try:
                 self.request.wait()  # the request must be idle before it is freed or started again
             except RuntimeError:

@@ -274,6 +274,7 @@ def test_a_full_disk_stops_the_recording_not_the_tracking(tmp_path):
             deadline = time.monotonic() + 60
             while _counter(_metrics(port), "samtrack_record_errors_total") < 1 and time.monotonic() < deadline:
                 time.sleep(0.1)
+            assert _counter(_metrics(port), "samtrack_record_errors_total") >= 1, "no failed write in 60 s"
             c.add_points(1, [[80, 60]], [1])
             with Subscriber(d.results, "test") as sub:
                 got = [m for m in (sub.recv(10.0) for _ in range(5)) if isinstance(m, Result)]

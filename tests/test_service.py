@@ -81,6 +81,15 @@ def test_the_log_level_flag_takes_any_case(command):
         build_parser().parse_args([*command, "--log-level", "loud"])
 
 
+def test_the_config_files_log_level_takes_any_case(tmp_path):
+    p = tmp_path / "c.toml"
+    p.write_text("[logging]\nlevel = 'warning'\n")
+    assert load_config(p, {}).logging.level == "WARNING"
+    p.write_text("[logging]\nlevel = 'loud'\n")
+    with pytest.raises(ConfigError):
+        load_config(p, {})
+
+
 def test_config_cli(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text("[stream]\nsource = 3\n")

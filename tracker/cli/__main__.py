@@ -1,7 +1,5 @@
 """`python -m tracker.cli`: the same as the `samtrack` command."""
 
-import sys
+from .main import entry
 
-from .main import main
-
-sys.exit(main())
+entry()

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import ctypes
 import logging
+import os
 import sys
+from typing import NoReturn
 
 from pipelines.errors import SinkError, SourceError
 
@@ -51,10 +54,39 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, process: bool = False) -> int:
+    """Run one command; its exit code. process: this is the whole process (`entry`), which a daemon leaves at once
+    when it has stopped."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
+    code = _run(args)
+    if process and getattr(args, "leave_at_once", False):
+        leave(code)
+    return code
+
+
+def entry() -> NoReturn:
+    """The `samtrack` command and `python -m tracker.cli`."""
+    sys.exit(main(process=True))
+
+
+def leave(code: int) -> NoReturn:
+    """Exit now, without Python's finalization. For a daemon whose close() has returned (bounded by its stop
+    budget): tearing down torch's modules takes most of a second on a small CPU, time a service manager's stop
+    waits for and the process does not need. Logs and buffered output are flushed first."""
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            if stream is not None:
+                stream.flush()
+        except (OSError, ValueError):  # a closed pipe or stream: nothing more can reach it
+            pass
+    ctypes.CDLL(None).fflush(None)  # C stdio buffers of native libraries (GStreamer, OpenVINO)
+    os._exit(code)
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         return args.func(args)
     except (SamtrackError, SourceError, SinkError) as e:

@@ -2,11 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-import os
-import sys
-from typing import NoReturn
-
 from ..core.options import BACKEND_CHOICES, PRECISIONS
 from ..paths import dir_to_write, existing_file
 from ..protocol import MASK_ENCODINGS
@@ -60,7 +55,7 @@ def add_serve_parser(sub) -> None:
     p.add_argument("--metrics-port", type=int, help="Prometheus port (0: any free port)")
     p.add_argument("--no-metrics", action="store_true", help="do not serve metrics")
     p.add_argument("--log-level", type=str.upper, choices=["DEBUG", "INFO", "WARNING", "ERROR"])
-    p.set_defaults(func=run_serve)
+    p.set_defaults(func=run_serve, leave_at_once=True)  # a daemon: see main.leave
 
     c = sub.add_parser("config", help="configuration files").add_subparsers(dest="action", required=True)
     check = c.add_parser("check", help="validate a config file without starting")
@@ -84,7 +79,7 @@ def run_config_example(args) -> int:
     return 0
 
 
-def run_serve(args) -> NoReturn:
+def run_serve(args) -> int:
     from ..daemon.config import load_config
     from ..daemon.wiring import serve
 
@@ -94,13 +89,7 @@ def run_serve(args) -> NoReturn:
         overrides["metrics.enabled"] = False
     if args.no_state:
         overrides["state.enabled"] = False
-    code = serve(load_config(args.config, overrides))
-    # Stopped cleanly: sockets closed, recordings and state written. Python's finalization would now tear down
-    # torch's modules, most of a second on a small CPU that a service manager's stop waits for: leave at once.
-    logging.shutdown()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
+    return serve(load_config(args.config, overrides))
 
 
 def _source_overrides(sources: list[str]) -> dict[str, object]:

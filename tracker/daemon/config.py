@@ -128,7 +128,9 @@ class MetricsSection(_Section):
 
 
 class LoggingSection(_Section):
-    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level.")
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level (any case).")
+
+    _upper = field_validator("level", mode="before")(lambda cls, v: v.upper() if isinstance(v, str) else v)
 
 
 class AuthSection(_Section):
