@@ -86,7 +86,7 @@ MUTATIONS = [
              "                else:  # another stream's end message is never dropped: back in line\n"
              "                    self._queue.put_nowait(oldest)\n", "", ("tests/test_publisher.py",)),
     Mutation("the viewer accepts pages of any origin", "tracker/viewer/origin.py",
-             "if got == own or got in self.allowed:", "if True:", ("tests/test_viewer.py",)),
+             "if got == own or got in self.allowed:", "if True:", ("tests/test_viewer_access.py",)),
     Mutation("a new object beyond max_objects accepted", "tracker/core/tracker.py",
              "if obj_id not in self._banks and len(self._banks) >= self.options.max_objects:", "if False:",
              ("tests/test_bad_inputs.py",)),
