@@ -4,6 +4,7 @@ results as supervision Detections drawn by supervision's default annotators."""
 from __future__ import annotations
 
 import json
+import re
 import shlex
 import subprocess
 import sys
@@ -146,7 +147,11 @@ def test_bad_paths_are_explained(video, tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:FutureWarning")  # Meta's transforms
-def test_segment_is_metas_image_predictor(tmp_path):
+@pytest.mark.parametrize("backend", ["torch", "auto"])
+def test_segment_is_metas_image_predictor(tmp_path, backend):
+    """`--backend torch` gives Meta's image predictor's masks bit for bit and its scores; the default (OpenVINO's
+    encoder, bf16 where the CPU computes it) keeps the tolerance contract (docs/engines.md): IoU >= 0.98 per mask,
+    the same ranking, scores within 0.02."""
     from sam2.sam2_image_predictor import SAM2ImagePredictor
 
     from tracker.models import build_sam2_model
@@ -155,7 +160,7 @@ def test_segment_is_metas_image_predictor(tmp_path):
     Image.fromarray(image).save(tmp_path / "img.png")
     r = _samtrack("segment", str(tmp_path / "img.png"), "--point", "60,50", "--point", "5,5,0", "--box",
                   "30,20,130,100", "--multimask", "--out", str(tmp_path / "mask.png"), "--overlay",
-                  str(tmp_path / "overlay.png"), "--image-size", str(SIZE))
+                  str(tmp_path / "overlay.png"), "--image-size", str(SIZE), "--backend", backend)
     assert r.returncode == 0, r.stderr[-3000:]
     predictor = SAM2ImagePredictor(build_sam2_model("sam2.1_hiera_t", image_size=SIZE))
     predictor._bb_feat_sizes = [(SIZE // 4,) * 2, (SIZE // 8,) * 2, (SIZE // 16,) * 2]  # Meta assumes 1024 px
@@ -163,10 +168,17 @@ def test_segment_is_metas_image_predictor(tmp_path):
     masks, scores, _ = predictor.predict(point_coords=np.array([[60, 50], [5, 5]], np.float32),
                                          point_labels=np.array([1, 0]), box=np.array([30, 20, 130, 100]),
                                          multimask_output=True)
+    printed = [float(x) for x in re.findall(r"mask-\d\.png  score (\d\.\d+)", r.stdout)]
+    assert len(printed) == 3, r.stdout
     for rank, i in enumerate(np.argsort(-scores)):
-        got = np.array(Image.open(tmp_path / f"mask-{rank}.png")) > 127
-        assert got.shape == (H, W) and np.array_equal(got, masks[i] > 0)
-        assert f"mask-{rank}.png  score {scores[i]:.3f}" in r.stdout
+        got, want = np.array(Image.open(tmp_path / f"mask-{rank}.png")) > 127, masks[i] > 0
+        assert got.shape == (H, W) and want.any()
+        if backend == "torch":
+            assert np.array_equal(got, want)
+            assert f"mask-{rank}.png  score {scores[i]:.3f}" in r.stdout
+        else:
+            assert (got & want).sum() / (got | want).sum() >= 0.98, rank
+            assert abs(printed[rank] - scores[i]) <= 0.02, (printed, scores)
     assert np.array(Image.open(tmp_path / "overlay.png")).shape == (H, W, 3)
     r = _samtrack("segment", str(tmp_path / "img.png"), "--point", "500,5", "--image-size", str(SIZE))
     assert r.returncode == 2 and "outside the frame" in r.stderr
