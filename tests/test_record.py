@@ -10,13 +10,12 @@ import shutil
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from tests.daemon_helpers import present_checkpoint, start_daemon
+from tests.daemon_helpers import present_checkpoint, scrape_metrics, start_daemon
 from tracker.client import Client, Result, Subscriber
 from tracker.client.spawn import free_port
 from tracker.recording.format import segment_paths, segments
@@ -189,7 +188,7 @@ def test_rotation_keeps_the_recording_under_its_limit(tmp_path):
             # on a loaded machine the writer keeps fewer frames (the rest are marked lost): record until the
             # limit has been passed once, bounded
             deadline = time.monotonic() + 60
-            while not (segments(directory) and segments(directory)[0] > 0) and time.monotonic() < deadline:
+            while not ((kept := segments(directory)) and kept[0] > 0) and time.monotonic() < deadline:
                 time.sleep(0.2)
     finally:
         assert d.stop() == 0
@@ -272,9 +271,10 @@ def test_a_full_disk_stops_the_recording_not_the_tracking(tmp_path):
             # the prompt goes in while the recorder is failing: after its first failed write (the video's bytes
             # reach /dev/full when GStreamer's buffer fills), within the RETRY_S before it tries again
             deadline = time.monotonic() + 60
-            while _counter(_metrics(port), "samtrack_record_errors_total") < 1 and time.monotonic() < deadline:
+            while (failed := _counter(scrape_metrics(port), "samtrack_record_errors_total")) < 1 \
+                    and time.monotonic() < deadline:
                 time.sleep(0.1)
-            assert _counter(_metrics(port), "samtrack_record_errors_total") >= 1, "no failed write in 60 s"
+            assert failed >= 1, "no failed write in 60 s"
             c.add_points(1, [[80, 60]], [1])
             with Subscriber(d.results, "test") as sub:
                 got = [m for m in (sub.recv(10.0) for _ in range(5)) if isinstance(m, Result)]
@@ -283,7 +283,7 @@ def test_a_full_disk_stops_the_recording_not_the_tracking(tmp_path):
             while len(segments(directory)) < 2 and time.monotonic() < deadline:
                 time.sleep(0.2)
             _wait_frames(c, 5)
-            metrics = _metrics(port)
+            metrics = scrape_metrics(port)
     finally:
         assert d.stop() == 0
     text = log.read_text()
@@ -308,13 +308,9 @@ def test_a_full_disk_stops_the_recording_not_the_tracking(tmp_path):
     assert "rotated out" not in r.stderr, r.stderr[-2000:]
 
 
-def _metrics(port: int) -> str:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
-        return r.read().decode()
-
-
-def _counter(metrics: str, name: str) -> float:
-    return sum(float(line.split()[-1]) for line in metrics.splitlines() if line.startswith(name + "{"))
+def _counter(metrics: dict[str, float], name: str) -> float:
+    """A counter summed over its labels."""
+    return sum(value for sample, value in metrics.items() if sample.startswith(name + "{"))
 
 
 def test_a_recording_of_two_daemon_runs_replays_session_by_session(tmp_path):

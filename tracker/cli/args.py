@@ -1,5 +1,5 @@
 """Argument types shared by subcommands: clicks and boxes typed as comma-separated numbers; checkpoint and
-CurveZMQ key files."""
+CurveZMQ key files; the log level."""
 
 from __future__ import annotations
 
@@ -9,6 +9,11 @@ from ..paths import existing_file
 
 CHECKPOINT = existing_file("checkpoint file", "`samtrack weights download NAME` fetches Meta's")
 KEY_FILE = existing_file("key file", "`samtrack keys generate` writes them")
+
+
+def add_log_level(p: argparse.ArgumentParser, default: str | None) -> None:
+    """--log-level, in any case."""
+    p.add_argument("--log-level", default=default, type=str.upper, choices=["DEBUG", "INFO", "WARNING", "ERROR"])
 
 
 def numbers(text: str, counts: tuple[int, ...], what: str) -> list[float]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 def add_broker_parser(sub) -> None:
     from ..paths import existing_dir
     from ..protocol.base import DEFAULT_BROKER_COMMANDS, DEFAULT_BROKER_RESULTS
-    from .args import KEY_FILE
+    from .args import KEY_FILE, add_log_level
 
     p = sub.add_parser("broker", help="join several daemons into one results and one commands endpoint")
     p.add_argument("--daemon", nargs="+", action="append", required=True, metavar="ENDPOINT",
@@ -21,7 +21,7 @@ def add_broker_parser(sub) -> None:
                    help="CurveZMQ for clients: directory of allowed client public keys")
     p.add_argument("--client-key", type=KEY_FILE, help="CurveZMQ to the daemons: the broker's own .key_secret file")
     p.add_argument("--server-key", type=KEY_FILE, help="CurveZMQ to the daemons: their public .key file")
-    p.add_argument("--log-level", default="INFO", type=str.upper, choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    add_log_level(p, "INFO")
     p.set_defaults(func=run_broker)
 
 

@@ -6,7 +6,7 @@ from ..core.options import BACKEND_CHOICES, PRECISIONS
 from ..paths import dir_to_write, existing_file
 from ..protocol import MASK_ENCODINGS
 from ..recording.inputs import source_arg
-from .args import CHECKPOINT
+from .args import CHECKPOINT, add_log_level
 
 # flag dest -> config field it overrides
 FLAG_FIELDS = {
@@ -54,7 +54,7 @@ def add_serve_parser(sub) -> None:
                    help="encode the frames of all streams of a turn in one batch (backend torch)")
     p.add_argument("--metrics-port", type=int, help="Prometheus port (0: any free port)")
     p.add_argument("--no-metrics", action="store_true", help="do not serve metrics")
-    p.add_argument("--log-level", type=str.upper, choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    add_log_level(p, None)  # None: the config file's [logging] level
     p.set_defaults(func=run_serve, leave_at_once=True)  # a daemon: see main.leave
 
     c = sub.add_parser("config", help="configuration files").add_subparsers(dest="action", required=True)
