@@ -11,7 +11,8 @@ import torch
 class FrameFeatures:
     """Backbone features of one frame in the feature window."""
 
-    index: int
+    index: int  # the frame's position on the model's timeline (core/timeline.py)
+    number: int  # the frame's number in its stream (what results and prompts name)
     index_tensor: torch.Tensor  # the index as a 0-d int64 on the model's device (made there: no host copy)
     height: int
     width: int

@@ -28,7 +28,9 @@ class ObjectResult:
     packed_mask: np.ndarray = field(repr=False)  # the HxW mask as np.packbits(mask.reshape(-1)) bytes
     height: int
     width: int
-    low_res: torch.Tensor = field(repr=False)  # [1, 1, s, s] low-res logits, on the model's device
+    # [1, 1, s, s] low-res logits on the model's device; None for a mask the model did not make on this frame
+    # (carried by motion from a key frame, tracker/motion/)
+    low_res: torch.Tensor | None = field(repr=False)
 
     @property
     def present(self) -> bool:
@@ -42,7 +44,9 @@ class ObjectResult:
 
     @cached_property
     def logits(self) -> np.ndarray:
-        """HxW float32: Meta's video_res_masks for this object (computed on first use)."""
+        """HxW float32: Meta's video_res_masks for this object (computed on first use); only for model masks."""
+        if self.low_res is None:
+            raise ValueError(f"object {self.obj_id}'s mask was carried by motion: it has no logits")
         return _upsample(self.low_res, self.height, self.width)[0, 0].cpu().numpy()
 
 
@@ -68,6 +72,13 @@ class FrameResult:
     frame_index: int
     objects: dict[int, ObjectResult]
     times: StageTimes = field(default_factory=StageTimes)
+    source: str = "model"  # "model": the model ran on this frame; "motion": masks carried from key_frame
+    key_frame: int | None = None  # the model frame the masks come from (None: this one)
+
+    @property
+    def key(self) -> int:
+        """The model frame whose masks these are (this frame for a model result)."""
+        return self.frame_index if self.key_frame is None else self.key_frame
 
 
 def _upsample(low_res: torch.Tensor, height: int, width: int) -> torch.Tensor:

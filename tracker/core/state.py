@@ -32,7 +32,7 @@ class ObjectState:
     (Meta's selection counts them)."""
 
     obj_id: int
-    cond: dict[int, MemoryEntry]  # frame -> entry with its memory encoded; pred_masks empty (never read again)
+    cond: dict[int, MemoryEntry]  # position -> entry with its memory encoded; pred_masks empty (never read again)
     cond_dropped: int
 
 
@@ -41,6 +41,13 @@ class TrackerState:
     next_frame: int  # the first frame number after the state (frames before it can no longer be prompted)
     objects: tuple[ObjectState, ...]
     maskmem_pos: torch.Tensor | None  # the memory position encoding (a constant per resolution)
+    # The first position after the state on the model's timeline (core/timeline.py), which conditioning frames are
+    # placed on; None: next_frame (the model ran on every frame, states written before key frames existed).
+    next_position: int | None = None
+
+    @property
+    def position(self) -> int:
+        return self.next_frame if self.next_position is None else self.next_position
 
     @property
     def object_ids(self) -> list[int]:
@@ -58,7 +65,8 @@ def encode_state(state: TrackerState, identity: dict) -> bytes:
         objects.append({"id": o.obj_id, "frames": list(o.cond), "cond_dropped": o.cond_dropped})
     if state.maskmem_pos is not None:
         tensors["maskmem_pos"] = state.maskmem_pos.detach().cpu().contiguous()
-    meta = {**identity, "format": STATE_FORMAT, "next_frame": state.next_frame, "objects": objects}
+    meta = {**identity, "format": STATE_FORMAT, "next_frame": state.next_frame, "next_position": state.position,
+            "objects": objects}
     buf = io.BytesIO()
     torch.save({"format": STATE_FORMAT, "meta": json.dumps(meta), "tensors": tensors}, buf)
     return buf.getvalue()
@@ -92,7 +100,9 @@ def decode_state(meta: dict, tensors: dict[str, torch.Tensor], device: torch.dev
                                            e["object_score_logits"], e["maskmem_features"])
             objects.append(ObjectState(int(o["id"]), cond, int(o["cond_dropped"])))
         pos = tensors.get("maskmem_pos")
-        return TrackerState(int(meta["next_frame"]), tuple(objects), None if pos is None else pos.to(device))
+        position = meta.get("next_position")
+        return TrackerState(int(meta["next_frame"]), tuple(objects), None if pos is None else pos.to(device),
+                            None if position is None else int(position))
     except (KeyError, TypeError, ValueError, AttributeError) as e:
         raise StateError(f"incomplete tracker state: {type(e).__name__} {e}") from e
 
@@ -121,10 +131,10 @@ def fitted(state: TrackerState, model: torch.nn.Module, max_objects: int, precis
             values = {name: getattr(e, name) for name in shapes}
             bad = [name for name, x in values.items() if x is None or tuple(x.shape) != shapes[name]
                    or not x.is_floating_point() or not bool(torch.isfinite(x.float()).all())]
-            if bad or not 0 <= t < state.next_frame:
+            if bad or not 0 <= t < state.position:
                 raise StateError(f"object {o.obj_id}'s memory of frame {t} does not fit this tracker: "
                                  f"{', '.join(bad) or 'frame number'} (shapes expected {shapes}, frames before "
-                                 f"{state.next_frame})")
+                                 f"{state.position})")
             cast = {name: x.to(dtypes[name]) for name, x in values.items()}
             cond[t] = MemoryEntry(t, e.frame_tensor, e.pred_masks, cast["obj_ptr"], cast["object_score_logits"],
                                   cast["maskmem_features"])
@@ -132,4 +142,7 @@ def fitted(state: TrackerState, model: torch.nn.Module, max_objects: int, precis
     pos = state.maskmem_pos
     if pos is not None and (tuple(pos.shape) != (1, model.mem_dim, h, h) or not bool(torch.isfinite(pos).all())):
         raise StateError(f"the state's memory position encoding does not fit this tracker ({tuple(pos.shape)})")
-    return TrackerState(state.next_frame, tuple(objects), pos)
+    if not 0 <= state.position <= state.next_frame:
+        raise StateError(f"the state's timeline position {state.position} is not within 0..{state.next_frame} "
+                         "(its next frame number)")
+    return TrackerState(state.next_frame, tuple(objects), pos, state.next_position)

@@ -30,6 +30,7 @@ from .prompts import (
 )
 from .results import FrameResult, StageTimes, make_result
 from .state import ObjectState, TrackerState, fitted
+from .timeline import shift_after
 
 
 class Tracker:
@@ -52,7 +53,9 @@ class Tracker:
         self._fill_hole_area = usable_hole_area(options.fill_hole_area)
         self._window: OrderedDict[int, FrameFeatures] = OrderedDict()
         self._banks: dict[int, ObjectBank] = {}
-        self._latest = -1
+        self._latest = -1  # position of the newest model frame on the model's timeline (core/timeline.py)
+        self._latest_number = -1  # its frame number
+        self.retracked_frames = 0  # frames re-tracked for prompts on past frames, in total
         # Constants per resolution, computed once: the top-level position encoding of the image
         # and the memory position encoding (Meta recomputes both every frame, with equal values).
         self._vision_pos: torch.Tensor | None = None
@@ -107,39 +110,44 @@ class Tracker:
 
     @property
     def latest_frame(self) -> int | None:
-        """Index of the last stepped frame (None before the first)."""
-        return self._latest if self._latest >= 0 else None
+        """Number of the last frame the model ran on (None before the first)."""
+        return self._latest_number if self._latest >= 0 else None
 
     @property
     def window(self) -> list[int]:
-        """Frame indices a prompt may name now."""
-        return list(self._window)
+        """Numbers of the frames a prompt may name now (the model's recent frames), oldest first."""
+        return [f.number for f in self._window.values()]
 
     @torch.inference_mode()
-    def step(self, frame: np.ndarray) -> FrameResult:
-        """Track every object on the next frame (HxWx3 uint8 RGB)."""
+    def step(self, frame: np.ndarray, number: int | None = None) -> FrameResult:
+        """Track every object on the next frame (HxWx3 uint8 RGB). `number`: the frame's number in its stream
+        (default: one more than the last); numbers skipped are frames answered elsewhere (by motion), which the
+        model's timeline does not count."""
         frame = check_frame(frame)
+        number = self._next_number(number)
         t0 = self.clock.mark()
         image = self.preprocess(frame)
         t1 = self.clock.mark()
         with compute_context(self.precision, self.device):
             backbone_out = self.encoder(image)
-        return self.step_encoded(frame, backbone_out, Span(t0, t1), Span(t1, self.clock.mark()))
+        return self.step_encoded(frame, backbone_out, Span(t0, t1), Span(t1, self.clock.mark()), number)
 
     def preprocess(self, frame: np.ndarray) -> torch.Tensor:
         """A checked frame as the image encoder's input, [1, 3, S, S] on the device."""
         return self._preprocess(frame)
 
     @torch.inference_mode()
-    def step_encoded(self, frame: np.ndarray, backbone_out: dict, preprocess: Span, encoder: Span) -> FrameResult:
+    def step_encoded(self, frame: np.ndarray, backbone_out: dict, preprocess: Span, encoder: Span,
+                     number: int | None = None) -> FrameResult:
         """`step` for a frame whose image encoder output is given (computed in a batch with other frames,
         see core.batch); the spans (this tracker's clock's marks) of what was done outside."""
+        number = self._next_number(number)
         clock = self.clock
         t2 = clock.mark()
         self._spans = spans = {"track": [], "memory_encoder": []}
         try:
             with compute_context(self.precision, self.device):
-                feats = self._encode(backbone_out, frame.shape[0], frame.shape[1], self._latest + 1)
+                feats = self._encode(backbone_out, frame.shape[0], frame.shape[1], self._latest + 1, number)
                 for bank in self._banks.values():
                     self._flush(bank)
                 low_res = {}
@@ -152,7 +160,7 @@ class Tracker:
                     bank.prune(self._oldest_kept(), self.options.max_cond_frames)
                     low_res[bank.obj_id] = (entry.pred_masks, entry.object_score_logits)
             t3 = clock.mark()
-            result = make_result(feats.index, low_res, feats.height, feats.width)
+            result = make_result(feats.number, low_res, feats.height, feats.width)
             t4 = clock.mark()
         finally:
             self._spans = None
@@ -200,6 +208,42 @@ class Tracker:
         self._banks.clear()
         self.state_version += 1
 
+    @torch.inference_mode()
+    def insert_frame(self, number: int, frame: np.ndarray) -> FrameResult:
+        """A frame answered elsewhere (by motion) between two model frames of the window joins the model's timeline
+        in its place: encoded, every object that has memory before it tracked on it, later positions moved up by
+        one (core/timeline.py); prompts may then name it. Objects' results on later frames stay as they are (as for
+        a prompt on a past frame, only a prompted object is re-tracked)."""
+        frame = check_frame(frame)
+        if not self._window or not self._window[next(iter(self._window))].number < number < self._latest_number:
+            raise FrameWindowError(f"frame {number} is not between the oldest and the newest frame of the window "
+                                   f"{self._span_text()}: only a frame inside the window can join it")
+        if number in self.window:
+            raise FrameWindowError(f"frame {number} is already a model frame")
+        before = max(pos for pos, f in self._window.items() if f.number < number)
+        banks = list(self._banks.values())
+        self._window = shift_after(self._window, banks, before)  # a free position after `before`
+        try:
+            with compute_context(self.precision, self.device):
+                backbone_out = self.encoder(self.preprocess(frame))
+                feats = self._encode(backbone_out, frame.shape[0], frame.shape[1], before + 1, number)
+                for bank in banks:
+                    self._flush(bank)
+                known = [b for b in banks if any(t <= before for d in (b.cond, b.non_cond) for t in d)]
+                entries = self._track_objects(known, feats, is_init_cond=False, run_mem_encoder=True) if known else []
+        except BaseException:
+            self._window = shift_after(self._window, banks, before + 1, -1)  # as it was
+            raise
+        self._window[feats.index] = feats
+        self._window = OrderedDict(sorted(self._window.items()))
+        self._latest += 1
+        for bank, entry in zip(known, entries):
+            bank.non_cond[feats.index] = entry
+            bank.tracked.add(feats.index)
+        while len(self._window) > self.options.feature_window:
+            self._window.popitem(last=False)
+        return self._result(feats)
+
     def snapshot(self) -> TrackerState:
         """What a restart needs to go on tracking (core/state.py): the frame counter and every object's
         conditioning memories, prompts not yet in memory encoded now as the next step would encode them."""
@@ -208,17 +252,19 @@ class Tracker:
             for bank in self._banks.values():
                 self._encode_pending(bank.pending_cond)
                 objects.append(ObjectState(bank.obj_id, {**bank.cond, **bank.pending_cond}, bank.cond_dropped))
-        return TrackerState(self._latest + 1, tuple(objects), self._maskmem_pos)
+        return TrackerState(self._latest_number + 1, tuple(objects), self._maskmem_pos, self._latest + 1)
 
     def restore(self, state: TrackerState, next_frame: int | None = None) -> None:
         """Go on from a snapshot: its objects with their conditioning memories, frame numbers from next_frame
-        (default: the state's); everything else is forgotten and no frame before can be prompted."""
+        (default: the state's); everything else is forgotten and no frame before can be prompted. The model's
+        timeline moves on as far as the numbering does (numbers skipped count as time passed)."""
         state = fitted(state, self.model, self.options.max_objects, self.precision)
         start = max(state.next_frame, next_frame or 0)
         self._window.clear()
         self._banks = {o.obj_id: ObjectBank(o.obj_id, cond=dict(o.cond), cond_dropped=o.cond_dropped)
                        for o in state.objects}
-        self._latest = start - 1
+        self._latest = state.position + (start - state.next_frame) - 1
+        self._latest_number = start - 1
         self._maskmem_pos = state.maskmem_pos
         self.state_version += 1
 
@@ -244,18 +290,30 @@ class Tracker:
         return total
 
     # ---- internals ----------------------------------------------------------------------
-    def _encode(self, backbone_out: dict, height: int, width: int, index: int) -> FrameFeatures:
+    def _encode(self, backbone_out: dict, height: int, width: int, index: int, number: int) -> FrameFeatures:
         _, feats, pos, sizes = self.model._prepare_backbone_features(backbone_out)
         if self._vision_pos is None:
             self._vision_pos = pos[-1].clone()
         position = torch.full((), index, dtype=torch.int64, device=self.device)
-        return FrameFeatures(index, position, height, width, feats, sizes)
+        return FrameFeatures(index, number, position, height, width, feats, sizes)
+
+    def _next_number(self, number: int | None) -> int:
+        """The number of a new model frame: the given one (after the last), or one more than the last."""
+        if number is None:
+            return self._latest_number + 1
+        if isinstance(number, bool) or not isinstance(number, (int, np.integer)) or number <= self._latest_number:
+            raise ValueError(f"frame number {number!r} after frame {self._latest_number}: numbers increase")
+        return int(number)
 
     def _push(self, feats: FrameFeatures) -> None:
         self._window[feats.index] = feats
-        self._latest = feats.index
+        self._latest, self._latest_number = feats.index, feats.number
         while len(self._window) > self.options.feature_window:
             self._window.popitem(last=False)
+
+    def _span_text(self) -> str:
+        w = self.window
+        return f"[{w[0]}, {w[-1]}]" if w else "(empty)"
 
     def _oldest_kept(self) -> int:
         """Oldest frame whose memory a frame in the window may still read (catch-up included)."""
@@ -264,14 +322,18 @@ class Tracker:
     def _prompt_frame(self, frame_index: int | None) -> FrameFeatures:
         if not self._window:
             raise FrameWindowError("no frame yet: call step(frame) before prompting")
-        k = self._latest if frame_index is None else frame_index
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or int(k) not in self._window:
-            first = next(iter(self._window))
+        if frame_index is None:
+            return self._window[self._latest]
+        k = frame_index
+        found = None
+        if not isinstance(k, bool) and isinstance(k, (int, np.integer)):
+            found = next((f for f in self._window.values() if f.number == int(k)), None)
+        if found is None:
             raise FrameWindowError(
-                f"frame {frame_index!r} is not in the feature window [{first}, {self._latest}]: prompt a "
+                f"frame {frame_index!r} is not in the feature window {self._span_text()}: prompt a "
                 f"recent frame, or raise feature_window (now {self.options.feature_window})"
             )
-        return self._window[int(k)]
+        return found
 
     def _add_prompt(self, obj_id: int, feats: FrameFeatures, prompt: PointPrompt | None = None,
                     mask: torch.Tensor | None = None, clear_old_points: bool = True) -> FrameResult:
@@ -318,6 +380,7 @@ class Tracker:
         results are unchanged (their pending prompts stay pending, unlike Meta's propagate).
         """
         self._flush(bank)
+        self.retracked_frames += self._latest - k
         for j in range(k + 1, self._latest + 1):
             bank.tracked.add(j)
             if j in bank.cond:  # prompted frames keep their prompt output, as in Meta's propagate
@@ -416,4 +479,4 @@ class Tracker:
             e = bank.entry(feats.index)
             if e is not None:
                 low_res[obj_id] = (e.pred_masks, e.object_score_logits)
-        return make_result(feats.index, low_res, feats.height, feats.width)
+        return make_result(feats.number, low_res, feats.height, feats.width)
