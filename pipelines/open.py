@@ -26,7 +26,12 @@ def open_source(text: str | SourceSpec, backend: str = "auto", reconnect: bool =
     if backend not in ("auto", "gstreamer", "opencv"):
         raise ValueError(f"backend must be auto, gstreamer or opencv, got {backend!r}")
     use_gst = backend == "gstreamer" or (backend == "auto" and HAVE_GST)
-    if use_gst:
+    if spec.kind == "scene":  # synthetic: numpy, no capture library
+        from .scene_source import SceneSource
+
+        def factory():
+            return SceneSource(spec, start_timeout=start_timeout)
+    elif use_gst:
         from .source import GstSource
 
         def factory():

@@ -5,6 +5,7 @@
     v4l2:/dev/video0[?width=640&height=480&fps=30&format=mjpeg|raw]   a camera (live)
     rtsp://host:port/path[#latency=200&transport=tcp|udp]   an RTSP stream (live)
     gst:<launch description>   your own pipeline; samtrack appends its conversion and sink
+    scene:NAME[?width=640&height=480&fps=15&seed=0]   a synthetic scene with known masks (live, no GStreamer)
 
 Every function here is pure: strings in, strings out.
 """
@@ -16,6 +17,7 @@ import urllib.parse
 from dataclasses import dataclass, field
 
 from .errors import SourceSpecError
+from .scenes import SCENES
 
 SINK_NAME = "samtrack_sink"
 
@@ -24,14 +26,15 @@ SINK_NAME = "samtrack_sink"
 class SourceSpec:
     """A parsed source string."""
 
-    kind: str  # "test" | "file" | "v4l2" | "rtsp" | "gst"
+    kind: str  # "test" | "file" | "v4l2" | "rtsp" | "gst" | "scene"
     location: str  # pattern, path, device, URL or launch description
     options: dict[str, str] = field(default_factory=dict)
 
     @property
     def live(self) -> bool:
         """Live sources deliver the latest frame and drop stale ones; files deliver every frame."""
-        return self.kind in ("test", "v4l2", "rtsp") or (self.kind == "gst" and self.options.get("live") == "1")
+        live = ("test", "v4l2", "rtsp", "scene")
+        return self.kind in live or (self.kind == "gst" and self.options.get("live") == "1")
 
 
 _OPTIONS = {
@@ -40,6 +43,7 @@ _OPTIONS = {
     "rtsp": {"latency", "transport"},
     "file": {"realtime"},
     "gst": {"live"},
+    "scene": {"width", "height", "fps", "seed"},
 }
 _PATTERNS = {"smpte", "snow", "black", "white", "red", "green", "blue", "checkers-1", "checkers-8",
              "circular", "blink", "smpte75", "zone-plate", "gamut", "chroma-zone-plate", "solid-color",
@@ -58,6 +62,11 @@ def parse_source(text: str) -> SourceSpec:
         return SourceSpec("gst", desc)
     if text.startswith("test:"):
         return _with_options("test", "", text[5:].lstrip("?"))
+    if text.startswith("scene:"):
+        name, _, query = text[6:].partition("?")
+        if name not in SCENES:
+            raise SourceSpecError(f"unknown scene {name!r}; one of {', '.join(SCENES)}")
+        return _with_options("scene", name, query)
     if text.startswith("v4l2:"):
         dev, _, query = text[5:].partition("?")
         return _with_options("v4l2", dev or "/dev/video0", query)
@@ -82,6 +91,10 @@ def _with_options(kind: str, location: str, query: str) -> SourceSpec:
     for key in ("width", "height", "fps"):
         if key in opts and not (opts[key].isdigit() and int(opts[key]) > 0):
             raise SourceSpecError(f"{kind} option {key} must be a positive integer, got {opts[key]!r}")
+    if "seed" in opts and not opts["seed"].isdigit():
+        raise SourceSpecError(f"scene option seed must be an integer >= 0, got {opts['seed']!r}")
+    if kind == "scene" and any(int(opts.get(k, 64)) < 64 for k in ("width", "height")):
+        raise SourceSpecError(f"a scene is at least 64x64 px, got {opts.get('width', 640)}x{opts.get('height', 480)}")
     if "latency" in opts and not opts["latency"].isdigit():
         raise SourceSpecError(f"rtsp latency is in milliseconds (an integer >= 0), got {opts['latency']!r}")
     if kind == "test" and opts.get("pattern", "ball") not in _PATTERNS:

@@ -57,7 +57,8 @@ def _offenders(prefix: str, forbidden: tuple[str, ...]) -> list[str]:
 
 def test_tracker_has_its_rooms():
     names = {p.name for p in (ROOT / "tracker").iterdir() if not p.name.startswith("__")}
-    assert {"core", "models", "protocol", "daemon", "client", "viewer", "cli", "runner", "broker", "recording"} <= names
+    assert {"core", "models", "protocol", "daemon", "client", "viewer", "cli", "runner", "broker", "recording",
+            "motion"} <= names
     assert not [n for n in names if n.endswith("_cmd.py")], names
 
 
@@ -66,6 +67,13 @@ def test_core_imports_no_transport_source_web_stack_or_concrete_backend():
                  "tracker.cli", "tracker.protocol", "engines.factory", "engines.torch_backend",
                  "engines.onnxruntime_backend", "engines.tensorrt_backend", "onnxruntime", "tensorrt")
     assert _offenders("tracker.core", forbidden) == []
+
+
+def test_motion_knows_images_and_the_cores_results_only():
+    """Carrying masks between key frames is numpy and OpenCV on the core's result types: no model, no transport."""
+    assert _offenders("tracker.motion", ("torch", "sam2", "engines", "zmq", "aiohttp", "gi", "pipelines",
+                                         "tracker.daemon", "tracker.protocol", "tracker.core.tracker",
+                                         "tracker.models")) == []
 
 
 def test_pipelines_import_neither_torch_nor_sam2_nor_the_tracker():
@@ -84,7 +92,7 @@ def test_the_broker_knows_sockets_and_the_protocol_only():
 
 def test_only_the_daemon_wires_source_tracker_and_sockets():
     for room in ("tracker.core", "tracker.models", "tracker.protocol", "tracker.client", "tracker.viewer",
-                 "tracker.runner", "tracker.recording"):
+                 "tracker.runner", "tracker.recording", "tracker.motion"):
         assert _offenders(room, ("tracker.daemon",)) == [], room
     assert _offenders("tracker.protocol", ("pipelines", "engines", "tracker.models", "aiohttp")) == []
 

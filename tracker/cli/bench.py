@@ -1,5 +1,5 @@
 """`samtrack bench SCENARIO [options]`: the benchmarks in bench/ (step, vs-meta, e2e, soak, memory, engines,
-shutdown, startup, record, streams, chaos, restart, and gpu: the first run on a CUDA machine)."""
+shutdown, startup, record, streams, chaos, restart, motion, and gpu: the first run on a CUDA machine)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import importlib
 SCENARIOS = {"step": "bench.step", "vs-meta": "bench.vs_meta", "e2e": "bench.e2e", "soak": "bench.soak",
              "memory": "bench.memory", "engines": "bench.engines", "shutdown": "bench.shutdown",
              "startup": "bench.startup", "record": "bench.record", "streams": "bench.streams", "chaos": "bench.chaos",
-             "restart": "bench.restart", "gpu": "bench.gpu"}
+             "restart": "bench.restart", "gpu": "bench.gpu", "motion": "bench.motion"}
 
 
 def add_bench_parser(sub) -> None:

@@ -17,6 +17,7 @@ FLAG_FIELDS = {
     "metrics_port": "metrics.port", "log_level": "logging.level", "backend": "model.backend",
     "precision": "model.precision", "publish_queue": "output.publish_queue", "record": "record.directory",
     "batch_streams": "memory.batch_streams", "max_objects": "memory.max_objects", "state": "state.dir",
+    "between_key_frames": "tracking.between_key_frames", "motion_frames_kept": "tracking.motion_frames_kept",
 }
 
 
@@ -49,6 +50,11 @@ def add_serve_parser(sub) -> None:
                         "set)")
     p.add_argument("--no-state", action="store_true", help="keep no state: a restart forgets every object")
     p.add_argument("--feature-window", type=int, help="recent frames a prompt may name")
+    p.add_argument("--between-key-frames", choices=("motion", "drop"),
+                   help="a live source's frames the model does not take: answered by its masks moved by motion "
+                        "(default) or left unanswered ([tracking] between_key_frames)")
+    p.add_argument("--motion-frames-kept", type=int,
+                   help="frames answered by motion whose picture is kept for prompts ([tracking] motion_frames_kept)")
     p.add_argument("--max-objects", type=int, help="objects tracked at once per stream (more: too_many_objects)")
     p.add_argument("--batch-streams", action="store_true", default=None,
                    help="encode the frames of all streams of a turn in one batch (backend torch)")

@@ -37,6 +37,9 @@ def add_track_parser(sub) -> None:
     p.add_argument("--masks", type=file_to_write("masks file", "masks.jsonl"),
                    help="per-frame results to write as JSON lines (COCO RLE masks)")
     p.add_argument("--frames", type=int, help="stop after N frames (needed for live sources)")
+    p.add_argument("--key-frame-every", type=_positive, default=1, metavar="N",
+                   help="run the model on every Nth frame (and on prompted frames) and carry its masks by motion to "
+                        "the frames between: a quick preview of a long file (1: the model on every frame)")
     p.add_argument("--model", default="sam2.1_hiera_t", help="model name (see `samtrack weights list`)")
     p.add_argument("--checkpoint", type=CHECKPOINT,
                    help="checkpoint file (default: the cached one, else random weights)")
@@ -85,11 +88,21 @@ def run_track(args) -> int:
     source = open_input(args.source, reconnect=False)
     summary = track_source(source, tracker, prompts, Path(args.out) if args.out else None,
                            Path(args.masks) if args.masks else None, args.frames,
-                           count, progress=not args.quiet)
+                           count, progress=not args.quiet, key_frame_every=args.key_frame_every)
     written = " and ".join(filter(None, (args.out, args.masks)))
     print(f"{summary.frames} frames, {len(summary.objects)} object(s), {summary.fps:.2f} frames/s "
           f"({tracker.backend}, {tracker.precision}); wrote {written}")
     return 0
+
+
+def _positive(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}")
+    return n
 
 
 def _frame_count(spec) -> int | None:

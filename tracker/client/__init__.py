@@ -3,6 +3,6 @@ daemon as a child process (`spawn`). Speaks protocol v1 through tracker.protocol
 
 from .commands import Client, RemoteError
 from .detections import to_detections
-from .results import Result, StreamEnd, Subscriber
+from .results import Answers, Result, StreamEnd, Subscriber
 
-__all__ = ["Client", "RemoteError", "Result", "StreamEnd", "Subscriber", "to_detections"]
+__all__ = ["Answers", "Client", "RemoteError", "Result", "StreamEnd", "Subscriber", "to_detections"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
@@ -11,6 +12,8 @@ import zmq
 
 from .. import protocol as P
 from ..protocol.curve import CurveClient
+
+RECV_SLICE_S = 1.0  # an endless results() waits in slices of this, so that Ctrl-C is noticed between them
 
 
 @dataclass(frozen=True)
@@ -24,9 +27,53 @@ class Result:
     def frame(self) -> int:
         return self.header["frame"]
 
+    @property
+    def source(self) -> str:
+        """"model" (the model ran on this frame) or "motion" (masks carried from `key_frame`)."""
+        return self.header.get("source", "model")
+
+    @property
+    def key_frame(self) -> int:
+        """The model frame these masks come from (this frame for a model result)."""
+        return self.header.get("key_frame", self.frame)
+
+    @property
+    def revision(self) -> int:
+        """How many answers of this frame came before this one: a later answer replaces an earlier one (the
+        model's after motion's, a prompt's after the model's)."""
+        return self.header.get("revision", 0)
+
     def latency_ms(self) -> float:
         """Capture to now, for a subscriber on the daemon's host (both use the monotonic clock)."""
         return (time.monotonic_ns() - self.header["capture_ns"]) / 1e6
+
+
+class Answers:
+    """The newest answer of each recent frame: a later answer of a frame replaces an earlier one (the model's after
+    motion's, a prompt's revision after the model's), whatever order they come in."""
+
+    def __init__(self, frames: int = 256):
+        self._frames = frames  # frames remembered: older ones are forgotten, oldest first
+        self._by_frame: OrderedDict[tuple[str, int], Result] = OrderedDict()
+
+    def add(self, result: Result) -> bool:
+        """Take a result; True when it is now its frame's newest answer."""
+        key = (result.header["stream"], result.frame)
+        old = self._by_frame.get(key)
+        if old is not None and old.revision > result.revision:
+            return False
+        self._by_frame[key] = result
+        self._by_frame.move_to_end(key)
+        while len(self._by_frame) > self._frames:
+            self._by_frame.popitem(last=False)
+        return True
+
+    def get(self, frame: int, stream: str | None = None) -> Result | None:
+        """A frame's newest answer (of the only stream seen, or the one named)."""
+        if stream is None:
+            hits = [r for (s, f), r in self._by_frame.items() if f == frame]
+            return hits[-1] if hits else None
+        return self._by_frame.get((stream, frame))
 
 
 @dataclass(frozen=True)
@@ -79,11 +126,12 @@ class Subscriber:
                 masks[o["id"]] = P.decode_mask(frames[m["frame"]], m["encoding"], h["height"], h["width"])
         return Result(h, masks)
 
-    def results(self, timeout: float = 5.0):
-        """Iterate over results until the stream ends or none arrives within `timeout` s (previews skipped)."""
+    def results(self, timeout: float | None = None):
+        """Iterate over results (previews skipped) until the stream ends; with `timeout`, also once none arrived
+        for that long. A frame may come again, revised (`Result.revision`); `Answers` keeps the newest of each."""
         while True:
-            r = self.recv(timeout)
-            if r is None or isinstance(r, StreamEnd):
+            r = self.recv(RECV_SLICE_S if timeout is None else timeout)
+            if isinstance(r, StreamEnd) or (r is None and timeout is not None):
                 return
             if isinstance(r, Result):
                 yield r

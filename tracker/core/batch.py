@@ -18,8 +18,9 @@ def step_batch(trackers: list[Tracker], frames: list[np.ndarray],
     """`tracker.step(frame, number)` for each pair (numbers default to each tracker's next), the encoder called
     once on the stacked frames; each entry is the tracker's result or what it raised. A failure belongs to its
     own tracker: a bad frame, or a failure after the encoder, leaves the others' results standing; when the
-    batched encoder itself fails, each frame is stepped alone. The trackers must share one model and encoder (`Tracker.share`); results equal
-    one-at-a-time steps within the arithmetic differences of batched kernels (1e-5 in fp32, tested)."""
+    batched encoder itself fails, each frame is stepped alone. The trackers must share one model and encoder
+    (`Tracker.share`); results equal one-at-a-time steps within the arithmetic differences of batched kernels
+    (1e-5 in fp32, tested)."""
     first = trackers[0]
     numbers = numbers or [None] * len(trackers)
     if any(t.encoder is not first.encoder or t.precision != first.precision for t in trackers):

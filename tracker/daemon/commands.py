@@ -116,23 +116,23 @@ class CommandHandler:
         return messages.status_result(self._status(st))
 
     def _op_add_points(self, st: Stream, a: P.PointsArgs, frames) -> dict:
-        t0 = time.perf_counter()
-        res = st.tracker.add_points(a.object, a.points, a.labels, frame_index=_frame(a.frame),
-                                      clear_old_points=a.clear_old_points)
-        return self._prompted(st, a.object, res, t0)
+        t0, r0 = time.perf_counter(), st.tracker.retracked_frames
+        res = st.tracker.add_points(a.object, a.points, a.labels, frame_index=st.model_frame(_frame(a.frame)),
+                                    clear_old_points=a.clear_old_points)
+        return self._prompted(st, a.object, res, t0, r0)
 
     def _op_add_box(self, st: Stream, a: P.BoxArgs, frames) -> dict:
-        t0 = time.perf_counter()
-        res = st.tracker.add_box(a.object, a.box, frame_index=_frame(a.frame),
-                                   points=a.points or None, labels=a.labels or None)
-        return self._prompted(st, a.object, res, t0)
+        t0, r0 = time.perf_counter(), st.tracker.retracked_frames
+        res = st.tracker.add_box(a.object, a.box, frame_index=st.model_frame(_frame(a.frame)),
+                                 points=a.points or None, labels=a.labels or None)
+        return self._prompted(st, a.object, res, t0, r0)
 
     def _op_add_mask(self, st: Stream, a: P.MaskArgs, frames) -> dict:
         h, w = a.size
         mask = P.decode_mask(frames[0], a.encoding, h, w)
-        t0 = time.perf_counter()
-        res = st.tracker.add_mask(a.object, mask, frame_index=_frame(a.frame))
-        return self._prompted(st, a.object, res, t0)
+        t0, r0 = time.perf_counter(), st.tracker.retracked_frames
+        res = st.tracker.add_mask(a.object, mask, frame_index=st.model_frame(_frame(a.frame)))
+        return self._prompted(st, a.object, res, t0, r0)
 
     def _op_remove_object(self, st: Stream, a: P.ObjectArgs, frames) -> dict:
         st.tracker.remove_object(a.object)
@@ -154,7 +154,8 @@ class CommandHandler:
             self._status(st), frames=s.frames, frame_errors=s.frame_errors, prompts=s.prompts, requests=s.requests,
             errors=s.errors, fps=s.fps, timings_ms=s.percentiles(), objects=len(st.tracker.objects),
             held_bytes=st.tracker.held_bytes(), retracked_frames=s.retracked_frames,
-            publish_dropped=self._publish_dropped(st.name))
+            publish_dropped=self._publish_dropped(st.name), motion_frames=s.motion_frames,
+            answered_fps=s.answered_fps, between_key_frames="motion" if st.motion is not None else "drop")
 
     def _op_export_state(self, st: Stream, args, frames) -> WithFrames:
         data = _store(st).encode(st.tracker)
@@ -166,14 +167,15 @@ class CommandHandler:
                           [data])
 
     def _op_import_state(self, st: Stream, args, frames) -> dict:
-        state = _store(st).accept(frames[0], st.tracker)
+        state = _store(st).accept(frames[0], st.tracker, st.next_number)
+        if st.feed is not None:
+            st.feed.renumber(st.tracker.latest_frame + 1)
         return messages.state_result(state.object_ids, st.tracker.latest_frame + 1, len(frames[0]))
 
-    def _prompted(self, st: Stream, obj_id: int, res: FrameResult, t0: float) -> dict:
+    def _prompted(self, st: Stream, obj_id: int, res: FrameResult, t0: float, retracked_before: int) -> dict:
         st.stats.prompts += 1
         self.metrics.prompts.labels(st.name).inc()
-        latest = st.tracker.latest_frame
-        retracked = latest - res.frame_index if latest is not None else 0
+        retracked = st.tracker.retracked_frames - retracked_before
         st.stats.retracked_frames += retracked
         return messages.prompt_result(obj_id, res, retracked, 1000.0 * (time.perf_counter() - t0))
 

@@ -23,6 +23,7 @@ from ..core.options import (
 from ..errors import SamtrackError
 from ..paths import PathError, check_dir_to_write
 from ..protocol import DEFAULT_COMMANDS, DEFAULT_RESULTS, MASK_ENCODINGS, MAX_STREAM_NAME, STREAM_NAME
+from .stream import DEFAULT_MOTION_FRAMES_KEPT
 
 
 class ConfigError(SamtrackError):
@@ -98,6 +99,17 @@ class MemorySection(_Section):
                                 "within 1e-5 of one at a time, measured slower on CPU).")
     batch_streams: bool = Field(False, description="Encode the frames of all streams of a turn in one batch "
                                 "(backend torch; within 1e-5 of one at a time; see `samtrack bench streams`).")
+
+
+class TrackingSection(_Section):
+    between_key_frames: Literal["motion", "drop"] = Field(
+        "motion", description="Live sources' frames the model does not take (it takes the newest whenever it is "
+        "free): motion answers each with the newest model masks moved by its objects' motion; drop leaves them "
+        "unanswered. Files give the model every frame either way.")
+    motion_frames_kept: int = Field(
+        DEFAULT_MOTION_FRAMES_KEPT, ge=1, le=1024,
+        description="Frames answered by motion whose picture is kept, so that a prompt on one runs the model there "
+        "(a viewer's click arrives within a second; each costs width x height x 3 bytes).")
 
 
 class EndpointsSection(_Section):
@@ -199,6 +211,7 @@ class Config(_Section):
     streams: list[StreamSection] = Field(default_factory=list)  # [[streams]]: several cameras, one model
     model: ModelSection = Field(default_factory=ModelSection)
     memory: MemorySection = Field(default_factory=MemorySection)
+    tracking: TrackingSection = Field(default_factory=TrackingSection)
     endpoints: EndpointsSection = Field(default_factory=EndpointsSection)
     output: OutputSection = Field(default_factory=OutputSection)
     metrics: MetricsSection = Field(default_factory=MetricsSection)

@@ -3,6 +3,7 @@ served between frames, systemd notifications, Prometheus metrics and optional Cu
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -19,14 +20,16 @@ from ..core.results import FrameResult
 from ..errors import SamtrackError
 from ..protocol.curve import CurveServer
 from ..protocol.routing import split_envelope
+from .carrying import Carried
 from .commands import CommandHandler
+from .feed import Numbered
 from .metrics import Metrics
 from .publisher import Publisher
 from .sdnotify import Notifier
 from .security import MAX_INBOUND_BYTES, MAX_SUBSCRIPTION_BYTES, PUB_HWM, ROUTER_HWM, bind
 from .service import Service
 from .signals import Interrupted, StopFlag
-from .stream import Stream
+from .stream import PROMPT_OPS, STATE_OPS, Stream
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +63,11 @@ class DaemonSettings:
     batch_streams: bool = False  # the frames of a turn through the image encoder in one batch
 
 
+def _number(item: Numbered) -> int | None:
+    """The number the feed gave a frame (None: the tracker numbers it, the model taking every frame)."""
+    return item.number if item.number >= 0 else None
+
+
 class Daemon:
     """Runs until stop() (or SIGINT/SIGTERM once `install_signal_handlers` was called), or until every
     stream's source has ended."""
@@ -88,6 +96,7 @@ class Daemon:
         self.publisher = Publisher(self._pub, settings.mask_encoding, settings.publish_queue, self._published)
         for st in streams:
             self.publisher.add_stream(st.name, st.preview_every)
+            st.carry_between_key_frames(functools.partial(self._seen_by_motion, st))
         self.handler = CommandHandler(self.streams, self.status, self.metrics, self.publisher.dropped)
         self._turns = 0
         self._ended = False  # end messages were published
@@ -145,7 +154,7 @@ class Daemon:
         errors = []
         for st in self.streams.values():
             try:
-                st.source.start()
+                (st.feed or st.source).start()
                 self.metrics.source_up.labels(st.name).set(1 if st.source.connected else 0)
             except (SourceError, SamtrackError, OSError) as e:
                 if len(self.streams) == 1:
@@ -166,21 +175,21 @@ class Daemon:
         k = self._turns % len(running)
         self._turns += 1
         wait = FRAME_WAIT_S if len(running) == 1 else 0.0
-        batch: list[tuple[Stream, Frame]] = []
+        batch: list[tuple[Stream, Numbered]] = []
         tracked = False
         for st in running[k:] + running[:k]:
             try:
-                frame = st.source.read(wait)
+                item = st.read(wait)
             except EndOfStream:
                 self._end(st, "end of stream")
                 continue
-            if frame is None or self._flag.stopped:
+            if item is None or self._flag.stopped:
                 continue
             tracked = True
             if self.settings.batch_streams:
-                batch.append((st, frame))
+                batch.append((st, item))
             else:
-                self._track(st, frame)
+                self._track(st, item)
         if len(batch) == 1:
             self._track(*batch[0])
         elif batch:
@@ -202,6 +211,8 @@ class Daemon:
         recorders = [st.recorder for st in self.streams.values() if st.recorder is not None]
         for r in recorders:
             r.stop()
+        for st in self.streams.values():
+            st.stop_threads()
         stopping = [threading.Thread(target=st.source.stop, name=f"stop-{name}", daemon=True)
                     for name, st in self.streams.items()]
         for t in stopping:
@@ -226,32 +237,33 @@ class Daemon:
         self.metrics.close()
         self.notifier.close()
 
-    def _track(self, st: Stream, frame: Frame) -> None:
+    def _track(self, st: Stream, item: Numbered) -> None:
         t_start = time.monotonic_ns()
         try:
             self._flag.busy = True
-            result = st.tracker.step(frame.image)
+            result = st.tracker.step(item.frame.image, number=_number(item))
         except Exception as e:
-            self._failed(st, frame, e)
+            self._failed(st, item.frame, e)
             return
         finally:
             self._flag.busy = False
-        self._tracked(st, frame, result, t_start)
+        self._tracked(st, item.frame, result, t_start)
 
-    def _track_batch(self, batch: list[tuple[Stream, Frame]]) -> None:
+    def _track_batch(self, batch: list[tuple[Stream, Numbered]]) -> None:
         """Frames of several streams, their image encoding in one batch (batch_streams); a failure belongs to
         its own stream, the others' results are published."""
         t_start = time.monotonic_ns()
         try:
             self._flag.busy = True
-            outcomes = step_batch([st.tracker for st, _ in batch], [frame.image for _, frame in batch])
+            outcomes = step_batch([st.tracker for st, _ in batch], [item.frame.image for _, item in batch],
+                                  [_number(item) for _, item in batch])
         finally:
             self._flag.busy = False
-        for (st, frame), outcome in zip(batch, outcomes, strict=True):
+        for (st, item), outcome in zip(batch, outcomes, strict=True):
             if isinstance(outcome, Exception):
-                self._failed(st, frame, outcome)
+                self._failed(st, item.frame, outcome)
             else:
-                self._tracked(st, frame, outcome, t_start)
+                self._tracked(st, item.frame, outcome, t_start)
 
     def _failed(self, st: Stream, frame: Frame, error: Exception) -> None:
         st.stats.frame_errors += 1
@@ -263,13 +275,31 @@ class Daemon:
         """A tracked frame published, recorded and counted."""
         stages = {"queue": (t_start - frame.capture_ns) / 1e6, **result.times.as_ms()}
         stages["step"] = (time.monotonic_ns() - t_start) / 1e6
-        self.publisher.publish(st.name, frame, result, stages, st.source.dropped)
+        self.publisher.publish(st.name, frame, result, stages, st.dropped)
+        if st.feed is None:  # else the motion thread remembers every frame
+            st.remember(result.frame_index, frame)
         st.tracked(frame, result)
         if self._on_result is not None:
             self._on_result(frame, result)
         st.stats.record_frame(stages)
         self.metrics.observe_frame(st.name, stages)
         st.last_frame = time.monotonic()
+
+    def _seen_by_motion(self, st: Stream, carried: Carried) -> None:
+        """A frame the motion thread took (called on it, every frame in order): remembered and recorded, and when
+        answered by motion, published and counted."""
+        frame, result = carried.item.frame, carried.result
+        st.remember(carried.item.number, frame)
+        if result is None:
+            st.carried(frame, None, carried.item.number)
+            return
+        stages = {"queue": (time.monotonic_ns() - frame.capture_ns) / 1e6 - carried.motion_ms,
+                  "motion": round(carried.motion_ms, 3)}
+        age = (frame.capture_ns - carried.key_capture_ns) / 1e6 if carried.key_capture_ns is not None else 0.0
+        self.publisher.publish(st.name, frame, result, stages, st.dropped, age)
+        st.carried(frame, result, carried.item.number)
+        st.stats.record_motion(stages["motion"])
+        self.metrics.observe_motion(st.name, stages["motion"])
 
     def _published(self, stream: str, capture_ns: int, queue_ms: float, publish_ms: float) -> None:
         """A result left the socket (called in the publisher's thread)."""
@@ -296,10 +326,28 @@ class Daemon:
             st = done.stream
             if st is not None and done.result is not None:
                 st.accepted(latest[st.name], done.op, done.args, done.frames, done.result)
+                self._changed(st, done.op, done.result)
             try:
                 self._cmd.send_multipart([*envelope, done.reply, *done.reply_frames], flags=zmq.NOBLOCK)
             except zmq.ZMQError as e:  # the client went away; nothing to answer
                 log.debug("reply not sent: %s", e)
+
+    def _changed(self, st: Stream, op: str, result: dict) -> None:
+        """After an accepted request that changed results: a prompted frame's result published again (a revision:
+        the prompt's object is in it), and the newest model frame's when a prompt on a past frame re-tracked it;
+        the motion thread carries the new masks (or forgets removed objects)."""
+        if op in PROMPT_OPS:
+            frames = {result["frame"]} | ({st.tracker.latest_frame} if st.tracker.latest_frame is not None else set())
+            for n in sorted(frames):
+                info = st.infos.get(n)
+                if info is not None:
+                    self.publisher.publish_revision(st.name, info, st.tracker.result(n), st.dropped)
+        if st.motion is not None and op in STATE_OPS | {"import_state"}:
+            newest = st.tracker.result() if st.tracker.window else FrameResult(-1, {})
+            if op in PROMPT_OPS:
+                st.motion.seed(newest)
+            else:
+                st.motion.keep_only(newest)
 
     def _retracked(self) -> int:
         return sum(st.stats.retracked_frames for st in self.streams.values())

@@ -8,7 +8,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 # Stages measured per frame: header timings_ms keys -> metric stage label.
 STAGES = {"queue": "capture_to_track", "encoder": "encoder", "track": "memory_attention_decoder",
-          "memory_encoder": "memory_encoder", "publish": "publish"}
+          "memory_encoder": "memory_encoder", "publish": "publish", "motion": "motion"}
 
 
 UNROUTED = "-"  # the stream label of requests that name no stream the daemon serves (malformed, unknown)
@@ -23,9 +23,13 @@ class Metrics:
                                buckets=BUCKETS, registry=r)
         self.end_to_end = Histogram("samtrack_end_to_end_seconds", "Capture to published result",
                                     ["stream"], buckets=BUCKETS, registry=r)
-        self.frames = Counter("samtrack_frames", "Frames tracked and published", ["stream"], registry=r)
-        self.dropped = Counter("samtrack_dropped_frames", "Stale live frames dropped by the source", ["stream"],
-                               registry=r)
+        self.frames = Counter("samtrack_frames", "Frames the model tracked and published (key frames)", ["stream"],
+                              registry=r)
+        self.motion_frames = Counter("samtrack_motion_frames", "Frames answered by motion between key frames",
+                                     ["stream"], registry=r)
+        self.dropped = Counter("samtrack_dropped_frames", "Live frames that got no answer (replaced by newer ones "
+                               "before the model took them, without motion; or left by a starved motion thread)",
+                               ["stream"], registry=r)
         self.frame_errors = Counter("samtrack_frame_errors", "Frames skipped because tracking failed", ["stream"],
                                     registry=r)
         self.prompts = Counter("samtrack_prompts", "Prompts applied", ["stream"], registry=r)
@@ -60,6 +64,11 @@ class Metrics:
         for key, label in STAGES.items():
             if key in stages_ms:
                 self.stage.labels(s, label).observe(stages_ms[key] / 1000.0)
+
+    def observe_motion(self, s: str, motion_ms: float) -> None:
+        """A frame of stream s answered by motion (its motion thread)."""
+        self.motion_frames.labels(s).inc()
+        self.stage.labels(s, STAGES["motion"]).observe(motion_ms / 1000.0)
 
     def observe_published(self, s: str, publish_ms: float, end_to_end_s: float) -> None:
         """A result of stream s that left the PUB socket (publisher thread)."""

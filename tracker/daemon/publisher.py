@@ -12,8 +12,9 @@ import logging
 import queue
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import zmq
@@ -27,6 +28,9 @@ log = logging.getLogger(__name__)
 
 PREVIEW_JPEG_QUALITY = 80  # enough to click on; a 640x480 preview stays around 30-50 kB
 CLOSE_TIMEOUT_S = 2.0  # how long close() waits for the thread to send what it has
+# Frames whose answers are counted, per stream, to number a frame's later answers (revisions): a frame answered
+# by motion gets the model's answer within the model's step, a prompt names a frame of the window; 1024 covers both.
+ANSWERS_KEPT = 1024
 
 
 @dataclass
@@ -37,16 +41,27 @@ class _Channel:
     seq: int = 0
     preview_seq: int = 0
     dropped: int = 0  # results dropped because the queue was full (published as publish_dropped)
+    answers: OrderedDict[int, int] = field(default_factory=OrderedDict)  # frame -> answers sent (ANSWERS_KEPT)
+
+    def revision(self, frame: int) -> int:
+        """How many answers of `frame` went out before this one (and this one counted)."""
+        n = self.answers.pop(frame, 0)
+        self.answers[frame] = n + 1
+        while len(self.answers) > ANSWERS_KEPT:
+            self.answers.popitem(last=False)
+        return n
 
 
 @dataclass(frozen=True)
 class _Job:
     stream: str
-    frame: Frame
+    info: messages.FrameInfo
+    image: np.ndarray | None  # the frame's picture, for previews (None: no preview, e.g. a revision)
     result: FrameResult
     timings_ms: dict[str, float]
     dropped: int  # frames the source dropped so far
     queued_ns: int
+    age_ms: float  # how much older the key frame whose masks these are is than the frame
 
 
 @dataclass(frozen=True)
@@ -71,6 +86,7 @@ class Publisher:
         self._channels: dict[str, _Channel] = {}
         self._on_sent = on_sent
         self._queue: queue.Queue | None = queue.Queue(queue_size) if queue_size > 0 else None
+        self._inline = threading.Lock()
         self._linger_ms = 0  # set by close(): how long the last messages may take to leave
         self._thread: threading.Thread | None = None
         if self._queue is not None:
@@ -85,9 +101,15 @@ class Publisher:
         return self._channels[stream].dropped
 
     def publish(self, stream: str, frame: Frame, result: FrameResult, timings_ms: dict[str, float],
-                dropped: int) -> None:
-        """Hand one result over (or send it now, without a queue)."""
-        self._put(_Job(stream, frame, result, timings_ms, dropped, time.monotonic_ns()))
+                dropped: int, age_ms: float = 0.0) -> None:
+        """Hand one result over (or send it now, without a queue); safe from several threads (the tracking thread
+        and a stream's motion thread)."""
+        self._put(_Job(stream, frame_info(frame), frame.image, result, timings_ms, dropped, time.monotonic_ns(),
+                       age_ms))
+
+    def publish_revision(self, stream: str, info: messages.FrameInfo, result: FrameResult, dropped: int) -> None:
+        """A frame answered again (a prompt changed it): its new result, without a preview."""
+        self._put(_Job(stream, info, None, result, {}, dropped, time.monotonic_ns(), 0.0))
 
     def publish_end(self, stream: str, last_frame: int | None, reason: str) -> None:
         """Tell subscribers that the stream is over, after every result already handed over (none dropped)."""
@@ -115,7 +137,8 @@ class Publisher:
     # ---- the publisher's side -------------------------------------------------------------
     def _put(self, item: _Job) -> None:
         if self._queue is None:
-            self._send(item)
+            with self._inline:  # the socket is used by one thread at a time
+                self._send(item)
             return
         for _ in range(self._queue.maxsize + 1):
             try:
@@ -136,7 +159,8 @@ class Publisher:
         """Queue an item behind what waits, without dropping anything (bounded by CLOSE_TIMEOUT_S)."""
         if self._queue is None:
             if item is not None:
-                self._send(item)
+                with self._inline:
+                    self._send(item)
             return
         try:
             self._queue.put(item, timeout=CLOSE_TIMEOUT_S)
@@ -162,22 +186,24 @@ class Publisher:
             ch.seq += 1
             return
         t0 = time.monotonic_ns()
-        info = frame_info(item.frame)
+        info = item.info
         queue_ms = (t0 - item.queued_ns) / 1e6
         timings = {**item.timings_ms, "publish_queue": queue_ms}
+        revision = ch.revision(item.result.frame_index)
         parts = messages.result_message(item.stream, ch.seq, info, item.result, timings, item.dropped,
-                                        self.mask_encoding, ch.dropped)
+                                        self.mask_encoding, ch.dropped, revision, item.age_ms)
         ch.seq += 1
         self.socket.send_multipart(parts, flags=zmq.NOBLOCK, copy=False)
-        if self._on_sent is not None:
-            self._on_sent(item.stream, item.frame.capture_ns, queue_ms, (time.monotonic_ns() - t0) / 1e6)
-        if ch.preview_every and item.result.frame_index % ch.preview_every == 0:
-            self._preview(item.stream, ch, item.frame, info, item.result.frame_index)
+        if self._on_sent is not None and revision == 0:  # latency counts a frame's first answer
+            self._on_sent(item.stream, info.capture_ns, queue_ms, (time.monotonic_ns() - t0) / 1e6)
+        if item.image is not None and revision == 0 and ch.preview_every and \
+                item.result.frame_index % ch.preview_every == 0:
+            self._preview(item.stream, ch, item.image, info, item.result.frame_index)
 
-    def _preview(self, stream: str, ch: _Channel, frame: Frame, info: messages.FrameInfo, index: int) -> None:
+    def _preview(self, stream: str, ch: _Channel, image: np.ndarray, info: messages.FrameInfo, index: int) -> None:
         import cv2
 
-        ok, jpeg = cv2.imencode(".jpg", np.ascontiguousarray(frame.image[..., ::-1]),
+        ok, jpeg = cv2.imencode(".jpg", np.ascontiguousarray(image[..., ::-1]),
                                 [cv2.IMWRITE_JPEG_QUALITY, PREVIEW_JPEG_QUALITY])
         parts = messages.preview_message(stream, ch.preview_seq, index, info, jpeg.tobytes())
         ch.preview_seq += 1

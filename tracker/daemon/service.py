@@ -53,7 +53,7 @@ def _sync(m: Metrics, st: Stream) -> None:
         m.sync_state(st.name, st.state.report.writes, st.state.report.write_errors)
     if st.error is not None:
         return
-    m.sync_source(st.name, st.source.dropped, st.source.reconnects)
+    m.sync_source(st.name, st.dropped, st.source.reconnects)
     m.source_up.labels(st.name).set(1 if st.source.connected and not st.ended else 0)
 
 

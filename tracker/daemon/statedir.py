@@ -174,14 +174,15 @@ class StateStore:
     def encode(self, tracker: Tracker) -> bytes:
         """The tracker's state as bytes (what `save` writes and `export_state` sends)."""
         state = tracker.snapshot()
-        return encode_state(TrackerState(max(state.next_frame, self._reserved), state.objects, state.maskmem_pos),
-                            self.identity)
+        ahead = max(0, self._reserved - state.next_frame)  # numbers reserved count as time passed, as on restore
+        return encode_state(TrackerState(state.next_frame + ahead, state.objects, state.maskmem_pos,
+                                         state.position + ahead), self.identity)
 
-    def accept(self, data: bytes, tracker: Tracker) -> TrackerState:
+    def accept(self, data: bytes, tracker: Tracker, next_frame: int) -> TrackerState:
         """import_state: another daemon's state for this stream, checked, then in place of the stream's own
-        objects (its window is emptied, numbering goes on past both) and saved."""
+        objects (its window is emptied, numbering goes on past both: `next_frame` is the stream's) and saved."""
         state = self.check(data, tracker)
-        tracker.restore(state, tracker.latest_frame + 1 if tracker.latest_frame is not None else 0)
+        tracker.restore(state, next_frame)
         self.reserve(tracker.latest_frame + 1)
         self.save(tracker)
         log.info("stream %s: imported %d object(s) %s; frames continue at %d", self.identity["stream"],

@@ -18,7 +18,8 @@ class Stats:
     """What the daemon has done since it started."""
 
     started: float = field(default_factory=time.monotonic)
-    frames: int = 0  # frames tracked and published
+    frames: int = 0  # frames the model tracked and published (key frames)
+    motion_frames: int = 0  # frames answered by motion between key frames
     frame_errors: int = 0  # frames skipped because tracking raised
     prompts: int = 0  # prompts applied
     requests: int = 0  # command requests received
@@ -26,12 +27,21 @@ class Stats:
     errors: Counter = field(default_factory=Counter)  # error replies by code
     timings_ms: dict[str, deque] = field(default_factory=dict)  # stage -> recent durations (ms)
     _frame_times: deque = field(default_factory=lambda: deque(maxlen=FPS_FRAMES))
+    _answer_times: deque = field(default_factory=lambda: deque(maxlen=FPS_FRAMES))  # model and motion answers
     _lock: threading.Lock = field(default_factory=threading.Lock)  # stages come from two threads
 
     def record_frame(self, stages_ms: dict[str, float]) -> None:
         self.frames += 1
-        self._frame_times.append(time.monotonic())
+        now = time.monotonic()
+        self._frame_times.append(now)
+        self._answer_times.append(now)
         self.record_stages(stages_ms)
+
+    def record_motion(self, motion_ms: float) -> None:
+        """A frame answered by motion (its stream's motion thread)."""
+        self.motion_frames += 1
+        self._answer_times.append(time.monotonic())
+        self.record_stages({"motion": motion_ms})
 
     def record_stages(self, stages_ms: dict[str, float]) -> None:
         with self._lock:
@@ -40,9 +50,19 @@ class Stats:
 
     @property
     def fps(self) -> float:
-        t = self._frame_times
-        return (len(t) - 1) / (t[-1] - t[0]) if len(t) > 1 and t[-1] > t[0] else 0.0
+        """Key frames a second: the model's own rate."""
+        return _rate(self._frame_times)
+
+    @property
+    def answered_fps(self) -> float:
+        """Frames answered a second, by the model or by motion."""
+        return _rate(self._answer_times)
 
     def percentiles(self) -> dict[str, Percentiles]:
         with self._lock:
             return {k: percentiles(v) for k, v in self.timings_ms.items()}
+
+
+def _rate(times: deque) -> float:
+    t = list(times)  # a copy: the motion thread appends meanwhile
+    return (len(t) - 1) / (t[-1] - t[0]) if len(t) > 1 and t[-1] > t[0] else 0.0

@@ -4,6 +4,8 @@ its recorder when recording. A daemon holds one or several; they share the model
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from pipelines.base import Source
@@ -11,13 +13,24 @@ from pipelines.frame import Frame
 
 from ..core.results import FrameResult
 from ..core.tracker import Tracker
+from ..errors import FrameWindowError
 from ..protocol import messages
 from ..recording.format import RECORDED_OPS
 from ..recording.writer import Recorder
+from .carrying import Carried, MotionThread
+from .feed import FrameFeed, Numbered
+from .publisher import frame_info
 from .statedir import StateStore
 from .stats import Stats
 
 STATE_OPS = frozenset({"add_points", "add_box", "add_mask", "remove_object", "reset"})  # change what a restart needs
+PROMPT_OPS = frozenset({"add_points", "add_box", "add_mask"})
+# Recent frames whose source facts (FrameInfo) are kept, to publish a frame's result again after a prompt changed
+# it: every frame a prompt may name (the feature window, the frames kept for motion) is among them.
+INFOS_KEPT = 1024
+# Frames answered by motion whose picture is kept for prompts (a click on one runs the model there): two seconds at
+# 15 fps, more than a viewer's click needs to come back; 0.9 MB each at 640x480.
+DEFAULT_MOTION_FRAMES_KEPT = 30
 
 
 @dataclass
@@ -32,10 +45,23 @@ class Stream:
     error: str | None = None  # why its source could not start (the stream is down, the others run)
     ended: bool = False  # its source ended (a file, a recording) and the end message went out
     last_frame: float = 0.0  # monotonic time of its last tracked frame
+    # Between key frames (live sources with `[tracking] between_key_frames = "motion"`): the reader numbering every
+    # frame and the thread answering those the model does not take. None: the model's frames only ("drop").
+    between_key_frames: str = "drop"  # "motion" (a live source's frames the model does not take) or "drop"
+    motion_frames_kept: int = DEFAULT_MOTION_FRAMES_KEPT
+    feed: FrameFeed | None = None
+    motion: MotionThread | None = None
+    infos: OrderedDict[int, messages.FrameInfo] = field(default_factory=OrderedDict)  # number -> its frame's facts
 
     @property
     def running(self) -> bool:
         return self.error is None and not self.ended
+
+    @property
+    def dropped(self) -> int:
+        """Frames of the source that got no answer: replaced by newer ones before the model was free (when the
+        model answers only its own frames), or left by a starved motion thread."""
+        return self.source.dropped + (self.motion.unanswered if self.motion is not None else 0)
 
     @property
     def source_error(self) -> str | None:
@@ -44,13 +70,87 @@ class Stream:
             return self.error
         return None if self.source.connected else self.source.last_error
 
+    def carry_between_key_frames(self, on_frame: Callable[[Carried], None]) -> None:
+        """Answer every frame of a live source (`between_key_frames = "motion"`): the feed and the motion thread
+        started, `on_frame` given each frame the motion thread took. A file's frames all go to the model."""
+        if self.between_key_frames != "motion" or not self.source.spec.live or self.feed is not None:
+            return
+        self.motion = MotionThread(self.name, on_frame)
+        self.feed = FrameFeed(self.source, self.next_number, self.motion.frame, self.motion_frames_kept)
+
+    def read(self, timeout: float) -> Numbered | None:
+        """The next frame for the model: the newest one (numbered by the feed), or the source's next (numbered
+        by the tracker); EndOfStream at the end."""
+        if self.feed is not None:
+            return self.feed.read(timeout)
+        frame = self.source.read(timeout)
+        return None if frame is None else Numbered(-1, frame, answered=False)
+
+    @property
+    def next_number(self) -> int:
+        """The number the stream's next frame will get."""
+        if self.feed is not None:
+            return self.feed.next_number
+        latest = self.tracker.latest_frame
+        return 0 if latest is None else latest + 1
+
+    def remember(self, number: int, frame: Frame) -> None:
+        """A frame's facts kept under its number (republishing after a prompt)."""
+        self.infos[number] = frame_info(frame)
+        while len(self.infos) > INFOS_KEPT:
+            self.infos.popitem(last=False)
+
     def tracked(self, frame: Frame, result: FrameResult) -> None:
-        """A tracked frame and its published result: into the recording (when recording), its number reserved."""
+        """A model result, published: into the recording (with its frame unless the motion thread records every
+        frame), its number reserved, and its masks carried from now on."""
         if self.recorder is not None:
-            self.recorder.frame(frame, result.frame_index)
+            if self.motion is None:
+                self.recorder.frame(frame, result.frame_index)
             self.recorder.result(result)
         if self.state is not None:
-            self.state.reserve(result.frame_index + 1)
+            self.state.reserve(max(result.frame_index + 1, self.next_number))
+        if self.motion is not None:
+            self.motion.seed(result)
+
+    def carried(self, frame: Frame, result: FrameResult | None, number: int) -> None:
+        """A frame the motion thread saw (answered by motion when `result` is given): into the recording."""
+        if self.recorder is not None:
+            self.recorder.frame(frame, number)
+            if result is not None:
+                self.recorder.result(result)
+
+    def model_frame(self, number: int | None) -> int | None:
+        """The frame a prompt names made a model frame (None: the newest answered frame, or the model's latest when
+        it answers every frame): a frame answered by motion runs the model now, in its place. The number, for the
+        prompt; a frame that is neither is left to the tracker's own error."""
+        if self.feed is None:
+            return number
+        if number is None:
+            kept = self.feed.kept_numbers()
+            if not kept:
+                return None
+            number = kept[-1]
+        if number in self.tracker.window:
+            return number
+        frame = self.feed.kept(number)
+        if frame is None:
+            kept = self.feed.kept_numbers()
+            frames = f"model frames {self.tracker.window}" + (f", frames {kept[0]}..{kept[-1]}" if kept else "")
+            raise FrameWindowError(f"frame {number} can no longer be prompted (its image is gone); {frames} can: "
+                                   "prompt a recent frame, or keep more ([tracking] motion_frames_kept)")
+        latest = self.tracker.latest_frame
+        if latest is None or number > latest:
+            self.tracker.step(frame.image, number=number)
+        else:
+            self.tracker.insert_frame(number, frame.image)
+        return number
+
+    def stop_threads(self) -> None:
+        """The feed's reader and the motion thread stopped (the source is stopped by the daemon)."""
+        if self.feed is not None:
+            self.feed.stop()
+        if self.motion is not None:
+            self.motion.stop()
 
     def accepted(self, after_frame: int | None, op: str, args: dict, frames: list[bytes], result: dict) -> None:
         """An accepted request: the state saved and the request recorded when it changed what they keep."""
@@ -65,16 +165,28 @@ class Stream:
 
     def status(self, streams: list[str], metrics_port: int | None) -> messages.DaemonStatus:
         src, info = self.source, self.source.info
-        window = self.tracker.window
         return messages.DaemonStatus(
             stream=self.name, frame=self.tracker.latest_frame,
             source=messages.SourceStatus(
                 kind=src.spec.kind, live=src.spec.live, width=info.width if info else None,
                 height=info.height if info else None, fps=info.fps if info else None, dropped=src.dropped,
                 reconnects=src.reconnects, connected=src.connected and self.error is None, error=self.source_error),
-            uptime_s=time.monotonic() - self.stats.started, window=window[:1] + window[-1:],
+            uptime_s=time.monotonic() - self.stats.started, window=self.window(),
             metrics_port=metrics_port, precision=self.tracker.precision, streams=streams, state=self._state_status(),
             backend=self.tracker.backend)
+
+    def window(self) -> list[int]:
+        """[first, last]: every frame numbered in this range may be prompted ([] before the first frame)."""
+        model = self.tracker.window
+        if self.feed is None:
+            return model[:1] + model[-1:]
+        ok = set(model) | set(self.feed.kept_numbers())
+        if not ok:
+            return []
+        first = last = max(ok)
+        while first - 1 in ok:
+            first -= 1
+        return [first, last]
 
     def _state_status(self) -> messages.StateStatus | None:
         r = self.state.report if self.state is not None else None

@@ -71,7 +71,9 @@ def build_daemon(cfg: Config) -> Daemon:
         source = open_input(sec.source, realtime=True, stall_timeout_s=sec.stall_timeout_s, fail_fast=not several,
                             backoff=Backoff(sec.reconnect_initial_s, DEFAULT_BACKOFF.factor, sec.reconnect_max_s))
         preview = sec.preview_every if sec.preview_every >= 0 else cfg.output.preview_every
-        streams.append(Stream(sec.name, source, tracker, preview_every=preview, recorder=recorder, state=state))
+        streams.append(Stream(sec.name, source, tracker, preview_every=preview, recorder=recorder, state=state,
+                              between_key_frames=cfg.tracking.between_key_frames,
+                              motion_frames_kept=cfg.tracking.motion_frames_kept))
     return Daemon(streams, settings_from(cfg))
 
 

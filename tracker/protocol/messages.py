@@ -85,8 +85,10 @@ def summary_fields(obj_id: int, score: float, bbox, area: int) -> dict:
 
 
 def result_message(stream: str, seq: int, frame: FrameInfo, result: FrameResult, timings_ms: dict[str, float],
-                   dropped: int, mask_encoding: str, publish_dropped: int = 0) -> list[bytes]:
-    """[topic, header, masks...] of one tracked frame."""
+                   dropped: int, mask_encoding: str, publish_dropped: int = 0, revision: int = 0,
+                   age_ms: float = 0.0) -> list[bytes]:
+    """[topic, header, masks...] of one answered frame: the model's result, or masks carried by motion from a key
+    frame (`source`, `key_frame`, `age_ms`); `revision` counts the answers of this frame sent before."""
     masks, objects = [], []
     for o in result.objects.values():
         d = object_summary(o)
@@ -103,6 +105,7 @@ def result_message(stream: str, seq: int, frame: FrameInfo, result: FrameResult,
         "capture_ns": frame.capture_ns, "publish_ns": publish_ns, "publish_unix_ns": publish_unix_ns,
         "capture_us": _us(frame.capture_ns), "publish_us": _us(publish_ns), "publish_unix_us": _us(publish_unix_ns),
         "timings_ms": timings_ms, "dropped": dropped, "publish_dropped": publish_dropped, "objects": objects,
+        "source": result.source, "key_frame": result.key, "age_ms": round(age_ms, 3), "revision": revision,
     }
     return [topic(RESULTS_TOPIC, stream), json.dumps(header).encode(), *masks]
 
@@ -164,6 +167,8 @@ def stats_overview_result(per_stream: dict[str, dict], unrouted_requests: int, u
             errors[code] = errors.get(code, 0) + n
     total = {"frames": sum(st["frames"] for st in per_stream.values()),
              "fps": round(sum(st["fps"] for st in per_stream.values()), 3),
+             "motion_frames": sum(st["motion_frames"] for st in per_stream.values()),
+             "answered_fps": round(sum(st["answered_fps"] for st in per_stream.values()), 3),
              "objects": sum(st["objects"] for st in per_stream.values()),
              "prompts": sum(st["prompts"] for st in per_stream.values()),
              "requests": unrouted_requests + sum(st["requests"] for st in per_stream.values()),
@@ -173,12 +178,16 @@ def stats_overview_result(per_stream: dict[str, dict], unrouted_requests: int, u
 
 def stats_result(status: DaemonStatus, *, frames: int, frame_errors: int, prompts: int, requests: int,
                  errors: dict[str, int], fps: float, timings_ms: dict[str, Percentiles], objects: int,
-                 held_bytes: int, retracked_frames: int, publish_dropped: int) -> dict:
+                 held_bytes: int, retracked_frames: int, publish_dropped: int, motion_frames: int = 0,
+                 answered_fps: float = 0.0, between_key_frames: str = "drop") -> dict:
+    """stats: `frames`/`fps` count the model's frames (key frames); `motion_frames`, `answered_fps` the frames
+    answered by motion between them and every answer a second."""
     return {
         **status_result(status),
         "frames": frames, "frame_errors": frame_errors, "prompts": prompts, "requests": requests,
         "errors": dict(errors), "fps": round(fps, 3), "retracked_frames": retracked_frames,
-        "publish_dropped": publish_dropped,
+        "motion_frames": motion_frames, "answered_fps": round(answered_fps, 3),
+        "between_key_frames": between_key_frames, "publish_dropped": publish_dropped,
         "timings_ms": {k: {"p50": p.p50, "p95": p.p95, "p99": p.p99, "max": p.max, "n": p.n}
                        for k, p in timings_ms.items()},
         "objects": objects, "held_bytes": held_bytes,
@@ -204,10 +213,11 @@ def ids_result(ids: list[int]) -> dict:
 
 def result_record(result: FrameResult) -> dict:
     """One frame of `samtrack track --masks` (a JSON line): each object's entry with its mask as COCO RLE
-    (`{"size": [H, W], "counts": str}`, what pycocotools' mask.decode reads)."""
+    (`{"size": [H, W], "counts": str}`, what pycocotools' mask.decode reads), and where its masks come from
+    (`source` "model" or "motion", `key_frame`)."""
     objects = []
     for o in result.objects.values():
         rle = encode_mask(o.mask, "rle").decode("ascii")
         objects.append({**object_summary(o), "mask": {"size": [o.height, o.width], "counts": rle}})
-    return {"frame": result.frame_index, "objects": objects}
+    return {"frame": result.frame_index, "source": result.source, "key_frame": result.key, "objects": objects}
 

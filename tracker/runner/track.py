@@ -54,10 +54,17 @@ def apply_prompts(tracker: Tracker, prompts: list[Prompt]) -> FrameResult:
 
 def track_source(source: Source, tracker: Tracker, prompts: list[Prompt], video: Path | None = None,
                  masks: Path | None = None, max_frames: int | None = None, total: int | None = None,
-                 progress: bool = True) -> TrackSummary:
-    """Every frame of `source` (up to max_frames) tracked, prompts applied on their frames, written out."""
+                 progress: bool = True, key_frame_every: int = 1) -> TrackSummary:
+    """Every frame of `source` (up to max_frames) tracked, prompts applied on their frames, written out. With
+    key_frame_every N > 1 the model runs on every Nth frame (and on prompted frames); the frames between are
+    answered by its masks carried by motion (tracker/motion/), marked so in the masks file."""
     from pipelines.sinks import VideoFileSink
 
+    from ..motion.carrier import Carrier
+
+    if key_frame_every < 1:
+        raise ValueError(f"key_frame_every must be >= 1, got {key_frame_every}")
+    carrier: Carrier | None = None
     pending = sorted(prompts, key=lambda p: p.frame)
     info = source.start()
     sink = jsonl = None
@@ -75,11 +82,20 @@ def track_source(source: Source, tracker: Tracker, prompts: list[Prompt], video:
                     break
                 if frame is None:
                     raise SourceTimeoutError(f"no frame from the source within {FRAME_TIMEOUT_S:.0f} s")
-                result = tracker.step(frame.image)
-                now = [p for p in pending if p.frame == result.frame_index]
-                if now:
-                    result = apply_prompts(tracker, now)
-                    pending = [p for p in pending if p.frame != result.frame_index]
+                now = [p for p in pending if p.frame == frames]
+                if key_frame_every > 1 and carrier is None:
+                    carrier = Carrier(frame.width, frame.height)
+                if carrier is not None:
+                    carrier.add(frames, frame.capture_ns, frame.image)
+                if carrier is None or now or frames % key_frame_every == 0:
+                    result = tracker.step(frame.image, number=frames)
+                    if now:
+                        result = apply_prompts(tracker, now)
+                        pending = [p for p in pending if p.frame != frames]
+                    if carrier is not None:
+                        carrier.seed(result)
+                else:
+                    result = carrier.carry()
                 if video is not None:
                     if sink is None:
                         fps = info.fps if info is not None and info.fps else DEFAULT_FPS

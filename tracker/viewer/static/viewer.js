@@ -8,10 +8,14 @@
 const PALETTE = [[230, 25, 75], [60, 180, 75], [0, 130, 200], [245, 130, 48], [145, 30, 180],
                  [70, 240, 240], [240, 50, 230], [210, 245, 60], [250, 190, 212], [255, 225, 25]];
 const MASK_ALPHA = 120;       // mask fill opacity (0-255): the picture stays visible under it
+// A mask carried by motion from a key frame is drawn unlike the model's: fainter, striped, its box dashed.
+const MOTION_ALPHA = 80;      // its fill opacity
+const MOTION_STRIPE = 6;      // every this many diagonal pixels, one stripe is left clear
+const RATE_WINDOW_MS = 20000; // rates are measured over the answers of the last 20 s: a 0.2 fps model still reads
 const DRAG_PX = 6;            // a pointer that moves further than this (screen px) draws a box, not a click
 const KEEP_RESULTS = 64;      // results remembered by frame, to pair with previews that arrive later
 const NO_PREVIEW_MS = 2000;   // results without previews for this long: draw masks on black, say why
-const LATENCY_SAMPLES = 30;   // glass-to-mask shown as the median of the last few frames
+const LATENCY_SAMPLES = 30;   // glass-to-mask shown as the median of the last few frames (first answers only)
 
 const $ = (id) => document.getElementById(id);
 const canvas = $("view"), ctx = canvas.getContext("2d");
@@ -25,7 +29,7 @@ const pending = new Map();    // request id -> {op, resolve}
 let shown = {frame: null, bitmap: null, result: null};
 let lastPreviewAt = 0, lastSeq = null, lost = 0;
 let objects = [], selected = null;
-const arrivals = [], latencies = [];
+const arrivals = [], keyArrivals = [], latencies = [];  // times of frames shown, of model answers
 let drag = null;
 
 const colour = (id) => PALETTE[((id % PALETTE.length) + PALETTE.length) % PALETTE.length];
@@ -122,7 +126,7 @@ function pickStream(name) {
   stream = name;
   results.clear();
   shown = {frame: null, bitmap: null, result: null};
-  lastSeq = null; lost = 0; arrivals.length = 0; latencies.length = 0;
+  lastSeq = null; lost = 0; arrivals.length = 0; keyArrivals.length = 0; latencies.length = 0;
   selected = null;
   updateObjects([]);
   clearError();
@@ -158,44 +162,56 @@ function rleRuns(bytes) {
   return runs;
 }
 
-function paintMask(data, w, h, runs, rgb) {
+function paintMask(data, w, h, runs, rgb, moved) {
   let pos = 0;
+  const alpha = moved ? MOTION_ALPHA : MASK_ALPHA;
   for (let r = 0; r < runs.length; r++) {
     if (r % 2 === 1) {
       for (let i = pos; i < pos + runs[r]; i++) {
         const x = (i / h) | 0, y = i - x * h, o = (y * w + x) * 4;
-        data[o] = rgb[0]; data[o + 1] = rgb[1]; data[o + 2] = rgb[2]; data[o + 3] = MASK_ALPHA;
+        if (moved && (x + y) % MOTION_STRIPE === 0) continue;
+        data[o] = rgb[0]; data[o + 1] = rgb[1]; data[o + 2] = rgb[2]; data[o + 3] = alpha;
       }
     }
     pos += runs[r];
   }
 }
 
+function rate(times) {
+  return times.length > 1 ? (times.length - 1) / ((times[times.length - 1] - times[0]) / 1000) : null;
+}
+
 function onResult(header, masks) {
   if (lastSeq !== null && header.seq > lastSeq + 1) lost += header.seq - lastSeq - 1;
   lastSeq = header.seq;
-  const now = performance.now();
-  arrivals.push(now);
-  while (arrivals.length && now - arrivals[0] > 2000) arrivals.shift();
-  // capture -> publish on the daemon's clock, then publish -> now on the wall clock (same host, or NTP);
-  // the microsecond fields, since the nanosecond ones exceed 2^53 and JSON.parse rounds them
-  latencies.push((header.publish_us - header.capture_us) / 1e3 + (Date.now() - header.publish_unix_us / 1e3));
-  if (latencies.length > LATENCY_SAMPLES) latencies.shift();
+  const now = performance.now(), revision = header.revision || 0;
+  if (revision === 0) arrivals.push(now);  // a frame's first answer: a frame shown
+  if ((header.source || "model") === "model") keyArrivals.push(now);
+  for (const t of [arrivals, keyArrivals]) while (t.length > 2 && now - t[0] > RATE_WINDOW_MS) t.shift();
+  if (revision === 0) {
+    // capture -> publish on the daemon's clock, then publish -> now on the wall clock (same host, or NTP);
+    // the microsecond fields, since the nanosecond ones exceed 2^53 and JSON.parse rounds them
+    latencies.push((header.publish_us - header.capture_us) / 1e3 + (Date.now() - header.publish_unix_us / 1e3));
+    if (latencies.length > LATENCY_SAMPLES) latencies.shift();
+  }
+  const moved = header.source === "motion";
 
   const w = header.width, h = header.height;
   const overlay = document.createElement("canvas");
   overlay.width = w; overlay.height = h;
   const octx = overlay.getContext("2d"), img = octx.createImageData(w, h);
   for (const o of header.objects) {
-    if (o.mask) paintMask(img.data, w, h, rleRuns(masks[o.mask.frame]), colour(o.id));
+    if (o.mask) paintMask(img.data, w, h, rleRuns(masks[o.mask.frame]), colour(o.id), moved);
   }
   octx.putImageData(img, 0, 0);
   const result = {header, overlay};
-  results.set(header.frame, result);
+  results.set(header.frame, result);  // a frame's newest answer replaces its earlier ones (revision)
   if (results.size > KEEP_RESULTS) results.delete(results.keys().next().value);
-  updateObjects(header.objects);
+  if (shown.frame === null || header.frame >= shown.frame) updateObjects(header.objects);
   updateStats(header);
-  if (now - lastPreviewAt > NO_PREVIEW_MS) {
+  if (header.frame === shown.frame) {
+    show(header.frame, shown.bitmap, result);  // the frame on screen answered again: its newest answer
+  } else if (now - lastPreviewAt > NO_PREVIEW_MS && (shown.frame === null || header.frame > shown.frame)) {
     $("notice").textContent = "no previews from the daemon: masks are drawn on black. " +
       "Start it with --preview-every 1 (or output.preview_every = 1) to see the picture.";
     show(header.frame, null, result);
@@ -218,7 +234,8 @@ function onPreview(header, jpeg) {
 function show(frame, bitmap, result) {
   if (shown.bitmap && shown.bitmap !== bitmap) shown.bitmap.close();
   shown = {frame, bitmap, result};
-  $("frame").textContent = frame;
+  const h = result && result.header;
+  $("frame").textContent = h && h.source === "motion" ? `${frame} (moved from ${h.key_frame})` : frame;
   draw();
 }
 
@@ -234,13 +251,16 @@ function draw() {
   if (result) {
     ctx.drawImage(result.overlay, 0, 0);
     ctx.font = `bold ${13 * px}px system-ui, sans-serif`;
+    const moved = result.header.source === "motion";
     for (const o of result.header.objects) {
       if (!o.bbox) continue;
       const [r, g, b] = colour(o.id), [x0, y0, x1, y1] = o.bbox;
       ctx.strokeStyle = `rgb(${r},${g},${b})`;
       ctx.lineWidth = (o.id === selected ? 3 : 1.5) * px;
+      ctx.setLineDash(moved ? [6 * px, 4 * px] : []);
       ctx.strokeRect(x0, y0, x1 - x0 + 1, y1 - y0 + 1);
-      const label = `#${o.id} ${o.score.toFixed(1)}`;
+      ctx.setLineDash([]);
+      const label = `#${o.id} ${o.score.toFixed(1)}` + (moved ? " moved" : "");
       ctx.fillStyle = `rgb(${r},${g},${b})`;
       ctx.fillRect(x0, Math.max(0, y0 - 16 * px), ctx.measureText(label).width + 6 * px, 16 * px);
       ctx.fillStyle = "#fff";
@@ -257,12 +277,16 @@ function draw() {
   }
 }
 
+function fpsText(r) {
+  return r === null ? "-" : r < 1 ? r.toFixed(2) : r.toFixed(1);
+}
+
 function updateStats(header) {
-  $("fps").textContent = arrivals.length > 1
-    ? ((arrivals.length - 1) / ((arrivals[arrivals.length - 1] - arrivals[0]) / 1000)).toFixed(1) : "-";
+  $("fps").textContent = fpsText(rate(arrivals));
+  $("model-fps").textContent = fpsText(rate(keyArrivals));
   $("dropped").textContent = `${header.dropped} source` + (lost ? `, ${lost} in transit` : "");
   const sorted = [...latencies].sort((a, b) => a - b);
-  $("latency").textContent = `${sorted[sorted.length >> 1].toFixed(0)} ms`;
+  if (sorted.length) $("latency").textContent = `${sorted[sorted.length >> 1].toFixed(0)} ms`;
 }
 
 function updateObjects(list) {

@@ -1,0 +1,128 @@
+"""Every frame of a live source numbered and answered: a reader thread takes each frame as it arrives, gives it
+its number, hands it to the motion thread (which answers it unless the model is about to) and offers it to the
+model (the newest frame waiting replaces an older one: the model always takes the newest when it is free).
+
+Frames whose image a prompt may still need (a click on a frame answered by motion runs the model there) are kept,
+the newest `kept` of them."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from pipelines.base import Source
+from pipelines.errors import EndOfStream
+from pipelines.frame import Frame
+
+log = logging.getLogger(__name__)
+
+READ_SLICE_S = 0.1  # the reader's wait for a frame: how soon it notices a stop
+
+
+@dataclass(frozen=True)
+class Numbered:
+    """A frame and its number in the stream; `answered`: the motion thread answers it (the model was busy when
+    it came), so the model's result for it, if any, is a second answer."""
+
+    number: int
+    frame: Frame
+    answered: bool
+
+
+class FrameFeed:
+    """The model's side reads the newest numbered frame (`read`); `on_frame(numbered)` sees every frame, in order,
+    on the reader thread (the motion thread's inbox)."""
+
+    def __init__(self, source: Source, first_number: int, on_frame: Callable[[Numbered], None], kept: int):
+        self.source = source
+        self._on_frame = on_frame
+        self._next = first_number
+        self._kept: OrderedDict[int, Frame] = OrderedDict()
+        self._max_kept = kept
+        self._cond = threading.Condition()
+        self._newest: Numbered | None = None
+        self._waiting = 0  # model-side readers inside read(): a frame that comes now is the model's at once
+        self._ended = False
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.replaced = 0  # frames the model never took (a newer one came first): answered by motion only
+
+    def start(self) -> None:
+        """Start the source (raising as its start does), then the reader."""
+        self.source.start()
+        self._thread = threading.Thread(target=self._run, name=f"feed-{self.source.spec.kind}", daemon=True)
+        self._thread.start()
+
+    @property
+    def next_number(self) -> int:
+        """The number the next frame will get."""
+        with self._cond:
+            return self._next
+
+    def renumber(self, first_number: int) -> None:
+        """Number frames from here on (after a state import moved the numbering forward; never backwards)."""
+        with self._cond:
+            self._next = max(self._next, first_number)
+
+    def read(self, timeout: float) -> Numbered | None:
+        """The newest frame the model has not taken, waiting up to `timeout` s; EndOfStream once the source ended
+        and every frame was taken."""
+        with self._cond:
+            self._waiting += 1
+            try:
+                if self._newest is None and not self._ended:
+                    self._cond.wait(timeout)
+                item, self._newest = self._newest, None
+                if item is None and self._ended:
+                    raise EndOfStream(f"source {self.source.spec.kind} ended")
+                return item
+            finally:
+                self._waiting -= 1
+
+    def kept(self, number: int) -> Frame | None:
+        """A recent frame's image, while it is among the newest kept (None after)."""
+        with self._cond:
+            return self._kept.get(number)
+
+    def kept_numbers(self) -> list[int]:
+        with self._cond:
+            return list(self._kept)
+
+    def stop(self) -> None:
+        """Stop the reader (the source is stopped by its owner); safe to call twice."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(2 * READ_SLICE_S + 1.0)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                frame = self.source.read(READ_SLICE_S)
+            except EndOfStream:
+                with self._cond:
+                    self._ended = True
+                    self._cond.notify_all()
+                return
+            except Exception:  # a source that fails outside its own recovery: the stream waits, the daemon runs
+                log.exception("reading the source failed")
+                self._stop.wait(READ_SLICE_S)
+                continue
+            if frame is not None:
+                self._arrived(frame)
+
+    def _arrived(self, frame: Frame) -> None:
+        # Numbered, judged and offered in one step: a model inside read() now takes this very frame when it wakes.
+        with self._cond:
+            number, self._next = self._next, self._next + 1
+            item = Numbered(number, frame, answered=self._waiting == 0)
+            self._kept[number] = frame
+            while len(self._kept) > self._max_kept:
+                self._kept.popitem(last=False)
+            if self._newest is not None:
+                self.replaced += 1
+            self._newest = item
+            self._cond.notify_all()
+        self._on_frame(item)
