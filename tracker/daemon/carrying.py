@@ -28,6 +28,7 @@ INBOX_FRAMES = 8
 @dataclass(frozen=True)
 class _Seed:
     result: FrameResult
+    capture_ns: int | None = None  # when its frame was captured
     forget: bool = False  # objects removed (result.objects: the ones kept)
 
 
@@ -54,7 +55,7 @@ class MotionThread:
         self._inbox: deque[Numbered | _Seed] = deque()
         self._cond = threading.Condition()
         self._stopped = False
-        self._pending: FrameResult | None = None  # a seed for a frame not added yet (the model got there first)
+        self._pending: _Seed | None = None  # a seed for a frame not added yet (the model got there first)
         self.unanswered = 0  # frames that went unanswered: dropped from a full inbox, or failed
         self.answered = 0
         self._thread = threading.Thread(target=self._run, name=f"motion-{name}", daemon=True)
@@ -71,13 +72,14 @@ class MotionThread:
             self._inbox.append(item)
             self._cond.notify()
 
-    def seed(self, result: FrameResult) -> None:
-        """A model result: its masks are carried from now on (an older seed not taken yet is replaced)."""
-        self._put_seed(_Seed(result))
+    def seed(self, result: FrameResult, capture_ns: int | None = None) -> None:
+        """A model result (its frame captured at `capture_ns`): its masks are carried from now on (an older seed not
+        taken yet is replaced)."""
+        self._put_seed(_Seed(result, capture_ns))
 
     def keep_only(self, result: FrameResult) -> None:
         """Objects removed or reset: only those in `result` (the newest model result) are carried from now on."""
-        self._put_seed(_Seed(result, forget=True))
+        self._put_seed(_Seed(result, None, forget=True))
 
     def stop(self) -> None:
         with self._cond:
@@ -108,7 +110,7 @@ class MotionThread:
                     if self._carrier is not None:
                         self._carrier.forget(set(self._carrier_ids()) - set(item.result.objects))
                 else:
-                    self._seed(item.result)
+                    self._seed(item)
             except Exception:  # a frame the carrier cannot take must not end answering
                 log.exception("stream %r: carrying masks failed", self.name)
                 if isinstance(item, Numbered):
@@ -123,7 +125,7 @@ class MotionThread:
         if self._carrier is None or (self._carrier.width, self._carrier.height) != (w, h):
             self._carrier = Carrier(w, h, self._ring)  # the first frame, or the camera changed its size
         self._carrier.add(item.number, item.frame.capture_ns, item.frame.image)
-        if self._pending is not None and self._pending.frame_index <= item.number:
+        if self._pending is not None and self._pending.result.frame_index <= item.number:
             self._seed(self._pending)
         result = None
         if item.answered:  # else the model answers this one
@@ -131,10 +133,10 @@ class MotionThread:
             self.answered += 1
         self._on_answer(Carried(item, result, self._carrier.key_capture_ns, (time.perf_counter() - t0) * 1e3))
 
-    def _seed(self, result: FrameResult) -> None:
+    def _seed(self, seed: _Seed) -> None:
         c = self._carrier
-        if c is None or c.newest is None or result.frame_index > c.newest:
-            self._pending = result  # its frame is still on its way here
+        if c is None or c.newest is None or seed.result.frame_index > c.newest:
+            self._pending = seed  # its frame is still on its way here
             return
         self._pending = None
-        c.seed(result)
+        c.seed(seed.result, seed.capture_ns)

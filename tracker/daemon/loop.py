@@ -345,7 +345,8 @@ class Daemon:
         if st.motion is not None and op in STATE_OPS | {"import_state"}:
             newest = st.tracker.result() if st.tracker.window else FrameResult(-1, {})
             if op in PROMPT_OPS:
-                st.motion.seed(newest)
+                info = st.infos.get(newest.frame_index)
+                st.motion.seed(newest, info.capture_ns if info is not None else None)
             else:
                 st.motion.keep_only(newest)
 

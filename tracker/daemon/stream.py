@@ -110,7 +110,7 @@ class Stream:
         if self.state is not None:
             self.state.reserve(max(result.frame_index + 1, self.next_number))
         if self.motion is not None:
-            self.motion.seed(result)
+            self.motion.seed(result, frame.capture_ns)
 
     def carried(self, frame: Frame, result: FrameResult | None, number: int) -> None:
         """A frame the motion thread saw (answered by motion when `result` is given): into the recording."""

@@ -20,9 +20,9 @@ from .tracks import MotionImage, find_corners, follow, motion_image
 from .warp import Moved, box_of, move_mask
 
 # Frames kept for catching up: a model result for a frame this many frames old can still be carried to the newest
-# one (about 4 s at 15 fps: a slow model's step on a CPU). Each is a grey image at the motion scale (0.3 MB at
-# 640x480).
-RING_FRAMES = 64
+# one (8 s at 15 fps: a step at 1024 px on a 2-core CPU takes 3-6 s). Each is a grey image at the motion scale
+# (0.3 MB at 640x480, 38 MB in all); catching up costs about a millisecond a frame and object.
+RING_FRAMES = 128
 # Frames larger than this (either side) are tracked shrunk to it: point tracking's cost and the ring's memory grow
 # with pixels, and 640 px keeps the boundary within about a pixel at 1080p.
 MOTION_MAX_SIDE = 640
@@ -106,14 +106,15 @@ class Carrier:
             self._advance(self._ring[-1], image)
         self._ring.append(image)
 
-    def seed(self, result: FrameResult) -> None:
-        """A model result: its masks replace the carried ones, followed from its frame to the newest one. A frame
-        not kept any more (older than the ring, or not added) seeds the masks unmoved at the newest frame."""
+    def seed(self, result: FrameResult, capture_ns: int | None = None) -> None:
+        """A model result (its frame captured at `capture_ns`, when known): its masks replace the carried ones,
+        followed from its frame to the newest one. A frame not kept any more (older than the ring, or not added)
+        seeds the masks unmoved at the newest frame."""
         kept = {im.number: i for i, im in enumerate(self._ring)}
         at = kept.get(result.frame_index)
         self.key_frame = result.frame_index
         key = self._ring[at] if at is not None else None
-        self.key_capture_ns = key.capture_ns if key is not None else None
+        self.key_capture_ns = key.capture_ns if key is not None else capture_ns
         if at is None:
             self.held_seeds += 1
         self._objects = {}
