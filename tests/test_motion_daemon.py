@@ -90,7 +90,8 @@ def test_drop_answers_only_the_models_frames():
             stats = c.stats()
     finally:
         assert d.stop(30) == 0
-    assert len(results) >= 3 and all(r.source == "model" and r.key_frame == r.frame and r.revision == 0 for r in results)
+    assert len(results) >= 3
+    assert all(r.source == "model" and r.key_frame == r.frame and r.revision == 0 for r in results)
     frames = [r.frame for r in results]
     assert frames == list(range(frames[0], frames[0] + len(frames)))
     assert results[-1].header["dropped"] > results[0].header["dropped"]
