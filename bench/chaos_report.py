@@ -87,6 +87,21 @@ def stream_rates(samples: list[dict], stream: str, window_s: float = FPS_WINDOW_
     return out
 
 
+def answered(seen: list, stream: str) -> dict:
+    """Frames of a stream that got an answer, over the frames numbered (every camera frame is numbered when frames
+    between key frames are answered by motion), and how they were answered, summed over the daemon's instances."""
+    by_instance: dict[int, set[int]] = {}
+    for s in seen:
+        if s.stream == stream:
+            by_instance.setdefault(s.instance, set()).add(s.frame)
+    numbered = sum(max(f) - min(f) + 1 for f in by_instance.values())
+    got = sum(len(f) for f in by_instance.values())
+    first = [s for s in seen if s.stream == stream and s.revision == 0]
+    return {"frames_numbered": numbered, "frames_answered": got, "share": got / numbered if numbered else 0.0,
+            "first_answers_by_motion": sum(s.source == "motion" for s in first),
+            "model_answers": sum(s.source == "model" for s in seen if s.stream == stream)}
+
+
 def _right_refusal(x: Sent, across_restart: bool) -> bool:
     """A malformed request's reply: an error, not `internal`, and one of the codes right for its fault (a prompt
     queued across a restart may meet the new daemon before its first frame: frame_out_of_window comes first)."""
@@ -142,8 +157,10 @@ def report(args, t0: float, supervisor, sent: list[Sent], valid, checks, log, ch
                                                       if x.latency_s and not across_restart(x)])},
         "camera_returns": returns, "camera_gap_frames_max": max(gaps, default=None),
         "pattern_longest_silence_s": longest_silence(log.seen, "pattern"),
+        # the model's rate: key frames a second
         "fps_median": {name: statistics.median([r for _, r in stream_rates(samples, name)] or [0.0])
                        for name in ("cam", "pattern")},
+        "answered": {name: answered(log.seen, name) for name in ("cam", "pattern")},
         "results_seen": len(log.seen), "seq_gaps_fast_subscriber": log.seq_gaps, "end_messages": log.ends,
         "subscribers": {"joined": churn.joined, "messages": churn.messages},
         "viewer": {"reloads": reloads.reloads, "live_after_reload": reloads.live, "failures": reloads.failures,
@@ -207,3 +224,6 @@ def _print(figures: dict, goals: dict) -> None:
           f"kill to READY: {[round(k['kill_to_ready_s'], 2) for k in figures['kills']]} s; objects restored after "
           f"the SIGKILL: {figures['objects_restored']}/{figures['objects_before_kill']}; "
           f"RSS growth: {figures['rss']['growth']}")
+    print("; ".join(f"{name}: {100 * a['share']:.1f} % of {a['frames_numbered']} frames answered "
+                    f"({a['first_answers_by_motion']} first by motion), key frames {figures['fps_median'][name]:.2f}/s"
+                    for name, a in figures["answered"].items()))

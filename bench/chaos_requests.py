@@ -134,8 +134,9 @@ class Malformed:
 
 @dataclass
 class Check:
-    """A prompt's promise: the first result of `stream` after frame `after` (same daemon instance) lists
-    `object` (the harness removes no object, and resets no stream, that a waiting check is about)."""
+    """A prompt's promise: the first result of `stream` whose masks come from a model frame after `after` (its
+    key_frame; same daemon instance) lists `object` (the harness removes no object, and resets no stream, that a
+    waiting check is about)."""
 
     stream: str
     object: int
@@ -157,11 +158,11 @@ class Checks:
         with self.lock:
             self.pending.append(check)
 
-    def on_result(self, instance: int, stream: str, frame: int, objects: set[int]) -> None:
+    def on_result(self, instance: int, stream: str, key_frame: int, objects: set[int]) -> None:
         with self.lock:
             keep = []
             for c in self.pending:
-                if c.instance == instance and c.stream == stream and frame > c.after:
+                if c.instance == instance and c.stream == stream and key_frame > c.after:
                     c.outcome = c.object in objects
                     self.passed += c.outcome
                     if not c.outcome:
@@ -246,7 +247,7 @@ class Valid:
                                        f"expected {sorted(self.objects[s])}")
         else:
             self.objects[s].add(args["object"])
-            self.checks.add(Check(s, args["object"], result["frame"] + result["retracked"], self.instance()))
+            self.checks.add(Check(s, args["object"], result["latest"], self.instance()))
 
 
 def tally(sent: list[Sent]) -> Counter:

@@ -28,6 +28,9 @@ class Seen:
     capture_ns: int
     publish_ns: int
     dropped: int
+    source: str = "model"  # "motion": masks moved from key_frame (frames between key frames)
+    key_frame: int = -1
+    revision: int = 0  # answers of this frame published before this one
 
 
 @dataclass
@@ -72,9 +75,10 @@ def read_results(endpoint: str, log: ResultLog, checks: Checks, instance_of: Cal
             if header["type"] != "result":
                 continue
             s = Seen(instance_of(header["publish_unix_ns"]), header["stream"], header["frame"], header["seq"],
-                     header["capture_ns"], header["publish_ns"], header["dropped"])
+                     header["capture_ns"], header["publish_ns"], header["dropped"], header["source"],
+                     header["key_frame"], header["revision"])
             log.add(s)
-            checks.on_result(s.instance, s.stream, s.frame, {o["id"] for o in header["objects"]})
+            checks.on_result(s.instance, s.stream, s.key_frame, {o["id"] for o in header["objects"]})
     finally:
         sub.close(0)
 

@@ -1,13 +1,16 @@
 """Scenario `e2e`: the daemon on a test source at a fixed input rate; glass-to-mask latency measured
-from each frame's capture time to the moment a subscriber has decoded its result, plus dropped
-frames and achieved fps. Two daemon configurations are measured one after the other, per image size:
-"exact" (precision fp32, publishing on the tracking thread: samtrack before its fast path) and "fast"
-(the defaults: precision auto, publisher thread).
+from each frame's capture time to the moment a subscriber has decoded its first answer, the share of the
+camera's frames answered (distinct frames with a result, counted by the source's timestamps, over the frames
+the camera produced), the key-frame rate (frames the model ran on, a second) and achieved fps. Daemon
+configurations are measured one after the other, per image size: "exact" (precision fp32, publishing on the
+tracking thread, the model's frames only: samtrack before its fast path), "drop" (the defaults, but frames the
+model does not take are dropped: samtrack before frames were answered by motion) and "fast" (the defaults:
+every frame answered, by motion between key frames).
 
 With --source, a video file or a recording (`serve --record`) stands in for the test source: a recording's
 frames come at the pace they were captured.
 
-    samtrack bench e2e [--quick] [--fps 5] [--seconds 60] [--sizes 256 512] [--configs exact fast] [--source S]
+    samtrack bench e2e [--quick] [--fps 5] [--seconds 60] [--sizes 256 512] [--configs exact drop fast] [--source S]
 """
 
 from __future__ import annotations
@@ -21,7 +24,8 @@ from bench.plots import cdf, over_time
 from bench.scenario import add_source_option, object_boxes, outputs, scenario_parser, start_daemon
 from tracker.client import Client, Result, StreamEnd, Subscriber
 
-CONFIGS = {"exact": ["--precision", "fp32", "--publish-queue", "0"], "fast": []}
+CONFIGS = {"exact": ["--precision", "fp32", "--publish-queue", "0", "--between-key-frames", "drop"],
+           "drop": ["--between-key-frames", "drop"], "fast": []}
 
 
 def measure(args, size: int, config: str) -> dict:
@@ -31,6 +35,8 @@ def measure(args, size: int, config: str) -> dict:
     source = args.source or f"test:?pattern=ball&width={w}&height={h}&fps={args.fps}"
     daemon = start_daemon(args, source, CONFIGS[config])
     lat, stages, arrivals = [], {}, []
+    firsts: dict[int, Result] = {}  # frame -> its first answer (after warm-up)
+    model_at: list[float] = []  # arrival times of the model's answers (key frames)
     try:
         with Client(daemon.commands, timeout=60) as c, Subscriber(daemon.results, "bench") as sub:
             for k, box in enumerate(object_boxes(args.objects[0], w, h)):
@@ -49,8 +55,14 @@ def measure(args, size: int, config: str) -> dict:
                     publish_dropped0, gaps0 = msg.header["publish_dropped"], sub.gaps
                     t_end = t_start + args.seconds
                 if seen > args.warmup:
+                    now = time.monotonic() - t_start
+                    if msg.source == "model":
+                        model_at.append(now)
+                    if msg.revision > 0 or msg.frame in firsts:
+                        continue  # a frame answered again: latency counts its first answer
+                    firsts[msg.frame] = msg
                     lat.append(msg.latency_ms() / 1000)
-                    arrivals.append(time.monotonic() - t_start)
+                    arrivals.append(now)
                     for k, v in msg.header["timings_ms"].items():
                         stages.setdefault(k, []).append(v)
             if not lat:
@@ -62,10 +74,15 @@ def measure(args, size: int, config: str) -> dict:
     finally:
         code = daemon.stop()
     elapsed = arrivals[-1] if arrivals else 0.0
+    produced, answered = camera_frames(firsts.values(), None if args.source else args.fps)
+    key_rate = (len(model_at) - 1) / (model_at[-1] - model_at[0]) if len(model_at) > 1 else 0.0
     return {
         "config": config, "image_size": size, "serve_flags": CONFIGS[config],
         "glass_to_mask": percentiles(lat), "stages": {k: percentiles([x / 1000 for x in v]) for k, v in stages.items()},
         "achieved_fps": (len(lat) - 1) / elapsed if elapsed else 0.0,
+        "camera_frames": produced, "answered_frames": answered,
+        "answered_share": answered / produced if produced else 0.0, "key_frame_fps": key_rate,
+        "motion_frames": sum(r.source == "motion" for r in firsts.values()),
         "input_fps": None if args.source else args.fps,
         # after warm-up: frames the source dropped, results the publisher dropped, results lost on the way
         "dropped_frames": dropped, "publish_dropped": publish_dropped, "results_lost": gaps, "frames": len(lat),
@@ -74,12 +91,24 @@ def measure(args, size: int, config: str) -> dict:
     }
 
 
+def camera_frames(results, fps: float | None) -> tuple[int, int]:
+    """(frames the camera produced, frames of them answered) between the first and the last frame answered, by the
+    source's timestamps at a known rate (else by the source's frame indices)."""
+    if fps:
+        stamps = {round(r.header["pts_ns"] * fps / 1e9) for r in results if r.header["pts_ns"] is not None}
+    else:
+        stamps = {r.header["source_index"] for r in results}
+    if not stamps:
+        return 0, 0
+    return max(stamps) - min(stamps) + 1, len(stamps)
+
+
 def parser():
     p = scenario_parser("e2e", __doc__, frames=0, quick_frames=0)
     p.add_argument("--fps", type=int, default=5, help="input rate of the test source (a --source keeps its own)")
     p.add_argument("--seconds", type=float, default=60.0, help="measured duration per configuration")
     p.add_argument("--sizes", type=int, nargs="+", help="image sizes (default: --image-size)")
-    p.add_argument("--configs", nargs="+", choices=sorted(CONFIGS), default=["exact", "fast"])
+    p.add_argument("--configs", nargs="+", choices=sorted(CONFIGS), default=["exact", "drop", "fast"])
     add_source_option(p)
     p.set_defaults(image_size=256, objects=[1])
     return p
@@ -109,8 +138,10 @@ def main(argv=None) -> dict:
     over_time({label[id(r)]: (r["_arrivals"], [1000 * x for x in r["_lat"]]) for r in runs}, "ms",
               "latency over time", out.with_name(out.stem + "-time.png"), xlabel="seconds")
     print(table([[r["image_size"], r["config"], r["glass_to_mask"]["p50_ms"], r["glass_to_mask"]["p99_ms"],
-                  r["achieved_fps"], r["input_fps"] or "source's", r["dropped_frames"]] for r in runs],
-                ["size", "config", "p50 ms", "p99 ms", "achieved fps", "input fps", "dropped"]))
+                  r["achieved_fps"], r["input_fps"] or "source's", f"{100 * r['answered_share']:.1f} %",
+                  r["key_frame_fps"], r["dropped_frames"]] for r in runs],
+                ["size", "config", "p50 ms", "p99 ms", "answered fps", "input fps", "answered", "key fps",
+                 "dropped"]))
     print(f"wrote {out}, {out.with_suffix('.png')} and {out.with_name(out.stem + '-time.png')}")
     return data
 

@@ -390,3 +390,63 @@ def test_a_recording_from_another_device_is_compared_by_iou(recording, weights, 
     assert r.returncode == 0, r.stdout + r.stderr[-3000:]
     n = sum(1 for x in _records(recording) if x["kind"] == "frame")
     assert "verified: 0 frames identical" in r.stdout and f"compared {n} frames on fp32" in r.stdout, r.stdout
+
+
+@pytest.fixture(scope="module")
+def moved_recording(tmp_path_factory, weights) -> Path:
+    """A session whose frames the model does not take are answered by motion (a model slower than the camera):
+    clicks on the latest frame, on a frame answered by motion and on a past frame, a removal and a reset."""
+    directory = tmp_path_factory.mktemp("moved") / "session"
+    d = start_daemon("--record", str(directory), "--precision", "fp32", "--checkpoint", str(weights), "--config",
+                     str(_complete(directory.parent)), image_size=256, motion=True)
+    try:
+        with Client(d.commands, timeout=60) as c, Subscriber(d.results, "test") as sub:
+            c.add_points(1, [[80, 60]], [1])
+            moved, deadline = None, time.monotonic() + 60
+            while moved is None and time.monotonic() < deadline:
+                r = sub.recv(5.0)
+                if isinstance(r, Result) and r.source == "motion" and r.key_frame >= 0:
+                    moved = r.frame
+            assert moved is not None, "no frame answered by motion"
+            assert c.add_box(2, [10, 10, 60, 50], frame=moved)["frame"] == moved
+            _wait_frames(c, 2)
+            c.remove_object(2)
+            c.add_points(1, [[40, 30]], [0], frame=c.ping()["window"][1] - 2, clear_old_points=False)
+            _wait_frames(c, 2)
+            c.reset()
+            c.add_points(3, [[100, 70]], [1])
+            _wait_frames(c, 3)
+    finally:
+        assert d.stop() == 0
+    return directory
+
+
+def test_a_session_answered_by_motion_replays_identically(moved_recording, weights):
+    """The replay's model takes the recorded key frames, under their numbers, and every frame is carried again from
+    the model results the daemon's motion thread took where it took them: every answer identical."""
+    records = _records(moved_recording)
+    assert json.loads((moved_recording / "manifest.json").read_text())["between_key_frames"] == "motion"
+    moved = [x for x in records if x["kind"] == "result" and x["source"] == "motion"]
+    model = [x for x in records if x["kind"] == "result" and x["source"] == "model"]
+    assert len(moved) > len(model) > 3 and all(x["key_frame"] < x["frame"] for x in moved if x["objects"])
+    frames = [x["frame"] for x in records if x["kind"] == "frame"]
+    assert frames == list(range(frames[0], frames[0] + len(frames)))  # every frame recorded
+    r = _replay(moved_recording, "--verify", checkpoint=weights)
+    assert r.returncode == 0, r.stdout + r.stderr[-3000:]
+    assert f"verified: {len(moved) + len(model)} answers identical to the recording ({len(model)} by the model, " \
+           f"{len(moved)} by motion)" in r.stdout
+
+
+def test_a_changed_motion_answer_is_named(moved_recording, weights, tmp_path):
+    changed = tmp_path / "changed"
+    shutil.copytree(moved_recording, changed)
+    timeline = segment_paths(changed, 0)[1]
+    lines = timeline.read_text().splitlines()
+    i = next(k for k, line in enumerate(lines) if '"source": "motion"' in line and '"digest"' in line)
+    record = json.loads(lines[i])
+    first = next(iter(record["objects"].values()))
+    first["digest"] = "0" * 32
+    lines[i] = json.dumps(record)
+    timeline.write_text("\n".join(lines) + "\n")
+    r = _replay(changed, "--verify", checkpoint=weights)
+    assert r.returncode == 1 and f"DIVERGED: frame {record['frame']}, object {first['id']}:" in r.stdout, r.stdout

@@ -206,3 +206,24 @@ def test_detections_work_with_supervisions_default_annotators():
     assert image[masks[3]].mean() > 30 and image[masks[5]].mean() > 30
     assert not np.array_equal(image[masks[3]].mean(axis=0), image[masks[5]].mean(axis=0))  # one colour each
     assert len(to_detections(Result({"objects": []}, {}))) == 0
+
+
+def test_key_frames_every_n_carry_the_models_masks_between(video, tmp_path):
+    """--key-frame-every 4: the model on frames 0, 4, 8 (and on the prompted frame 5), masks moved by motion on the
+    others, each line saying which and from which key frame; key frames' masks are the model's own."""
+    out = tmp_path / "keys.jsonl"
+    r = _samtrack("track", str(video), "--box", ",".join(map(str, BOX)), "--frame", "5", "--object", "2",
+                  "--point", ",".join(map(str, POINT)), "--masks", str(out), "--image-size", str(SIZE),
+                  "--precision", "fp32", "--key-frame-every", "4", "--quiet")
+    assert r.returncode == 0, r.stderr[-3000:]
+    records = _records(out)
+    assert [x["frame"] for x in records] == list(range(N))
+    model = [x["frame"] for x in records if x["source"] == "model"]
+    assert model == [0, 4, 5, 8]
+    key = 0
+    for x in records:
+        key = x["frame"] if x["source"] == "model" else key
+        assert x["key_frame"] == key, x["frame"]
+    assert {o["id"] for o in records[6]["objects"]} == {1, 2}  # carried from the prompted frame 5
+    bad = _samtrack("track", str(video), "--box", "1,1,9,9", "--masks", str(out), "--key-frame-every", "0")
+    assert bad.returncode == 2 and "--key-frame-every" in bad.stderr

@@ -85,7 +85,7 @@ def test_page_loads_offline_and_frames_advance(page, viewer):
     first = shown_frame(page)
     page.wait_for_function(f"() => Number(document.getElementById('frame').textContent) > {first + 3}",
                            timeout=WAIT_MS)
-    assert re.fullmatch(r"\d+(\.\d)? ", page.inner_text("#fps") + " ")
+    assert re.fullmatch(r"\d+(\.\d{1,2})? ", page.inner_text("#fps") + " ")
     assert page.inner_text("#latency").endswith(" ms")
     assert "source" in page.inner_text("#dropped")
     # nothing but this server, over loopback (no CDN, no fonts, no analytics)

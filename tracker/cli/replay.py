@@ -43,7 +43,8 @@ def run_replay(args) -> int:
         print(f"WARNING: recorded with samtrack {version}, this is {__version__}: results may differ")
     r = replay(ReplaySettings(directory, args.verify, args.realtime, args.checkpoint, args.precision, args.backend,
                               args.device, args.results, args.commands, args.preview_every))
-    print(f"replayed {r.frames} frames of {directory} ({r.sessions} session(s)) in {r.seconds:.1f} s "
+    moved = f" and {r.motion_frames} answered by motion" if r.motion_frames else ""
+    print(f"replayed {r.frames} frames{moved} of {directory} ({r.sessions} session(s)) in {r.seconds:.1f} s "
           f"({r.frames / max(r.seconds, 1e-9):.2f} frames/s, {r.precision}); {len(r.warnings)} warning(s)")
     v = r.verifier
     if v is None:
@@ -55,7 +56,11 @@ def run_replay(args) -> int:
         print("NOT VERIFIED: no recorded result could be compared (every frame lost, or no result recorded)")
         print("\n".join(f"not compared: {why}" for why in v.unverified))
         return 1
-    lines = [f"verified: {v.identical} frames identical to the recording"]
+    if v.identical_motion:  # a frame may have two answers: by motion, then by the model
+        lines = [f"verified: {v.identical} answers identical to the recording ({v.identical - v.identical_motion} "
+                 f"by the model, {v.identical_motion} by motion)"]
+    else:
+        lines = [f"verified: {v.identical} frames identical to the recording"]
     if v.iou_frames:
         iou = f"mask IoU mean {sum(v.ious) / len(v.ious):.4f}, min {min(v.ious):.4f}" if v.ious else "no object"
         lines.append(f"compared {v.iou_frames} frames on {r.precision} against the recording's "

@@ -11,6 +11,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import cv2
 
@@ -28,6 +29,7 @@ INBOX_FRAMES = 8
 @dataclass(frozen=True)
 class _Seed:
     result: FrameResult
+    seed: int  # its number among the stream's seeds (a recording says when each was taken)
     capture_ns: int | None = None  # when its frame was captured
     forget: bool = False  # objects removed (result.objects: the ones kept)
 
@@ -43,13 +45,27 @@ class Carried:
     motion_ms: float
 
 
+class Motion(Protocol):
+    """What answers a stream's frames between key frames: the daemon's MotionThread, or a replay's."""
+
+    answered: int
+    unanswered: int
+
+    def seed(self, result: FrameResult, seed: int, capture_ns: int | None = None) -> None: ...
+    def keep_only(self, result: FrameResult, seed: int) -> None: ...
+    def stop(self) -> None: ...
+
+
 class MotionThread:
     """Answers frames by motion for one stream; `on_answer(carried)` sees every frame, in order, with its answer
-    when it has one (called on this thread: it publishes and records)."""
+    when it has one, and `on_seeded(seed, frame)` each seed as it is taken (called on this thread: they publish
+    and record)."""
 
-    def __init__(self, name: str, on_answer: Callable[[Carried], None], ring: int = RING_FRAMES):
+    def __init__(self, name: str, on_answer: Callable[[Carried], None],
+                 on_seeded: Callable[[int, int], None] = lambda seed, frame: None, ring: int = RING_FRAMES):
         self.name = name
         self._on_answer = on_answer
+        self._on_seeded = on_seeded
         self._ring = ring
         self._carrier: Carrier | None = None
         self._inbox: deque[Numbered | _Seed] = deque()
@@ -72,14 +88,14 @@ class MotionThread:
             self._inbox.append(item)
             self._cond.notify()
 
-    def seed(self, result: FrameResult, capture_ns: int | None = None) -> None:
-        """A model result (its frame captured at `capture_ns`): its masks are carried from now on (an older seed not
-        taken yet is replaced)."""
-        self._put_seed(_Seed(result, capture_ns))
+    def seed(self, result: FrameResult, seed: int, capture_ns: int | None = None) -> None:
+        """A model result, the stream's seed-th (its frame captured at `capture_ns`): its masks are carried from now
+        on (an older seed not taken yet is replaced)."""
+        self._put_seed(_Seed(result, seed, capture_ns))
 
-    def keep_only(self, result: FrameResult) -> None:
+    def keep_only(self, result: FrameResult, seed: int) -> None:
         """Objects removed or reset: only those in `result` (the newest model result) are carried from now on."""
-        self._put_seed(_Seed(result, None, forget=True))
+        self._put_seed(_Seed(result, seed, forget=True))
 
     def stop(self) -> None:
         with self._cond:
@@ -109,6 +125,7 @@ class MotionThread:
                 elif item.forget:
                     if self._carrier is not None:
                         self._carrier.forget(set(self._carrier_ids()) - set(item.result.objects))
+                    self._on_seeded(item.seed, item.result.frame_index)
                 else:
                     self._seed(item)
             except Exception:  # a frame the carrier cannot take must not end answering
@@ -140,3 +157,4 @@ class MotionThread:
             return
         self._pending = None
         c.seed(seed.result, seed.capture_ns)
+        self._on_seeded(seed.seed, seed.result.frame_index)

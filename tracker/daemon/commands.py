@@ -177,7 +177,8 @@ class CommandHandler:
         self.metrics.prompts.labels(st.name).inc()
         retracked = st.tracker.retracked_frames - retracked_before
         st.stats.retracked_frames += retracked
-        return messages.prompt_result(obj_id, res, retracked, 1000.0 * (time.perf_counter() - t0))
+        return messages.prompt_result(obj_id, res, retracked, 1000.0 * (time.perf_counter() - t0),
+                                      st.tracker.latest_frame)
 
 
 def _store(st: Stream) -> StateStore:

@@ -8,10 +8,12 @@ the newest `kept` of them."""
 from __future__ import annotations
 
 import logging
+import statistics
 import threading
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from pipelines.base import Source
 from pipelines.errors import EndOfStream
@@ -20,16 +22,36 @@ from pipelines.frame import Frame
 log = logging.getLogger(__name__)
 
 READ_SLICE_S = 0.1  # the reader's wait for a frame: how soon it notices a stop
+# A model waiting for a frame answers it itself only when its steps take less than this (a GPU): a slower model's
+# frames are answered by motion first, within a few ms, and by the model later (a revision), so that no frame waits
+# a step for its first answer. 40 ms: about a frame interval at 25-30 fps.
+MODEL_FIRST_MS = 40.0
+STEPS_MEASURED = 16  # recent steps whose median decides the above
 
 
 @dataclass(frozen=True)
 class Numbered:
     """A frame and its number in the stream; `answered`: the motion thread answers it (the model was busy when
-    it came), so the model's result for it, if any, is a second answer."""
+    it came, or its steps are slow: MODEL_FIRST_MS), so the model's result for it, if any, is a second answer."""
 
     number: int
     frame: Frame
     answered: bool
+
+
+class Feed(Protocol):
+    """What a stream reads its model's frames from when frames between key frames are answered: the daemon's
+    FrameFeed, or a replay's (tracker/daemon/replay_motion.py)."""
+
+    def start(self) -> None: ...
+    def read(self, timeout: float) -> Numbered | None: ...
+    @property
+    def next_number(self) -> int: ...
+    def renumber(self, first_number: int) -> None: ...
+    def stepped(self, ms: float) -> None: ...
+    def kept(self, number: int) -> Frame | None: ...
+    def kept_numbers(self) -> list[int]: ...
+    def stop(self) -> None: ...
 
 
 class FrameFeed:
@@ -48,6 +70,7 @@ class FrameFeed:
         self._ended = False
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._steps_ms: deque[float] = deque(maxlen=STEPS_MEASURED)
         self.replaced = 0  # frames the model never took (a newer one came first): answered by motion only
 
     def start(self) -> None:
@@ -81,6 +104,11 @@ class FrameFeed:
                 return item
             finally:
                 self._waiting -= 1
+
+    def stepped(self, ms: float) -> None:
+        """How long the model's last step took (the tracking thread tells)."""
+        with self._cond:
+            self._steps_ms.append(ms)
 
     def kept(self, number: int) -> Frame | None:
         """A recent frame's image, while it is among the newest kept (None after)."""
@@ -117,7 +145,8 @@ class FrameFeed:
         # Numbered, judged and offered in one step: a model inside read() now takes this very frame when it wakes.
         with self._cond:
             number, self._next = self._next, self._next + 1
-            item = Numbered(number, frame, answered=self._waiting == 0)
+            slow = not self._steps_ms or statistics.median(self._steps_ms) >= MODEL_FIRST_MS
+            item = Numbered(number, frame, answered=self._waiting == 0 or slow)
             self._kept[number] = frame
             while len(self._kept) > self._max_kept:
                 self._kept.popitem(last=False)

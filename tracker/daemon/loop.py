@@ -96,7 +96,7 @@ class Daemon:
         self.publisher = Publisher(self._pub, settings.mask_encoding, settings.publish_queue, self._published)
         for st in streams:
             self.publisher.add_stream(st.name, st.preview_every)
-            st.carry_between_key_frames(functools.partial(self._seen_by_motion, st))
+            st.carry_between_key_frames(functools.partial(self.seen_by_motion, st))
         self.handler = CommandHandler(self.streams, self.status, self.metrics, self.publisher.dropped)
         self._turns = 0
         self._ended = False  # end messages were published
@@ -239,6 +239,8 @@ class Daemon:
 
     def _track(self, st: Stream, item: Numbered) -> None:
         t_start = time.monotonic_ns()
+        if item.number >= 0:
+            st.key_frame(item.number)
         try:
             self._flag.busy = True
             result = st.tracker.step(item.frame.image, number=_number(item))
@@ -253,6 +255,9 @@ class Daemon:
         """Frames of several streams, their image encoding in one batch (batch_streams); a failure belongs to
         its own stream, the others' results are published."""
         t_start = time.monotonic_ns()
+        for st, item in batch:
+            if item.number >= 0:
+                st.key_frame(item.number)
         try:
             self._flag.busy = True
             outcomes = step_batch([st.tracker for st, _ in batch], [item.frame.image for _, item in batch],
@@ -278,6 +283,8 @@ class Daemon:
         self.publisher.publish(st.name, frame, result, stages, st.dropped)
         if st.feed is None:  # else the motion thread remembers every frame
             st.remember(result.frame_index, frame)
+        else:
+            st.feed.stepped(stages["step"])
         st.tracked(frame, result)
         if self._on_result is not None:
             self._on_result(frame, result)
@@ -285,7 +292,7 @@ class Daemon:
         self.metrics.observe_frame(st.name, stages)
         st.last_frame = time.monotonic()
 
-    def _seen_by_motion(self, st: Stream, carried: Carried) -> None:
+    def seen_by_motion(self, st: Stream, carried: Carried) -> None:
         """A frame the motion thread took (called on it, every frame in order): remembered and recorded, and when
         answered by motion, published and counted."""
         frame, result = carried.item.frame, carried.result
@@ -326,13 +333,13 @@ class Daemon:
             st = done.stream
             if st is not None and done.result is not None:
                 st.accepted(latest[st.name], done.op, done.args, done.frames, done.result)
-                self._changed(st, done.op, done.result)
+                self.changed(st, done.op, done.result)
             try:
                 self._cmd.send_multipart([*envelope, done.reply, *done.reply_frames], flags=zmq.NOBLOCK)
             except zmq.ZMQError as e:  # the client went away; nothing to answer
                 log.debug("reply not sent: %s", e)
 
-    def _changed(self, st: Stream, op: str, result: dict) -> None:
+    def changed(self, st: Stream, op: str, result: dict) -> None:
         """After an accepted request that changed results: a prompted frame's result published again (a revision:
         the prompt's object is in it), and the newest model frame's when a prompt on a past frame re-tracked it;
         the motion thread carries the new masks (or forgets removed objects)."""
@@ -346,9 +353,9 @@ class Daemon:
             newest = st.tracker.result() if st.tracker.window else FrameResult(-1, {})
             if op in PROMPT_OPS:
                 info = st.infos.get(newest.frame_index)
-                st.motion.seed(newest, info.capture_ns if info is not None else None)
+                st.seed(newest, info.capture_ns if info is not None else None)
             else:
-                st.motion.keep_only(newest)
+                st.keep_only(newest)
 
     def _retracked(self) -> int:
         return sum(st.stats.retracked_frames for st in self.streams.values())

@@ -18,10 +18,12 @@ from ..models import weights
 from ..recording.format import Manifest, RecordingError, sessions
 from ..recording.replay import FrameMap, RecordingSource
 from ..recording.verify import Verifier
+from .carrying import Carried
 from .config import load_config
 from .loop import Daemon
+from .replay_motion import ReplayFeed, ReplayMotion
 from .statedir import StateStore
-from .stream import Stream
+from .stream import PROMPT_OPS, Stream
 from .wiring import settings_from
 
 log = logging.getLogger(__name__)
@@ -50,6 +52,7 @@ class ReplayReport:
     recorded_precision: str
     warnings: list[str]
     verifier: Verifier | None
+    motion_frames: int = 0  # frames answered by motion again (sessions recorded so)
 
 
 class _Trackers:
@@ -87,6 +90,7 @@ def replay(s: ReplaySettings) -> ReplayReport:
         trackers.fresh(m)
     source = RecordingSource(directory, realtime=s.realtime)
     stream = Stream(newest.stream, source, trackers.fresh(newest), preview_every=s.preview_every)
+    stream.feed = ReplayFeed(source)  # key frames under their recorded numbers (sessions answered by motion)
 
     def identity(m: Manifest) -> dict:
         """The session's own: its states were made at its precision (restored at the replay's, dtypes cast)."""
@@ -99,6 +103,15 @@ def replay(s: ReplaySettings) -> ReplayReport:
     daemon = Daemon([stream], settings, on_result=verifier.on_result if verifier else None)
     recorded = [newest.precision]
 
+    def answered(carried: Carried) -> None:
+        """A frame of a session answered by motion, carried again: published like the daemon's, and compared."""
+        daemon.seen_by_motion(stream, carried)
+        if verifier is not None and carried.result is not None:
+            verifier.on_result(carried.item.frame, carried.result)
+
+    motion = ReplayMotion(answered)
+    source.on_motion_frame, source.on_seeded = motion.frame, motion.seeded
+
     def session(m: Manifest) -> None:
         """A recorded daemon run begins: a fresh tracker, frame numbers from 0, or from the state it restored."""
         stream.tracker = trackers.fresh(m)
@@ -109,6 +122,8 @@ def replay(s: ReplaySettings) -> ReplayReport:
         elif m.first_frame:  # numbering only (a reservation, no object)
             stream.tracker.restore(TrackerState(m.first_frame, (), None))
         source.frames.base = m.first_frame
+        motion.reset()
+        stream.motion = motion if m.between_key_frames == "motion" else None
         recorded[0] = m.precision
         t = stream.tracker
         if verifier is not None:
@@ -118,6 +133,10 @@ def replay(s: ReplaySettings) -> ReplayReport:
     def command(record: dict, frames: FrameMap) -> None:
         """A recorded command, through the daemon's own handler at the point it was served."""
         args = {k: v for k, v in record["args"].items() if k != "stream"}  # the replay serves one stream
+        if source.keys is not None and record["op"] in PROMPT_OPS:
+            if args.get("frame", "latest") == "latest":  # the newest frame then: the one the prompt landed on
+                args["frame"] = record["reply"]["frame"]
+            source.keys.until(args["frame"])  # its picture read (the motion thread had it when it was served)
         if isinstance(args.get("frame"), int):
             mapped = frames.replayed(args["frame"])
             if mapped is None:
@@ -134,6 +153,8 @@ def replay(s: ReplaySettings) -> ReplayReport:
         done = daemon.handler.handle([P.request(0, record["op"], args), *parts])
         if done.result is None:
             failed(record, done.reply.decode())
+        else:
+            daemon.changed(stream, record["op"], done.result)  # revisions published, the motion seeded
 
     def imported(record: dict, frames: FrameMap) -> None:
         """A recorded import: the state it kept, restored at the frame number the daemon restored it at."""
@@ -160,7 +181,7 @@ def replay(s: ReplaySettings) -> ReplayReport:
     if verifier is not None:
         verifier.finish()
     return ReplayReport(daemon.stream.stats.frames, time.monotonic() - t0, source.sessions, stream.tracker.precision,
-                        recorded[0], source.warnings, verifier)
+                        recorded[0], source.warnings, verifier, daemon.stream.stats.motion_frames)
 
 
 def _read(directory: Path, name: str) -> bytes:

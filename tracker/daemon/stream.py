@@ -17,8 +17,8 @@ from ..errors import FrameWindowError
 from ..protocol import messages
 from ..recording.format import RECORDED_OPS
 from ..recording.writer import Recorder
-from .carrying import Carried, MotionThread
-from .feed import FrameFeed, Numbered
+from .carrying import Carried, Motion, MotionThread
+from .feed import Feed, FrameFeed, Numbered
 from .publisher import frame_info
 from .statedir import StateStore
 from .stats import Stats
@@ -49,8 +49,9 @@ class Stream:
     # frame and the thread answering those the model does not take. None: the model's frames only ("drop").
     between_key_frames: str = "drop"  # "motion" (a live source's frames the model does not take) or "drop"
     motion_frames_kept: int = DEFAULT_MOTION_FRAMES_KEPT
-    feed: FrameFeed | None = None
-    motion: MotionThread | None = None
+    feed: Feed | None = None
+    motion: Motion | None = None
+    seeds: int = 0  # model results handed to the motion thread (each numbered: a recording names them)
     infos: OrderedDict[int, messages.FrameInfo] = field(default_factory=OrderedDict)  # number -> its frame's facts
 
     @property
@@ -75,7 +76,7 @@ class Stream:
         started, `on_frame` given each frame the motion thread took. A file's frames all go to the model."""
         if self.between_key_frames != "motion" or not self.source.spec.live or self.feed is not None:
             return
-        self.motion = MotionThread(self.name, on_frame)
+        self.motion = MotionThread(self.name, on_frame, self._seeded)
         self.feed = FrameFeed(self.source, self.next_number, self.motion.frame, self.motion_frames_kept)
 
     def read(self, timeout: float) -> Numbered | None:
@@ -109,8 +110,29 @@ class Stream:
             self.recorder.result(result)
         if self.state is not None:
             self.state.reserve(max(result.frame_index + 1, self.next_number))
+        self.seed(result, frame.capture_ns)
+
+    def seed(self, result: FrameResult, capture_ns: int | None) -> None:
+        """A model result to the motion thread: its masks are carried from now on."""
         if self.motion is not None:
-            self.motion.seed(result, frame.capture_ns)
+            self.seeds += 1
+            self.motion.seed(result, self.seeds, capture_ns)
+
+    def keep_only(self, result: FrameResult) -> None:
+        """Objects removed (or a reset): the motion thread carries only those of `result` from now on."""
+        if self.motion is not None:
+            self.seeds += 1
+            self.motion.keep_only(result, self.seeds)
+
+    def key_frame(self, number: int) -> None:
+        """The model took this frame (answered by motion too): a recording says so, for its replay."""
+        if self.recorder is not None and self.motion is not None:
+            self.recorder.marker({"kind": "key", "frame": number})
+
+    def _seeded(self, seed: int, frame: int) -> None:
+        """The motion thread took a seed (its thread): a recording says when, between which frames."""
+        if self.recorder is not None:
+            self.recorder.marker({"kind": "seeded", "seed": seed, "frame": frame})
 
     def carried(self, frame: Frame, result: FrameResult | None, number: int) -> None:
         """A frame the motion thread saw (answered by motion when `result` is given): into the recording."""
@@ -123,7 +145,7 @@ class Stream:
         """The frame a prompt names made a model frame (None: the newest answered frame, or the model's latest when
         it answers every frame): a frame answered by motion runs the model now, in its place. The number, for the
         prompt; a frame that is neither is left to the tracker's own error."""
-        if self.feed is None:
+        if self.feed is None or self.motion is None:
             return number
         if number is None:
             kept = self.feed.kept_numbers()

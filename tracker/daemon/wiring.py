@@ -59,17 +59,18 @@ def build_daemon(cfg: Config) -> Daemon:
     for sec, tracker in zip(sections, trackers, strict=True):
         state = StateStore(state_dir, sec.name, identity(cfg, tracker, sec.name, digest))
         state.load_into(tracker)  # before the first frame: its objects go on, numbering continues
-        recorder = None
-        if cfg.record.directory:
-            try:
-                recorder = recorder_for(cfg, tracker, sec.name, several, digest, state)
-            except OSError as e:  # a full disk (or a vanished directory) never stops tracking
-                log.error("stream %s: cannot start recording in %s (%s); tracking goes on unrecorded: free space "
-                          "or fix the directory, then restart", sec.name, cfg.record.directory, e)
         # A recording's frames come at the pace they were captured, as its camera gave them. With several
         # streams a camera that cannot start is retried in the background while the others run.
         source = open_input(sec.source, realtime=True, stall_timeout_s=sec.stall_timeout_s, fail_fast=not several,
                             backoff=Backoff(sec.reconnect_initial_s, DEFAULT_BACKOFF.factor, sec.reconnect_max_s))
+        motion = cfg.tracking.between_key_frames == "motion" and source.spec.live  # as Stream decides it
+        recorder = None
+        if cfg.record.directory:
+            try:
+                recorder = recorder_for(cfg, tracker, sec.name, several, digest, state, motion)
+            except OSError as e:  # a full disk (or a vanished directory) never stops tracking
+                log.error("stream %s: cannot start recording in %s (%s); tracking goes on unrecorded: free space "
+                          "or fix the directory, then restart", sec.name, cfg.record.directory, e)
         preview = sec.preview_every if sec.preview_every >= 0 else cfg.output.preview_every
         streams.append(Stream(sec.name, source, tracker, preview_every=preview, recorder=recorder, state=state,
                               between_key_frames=cfg.tracking.between_key_frames,
@@ -84,7 +85,7 @@ def identity(cfg: Config, tracker: Tracker, stream: str, digest: str) -> dict:
 
 
 def recorder_for(cfg: Config, tracker: Tracker, stream: str, several: bool, digest: str,
-                 state: StateStore) -> Recorder:
+                 state: StateStore, motion: bool = False) -> Recorder:
     """The recorder of [record] for one stream (in a directory of its own when the daemon has several),
     with the manifest a replay needs to rebuild its tracker (and the state it started from, if restored)."""
     import dataclasses
@@ -103,7 +104,8 @@ def recorder_for(cfg: Config, tracker: Tracker, stream: str, several: bool, dige
                         precision=tracker.precision, threads=torch.get_num_threads(), stream=stream,
                         backend=tracker.backend, device=str(tracker.device),
                         batch_streams=cfg.memory.batch_streams and several, restored_state=restored,
-                        first_frame=tracker.latest_frame + 1 if tracker.latest_frame is not None else 0)
+                        first_frame=tracker.latest_frame + 1 if tracker.latest_frame is not None else 0,
+                        between_key_frames="motion" if motion else "drop")
     settings = RecordSettings(directory, r.segment_s, int(r.segment_mb * 2**20), int(r.max_mb * 2**20),
                               r.queue_frames, r.idle_priority)
     return Recorder(settings, manifest)

@@ -194,11 +194,12 @@ def stats_result(status: DaemonStatus, *, frames: int, frame_errors: int, prompt
     }
 
 
-def prompt_result(obj_id: int, result: FrameResult, retracked: int, elapsed_ms: float) -> dict:
-    """The reply to add_points / add_box / add_mask."""
+def prompt_result(obj_id: int, result: FrameResult, retracked: int, elapsed_ms: float, latest: int) -> dict:
+    """The reply to add_points / add_box / add_mask (`latest`: the model's newest frame once the prompt was
+    applied; results whose key_frame is later hold the prompted object)."""
     return {"frame": result.frame_index, "object": object_summary(result.objects[obj_id]),
             "objects": [object_summary(o) for o in result.objects.values()],
-            "retracked": retracked, "elapsed_ms": round(elapsed_ms, 3)}
+            "retracked": retracked, "elapsed_ms": round(elapsed_ms, 3), "latest": latest}
 
 
 def objects_result(frame: int | None, results: list[ObjectResult | int]) -> dict:

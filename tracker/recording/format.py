@@ -11,7 +11,13 @@ segment's timeline, one record a line, in order:
   {"kind": "lost", "frame", "count"}                                 frames the recorder could not keep
   {"kind": "command", "after_frame", "op", "args", "mask", "reply"}  an accepted state-changing request
                                                                      (import_state: args.state names its file)
-  {"kind": "result", "frame", "objects": {id: {"digest", "mask", ...}}} what was published for a frame
+  {"kind": "result", "frame", "source", "key_frame", "objects": {id: {"digest", "mask", ...}}}
+                                                                     what was published for a frame: the model's
+                                                                     result ("source": "model") or masks moved
+                                                                     from key_frame ("motion")
+  {"kind": "key", "frame"}                                           the model took this frame (answered by motion)
+  {"kind": "seeded", "seed", "frame"}                                the motion thread took the stream's seed-th
+                                                                     model result (of that frame), between frames
   {"kind": "dropped", "commands", "results"}                          records the recorder had to drop
 A session starts with a segment whose session record has "continues": false (a fresh tracker, frame
 numbers from 0); rotation starts segments that continue it. Format 1 (no sessions) reads as one session.
@@ -81,12 +87,14 @@ class ResultRecord:
 
     frame: int
     objects: tuple[ObjectRecord, ...]
+    source: str = "model"
+    key_frame: int | None = None
 
     @classmethod
     def of(cls, result: FrameResult) -> ResultRecord:
         return cls(result.frame_index, tuple(
             ObjectRecord(o.obj_id, o.score, o.bbox, o.area, o.packed_mask.tobytes(), o.height, o.width)
-            for o in result.objects.values()))
+            for o in result.objects.values()), result.source, result.key)
 
     def timeline(self) -> dict:
         """Its timeline record: per object id, its entry as `samtrack track --masks` writes it (summary and
@@ -100,7 +108,8 @@ class ResultRecord:
             objects[str(o.obj_id)] = {**messages.summary_fields(o.obj_id, o.score, o.bbox, o.area),
                                       "mask": {"size": [o.height, o.width], "counts": rle},
                                       "digest": object_digest(o.packed_mask, o.score, o.bbox, o.area)}
-        return {"kind": "result", "frame": self.frame, "objects": objects}
+        return {"kind": "result", "frame": self.frame, "source": self.source,
+                "key_frame": self.frame if self.key_frame is None else self.key_frame, "objects": objects}
 
 
 @dataclass(frozen=True)
@@ -121,6 +130,9 @@ class Manifest:
     session: int = 0
     restored_state: str | None = None  # the tracker state the session started from (a file in the recording)
     first_frame: int = 0  # the session's first frame number (after a restart, numbering goes on from a reservation)
+    # "motion": every frame recorded, those the model did not take answered by motion (key and seeded records);
+    # "drop": the model's frames only (format 2 before key frames: always)
+    between_key_frames: str = "drop"
 
     def write(self, directory: Path) -> None:
         """sessions/<session>.json and manifest.json, each replaced atomically."""

@@ -17,6 +17,7 @@ from pipelines.frame import Frame
 from pipelines.spec import SourceSpec
 
 from .format import Manifest, RecordingError, read_timeline, segment_paths, segments
+from .keyframes import KeyFrameCallbacks, KeyFrames
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +30,7 @@ class FrameMap:
     first: int | None = None  # the first recorded frame of the session still in the recording
     lost: list[tuple[int, int]] = field(default_factory=list)  # (first frame, count) of lost runs
     base: int = 0  # the replay's number of that first frame (a session restored from a state starts later)
+    identity: bool = False  # the replay numbers frames as recorded (a session answered by motion)
 
     def replayed(self, recorded: int) -> int | None:
         """The replay's number of a recorded frame; None when the replay never had it (lost, rotated out)."""
@@ -40,7 +42,7 @@ class FrameMap:
                 return None
             if start >= self.first and start + count <= recorded:
                 skipped += count
-        return self.base + recorded - self.first - skipped
+        return recorded if self.identity else self.base + recorded - self.first - skipped
 
 
 class RecordingSource:
@@ -59,6 +61,11 @@ class RecordingSource:
         self.on_command: Callable[[dict, FrameMap], None] = lambda record, frames: None
         self.on_expected: Callable[[dict, FrameMap], None] = lambda record, frames: None
         self.on_gap: Callable[[str], None] = lambda why: None
+        # A session answered by motion: every frame (in order) to `on_motion_frame`, the motion thread's taking of a
+        # model result to `on_seeded`; only key frames are returned by read() (tracker/recording/keyframes.py).
+        self.on_motion_frame: Callable[[int, Frame], None] = lambda number, frame: None
+        self.on_seeded: Callable[[dict], None] = lambda record: None
+        self.keys: KeyFrames | None = None  # the current session's, when it was answered by motion
         self.warnings: list[str] = []
         self.frames = FrameMap()  # the current session's
         self.sessions = 0  # sessions replayed
@@ -92,31 +99,59 @@ class RecordingSource:
         if self._pending is not None:
             return self._when_due(timeout)
         while True:
-            while not self._records:
-                if not self._segments:
+            if self.keys is not None:  # a session answered by motion: its key frames
+                frame = self.keys.read()
+                if frame is not None:
+                    return frame
+                barrier, self.keys = self.keys.barrier, None
+                if barrier is None:
                     raise EndOfStream(str(self.directory))
-                self._open(self._segments.pop(0))
-            record = self._records.pop(0)
-            kind = record["kind"]
-            if kind == "session":
-                self._begin(record["session"], record["continues"])
-            elif kind == "command":
-                self.on_command(record, self.frames)
-            elif kind == "result":
-                self.on_expected(record, self.frames)
-            elif kind == "lost":
-                count = record.get("count", 1)
-                self.frames.lost.append((record["frame"], count))
-                self._warn(f"{count} frame(s) from {record['frame']} were lost while recording (the recorder fell "
-                           "behind): results after them are compared by IoU")
-                self.on_gap("lost")
-            elif kind == "dropped":
-                self._warn(f"the recorder dropped {record['commands']} command(s) and {record['results']} "
-                           "result(s) here (its queue was full)")
-                if record["commands"]:
-                    self.on_gap("commands")
-            elif kind == "frame":
+                self._handle(barrier)
+                continue
+            record = self._take()
+            if record is None:
+                raise EndOfStream(str(self.directory))
+            if record["kind"] == "frame":
                 return self._frame(record, timeout)
+            self._handle(record)
+
+    @property
+    def number(self) -> int | None:
+        """The recorded number of the frame read() returned last, in a session answered by motion."""
+        return self.keys.last_number if self.keys is not None else None
+
+    def kept(self, number: int) -> Frame | None:
+        """A recent frame of a session answered by motion, by its recorded number."""
+        return self.keys.kept(number) if self.keys is not None else None
+
+    def _take(self) -> dict | None:
+        """The timeline's next record (segments opened in turn); None at the end of the recording."""
+        while not self._records:
+            if not self._segments:
+                return None
+            self._open(self._segments.pop(0))
+        return self._records.pop(0)
+
+    def _handle(self, record: dict) -> None:
+        """Any record but a frame's."""
+        kind = record["kind"]
+        if kind == "session":
+            self._begin(record["session"], record["continues"])
+        elif kind == "command":
+            self.on_command(record, self.frames)
+        elif kind == "result":
+            self.on_expected(record, self.frames)
+        elif kind == "lost":
+            count = record.get("count", 1)
+            self.frames.lost.append((record["frame"], count))
+            self._warn(f"{count} frame(s) from {record['frame']} were lost while recording (the recorder fell "
+                       "behind): results after them are compared by IoU")
+            self.on_gap("lost")
+        elif kind == "dropped":
+            self._warn(f"the recorder dropped {record['commands']} command(s) and {record['results']} "
+                       "result(s) here (its queue was full)")
+            if record["commands"]:
+                self.on_gap("commands")
 
     def _begin(self, session: int, continues: bool) -> None:
         """A session record: the same session going on in a new segment, or a new one (a fresh tracker)."""
@@ -125,13 +160,33 @@ class RecordingSource:
         self._session = session
         self.frames = FrameMap()
         self.sessions += 1
-        self.on_session(Manifest.read(self.directory, session))
+        manifest = Manifest.read(self.directory, session)
+        self.on_session(manifest)
+        if manifest.between_key_frames == "motion":
+            self.frames.identity = True  # the replay numbers its frames as recorded
+            callbacks = KeyFrameCallbacks(self.on_motion_frame, self.on_seeded,
+                                          lambda r: self.on_expected(r, self.frames), self._handle)
+            self.keys = KeyFrames(self._take, self._decode, callbacks, self._handle)
         if continues:
             self._warn(f"the recording starts in the middle of session {session} (its first segments were "
                        "rotated out): objects prompted before are not in it, and its results are not compared")
             self.on_gap("rotated")
 
     def _frame(self, record: dict, timeout: float) -> Frame | None:
+        frame = self._decode(record)
+        if frame is None:
+            return self.read(timeout)
+        if not self.realtime:
+            return frame
+        if self._pace is None:
+            self._pace = (time.monotonic(), record["capture_ns"])
+        t0, c0 = self._pace
+        self._pending = (t0 + (record["capture_ns"] - c0) / 1e9, record, frame.image)
+        return self._when_due(timeout)
+
+    def _decode(self, record: dict) -> Frame | None:
+        """A frame record's picture from its segment's video; None when the video is cut short (then the rest of
+        the segment is skipped, its frames counted lost)."""
         try:
             decoded = self._video.read(10.0) if self._video is not None else None
         except (EndOfStream, SourceError):
@@ -143,7 +198,7 @@ class RecordingSource:
             self.frames.lost += [(r["frame"], 1) for r in skipped]  # the replay never has them
             self._records = []
             self.on_gap("truncated")
-            return self.read(timeout)
+            return None
         if self.frames.first is None:
             self.frames.first = record["frame"]
             late = record["frame"] > 0 and self.frames.base == 0  # a restored session starts later by design
@@ -152,13 +207,7 @@ class RecordingSource:
                            "segments were rotated out): objects prompted before are not in it, and its results "
                            "are not compared")
                 self.on_gap("rotated")
-        if not self.realtime:
-            return Frame(record["source_index"], record["pts_ns"], time.monotonic_ns(), decoded.image)
-        if self._pace is None:
-            self._pace = (time.monotonic(), record["capture_ns"])
-        t0, c0 = self._pace
-        self._pending = (t0 + (record["capture_ns"] - c0) / 1e9, record, decoded.image)
-        return self._when_due(timeout)
+        return Frame(record["source_index"], record["pts_ns"], time.monotonic_ns(), decoded.image)
 
     def _when_due(self, timeout: float) -> Frame | None:
         """The paced frame once its time has come (waiting up to timeout: a daemon's other streams go on)."""

@@ -21,7 +21,9 @@ from .replay import FrameMap
 MIN_MEAN_IOU = 0.98  # docs/engines.md's contract for a path that is not bit-exact
 GAPS = {"commands": "the recorder dropped a command here", "truncated": "a segment of the recording was cut short",
         "rotated": "the session's first segments were rotated out (objects prompted there are missing)"}
-KEPT_RESULTS = 8  # replayed results waiting for their recorded twin: a recorded result follows its frame closely
+# Replayed results waiting for their recorded twin, in frames: a recorded result follows its frame closely (in a
+# session answered by motion, within the frames a prompt's frame lies ahead of the model's).
+KEPT_RESULTS = 64
 
 
 @dataclass
@@ -32,14 +34,15 @@ class Verifier:
     on_divergence: Callable[[str], None]
     exact: bool = True  # the current session can be reproduced bit for bit
     divergence: str | None = None
-    identical: int = 0  # frames compared by digest
+    identical: int = 0  # results compared by digest
+    identical_motion: int = 0  # ... of them answers by motion
     ious: list[float] = field(default_factory=list)  # per object and frame compared by IoU
     iou_frames: int = 0
     skipped: int = 0  # recorded results of frames the replay never had (lost, or after a dropped command)
     unverified: list[str] = field(default_factory=list)
     _gap: bool = False  # a frame of this session was lost: identity is out of reach from here
     _stopped: bool = False  # this session cannot be compared any more
-    _results: dict[int, FrameResult] = field(default_factory=dict)
+    _results: dict[tuple[int, str], FrameResult] = field(default_factory=dict)  # (frame, source) -> replayed
 
     @property
     def compared(self) -> int:
@@ -63,8 +66,9 @@ class Verifier:
         self.unverified.append(why)
 
     def on_result(self, _frame: Frame, result: FrameResult) -> None:
-        self._results[result.frame_index] = result
-        for k in [k for k in self._results if k < result.frame_index - KEPT_RESULTS]:
+        """A replayed result: the model's on a frame it ran on, or masks carried by motion."""
+        self._results[(result.frame_index, result.source)] = result
+        for k in [k for k in self._results if k[0] < result.frame_index - KEPT_RESULTS]:
             del self._results[k]
 
     def on_expected(self, record: dict, frames: FrameMap) -> None:
@@ -74,9 +78,10 @@ class Verifier:
         if frame is None or self._stopped:
             self.skipped += 1
             return
-        got = self._results.pop(frame, None)
+        source = record.get("source", "model")
+        got = self._results.pop((frame, source), None)
         if got is None:
-            return self._diverge(f"frame {record['frame']}: recorded, but the replay has no result for it")
+            return self._diverge(f"frame {record['frame']}: recorded ({source}), but the replay has no such result")
         want = {int(k): v for k, v in record["objects"].items()}
         if set(want) != set(got.objects):
             return self._diverge(f"frame {record['frame']}: objects {sorted(got.objects)} replayed, "
@@ -87,6 +92,7 @@ class Verifier:
                 if object_digest(o.packed_mask.tobytes(), o.score, o.bbox, o.area) != w["digest"]:
                     return self._diverge(_difference(record["frame"], obj_id, o, w))
             self.identical += 1
+            self.identical_motion += source == "motion"
             return
         self.iou_frames += 1
         for obj_id, w in want.items():

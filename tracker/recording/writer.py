@@ -75,6 +75,11 @@ class _FrameItem:
     record: dict
 
 
+@dataclass(frozen=True)
+class _Marker:
+    record: dict
+
+
 class Recorder:
     """Hands frames, commands and results to the writer thread; never blocks the caller."""
 
@@ -123,6 +128,17 @@ class Recorder:
                 return
             self._results += 1
             self._put(record)
+
+    def marker(self, record: dict) -> None:
+        """A small timeline record of when something happened between frames (the model took a frame as a key
+        frame, the motion thread took a model result); it shares the results' part of the queue."""
+        with self._lock:
+            if self._results >= RESULTS_PER_FRAME * self.settings.queue_frames:
+                self.results_lost += 1
+                self._dropped_results += 1
+                return
+            self._results += 1
+            self._put(_Marker(record))
 
     def command(self, after_frame: int | None, op: str, args: dict, mask: bytes | None, reply: dict) -> bool:
         """Queue an accepted command's record; False when it had to be dropped (counted and logged)."""
@@ -214,7 +230,7 @@ class Recorder:
                 self._last_lost = None
             if isinstance(item, _FrameItem):
                 self._frames -= 1
-            elif isinstance(item, ResultRecord):
+            elif isinstance(item, (ResultRecord, _Marker)):
                 self._results -= 1
             elif isinstance(item, tuple):
                 self._command_bytes -= item[0]
@@ -266,7 +282,7 @@ class Recorder:
                 self.lost += 1
             elif isinstance(item, _Lost):
                 gap.lost(item.frame, item.count)
-            elif isinstance(item, ResultRecord):
+            elif isinstance(item, (ResultRecord, _Marker)):
                 gap.results += 1
                 self.results_lost += 1
             elif item.get("kind") == "command":
@@ -281,6 +297,8 @@ class Recorder:
             self._writer.frame(item.frame, item.record)
         elif isinstance(item, ResultRecord):
             self._writer.record(item.timeline())
+        elif isinstance(item, _Marker):
+            self._writer.record(item.record)
         elif isinstance(item, _Lost):
             self._writer.record({"kind": "lost", "frame": item.frame, "count": item.count})
         else:
