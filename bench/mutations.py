@@ -87,9 +87,14 @@ MUTATIONS = [
              "                    self._queue.put_nowait(oldest)\n", "", ("tests/test_publisher.py",)),
     Mutation("the viewer accepts pages of any origin", "tracker/viewer/origin.py",
              "if got == own or got in self.allowed:", "if True:", ("tests/test_viewer_access.py",)),
-    Mutation("a new object beyond max_objects accepted", "tracker/core/tracker.py",
+    Mutation("a new object beyond max_objects accepted", "tracker/core/prompting.py",
              "if obj_id not in self._banks and len(self._banks) >= self.options.max_objects:", "if False:",
              ("tests/test_bad_inputs.py",)),
+    Mutation("masks carried between key frames left where the key frame had them", "tracker/motion/carrier.py",
+             "moved = move_mask(c.mask, c.bbox, scaled(c.total, 1.0 / self.scale))",
+             "moved = move_mask(c.mask, c.bbox, np.eye(3))", ("tests/test_motion.py",)),
+    Mutation("a frame joining the model's timeline leaves later positions where they were",
+             "tracker/core/timeline.py", "            pos += by\n", "", ("tests/test_timeline.py",)),
 ]
 
 
