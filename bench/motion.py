@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 
 from bench.common import environment, table, write_json
-from bench.plots import over_time
+from bench.plots import panels
 from bench.scenario import outputs
 from pipelines.scenes import SCENES, Scene
 from tracker.core.results import FrameResult, ObjectResult
@@ -145,9 +145,9 @@ def main(argv=None) -> dict:
                                      "p95": round(float(np.percentile(ms, 95)), 3),
                                      "max": round(float(ms.max()), 3), "n": int(ms.size)}
     write_json(out, data)
-    over_time({f"{n} ({m})": ([int(a) for a in r[m]["iou_by_age"]], list(r[m]["iou_by_age"].values()))
-               for n, r in scenes.items() for m in r}, "mean IoU with the true mask", "carried masks by age",
-              out.with_suffix(".png"), xlabel="frames after the key frame")
+    panels([(f"{n}: mean IoU with the true mask", "IoU",
+             {m: ([int(a) for a in r[m]["iou_by_age"]], list(r[m]["iou_by_age"].values())) for m in r})
+            for n, r in scenes.items()], out.with_suffix(".png"), xlabel="frames after the key frame")
     ages = [a for a in ("1", "2", "5", "10", "15") if int(a) <= args.ages]
     print(table([[n, m, *[r[m]["iou_by_age"][a] for a in ages], r[m]["min_by_age"][str(args.ages)]]
                  for n, r in scenes.items() for m in r], ["scene", "method", *[f"age {a}" for a in ages],

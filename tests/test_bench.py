@@ -112,8 +112,11 @@ def test_vs_meta_scenario(tmp_path):
 @pytest.mark.slow
 def test_e2e_scenario(tmp_path):
     data = _bench(tmp_path, "e2e", "--seconds", "4", "--warmup", "2")
-    assert [r["config"] for r in data["runs"]] == ["exact", "fast"]
+    assert [r["config"] for r in data["runs"]] == ["exact", "drop", "fast"]
     for r in data["runs"]:
+        # frames answered over the frames the camera made (by its timestamps), and the model's own rate
+        assert 0 < r["answered_frames"] <= r["camera_frames"] and r["key_frame_fps"] > 0, r
+        assert r["answered_share"] == r["answered_frames"] / r["camera_frames"]
         _check_percentiles(r["glass_to_mask"])
         assert r["achieved_fps"] > 0 and r["daemon_exit_code"] == 0
         # every frame tracked after warm-up was received here, dropped by the publisher or lost on the way (none
@@ -231,3 +234,21 @@ def test_restart_scenario(tmp_path):
     assert sizes["image_size"] == 64 and 64 * 4 * 4 * 2 < sizes["per_object"] < 64 * 1024
     assert sizes["bytes_after_corrections"] == sizes["bytes_one_prompt"]  # corrections are not conditioning
     assert run["objects"] == [1, 2] and 0 < run["kill_to_first_result_s"] <= run["kill_to_restored_result_s"]
+
+
+@pytest.mark.slow
+def test_motion_scenario(tmp_path):
+    """Carried masks against the scenes' truth: samtrack's carrying beats leaving the mask in place, a pure
+    translation stays near 1; the cost with eight objects is reported."""
+    r = subprocess.run([sys.executable, "-m", "tracker.cli", "bench", "motion", "--keys", "1", "--ages", "4",
+                        "--scenes", "translate", "crowd", "--out", str(tmp_path)], capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    data = json.loads((tmp_path / "motion.json").read_text())
+    assert (tmp_path / "motion.png").stat().st_size > 1000 and set(data["scenes"]) == {"translate", "crowd"}
+    for scene in data["scenes"].values():
+        assert list(scene["iou_by_age"]) == ["1", "2", "3", "4"]
+        still = scene["methods"]["still"]["iou_by_age"]
+        assert all(scene["iou_by_age"][a] > still[a] for a in still)
+    assert min(data["scenes"]["translate"]["iou_by_age"].values()) >= 0.95
+    assert data["cost_ms_8_objects"]["n"] == 4 and data["cost_ms_8_objects"]["p50"] > 0
