@@ -202,7 +202,8 @@ class Stream:
         model = self.tracker.window
         if self.feed is None:
             return model[:1] + model[-1:]
-        ok = set(model) | set(self.feed.kept_numbers())
+        # a kept frame before the model's oldest cannot join its timeline (nothing before it to track it from)
+        ok = set(model) | {n for n in self.feed.kept_numbers() if not model or n > model[0]}
         if not ok:
             return []
         first = last = max(ok)
