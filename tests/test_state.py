@@ -216,3 +216,56 @@ def test_snapshot_leaves_the_live_tracker_as_it_was(model, video):
         ra, rb = a.step(f), b.step(f)
         assert all(torch.equal(torch.from_numpy(ra.objects[k].logits), torch.from_numpy(rb.objects[k].logits))
                    for k in ra.objects)
+
+
+def _many_objects_store(tmp_path, model, frames, n: int, max_objects: int) -> StateStore:
+    """A stream with `max_objects` that holds `n` objects (clicks on a grid), its state saved."""
+    live = Tracker.from_sam2(model, precision="fp32", max_objects=max_objects)
+    _OPEN.append(store := StateStore(tmp_path, "cam", IDENTITY))
+    store.load_into(live)
+    live.step(frames[0])
+    store.reserve(1)
+    for i in range(n):
+        live.add_points(i + 1, [[4 + (i % 8) * 15, 4 + (i // 8) * 15]], [1])
+    store.save(live)
+    assert store.report.writes == 1 and len(live.objects) == n
+    store.close()
+    return store
+
+
+def test_a_state_over_the_default_object_cap_restores_with_the_streams_own_cap(model, video, tmp_path):
+    """`serve --state D --max-objects 40` with 33 objects comes back with 33 (the check once probed with the
+    default options, whose cap is 32, and refused the daemon's start)."""
+    _, frames = video
+    _many_objects_store(tmp_path, model, frames, 33, 40)
+    again = Tracker.from_sam2(model, precision="fp32", max_objects=40)
+    _OPEN.append(store := StateStore(tmp_path, "cam", IDENTITY))
+    store.load_into(again)
+    assert again.objects == list(range(1, 34)) and store.report.set_aside == []
+    assert set(again.step(frames[1]).objects) == set(range(1, 34))
+
+
+def test_a_state_over_a_lowered_object_cap_is_set_aside(model, video, tmp_path, caplog):
+    """The same state into a stream whose max_objects is now 8: set aside with a line saying to raise it, the
+    stream starts (it once raised TooManyObjectsError out of the daemon's start)."""
+    _, frames = video
+    _many_objects_store(tmp_path, model, frames, 33, 40)
+    again = Tracker.from_sam2(model, precision="fp32", max_objects=8)
+    _OPEN.append(store := StateStore(tmp_path, "cam", IDENTITY))
+    with caplog.at_level(logging.ERROR, logger="tracker.daemon.statedir"):
+        store.load_into(again)
+    assert again.objects == [] and len(store.report.set_aside) == 1
+    assert "33 objects" in caplog.text and "max_objects" in caplog.text
+    assert again.step(frames[1]).frame_index >= LEASE_FRAMES
+
+
+def test_an_import_over_the_default_object_cap_is_taken(model, video, tmp_path):
+    """import_state of 33 objects into a stream with max_objects 40 (once refused: the probe's cap was 32)."""
+    _, frames = video
+    data = _many_objects_store(tmp_path / "a", model, frames, 33, 40).path.read_bytes()
+    target = Tracker.from_sam2(model, precision="fp32", max_objects=40)
+    _OPEN.append(store := StateStore(tmp_path / "b", "cam", IDENTITY))
+    store.load_into(target)
+    target.step(frames[0])
+    store.accept(data, target)
+    assert target.objects == list(range(1, 34))

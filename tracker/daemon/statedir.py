@@ -5,6 +5,7 @@ may hold. Every write is atomic: a crash at any instant leaves the old file or t
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -14,6 +15,7 @@ from pathlib import Path
 
 from ..core.state import StateError, TrackerState, decode_state, encode_state, read_meta
 from ..core.tracker import Tracker
+from ..errors import TooManyObjectsError
 
 log = logging.getLogger(__name__)
 
@@ -86,10 +88,11 @@ class StateStore:
         if self.path.is_file():
             try:
                 state = self.check(self.path.read_bytes(), tracker)
-            except (OSError, StateError) as e:
+                tracker.restore(state, start)
+            except (OSError, StateError, TooManyObjectsError) as e:  # a lowered max_objects too: kept aside
                 self._set_aside(self.path, str(e))
+                state = None
         if state is not None:
-            tracker.restore(state, start)
             self.report.restored_objects, self.report.restored_frame = state.object_ids, tracker.latest_frame + 1
             log.info("stream %s: restored %d object(s) %s from %s; frames continue at %d", self.identity["stream"],
                      len(state.objects), state.object_ids, self.path, self.report.restored_frame)
@@ -126,7 +129,7 @@ class StateStore:
         if wrong:
             raise StateError("made for another model: " + ", ".join(wrong))
         state = decode_state(meta, tensors, tracker.device)
-        probe = tracker.share()
+        probe = tracker.share(**dataclasses.asdict(tracker.options))  # this stream's options: its max_objects
         probe.restore(state)  # shapes and frame numbers must fit before anything is replaced
         return state
 
