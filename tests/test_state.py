@@ -269,3 +269,49 @@ def test_an_import_over_the_default_object_cap_is_taken(model, video, tmp_path):
     target.step(frames[0])
     store.accept(data, target)
     assert target.objects == list(range(1, 34))
+
+
+def _prompted_state(model, frames, **changes) -> bytes:
+    """A real state's bytes (an object prompted on frame 0) with fields replaced by `changes`."""
+    import dataclasses
+
+    t = Tracker.from_sam2(model, precision="fp32")
+    t.step(frames[0])
+    t.add_box(1, [20, 15, 70, 60])
+    return encode_state(dataclasses.replace(t.snapshot(), **changes), IDENTITY)
+
+
+@pytest.mark.parametrize("field", ["next_frame past int64", "next_frame a float", "maskmem_pos in float64",
+                                   "maskmem_pos in int32"])
+def test_an_import_with_a_field_out_of_range_or_of_another_type_is_refused(model, video, tmp_path, field):
+    """Such a state was taken and then failed every later step ("value cannot be converted to type int64_t",
+    "mat1 and mat2 must have the same dtype"), across restarts; now it is refused, and the stream goes on."""
+    _, frames = video
+    pos = Tracker.from_sam2(model, precision="fp32")
+    pos.step(frames[0])
+    pos.add_box(1, [20, 15, 70, 60])
+    maskmem_pos = pos.snapshot().maskmem_pos
+    changes = {"next_frame past int64": {"next_frame": 2**63 + 5}, "next_frame a float": {"next_frame": 5.0},
+               "maskmem_pos in float64": {"maskmem_pos": maskmem_pos.double()},
+               "maskmem_pos in int32": {"maskmem_pos": maskmem_pos.int()}}[field]
+    data = _prompted_state(model, frames, **changes)
+    target = Tracker.from_sam2(model, precision="fp32")
+    _OPEN.append(store := StateStore(tmp_path, "cam", IDENTITY))
+    store.load_into(target)
+    target.step(frames[0])
+    with pytest.raises(StateError, match="next_frame|position encoding"):
+        store.accept(data, target)
+    assert target.objects == [] and not store.path.exists()  # nothing taken, nothing saved
+    target.add_points(2, [[40, 30]], [1])
+    assert set(target.step(frames[1]).objects) == {2}
+
+
+def test_a_frame_reservation_past_the_frame_limit_is_set_aside(model, video, tmp_path):
+    """A reservation file past any frame number a state may carry (once kept from such an import) is set aside:
+    the stream starts, its numbering from 0."""
+    _, frames = video
+    (tmp_path / "cam.frames").write_text('{"reserved": 9223372036854775808}')
+    store, t = _store(tmp_path, model)
+    store.load_into(t)
+    assert len(store.report.set_aside) == 1 and "cam.frames" in store.report.set_aside[0]
+    assert t.step(frames[0]).frame_index == 0

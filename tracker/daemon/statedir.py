@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..core.state import StateError, TrackerState, decode_state, encode_state, read_meta
+from ..core.state import MAX_FRAME, StateError, TrackerState, decode_state, encode_state, read_meta
 from ..core.tracker import Tracker
 from ..errors import TooManyObjectsError
 
@@ -135,12 +135,16 @@ class StateStore:
 
     def _read_lease(self) -> int:
         try:
-            return int(json.loads(self.lease_path.read_text())["reserved"])
+            reserved = json.loads(self.lease_path.read_text())["reserved"]
         except FileNotFoundError:
             return 0
         except (OSError, ValueError, KeyError, TypeError) as e:
             self._set_aside(self.lease_path, f"unreadable frame reservation: {e}")
             return 0
+        if isinstance(reserved, bool) or not isinstance(reserved, int) or not 0 <= reserved <= MAX_FRAME:
+            self._set_aside(self.lease_path, f"frame reservation {reserved!r} is not an integer in 0..{MAX_FRAME}")
+            return 0
+        return reserved
 
     def _set_aside(self, path: Path, why: str) -> None:
         aside = path.with_name(f"{path.name}.set-aside-{time.strftime('%Y%m%dT%H%M%S')}")
