@@ -133,3 +133,36 @@ def test_the_size_limit_takes_the_states_and_manifests_of_sessions_no_segment_is
     assert len(imported) == 1 and kept == {new.split("/")[1], imported[0].split("/")[1]}
     assert sorted(p.stem for p in (tmp_path / "sessions").glob("*.json")) == ["000001"]
     assert {x["session"] for x in _records(tmp_path) if x["kind"] == "session"} == {1}
+
+
+def test_an_imported_state_survives_a_prune_at_the_instant_it_is_written(tmp_path, monkeypatch):
+    """import_state's state lands on disk while the writer thread may be enforcing the size limit: a prune run
+    at that instant (from another thread, as the writer's would) must leave it, or the timeline names a state
+    the replay cannot find. (It was held from pruning only after the write.)"""
+    import os
+
+    from tracker.recording import format as F
+
+    image = np.zeros((120, 160, 3), np.uint8)
+    tiny = W.RecordSettings(tmp_path, 60.0, 1, 1, 4, idle_priority=False)  # every prune deletes what it may
+    r = W.Recorder(tiny, Manifest("0", "sam2.1_hiera_t", 64, "0" * 64, {}, "fp32", 1, "test"))
+    r.frame(Frame(0, None, time.monotonic_ns(), image), 0)
+    assert r.flush(30)
+    replace, prunes = os.replace, []
+
+    def replace_then_prune(src, dst):
+        replace(src, dst)
+        if str(dst).endswith(".state"):
+            prunes.append(threading.Thread(target=r._writer._prune_sessions))
+            prunes[-1].start()
+            prunes[-1].join(2.0)  # the prune runs now, or waits for what it must wait for
+
+    monkeypatch.setattr(F.os, "replace", replace_then_prune)
+    r.import_state(0, b"imported state", {"frame": 0})
+    monkeypatch.undo()
+    for t in prunes:
+        t.join(30)
+    r.close(timeout=30)
+    named = [x["args"]["state"] for x in _records(tmp_path) if x.get("op") == "import_state"]
+    assert len(prunes) == 1 and len(named) == 1 and not prunes[0].is_alive()
+    assert (tmp_path / named[0]).read_bytes() == b"imported state"

@@ -14,7 +14,7 @@ from pathlib import Path
 from pipelines.errors import SinkError
 from pipelines.frame import Frame
 
-from .format import SESSIONS, STATES, Manifest, RecordingError, segment_paths, segment_refs, segments
+from .format import SESSIONS, STATES, Manifest, RecordingError, keep_state, segment_paths, segment_refs, segments
 
 log = logging.getLogger(__name__)
 
@@ -85,9 +85,13 @@ class SegmentWriter:
         if record.get("op") == "import_state":
             self.release_state(record["args"]["state"])
 
-    def hold_state(self, name: str) -> None:
-        with self._held_lock:
+    def keep_state(self, data: bytes) -> str:
+        """A tracker state's bytes stored in the recording (format.keep_state), kept from the size limit until
+        the import_state command naming it is in the timeline; its path relative to the recording."""
+        with self._held_lock:  # the prune's deletions wait: one between the write and the hold would take it
+            name = keep_state(self.settings.directory, data)
             self._held.add(name)
+        return name
 
     def release_state(self, name: str) -> None:
         with self._held_lock:
@@ -146,12 +150,12 @@ class SegmentWriter:
                 restored.add(Manifest.read(d, int(path.stem)).restored_state)
             except RecordingError:
                 continue
-        with self._held_lock:
+        with self._held_lock:  # no state is kept (written, then held) while these are chosen and deleted
             keep = imported | restored | self._held
-        for path in (d / STATES).glob("*.state"):
-            if f"{STATES}/{path.name}" not in keep:
-                path.unlink(missing_ok=True)
-                log.info("recording: deleted kept state %s (no session left uses it)", path.name)
+            for path in (d / STATES).glob("*.state"):
+                if f"{STATES}/{path.name}" not in keep:
+                    path.unlink(missing_ok=True)
+                    log.info("recording: deleted kept state %s (no session left uses it)", path.name)
 
     def abandon(self) -> None:
         """Gives up the current segment after a failed write; the next frame opens a new one."""

@@ -21,7 +21,7 @@ from pipelines.errors import SinkError
 from pipelines.frame import Frame
 
 from ..core.results import FrameResult
-from .format import Manifest, ResultRecord, keep_state, next_session
+from .format import Manifest, ResultRecord, next_session
 from .segments import RecordSettings, SegmentWriter
 
 log = logging.getLogger(__name__)
@@ -146,7 +146,7 @@ class Recorder:
         """An accepted import_state: its state kept in the recording at once (rare, and larger than the queue's
         share of commands), the command recorded naming it."""
         try:
-            name = keep_state(self.settings.directory, data)
+            name = self._writer.keep_state(data)  # not pruned before its command is in the timeline
         except OSError as e:
             with self._lock:
                 self.errors += 1
@@ -155,7 +155,6 @@ class Recorder:
             log.error("recorder: the imported state could not be kept (%s): the recording cannot be replayed "
                       "exactly past this point", e)
             return
-        self._writer.hold_state(name)  # not pruned before its command is in the timeline
         if not self.command(after_frame, "import_state", {"state": name}, None, reply):
             self._writer.release_state(name)
 
