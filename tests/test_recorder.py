@@ -166,3 +166,25 @@ def test_an_imported_state_survives_a_prune_at_the_instant_it_is_written(tmp_pat
     named = [x["args"]["state"] for x in _records(tmp_path) if x.get("op") == "import_state"]
     assert len(prunes) == 1 and len(named) == 1 and not prunes[0].is_alive()
     assert (tmp_path / named[0]).read_bytes() == b"imported state"
+
+
+def test_segments_and_sessions_go_on_past_999999(tmp_path):
+    """Segment and session numbers have six digits until they need seven: 1000000 follows 999999, is counted,
+    and a restart starts segment 1000001 and a new session (segment 1000000 once fell out of a six-digit glob:
+    never counted, deleted or replayed, and a restart appended its session into that segment)."""
+    image = np.zeros((120, 160, 3), np.uint8)
+    r = _recorder(tmp_path)
+    r.frame(Frame(0, None, time.monotonic_ns(), image), 0)
+    r.close(timeout=30)
+    for path in (*segment_paths(tmp_path, 0), tmp_path / "sessions" / "000000.json"):  # as if long recorded
+        path.rename(path.with_name(path.name.replace("000000", "999999")))
+    for _ in range(2):
+        r = _recorder(tmp_path)
+        r.frame(Frame(0, None, time.monotonic_ns(), image), 0)
+        r.close(timeout=30)
+    assert segments(tmp_path) == [999999, 1000000, 1000001]
+    firsts = [json.loads(segment_paths(tmp_path, n)[1].read_text().splitlines()[0]) for n in segments(tmp_path)]
+    assert [(x["kind"], x["session"]) for x in firsts] == [("session", 0), ("session", 1000000),
+                                                           ("session", 1000001)]
+    assert [x["kind"] for x in _records(tmp_path)].count("session") == 3  # no segment holds two sessions
+    assert Manifest.read(tmp_path).session == 1000001

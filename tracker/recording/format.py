@@ -23,6 +23,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,9 +51,15 @@ def segment_paths(directory: Path, n: int) -> tuple[Path, Path]:
     return directory / f"{n:06d}.mkv", directory / f"{n:06d}.jsonl"
 
 
+def numbered(directory: Path, suffix: str) -> list[int]:
+    """The numbers of the files NNNNNN<suffix> in directory (six digits or more: 1000000 follows 999999),
+    ascending."""
+    return sorted(int(p.stem) for p in directory.glob(f"*{suffix}") if re.fullmatch("[0-9]{6,}", p.stem))
+
+
 def segments(directory: Path) -> list[int]:
     """Numbers of the segments present, oldest first."""
-    return sorted(int(p.stem) for p in directory.glob("[0-9]" * 6 + ".jsonl"))
+    return numbered(directory, ".jsonl")
 
 
 def object_digest(packed_mask: bytes, score: float, bbox, area: int) -> str:
@@ -201,13 +208,13 @@ def session_path(directory: Path, session: int) -> Path:
 
 def sessions(directory: Path) -> list[Manifest]:
     """Every session's manifest (format 1: the one manifest.json)."""
-    numbers = sorted(int(p.stem) for p in (directory / SESSIONS).glob("[0-9]" * 6 + ".json"))
+    numbers = numbered(directory / SESSIONS, ".json")
     return [Manifest.read(directory, n) for n in numbers] or [Manifest.read(directory)]
 
 
 def next_session(directory: Path) -> int:
     """The number of a new session in this directory (one more than any recorded)."""
-    numbers = [int(p.stem) for p in (directory / SESSIONS).glob("[0-9]" * 6 + ".json")]
+    numbers = numbered(directory / SESSIONS, ".json")
     legacy = 1 if not numbers and (directory / MANIFEST).is_file() else 0  # format 1: session 0 exists
     return max(numbers, default=legacy - 1) + 1
 

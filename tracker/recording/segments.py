@@ -14,7 +14,18 @@ from pathlib import Path
 from pipelines.errors import SinkError
 from pipelines.frame import Frame
 
-from .format import SESSIONS, STATES, Manifest, RecordingError, keep_state, segment_paths, segment_refs, segments
+from .format import (
+    SESSIONS,
+    STATES,
+    Manifest,
+    RecordingError,
+    keep_state,
+    numbered,
+    segment_paths,
+    segment_refs,
+    segments,
+    session_path,
+)
 
 log = logging.getLogger(__name__)
 
@@ -142,12 +153,12 @@ class SegmentWriter:
             live.add(session)
             imported |= states
         restored = set()
-        for path in (d / SESSIONS).glob("[0-9]" * 6 + ".json"):
-            if int(path.stem) not in live:
-                path.unlink(missing_ok=True)
+        for session in numbered(d / SESSIONS, ".json"):
+            if session not in live:
+                session_path(d, session).unlink(missing_ok=True)
                 continue
             try:
-                restored.add(Manifest.read(d, int(path.stem)).restored_state)
+                restored.add(Manifest.read(d, session).restored_state)
             except RecordingError:
                 continue
         with self._held_lock:  # no state is kept (written, then held) while these are chosen and deleted
