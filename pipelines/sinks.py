@@ -15,6 +15,9 @@ from .gst import GLib, Gst, element_available, error_from_message, parse_launch,
 log = logging.getLogger(__name__)
 
 CLOSE_TIMEOUT_S = 10.0  # bound on waiting for the encoder to flush at close
+# While appsrc's queue is full, how often a push looks for an error on the bus: short beside a frame's encoding,
+# so a pipeline that keeps up is fed without a gap, and one stopped by an error (a full disk) is seen at once.
+FULL_QUEUE_POLL_S = 0.005
 
 # Encoders per container, best first; the first whose elements are installed is used.
 _FILE_CHAINS = {
@@ -63,8 +66,9 @@ class AppsrcSink:
     def __init__(self, tail: str, width: int, height: int, fps: float, live: bool = False):
         require_gst()
         self.width, self.height, self.fps = width, height, fps
+        self._max_bytes = 4 * (width * 3 + 3) * height  # appsrc's queue: four frames
         self.description = (f"appsrc name=src is-live={'true' if live else 'false'} format=time block=true "
-                            f"max-bytes={4 * (width * 3 + 3) * height} caps={appsrc_caps(width, height, fps)} "
+                            f"max-bytes={self._max_bytes} caps={appsrc_caps(width, height, fps)} "
                             f"! videoconvert ! {tail}")
         self._pipeline = parse_launch(self.description)
         self._src = self._pipeline.get_by_name("src")
@@ -81,6 +85,7 @@ class AppsrcSink:
         buf.pts = int(self.frames * Gst.SECOND / self.fps)
         buf.duration = int(Gst.SECOND / self.fps)
         self.frames += 1
+        self._wait_for_room()
         if self._src.emit("push-buffer", buf) != Gst.FlowReturn.OK:
             self._check()
             raise SinkError("output pipeline refused a frame")
@@ -97,6 +102,14 @@ class AppsrcSink:
         self._pipeline = None
         if msg is not None and msg.type == Gst.MessageType.ERROR:
             raise SinkError(str(error_from_message(msg, "output")))
+
+    def _wait_for_room(self) -> None:
+        """Until appsrc's queue has room, or the bus has an error: a blocking push into a full queue would wait
+        forever once the pipeline has stopped on an error (a full disk)."""
+        while self._src.get_property("current-level-bytes") >= self._max_bytes:
+            msg = self._bus.timed_pop_filtered(int(FULL_QUEUE_POLL_S * Gst.SECOND), Gst.MessageType.ERROR)
+            if msg is not None:
+                raise SinkError(str(error_from_message(msg, "output")))
 
     def _check(self) -> None:
         msg = self._bus.pop_filtered(Gst.MessageType.ERROR)

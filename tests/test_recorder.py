@@ -5,9 +5,13 @@ that keeps its deadline. The real daemon path: tests/test_record.py."""
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
+import sys
 import threading
 import time
 from dataclasses import fields
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -188,3 +192,67 @@ def test_segments_and_sessions_go_on_past_999999(tmp_path):
                                                            ("session", 1000001)]
     assert [x["kind"] for x in _records(tmp_path)].count("session") == 3  # no segment holds two sessions
     assert Manifest.read(tmp_path).session == 1000001
+
+
+def _noise(rng, i: int) -> Frame:
+    """A frame FFV1 cannot shrink: the disk fills in a few frames."""
+    return Frame(i, None, time.monotonic_ns(), rng.integers(0, 256, (120, 160, 3), np.uint8))
+
+
+FULL_DISK_SCRIPT = """
+import json, logging, sys, time
+from pathlib import Path
+import numpy as np
+from pipelines.frame import Frame
+from tracker.recording import writer as W
+from tracker.recording.format import Manifest, segment_paths, segments
+
+logging.basicConfig(level=logging.INFO)
+W.RETRY_S = 0.3  # retried sooner than a daemon does: the script waits for it
+d = Path(sys.argv[1])
+settings = W.RecordSettings(d, 60.0, 1 << 20, 3 << 19, 4, idle_priority=False)  # 1 MiB segments, 1.5 MiB in all
+r = W.Recorder(settings, Manifest("0", "sam2.1_hiera_t", 64, "0" * 64, {}, "fp32", 1, "test"))
+rng = np.random.default_rng(0)
+failed_at, deadline = None, time.monotonic() + 90
+for i in range(4000):  # bounded: until 3 s after the first failed write
+    r.frame(Frame(i, None, time.monotonic_ns(), rng.integers(0, 256, (120, 160, 3), np.uint8)), i)
+    time.sleep(0.01)
+    if failed_at is None and r.errors:
+        failed_at = time.monotonic()
+    if (failed_at is not None and time.monotonic() > failed_at + 3) or time.monotonic() > deadline:
+        break
+r.close(timeout=30)
+timelines = {n: segment_paths(d, n)[1].read_text().splitlines() for n in segments(d)}
+print(json.dumps({"errors": r.errors, "timelines": timelines,
+                  "empty": [p.name for p in d.glob("*.jsonl") if p.stat().st_size == 0]}))
+"""
+
+
+def test_a_full_disk_recorder_deletes_old_segments_and_resumes(tmp_path):
+    """A real full disk (a 2 MiB tmpfs in a mount namespace of its own) under a recorder allowed 1.5 MiB in
+    1 MiB segments: when a write fails, the retry first deletes the oldest segments down to the limit, then
+    records again; no retry leaves an empty timeline. (The new segment's session record was written before
+    the limit was enforced, so it never recovered, and each retry left an empty NNNNNN.jsonl.)"""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    if shutil.which("unshare") is None:
+        pytest.skip("needs unshare (util-linux) for a tmpfs of its own")
+    script = tmp_path / "full_disk.py"
+    script.write_text(FULL_DISK_SCRIPT)
+    root = Path(__file__).resolve().parents[1]
+    run = subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "sh", "-c",
+                          'mount -t tmpfs -o size=2m tmpfs "$1" || exit 77; exec "$2" "$3" "$1"', "sh",
+                          str(mount), sys.executable, str(script)], capture_output=True, text=True, timeout=300,
+                         cwd=root)
+    if run.returncode == 77 or "unshare: " in run.stderr[:200]:
+        pytest.skip(f"no tmpfs of its own here (user namespaces off?): {run.stderr.strip()[:200]}")
+    assert run.returncode == 0, run.stderr[-3000:]
+    out = json.loads(run.stdout.splitlines()[-1])
+    assert out["errors"] >= 1 and "No space left" in run.stderr, run.stderr[-3000:]
+    assert "recording resumed" in run.stderr and "deleted segment" in run.stderr, run.stderr[-3000:]
+    assert out["empty"] == []
+    records = [json.loads(line) for n in sorted(out["timelines"], key=int) for line in out["timelines"][n]
+               if line.startswith("{") and line.endswith("}")]
+    marked = next(k for k, x in enumerate(records) if x["kind"] == "lost")
+    assert any(x["kind"] == "frame" for x in records[marked:])  # frames recorded again after the gap
+    assert min(int(n) for n in out["timelines"]) > 0  # the oldest were deleted

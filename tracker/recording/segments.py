@@ -65,14 +65,16 @@ class SegmentWriter:
         self._open()
 
     def _open(self) -> None:
-        video, timeline = segment_paths(self.settings.directory, self._next)
-        self._video_path, self._n = video, self._next
+        self._n = self._next
+        self._video_path, timeline = segment_paths(self.settings.directory, self._n)
         self._next += 1
+        self._opened_continues = self._continues
+        self._lines = 0  # records in its timeline: with no more than its session record it is not worth a file
+        self._enforce_limit()  # first: on a full disk, the old segments over the limit make room for this one
         self._timeline = open(timeline, "a")  # noqa: SIM115  (closed on rotation and at close)
         self._started = time.monotonic()
         self.record({"kind": "session", "session": self.session, "continues": self._continues})
         self._continues = True
-        self._enforce_limit()
 
     def frame(self, frame: Frame, record: dict) -> None:
         if self._timeline is None:  # the last segment was abandoned
@@ -93,6 +95,7 @@ class SegmentWriter:
             self._open()
         self._timeline.write(json.dumps(record) + "\n")
         self._timeline.flush()
+        self._lines += 1
         if record.get("op") == "import_state":
             self.release_state(record["args"]["state"])
 
@@ -169,7 +172,9 @@ class SegmentWriter:
                     log.info("recording: deleted kept state %s (no session left uses it)", path.name)
 
     def abandon(self) -> None:
-        """Gives up the current segment after a failed write; the next frame opens a new one."""
+        """Gives up the current segment after a failed write; the next frame opens a new one. A segment that got
+        no record past its session record is deleted and its number used again (a full disk retried every few
+        seconds leaves no trail of empty files)."""
         video, timeline, self._video, self._timeline = self._video, self._timeline, None, None
         for closable in (video, timeline):
             try:
@@ -177,6 +182,10 @@ class SegmentWriter:
                     closable.close()
             except (OSError, SinkError) as e:
                 log.debug("closing the failed segment: %s", e)
+        if self._lines <= 1:
+            for path in segment_paths(self.settings.directory, self._n):
+                path.unlink(missing_ok=True)
+            self._next, self._continues = self._n, self._opened_continues
 
     def close(self) -> None:
         self._close_segment()
