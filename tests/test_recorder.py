@@ -5,6 +5,7 @@ that keeps its deadline. The real daemon path: tests/test_record.py."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -197,6 +198,33 @@ def test_segments_and_sessions_go_on_past_999999(tmp_path):
 def _noise(rng, i: int) -> Frame:
     """A frame FFV1 cannot shrink: the disk fills in a few frames."""
     return Frame(i, None, time.monotonic_ns(), rng.integers(0, 256, (120, 160, 3), np.uint8))
+
+
+def test_resuming_after_a_failed_write_says_how_much_was_not_recorded(tmp_path, monkeypatch, caplog):
+    """Segment 0's video is /dev/full: writes fail, frames are skipped, and the recorder resumes in a new segment
+    saying how many frames it did not record: as many as the resumed segment's timeline marks lost (the count
+    was reset before it was logged, so it always said 0)."""
+    import logging
+
+    monkeypatch.setattr(W, "RETRY_S", 0.3)  # retried sooner than a daemon does: the test waits for it
+    segment_paths(tmp_path, 0)[0].symlink_to("/dev/full")
+    r = _recorder(tmp_path)
+    rng = np.random.default_rng(0)
+    deadline = time.monotonic() + 60
+    with caplog.at_level(logging.WARNING, logger="tracker.recording.writer"):
+        for i in range(3000):  # until it resumed, bounded in frames and time
+            r.frame(_noise(rng, i), i)
+            time.sleep(0.01)
+            if "recording resumed" in caplog.text or time.monotonic() > deadline:
+                break
+        r.close(timeout=30)
+    said = re.search(r"recording resumed .*; (\d+) frames", caplog.text)
+    assert said and r.errors >= 1, caplog.text[-2000:]
+    resumed = segments(tmp_path)[1]
+    records = [json.loads(line) for line in segment_paths(tmp_path, resumed)[1].read_text().splitlines()]
+    first_frame = next(k for k, x in enumerate(records) if x["kind"] == "frame")
+    marked = sum(x["count"] for x in records[:first_frame] if x["kind"] == "lost")
+    assert int(said.group(1)) == marked > 0
 
 
 FULL_DISK_SCRIPT = """

@@ -233,11 +233,12 @@ class Recorder:
             if gap is not None and (not isinstance(item, _FrameItem) or time.monotonic() < gap.retry_at):
                 self._skip(gap, item)
                 continue
+            skipped = None  # on a retry, what the failing writer skipped (once its records are written)
             try:
                 if gap is not None:  # the retry: the timeline says first what went missing
                     for record in gap.records():
                         self._writer.record(record)
-                    gap = _Gap(retry_at=gap.retry_at)  # written: a failure from here is counted afresh
+                    skipped, gap = gap, _Gap(retry_at=gap.retry_at)  # a failure from here is counted afresh
                 self._write(item)
             except (OSError, SinkError) as e:  # a full disk must not stop tracking: say so, retry later
                 with self._lock:
@@ -251,9 +252,10 @@ class Recorder:
                 self._skip(gap, item)
                 self._writer.abandon()
                 continue
-            if gap is not None:
+            if skipped is not None:
                 log.warning("recording resumed in a new segment after %d failed writes; %d frames, %d results and "
-                            "%d commands were not recorded", self.errors, gap.frames, gap.results, gap.commands)
+                            "%d commands were not recorded", self.errors, skipped.frames, skipped.results,
+                            skipped.commands)
                 gap = None
         self._writer.close()
 
