@@ -315,3 +315,42 @@ def test_a_frame_reservation_past_the_frame_limit_is_set_aside(model, video, tmp
     store.load_into(t)
     assert len(store.report.set_aside) == 1 and "cam.frames" in store.report.set_aside[0]
     assert t.step(frames[0]).frame_index == 0
+
+
+class _FailingMemoryEncoder:
+    """The model's memory encoder until armed, then the error a device gives (out of memory)."""
+
+    def __init__(self, model):
+        self.model, self.armed = model, False
+
+    def __call__(self, **kwargs):
+        if self.armed:
+            raise RuntimeError("CUDA out of memory (the device, as the state is saved)")
+        return self.model._encode_new_memory(**kwargs)
+
+
+def test_a_failure_while_saving_the_state_is_counted_and_the_stream_goes_on(model, video, tmp_path, caplog):
+    """Saving a state encodes the memory of pending prompts: a failure there (once it escaped Stream.accepted,
+    which caught only OSError, and ended the daemon) is logged and counted; the stream keeps its objects."""
+    from engines.base import Engines
+    from pipelines.open import open_source
+    from tracker.daemon.stream import Stream
+
+    _, frames = video
+    encoder = _FailingMemoryEncoder(model)
+    t = Tracker.from_sam2(model, precision="fp32")
+    t = Tracker(model, t.options, Engines.of(model, memory_encoder=encoder))
+    _OPEN.append(store := StateStore(tmp_path, "cam", IDENTITY))
+    store.load_into(t)
+    stream = Stream("cam", open_source("test:"), t, state=store)
+    t.step(frames[0])
+    t.add_points(1, [[40, 30]], [1])  # pending: its memory is encoded when the state is made
+    encoder.armed = True
+    with caplog.at_level(logging.ERROR, logger="tracker.daemon.statedir"):
+        stream.accepted(0, "add_points", {"object": 1}, [], {"frame": 0})
+    assert store.report.write_errors == 1 and store.report.writes == 0 and "could not be made" in caplog.text
+    encoder.armed = False
+    assert set(t.step(frames[1]).objects) == {1}
+    t.add_points(2, [[90, 60]], [1])
+    stream.accepted(1, "add_points", {"object": 2}, [], {"frame": 1})
+    assert store.report.writes == 1  # the next save goes through

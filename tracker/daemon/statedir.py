@@ -167,6 +167,13 @@ class StateStore:
             return
         try:
             data = self.encode(tracker)
+        except Exception:  # noqa: BLE001  (the memory encoder runs for pending prompts: a device error, a bug)
+            self.report.write_errors += 1
+            log.exception("stream %s: its state could not be made (encoding the memory of its pending prompts "
+                          "failed); tracking goes on, a restart now would restore an older state",
+                          self.identity["stream"])
+            return
+        try:
             write_atomically(self.path, data)
         except OSError as e:
             self.report.write_errors += 1
