@@ -174,6 +174,26 @@ def test_live_source_drops_stale_frames_file_source_loses_none(tmp_path):
     assert got == list(range(10)) and src.dropped == 0
 
 
+def test_a_live_sources_indices_have_gaps_where_frames_were_dropped():
+    """The daemon's source (reconnecting) read by a slow consumer: frame indices count the camera's frames, so
+    the frames dropped for newer ones are the gaps between them (they were renumbered as delivered: no gap)."""
+    src = open_source("test:?width=160&height=120&fps=30")
+    try:
+        src.start()
+        frames, drops = [], []
+        for _ in range(6):
+            time.sleep(0.2)
+            frames.append(src.read(2.0))
+            drops.append(src.dropped)
+    finally:
+        src.stop()
+    assert all(f is not None for f in frames)
+    gaps = sum(b.index - a.index - 1 for a, b in pairwise(frames))
+    # each drop is counted as a newer frame replaces a queued one: a frame arriving between a read and its
+    # count may be counted before its index shows
+    assert gaps > 0 and 0 <= (drops[-1] - drops[0]) - gaps <= 1, (gaps, drops, [f.index for f in frames])
+
+
 @pytest.mark.slow
 def test_rtsp_source_reconnects_after_server_restart():
     server = RtspTestServer(free_port()).start()
