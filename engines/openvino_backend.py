@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .base import Sam2Model, image_size_of, position_encodings
+from .base import PARTS, Sam2Model, image_size_of, position_encodings
 from .cache import ArtefactCache, ArtefactKey, locked, weights_digest
 from .export import EncoderGraph, fixed_pos_embed
 from .graphs import TrackedMemoryGraph, TrackingHeadsGraph
@@ -49,9 +49,6 @@ def cpu_precision() -> str:
 
     caps = ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
     return "bf16" if "BF16" in caps else "f32"
-
-
-PARTS = ("encoder", "memory_attention", "heads", "memory_encoder")
 
 
 @dataclass(frozen=True)

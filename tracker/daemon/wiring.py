@@ -99,7 +99,7 @@ def recorder_for(cfg: Config, tracker: Tracker, stream: str, several: bool, dige
                         weights_sha256=digest,
                         options={**dataclasses.asdict(tracker.options), "precision": tracker.precision},
                         precision=tracker.precision, threads=torch.get_num_threads(), stream=stream,
-                        backend=tracker.backend, device=str(tracker.device),
+                        backend=tracker.backend, engines=tracker.engines.placement, device=str(tracker.device),
                         batch_streams=cfg.memory.batch_streams and several, restored_state=restored,
                         first_frame=tracker.latest_frame + 1 if tracker.latest_frame is not None else 0)
     settings = RecordSettings(directory, r.segment_s, int(r.segment_mb * 2**20), int(r.max_mb * 2**20),
