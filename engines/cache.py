@@ -121,6 +121,51 @@ class ArtefactCache:
             and meta.get("companions", []) == digests[1:]
 
 
+DIGESTS = "digests.json"  # in a directory another program fills (OpenVINO's compiled blobs): file -> sha256
+
+
+def drop_unverified(directory: Path) -> list[str]:
+    """Before another program loads the files it cached in `directory` (OpenVINO maps its compiled blobs as they
+    are): each file whose sha256 is not the one `record_digests` wrote, or that it never recorded (a write cut
+    short), is deleted so that it is built again. The names deleted; OSError when a bad file cannot be deleted."""
+    recorded = _digests(directory)
+    dropped = []
+    for path in _cached_files(directory):
+        if recorded.get(path.name, {}).get("sha256") != file_sha256(path):
+            path.unlink()
+            dropped.append(path.name)
+    return dropped
+
+
+def record_digests(directory: Path) -> None:
+    """The sha256 of each file in `directory` (those just built or rewritten in it included), for
+    `drop_unverified`."""
+    recorded = _digests(directory)
+    digests = {}
+    for path in _cached_files(directory):
+        st = path.stat()
+        entry = recorded.get(path.name, {})
+        same = (entry.get("size"), entry.get("mtime_ns")) == (st.st_size, st.st_mtime_ns)  # verified as it is
+        digests[path.name] = entry if same else {"sha256": file_sha256(path), "size": st.st_size,
+                                                 "mtime_ns": st.st_mtime_ns}
+    tmp = directory / (DIGESTS + ".tmp")
+    tmp.write_text(json.dumps(digests, indent=2, sort_keys=True))
+    tmp.replace(directory / DIGESTS)
+
+
+def _cached_files(directory: Path) -> list[Path]:
+    return sorted(p for p in directory.glob("*") if p.is_file() and not p.name.startswith(DIGESTS)) \
+        if directory.is_dir() else []
+
+
+def _digests(directory: Path) -> dict[str, dict]:
+    try:
+        data = json.loads((directory / DIGESTS).read_text())
+    except (OSError, ValueError):
+        return {}
+    return {k: v for k, v in data.items() if isinstance(v, dict)} if isinstance(data, dict) else {}
+
+
 @contextmanager
 def locked(path: Path) -> Iterator[None]:
     """An exclusive advisory lock on `path` (created if missing) while the block runs; released by the kernel if
