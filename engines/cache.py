@@ -2,23 +2,38 @@
 
 An entry is `<dir>/<kind>-<key>.<ext>` plus `<same>.json`, a manifest holding the key's inputs and
 the artefact's sha256. A key that changes (other weights, config, size, precision, backend version,
-device) names another file; an artefact whose hash does not match its manifest is rebuilt, never loaded.
+device, the code that builds the graphs) names another file; an artefact whose hash does not match its
+manifest is rebuilt, never loaded.
 """
 
 from __future__ import annotations
 
 import fcntl
+import functools
 import hashlib
 import json
 import logging
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 log = logging.getLogger(__name__)
+
+# The code that builds the exported graphs (beside this file): a change to it names other artefacts, so a graph
+# traced by older code is never reused.
+GRAPH_SOURCES = ("export.py", "graphs.py", "memory_graph.py")
+
+
+@functools.cache
+def graph_code_digest() -> str:
+    """sha256 over the source of GRAPH_SOURCES, as this samtrack has it."""
+    h = hashlib.sha256()
+    for name in GRAPH_SOURCES:
+        h.update(name.encode() + b"\0" + (Path(__file__).parent / name).read_bytes())
+    return h.hexdigest()[:16]
 
 
 def user_cache_dir(name: str, override_env: str) -> Path:
@@ -55,6 +70,7 @@ class ArtefactKey:
     precision: str  # "fp32" | "fp16"
     backend_version: str  # e.g. "onnx-1.23/torch-2.14" or "tensorrt-10.13"
     device: str  # "cpu" or the GPU's name
+    code: str = field(default_factory=graph_code_digest)  # the code the graph was traced with
 
     def digest(self) -> str:
         return hashlib.sha256(json.dumps(self.__dict__, sort_keys=True).encode()).hexdigest()[:24]
