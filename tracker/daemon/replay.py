@@ -20,6 +20,7 @@ from ..recording.replay import FrameMap, RecordingSource
 from ..recording.verify import Verifier
 from .config import load_config
 from .loop import Daemon
+from .security import check_free
 from .statedir import StateStore
 from .stream import Stream
 from .wiring import settings_from
@@ -87,6 +88,7 @@ def replay(s: ReplaySettings) -> ReplayReport:
     """Replay (and verify) a recording until its end, SIGINT/SIGTERM, or the first divergence."""
     directory = s.directory
     newest = Manifest.read(directory)
+    check_free([s.results, s.commands])  # before the models load
     trackers = _Trackers(s, directory)
     for m in sessions(directory):  # every engine built now: converting after GStreamer is loaded would crash
         trackers.fresh(m)

@@ -17,6 +17,7 @@ from ..recording.format import Manifest, keep_state
 from ..recording.writer import Recorder, RecordSettings
 from .config import Config, ConfigError
 from .loop import Daemon, DaemonSettings
+from .security import check_free
 from .statedir import StateStore
 from .stream import Stream
 
@@ -41,6 +42,9 @@ def build_daemon(cfg: Config) -> Daemon:
 
     from ..recording.inputs import open_input
 
+    settings = settings_from(cfg)
+    check_free([settings.results, settings.commands],  # a busy port fails now, not after the model loaded
+               (settings.metrics_address, settings.metrics_port) if settings.metrics_address is not None else None)
     checkpoint = weights.resolve_checkpoint(cfg.model.name, cfg.model.checkpoint)
     m, mem, sections = cfg.model, cfg.memory, cfg.stream_sections()
     if mem.batch_streams and m.backend in ("onnxruntime", "tensorrt"):
@@ -72,7 +76,7 @@ def build_daemon(cfg: Config) -> Daemon:
                             backoff=Backoff(sec.reconnect_initial_s, DEFAULT_BACKOFF.factor, sec.reconnect_max_s))
         preview = sec.preview_every if sec.preview_every >= 0 else cfg.output.preview_every
         streams.append(Stream(sec.name, source, tracker, preview_every=preview, recorder=recorder, state=state))
-    return Daemon(streams, settings_from(cfg))
+    return Daemon(streams, settings)
 
 
 def identity(cfg: Config, tracker: Tracker, stream: str, digest: str) -> dict:
