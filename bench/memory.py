@@ -29,6 +29,7 @@ from bench.common import environment, percentiles, table, write_json  # noqa: E4
 from bench.scenario import JSON_OUT, outputs  # noqa: E402
 from pipelines.synthetic import box_of_first_shape, moving_shapes_frame  # noqa: E402
 from tracker import Tracker  # noqa: E402
+from tracker.cli.args import image_size  # noqa: E402
 from tracker.models import seeded_model  # noqa: E402
 
 FRAME_W, FRAME_H = 320, 240  # synthetic stream size (a small camera)
@@ -122,7 +123,7 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="samtrack bench memory", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--frames", type=int, default=10000, help="frames streamed through samtrack")
-    p.add_argument("--image-size", type=int, default=256)
+    p.add_argument("--image-size", type=image_size, default=256, help="model input size")
     p.add_argument("--model", default="sam2.1_hiera_t")
     p.add_argument("--every", type=int, default=500, help="sample RSS every N frames")
     p.add_argument("--warmup", type=int, default=500, help="frames excluded from growth and timing stats")

@@ -7,6 +7,7 @@ import argparse
 import os
 from pathlib import Path
 
+from tracker.cli.args import image_size
 from tracker.client import spawn
 from tracker.client.spawn import DaemonProcess
 from tracker.paths import PathError, check_dir_to_write, check_file_to_write, file_to_write
@@ -26,7 +27,7 @@ def scenario_parser(name: str, doc: str | None, frames: int, quick_frames: int) 
     p = argparse.ArgumentParser(prog=f"samtrack bench {name}", description=doc,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="sam2.1_hiera_t")
-    p.add_argument("--image-size", type=int, default=512)
+    p.add_argument("--image-size", type=image_size, default=512, help="model input size (a multiple of 32)")
     p.add_argument("--objects", type=int, nargs="+", default=[1, 2, 4, 8])
     p.add_argument("--frames", type=int, default=frames, help="measured frames (after warm-up)")
     p.add_argument("--warmup", type=int, default=5, help="frames run first, reported apart, not in statistics")

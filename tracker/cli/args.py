@@ -16,6 +16,19 @@ def add_log_level(p: argparse.ArgumentParser, default: str | None) -> None:
     p.add_argument("--log-level", default=default, type=str.upper, choices=["DEBUG", "INFO", "WARNING", "ERROR"])
 
 
+def image_size(text: str) -> int:
+    """--image-size: a size the model takes (checked as it is parsed, before any model loads)."""
+    from ..models.registry import image_size_problem
+
+    try:
+        size = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number of pixels, got {text!r}") from None
+    if (problem := image_size_problem(size)) is not None:
+        raise argparse.ArgumentTypeError(problem)
+    return size
+
+
 def numbers(text: str, counts: tuple[int, ...], what: str) -> list[float]:
     try:
         vals = [float(v) for v in text.split(",")]

@@ -9,12 +9,14 @@ import time
 
 import numpy as np
 
+from .args import image_size
+
 
 def add_demo_parser(sub) -> None:
     p = sub.add_parser("demo", help="run the daemon on a test pattern and track the ball for a few seconds",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--model", default="sam2.1_hiera_t")
-    p.add_argument("--image-size", type=int, default=256, help="small, so a CPU keeps up")
+    p.add_argument("--image-size", type=image_size, default=256, help="model input size: small, so a CPU keeps up")
     p.add_argument("--seconds", type=float, default=10.0, help="how long to print results")
     p.add_argument("--fps", type=int, default=10, help="test source frame rate")
     p.add_argument("--results", default="tcp://127.0.0.1:5565")

@@ -6,7 +6,7 @@ import argparse
 import time
 
 from ..paths import dir_to_write
-from .args import CHECKPOINT
+from .args import CHECKPOINT, image_size
 
 
 def add_export_parser(sub) -> None:
@@ -15,7 +15,7 @@ def add_export_parser(sub) -> None:
     p.add_argument("--model", default="sam2.1_hiera_t")
     p.add_argument("--checkpoint", type=CHECKPOINT,
                    help="checkpoint file (default: the cached one, else random weights)")
-    p.add_argument("--image-size", type=int, default=512)
+    p.add_argument("--image-size", type=image_size, default=512, help="model input size (a multiple of 32)")
     p.add_argument("--backend", choices=["onnxruntime", "tensorrt"], default="onnxruntime")
     p.add_argument("--precision", choices=["fp32", "fp16"], default="fp16", help="TensorRT precision")
     p.add_argument("--device", default="cuda", help="the GPU a TensorRT plan is built for: cuda, cuda:1 ...")

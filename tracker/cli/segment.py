@@ -6,7 +6,7 @@ import argparse
 
 from ..core.options import BACKEND_CHOICES
 from ..paths import existing_file, file_to_write
-from .args import CHECKPOINT, box, point
+from .args import CHECKPOINT, box, image_size, point
 
 
 def add_segment_parser(sub) -> None:
@@ -23,7 +23,7 @@ def add_segment_parser(sub) -> None:
     p.add_argument("--model", default="sam2.1_hiera_t", help="model name (see `samtrack weights list`)")
     p.add_argument("--checkpoint", type=CHECKPOINT,
                    help="checkpoint file (default: the cached one, else random weights)")
-    p.add_argument("--image-size", type=int, default=1024, help="model input size")
+    p.add_argument("--image-size", type=image_size, default=1024, help="model input size (512 is faster on CPUs)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--backend", choices=BACKEND_CHOICES, default="auto",
                    help="image encoder: auto (OpenVINO on CPUs), torch (Meta's, exact), openvino, ...")

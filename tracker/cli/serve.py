@@ -6,7 +6,7 @@ from ..core.options import BACKEND_CHOICES, PRECISIONS
 from ..paths import dir_to_write, existing_file
 from ..protocol import MASK_ENCODINGS
 from ..recording.inputs import source_arg
-from .args import CHECKPOINT, add_log_level
+from .args import CHECKPOINT, add_log_level, image_size
 
 # flag dest -> config field it overrides
 FLAG_FIELDS = {
@@ -31,7 +31,7 @@ def add_serve_parser(sub) -> None:
     p.add_argument("--model")
     p.add_argument("--checkpoint", type=CHECKPOINT,
                    help="checkpoint file (default: the cached one for the model, else random)")
-    p.add_argument("--image-size", type=int)
+    p.add_argument("--image-size", type=image_size, help="model input size, a multiple of 32 (config: 512)")
     p.add_argument("--device")
     p.add_argument("--threads", type=int, help="CPU threads for torch")
     p.add_argument("--backend", choices=BACKEND_CHOICES, help="engines: auto (default), torch, openvino, onnxruntime, "

@@ -8,7 +8,7 @@ import argparse
 from ..core.options import BACKEND_CHOICES, PRECISIONS
 from ..paths import existing_file, file_to_write
 from ..recording.inputs import source_arg
-from .args import CHECKPOINT, box, point
+from .args import CHECKPOINT, box, image_size, point
 
 
 class _Event(argparse.Action):
@@ -40,7 +40,7 @@ def add_track_parser(sub) -> None:
     p.add_argument("--model", default="sam2.1_hiera_t", help="model name (see `samtrack weights list`)")
     p.add_argument("--checkpoint", type=CHECKPOINT,
                    help="checkpoint file (default: the cached one, else random weights)")
-    p.add_argument("--image-size", type=int, default=1024, help="model input size (512 is faster on CPUs)")
+    p.add_argument("--image-size", type=image_size, default=1024, help="model input size (512 is faster on CPUs)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, help="CPU threads for torch")
     p.add_argument("--precision", choices=PRECISIONS, default="auto", help="fp32 (exact), bf16 (fast path) or auto")
