@@ -59,6 +59,7 @@ def parser():
     p.add_argument("--chromium", type=existing_file("browser executable"),
                    help=f"the browser the viewer's page is reloaded in (default: {CHROMIUM})")
     p.set_defaults(image_size=256, width=160, height=120, threads=1)
+    p.set_quick(seconds=90.0, flap_every=15.0, reload_every=20.0, churn_life=8.0)
     return p
 
 
@@ -133,8 +134,6 @@ class Sampler(threading.Thread):
 def main(argv=None) -> dict:
     p = parser()
     args = p.parse_args(argv)
-    if args.quick:
-        args.seconds, args.flap_every, args.reload_every, args.churn_life = 90.0, 15.0, 20.0, 8.0
     rng = random.Random(args.seed)
     out = outputs(p, args.out or f"bench-results/chaos-{args.image_size}.json", (".png",), dirs=(".logs",))
     camera = RtspTestServer(free_port(), fps=args.camera_fps).start()

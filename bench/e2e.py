@@ -82,14 +82,13 @@ def parser():
     p.add_argument("--configs", nargs="+", choices=sorted(CONFIGS), default=["exact", "fast"])
     add_source_option(p)
     p.set_defaults(image_size=256, objects=[1])
+    p.set_quick(seconds=30.0)
     return p
 
 
 def main(argv=None) -> dict:
     p = parser()
     args = p.parse_args(argv)
-    if args.quick:
-        args.seconds, args.warmup = 30.0, 5
     sizes = args.sizes or [args.image_size]
     out = outputs(p, args.out or f"bench-results/e2e-{'-'.join(map(str, sizes))}.json", (".png", "-time.png"))
     torch.set_num_threads(args.threads)

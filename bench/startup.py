@@ -57,14 +57,13 @@ def parser():
     p.add_argument("--backends", nargs="+", choices=BACKEND_CHOICES, default=["auto", "torch"])
     p.add_argument("--timeout", type=float, default=600.0, help="seconds a start may take before the run fails")
     p.set_defaults(image_size=1024)
+    p.set_quick(runs=1, image_size=256)
     return p
 
 
 def main(argv=None) -> dict:
     p = parser()
     args = p.parse_args(argv)
-    if args.quick:
-        args.runs, args.image_size = 1, 256
     out = outputs(p, args.out or f"bench-results/startup-{args.image_size}.json", (".png",))
     measured: dict[str, dict] = {}
     for backend in args.backends:

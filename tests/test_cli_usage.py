@@ -66,3 +66,46 @@ def test_an_image_size_the_model_cannot_take_is_refused_as_it_is_parsed(tmp_path
     (tmp_path / "x.png").write_bytes(b"")
     r = _samtrack(*command.format(tmp=tmp_path).split(), "--image-size", size, timeout=120)
     _argument_error(r, "--image-size", "not a multiple of 32", "use ")
+
+
+def test_bench_help_lists_every_scenario():
+    """`samtrack bench --help` was an error ("the following arguments are required"): it lists the scenarios."""
+    from tracker.cli.bench import SCENARIOS
+
+    r = _samtrack("bench", "--help", timeout=120)
+    assert r.returncode == 0, r.stderr[-3000:]
+    listed = [line.split()[0] for line in r.stdout.split("scenarios:", 1)[1].split("\n\n", 1)[0].splitlines()[1:]]
+    assert listed == list(SCENARIOS)
+
+
+def test_each_scenarios_quick_help_names_what_quick_changes():
+    """--quick's help says what it does: every option --quick changes appears in it with its new value (e2e's
+    said "0 frames, 2 warm-up" while it ran 30 s with 5 warm-up frames)."""
+    import importlib
+
+    import bench  # noqa: F401 - matplotlib before pyzmq and GStreamer (bench/__init__.py)
+    from tracker.cli.bench import SCENARIOS
+
+    quick_ones = 0
+    for name, module in SCENARIOS.items():
+        parser = importlib.import_module(module).parser()
+        text = next((a.help for a in parser._actions if "--quick" in a.option_strings), None)
+        if text is None:  # gpu, memory, engines: no --quick
+            continue
+        quick_ones += 1
+        plain, quick = vars(parser.parse_args([])), vars(parser.parse_args(["--quick"]))
+        changed = {k: v for k, v in quick.items() if k != "quick" and v != plain[k]}
+        for dest, value in changed.items():
+            shown = " ".join(map(str, value)) if isinstance(value, list) else str(value)
+            assert f"--{dest.replace('_', '-')} {shown}" in text, f"bench {name} --quick: {text!r} lacks {dest}"
+    assert quick_ones >= 10
+
+
+def test_vs_meta_says_what_it_is_doing(tmp_path):
+    """`bench vs-meta` printed nothing for 4 minutes before its table: a line per phase, then per 10 frames."""
+    r = _samtrack("bench", "vs-meta", "--quick", "--objects", "1", "--image-size", "64", "--precision", "fp32",
+                  "--threads", "2", "--width", "160", "--height", "120", "--out", str(tmp_path / "v.json"))
+    assert r.returncode == 0, r.stderr[-3000:]
+    lines = [line for line in r.stderr.splitlines() if line.startswith("[bench vs-meta")]
+    assert [w for w in ("building", "engines", "loading", "alternately", "frame 10/10") if w not in " ".join(lines)] \
+        == [], r.stderr[-3000:]
