@@ -109,3 +109,16 @@ def test_vs_meta_says_what_it_is_doing(tmp_path):
     lines = [line for line in r.stderr.splitlines() if line.startswith("[bench vs-meta")]
     assert [w for w in ("building", "engines", "loading", "alternately", "frame 10/10") if w not in " ".join(lines)] \
         == [], r.stderr[-3000:]
+
+
+@pytest.mark.parametrize("command", ["objects", "stats", "remove --object 1", "reset", "prompt --object 1 --point 1,1",
+                                     "state export {tmp}/s.state", "watch"])
+def test_a_client_command_without_a_daemon_says_so_in_one_line(tmp_path, command):
+    """Without a daemon, client commands waited their whole timeout (30 s for a prompt) and said "no reply"
+    (watch: exit 1); now each says, in one line with exit 2, that no daemon runs at the endpoint."""
+    from tracker.client.spawn import free_port
+
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    option = "--results" if command == "watch" else "--commands"
+    r = _samtrack(*command.format(tmp=tmp_path).split(), option, endpoint, timeout=120)
+    _one_line_error(r, f"is a daemon running at {endpoint}?")
