@@ -122,3 +122,38 @@ def test_a_client_command_without_a_daemon_says_so_in_one_line(tmp_path, command
     option = "--results" if command == "watch" else "--commands"
     r = _samtrack(*command.format(tmp=tmp_path).split(), option, endpoint, timeout=120)
     _one_line_error(r, f"is a daemon running at {endpoint}?")
+
+
+def test_ctrl_c_during_track_says_the_outputs_hold_the_frames_tracked(tmp_path):
+    """Ctrl-C (SIGINT) in `samtrack track`: it exited 130 without a word; now it says the outputs are partial and
+    how many frames they hold, and they are complete files of that many frames."""
+    import json
+    import signal
+    import time
+
+    from pipelines.source import GstSource
+
+    masks, video = tmp_path / "m.jsonl", tmp_path / "o.mkv"
+    proc = subprocess.Popen([sys.executable, "-m", "tracker.cli", "track", "test:?width=160&height=120&fps=30",
+                             "--frames", "100000", "--point", "80,60", "--masks", str(masks), "--out", str(video),
+                             "--image-size", "64", "--threads", "1", "--quiet"], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and proc.poll() is None:  # bounded: until a few frames are written
+            if masks.exists() and len(masks.read_text().splitlines()) >= 3:
+                break
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    lines = masks.read_text().splitlines()
+    assert proc.returncode == 130 and len(lines) >= 3, err[-3000:]
+    said = [line for line in err.splitlines() if "interrupted" in line]
+    assert len(said) == 1 and f"after {len(lines)} frames" in said[0] and str(masks) in said[0], err[-3000:]
+    assert [json.loads(line)["frame"] for line in lines] == list(range(len(lines)))
+    with GstSource(str(video)) as src:
+        assert sum(1 for _ in src) == len(lines)

@@ -4,6 +4,7 @@ and/or per-frame masks (JSON lines)."""
 from __future__ import annotations
 
 import argparse
+import sys
 
 from ..core.options import BACKEND_CHOICES, PRECISIONS
 from ..paths import existing_file, file_to_write
@@ -87,6 +88,10 @@ def run_track(args) -> int:
                            Path(args.masks) if args.masks else None, args.frames,
                            count, progress=not args.quiet)
     written = " and ".join(filter(None, (args.out, args.masks)))
+    if summary.interrupted:
+        print(f"samtrack track: interrupted after {summary.frames} frames: {written} hold those frames (complete, "
+              "readable files; the rest of the source was not tracked)", file=sys.stderr)
+        return 130
     print(f"{summary.frames} frames, {len(summary.objects)} object(s), {summary.fps:.2f} frames/s "
           f"({tracker.backend}, {tracker.precision}); wrote {written}")
     return 0
