@@ -11,6 +11,7 @@ import numpy as np
 
 from .errors import SinkError
 from .gst import GLib, Gst, element_available, error_from_message, parse_launch, require_gst
+from .outputs import FILE_CHAINS, video_extension
 
 log = logging.getLogger(__name__)
 
@@ -19,27 +20,14 @@ CLOSE_TIMEOUT_S = 10.0  # bound on waiting for the encoder to flush at close
 # so a pipeline that keeps up is fed without a gap, and one stopped by an error (a full disk) is seen at once.
 FULL_QUEUE_POLL_S = 0.005
 
-# Encoders per container, best first; the first whose elements are installed is used.
-_FILE_CHAINS = {
-    ".mp4": [("x264enc", "x264enc tune=zerolatency speed-preset=ultrafast ! h264parse ! mp4mux"),
-             ("openh264enc", "openh264enc ! h264parse ! mp4mux"),
-             ("avenc_mpeg4", "avenc_mpeg4 ! mpeg4videoparse ! mp4mux")],
-    ".mkv": [("x264enc", "x264enc tune=zerolatency speed-preset=ultrafast ! h264parse ! matroskamux"),
-             ("vp8enc", "vp8enc deadline=1 ! matroskamux")],
-    ".webm": [("vp8enc", "vp8enc deadline=1 ! webmmux")],
-    ".avi": [("jpegenc", "jpegenc ! avimux")],
-}
-
 
 def file_encoder_chain(path: str | os.PathLike) -> str:
     """The encoder and muxer for a file name's extension, from what is installed."""
-    ext = Path(path).suffix.lower()
-    if ext not in _FILE_CHAINS:
-        raise SinkError(f"unsupported output extension {ext!r}: use one of {sorted(_FILE_CHAINS)}")
-    for element, chain in _FILE_CHAINS[ext]:
+    ext = video_extension(path)
+    for element, chain in FILE_CHAINS[ext]:
         if element_available(element):
             return chain
-    raise SinkError(f"no encoder for {ext} is installed (tried {[e for e, _ in _FILE_CHAINS[ext]]})")
+    raise SinkError(f"no encoder for {ext} is installed (tried {[e for e, _ in FILE_CHAINS[ext]]})")
 
 
 def _buffer(image: np.ndarray):

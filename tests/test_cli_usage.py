@@ -157,3 +157,40 @@ def test_ctrl_c_during_track_says_the_outputs_hold_the_frames_tracked(tmp_path):
     assert [json.loads(line)["frame"] for line in lines] == list(range(len(lines)))
     with GstSource(str(video)) as src:
         assert sum(1 for _ in src) == len(lines)
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory) -> Path:
+    """A 322x242 video file of 4 frames."""
+    from tests.gst_helpers import CODECS, encode_test_file
+
+    return encode_test_file(tmp_path_factory.mktemp("clip") / "c.mkv", CODECS["h264.mkv"], frames=4)
+
+
+@pytest.mark.parametrize(("command", "words"), [
+    ("segment {img} --out {tmp}/m.png", ["no prompt", "--point", "--box"]),
+    ("segment {img} --box 10,10,500,50 --out {tmp}/m.png", ["outside the frame", "[0, 160]"]),
+    ("segment {img} --box 50,10,10,50 --out {tmp}/m.png", ["x0 < x1"]),
+    ("segment {img} --point 1,1 --out {tmp}/m.xyz", ["m.xyz", ".png"]),
+    ("track {clip} --box 10,10,400,50 --masks {tmp}/m.jsonl", ["object 1 on frame 0", "outside the frame", "322"]),
+    ("track test:?width=160&height=120 --frames 3 --point 170,20 --masks {tmp}/m.jsonl", ["outside", "[0, 160]"]),
+    ("track test: --frames 3 --object 2 --box 50,10,10,50 --masks {tmp}/m.jsonl", ["object 2", "x0 < x1"]),
+])
+def test_prompts_and_outputs_are_checked_before_the_model_loads(tmp_path, clip, command, words):
+    """A box outside the frame, x0 > x1, an image name cv2 cannot write, segment without a prompt: refused in one
+    line before the model loads (they were found 7-10 s later, after the model and a progress bar)."""
+    from PIL import Image
+
+    img, not_weights = tmp_path / "i.png", tmp_path / "not-weights.pt"
+    Image.new("RGB", (160, 120), (90, 40, 40)).save(img)
+    not_weights.write_bytes(b"not a checkpoint")  # loading the model would fail first on this
+    r = _samtrack(*command.format(img=img, tmp=tmp_path, clip=clip).split(), "--image-size", "64",
+                  "--checkpoint", str(not_weights))
+    _one_line_error(r, *words)
+
+
+@pytest.mark.parametrize("command", ["track test: --frames 3 --point 1,1 --out {tmp}/o.gif",
+                                     "watch --video {tmp}/o.xyz"])
+def test_an_unknown_video_extension_is_refused_as_it_is_parsed(tmp_path, command):
+    r = _samtrack(*command.format(tmp=tmp_path).split(), timeout=120)
+    _argument_error(r, "--", ".mp4", ".mkv")

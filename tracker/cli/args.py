@@ -5,10 +5,24 @@ from __future__ import annotations
 
 import argparse
 
-from ..paths import existing_file
+from ..paths import PathArg, PathError, check_file_to_write, existing_file
 
 CHECKPOINT = existing_file("checkpoint file", "`samtrack weights download NAME` fetches Meta's")
 KEY_FILE = existing_file("key file", "`samtrack keys generate` writes them")
+
+
+def _check_video_to_write(text: str) -> None:
+    from pathlib import Path
+
+    from pipelines.outputs import FILE_CHAINS  # plain data: no GStreamer loaded before a model is
+
+    check_file_to_write(text, "video file", "overlay.mp4")
+    if Path(text).suffix.lower() not in FILE_CHAINS:
+        raise PathError(f"samtrack writes no video of the extension of '{text}'",
+                        f"give a name ending {', '.join(FILE_CHAINS)} (e.g. overlay.mp4)")
+
+
+VIDEO_TO_WRITE = PathArg("new_video", _check_video_to_write)  # --out / --video: a video file samtrack can write
 
 
 def add_log_level(p: argparse.ArgumentParser, default: str | None) -> None:

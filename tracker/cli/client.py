@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import time
 
-from ..paths import existing_file, file_to_write
-from .args import KEY_FILE, box, pair
+from ..paths import existing_file
+from .args import KEY_FILE, VIDEO_TO_WRITE, box, pair
 
 # How long a command waits for a daemon's socket to accept its connection before saying none runs there: at once on
 # loopback, a round trip elsewhere; a busy daemon accepts at once too (only its reply waits for its step).
@@ -75,7 +75,7 @@ def add_client_parsers(sub) -> None:
     w.add_argument("--stream", help="only this stream's results (default: every stream's)")
     w.add_argument("--frames", type=int, help="stop after N results")
     w.add_argument("--duration", type=float, help="stop after S seconds")
-    w.add_argument("--video", type=file_to_write("video file", "overlay.mp4"),
+    w.add_argument("--video", type=VIDEO_TO_WRITE,
                    help="write masks over the daemon's previews to this file (needs --preview-every)")
     w.add_argument("--timeout", type=float, default=10.0, help="give up when no result comes for S seconds")
     add_curve_options(w)

@@ -42,21 +42,27 @@ def run_segment(args) -> int:
     from ..build import resolve_backend
     from ..errors import SamtrackError
     from ..models import build_sam2_model, weights
-    from ..runner.segment import read_image, segment
+    from ..runner.segment import check_prompts, read_image, segment
 
     out = Path(args.out)
+    if not args.point and args.box is None:
+        raise SamtrackError("no prompt: give --point X,Y[,LABEL] (repeatable) and/or --box X0,Y0,X1,Y1")
+    for name in filter(None, (args.out, args.overlay)):
+        if not cv2.haveImageWriter(str(name)):
+            raise SamtrackError(f"cannot write an image named {name}: use a .png name")
     try:
         image = read_image(args.image)
     except OSError as e:
         raise SamtrackError(str(e)) from e
+    points = [p[:2] for p in args.point] or None
+    labels = [p[2] for p in args.point] or None
+    check_prompts(image, points, labels, args.box)  # before the model loads
     checkpoint = weights.resolve_checkpoint(args.model, args.checkpoint)
     if checkpoint is None:
         print(f"NOTE: no checkpoint for {args.model}: seeded RANDOM weights, the mask is meaningless")
     model = build_sam2_model(args.model, checkpoint, args.image_size, args.device)
     backend = resolve_backend(args.backend, model)
     encoder = None if backend == "torch" else make_encoder(backend, model)
-    points = [p[:2] for p in args.point] or None
-    labels = [p[2] for p in args.point] or None
     result = segment(model, image, points, labels, args.box, args.multimask, encoder)
     names = [out] if not args.multimask else [out.with_name(f"{out.stem}-{i}{out.suffix}")
                                               for i in range(len(result.masks))]
