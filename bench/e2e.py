@@ -79,7 +79,8 @@ def parser():
     p.add_argument("--fps", type=int, default=5, help="input rate of the test source (a --source keeps its own)")
     p.add_argument("--seconds", type=float, default=60.0, help="measured duration per configuration")
     p.add_argument("--sizes", type=int, nargs="+", help="image sizes (default: --image-size)")
-    p.add_argument("--configs", nargs="+", choices=sorted(CONFIGS), default=["exact", "fast"])
+    p.add_argument("--configs", nargs="+", choices=sorted(CONFIGS), default=["exact", "fast"],
+                   help="daemon configurations: exact (fp32, publishing inline), fast (the defaults)")
     add_source_option(p)
     p.set_defaults(image_size=256, objects=[1])
     p.set_quick(seconds=30.0)

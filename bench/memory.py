@@ -124,18 +124,18 @@ def parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--frames", type=int, default=10000, help="frames streamed through samtrack")
     p.add_argument("--image-size", type=image_size, default=256, help="model input size")
-    p.add_argument("--model", default="sam2.1_hiera_t")
+    p.add_argument("--model", default="sam2.1_hiera_t", help="model name (see `samtrack weights list`)")
     p.add_argument("--every", type=int, default=500, help="sample RSS every N frames")
     p.add_argument("--warmup", type=int, default=500, help="frames excluded from growth and timing stats")
     p.add_argument("--meta-frames", type=int, default=1000,
                    help="frames for Meta's predictor (it preloads them all and keeps every output)")
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=2, help="torch threads (pinned, recorded)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random weights")
     p.add_argument("--absent", action="store_true", help="keep random weights' absent objects")
     p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
                    help="arithmetic of the streaming phase (the Meta comparison always runs fp32)")
     p.add_argument("--out", type=JSON_OUT, help="JSON path (default bench-results/memory-<model>-<size>.json)")
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
     return p
 
 

@@ -19,8 +19,8 @@ from tracker.client import Client
 
 def parser():
     p = scenario_parser("soak", __doc__, frames=0, quick_frames=0)
-    p.add_argument("--seconds", type=float, default=3600.0)
-    p.add_argument("--fps", type=int, default=10)
+    p.add_argument("--seconds", type=float, default=3600.0, help="how long the daemon runs")
+    p.add_argument("--fps", type=int, default=10, help="input rate of the test source")
     p.add_argument("--warmup-fraction", type=float, default=0.25, help="share of the run excluded from growth")
     p.set_defaults(image_size=256, objects=[2])
     p.set_quick(seconds=90.0)

@@ -3,6 +3,7 @@ line and exit code 2 before any model loads; every option says what it is for; C
 
 from __future__ import annotations
 
+import argparse
 import socket
 import subprocess
 import sys
@@ -194,3 +195,98 @@ def test_prompts_and_outputs_are_checked_before_the_model_loads(tmp_path, clip, 
 def test_an_unknown_video_extension_is_refused_as_it_is_parsed(tmp_path, command):
     r = _samtrack(*command.format(tmp=tmp_path).split(), timeout=120)
     _argument_error(r, "--", ".mp4", ".mkv")
+
+
+def _parsers() -> dict[str, argparse.ArgumentParser]:
+    """Every subcommand's parser and every benchmark scenario's, by command."""
+    import importlib
+
+    import bench  # noqa: F401 - matplotlib before pyzmq and GStreamer (bench/__init__.py)
+    from tracker.cli.bench import SCENARIOS
+    from tracker.cli.main import build_parser
+
+    found = {}
+
+    def walk(parser: argparse.ArgumentParser, command: str) -> None:
+        found[command] = parser
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    walk(sub, f"{command} {name}")
+
+    walk(build_parser(), "samtrack")
+    for name, module in SCENARIOS.items():
+        found[f"samtrack bench {name}"] = importlib.import_module(module).parser()
+    return found
+
+
+def test_every_option_of_every_command_says_what_it_is_for():
+    """Options without help (serve --model/--image-size/--device/--results/--commands/--mask-encoding, prompt
+    --object/--timeout, ...) showed only their name; a default now shows once, and "(default: None)" never."""
+    parsers = _parsers()
+    silent, twice = [], []
+    for command, parser in parsers.items():
+        formatter = parser._get_formatter()
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                continue
+            name = "/".join(action.option_strings) or action.dest
+            if not action.help or action.help == argparse.SUPPRESS:
+                silent.append(f"{command} {name}")
+            elif formatter._expand_help(action).count("default") > 1 or "(default: None)" in \
+                    formatter._expand_help(action):
+                twice.append(f"{command} {name}: {formatter._expand_help(action)}")
+    assert len(parsers) > 30 and silent == [] and twice == [], (silent, twice)
+
+
+def test_the_small_things_a_new_user_reads(tmp_path):
+    """weights list has a header; replay --backend lists its choices; doctor says how OpenVINO is used."""
+    listing = _samtrack("weights", "list", "--cache-dir", str(tmp_path), timeout=120)
+    assert listing.returncode == 0 and listing.stdout.splitlines()[0].split()[:3] == ["model", "checkpoint", "file"]
+    replay = _samtrack("replay", str(tmp_path), "--backend", "nope", timeout=120)
+    _argument_error(replay, "--backend", "auto", "torch", "openvino", "onnxruntime", "tensorrt")
+    doctor = _samtrack("doctor", timeout=120)
+    assert doctor.returncode == 0 and "\nopenvino: " in doctor.stdout, doctor.stdout
+
+
+def test_track_and_segment_warn_of_random_weights_alike_and_sam2_keeps_its_notes(tmp_path):
+    """Without a checkpoint every command says the same (they said it three ways); sam2's "Computing image
+    embeddings" INFO lines no longer show in segment's output."""
+    import os
+
+    from PIL import Image
+
+    img = tmp_path / "i.png"
+    Image.new("RGB", (160, 120), (90, 40, 40)).save(img)
+    env = {**os.environ, "SAMTRACK_CACHE_DIR": str(tmp_path / "no checkpoints")}
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "tracker.cli", *args, "--image-size", "64", "--backend", "torch"],
+                              capture_output=True, text=True, timeout=300, cwd=ROOT, env=env)
+
+    seg = run("segment", str(img), "--point", "80,60", "--out", str(tmp_path / "m.png"))
+    track = run("track", "test:?width=160&height=120", "--frames", "1", "--point", "80,60", "--masks",
+                str(tmp_path / "m.jsonl"), "--quiet")
+    assert seg.returncode == 0 and track.returncode == 0, seg.stderr[-2000:] + track.stderr[-2000:]
+
+    def warning(r: subprocess.CompletedProcess) -> str:
+        (line,) = [ln for ln in r.stderr.splitlines() if "RANDOM" in ln]
+        return line.split(": ", 1)[1]  # after "WARNING <logger>:"
+
+    assert warning(seg) == warning(track) and "samtrack weights download sam2.1_hiera_t" in warning(seg)
+    assert "Computing image embeddings" not in seg.stderr + seg.stdout, seg.stderr[-2000:]
+
+
+def test_auto_precision_does_not_read_as_exact(caplog):
+    """"precision auto -> fp32 ...; precision=fp32 gives Meta's exact arithmetic" read as exact while OpenVINO ran
+    the encoder: auto's line now says it is within the tolerance, and what exactness needs."""
+    import logging
+
+    import torch
+
+    from tracker.core.precision import resolve_precision
+
+    with caplog.at_level(logging.INFO, logger="tracker.core.precision"):
+        assert resolve_precision("auto", torch.device("cpu"), flags=set()) == "fp32"  # a CPU without bf16
+    (line,) = [r.getMessage() for r in caplog.records if "precision auto" in r.getMessage()]
+    assert "-> fp32" in line and "tolerance" in line and "needs precision fp32 named" in line, line

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import time
 
@@ -256,7 +257,7 @@ def test_watch_prints_results_and_writes_an_overlay_video(daemon, tmp_path):
 
 def test_objects_are_removed_and_a_stream_reset_from_the_command_line(daemon):
     """`samtrack remove --object N` and `samtrack reset` (the Python client and the viewer could; no command
-    could)."""
+    could); `samtrack stats` with its numbers rounded."""
     import subprocess
     import sys
 
@@ -273,6 +274,9 @@ def test_objects_are_removed_and_a_stream_reset_from_the_command_line(daemon):
         unknown = samtrack("remove", "--object", "7")
         reset = samtrack("reset")
         after_reset = c.list_objects()["objects"]
+        stats = samtrack("stats")
+    assert stats.returncode == 0 and '"fps"' in stats.stdout, stats.stderr[-2000:]
+    assert re.findall(r"\d\.\d{4,}", stats.stdout) == []  # rounded: it printed 17 digits
     assert removed.returncode == 0 and after_remove == [2], removed.stderr[-2000:]
     assert unknown.returncode == 2 and "unknown_object" in unknown.stderr and "Traceback" not in unknown.stderr
     assert reset.returncode == 0 and after_reset == [], reset.stderr[-2000:]

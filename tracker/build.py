@@ -38,7 +38,9 @@ def build_parts(model: str, checkpoint: str | os.PathLike | None, image_size: in
         except ValueError as e:
             raise DeviceError(str(e)) from None
     if checkpoint is None:
-        log.warning("no checkpoint given: %s has seeded RANDOM weights, its masks are meaningless", model)
+        from .models.weights import random_weights_warning
+
+        log.warning("%s", random_weights_warning(model))
     net = build_sam2_model(model, checkpoint, image_size, device, seed, threads)
     return net, engines_for(net, backend, engine_cache, precision, threads, parts)
 

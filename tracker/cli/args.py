@@ -25,9 +25,22 @@ def _check_video_to_write(text: str) -> None:
 VIDEO_TO_WRITE = PathArg("new_video", _check_video_to_write)  # --out / --video: a video file samtrack can write
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """--help with each option's default said once: added where its help does not say it already, never for an
+    option without one (None) or a switch."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "default" in text or action.default in (None, False, argparse.SUPPRESS):
+            return text
+        return super()._get_help_string(action)
+
+
 def add_log_level(p: argparse.ArgumentParser, default: str | None) -> None:
     """--log-level, in any case."""
-    p.add_argument("--log-level", default=default, type=str.upper, choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    p.add_argument("--log-level", default=default, type=str.upper, choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+                   help="log messages of this level and above" + (f" (default: {default})" if default else
+                                                                   " (default: the config's [logging] level)"))
 
 
 def image_size(text: str) -> int:

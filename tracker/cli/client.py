@@ -93,8 +93,20 @@ def add_client_parsers(sub) -> None:
 
 def _print_request(args, op: str) -> int:
     with connect(args) as c:
-        print(json.dumps(c.request(op, {"object": args.object} if op == "remove_object" else None), indent=2))
+        print(json.dumps(_rounded(c.request(op, {"object": args.object} if op == "remove_object" else None)),
+                         indent=2))
     return 0
+
+
+def _rounded(value):
+    """A reply with its floats to 3 decimals (milliseconds, fps, scores): what a person reads."""
+    if isinstance(value, float):
+        return round(value, 3)
+    if isinstance(value, dict):
+        return {k: _rounded(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_rounded(v) for v in value]
+    return value
 
 
 def run_prompt(args) -> int:
@@ -117,7 +129,7 @@ def run_prompt(args) -> int:
                                    labels=labels or None)
             else:
                 result = c.add_points(args.object, points, labels, frame=args.frame)
-    print(json.dumps(result, indent=2))
+    print(json.dumps(_rounded(result), indent=2))
     return 0
 
 

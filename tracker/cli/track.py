@@ -9,7 +9,7 @@ import sys
 from ..core.options import BACKEND_CHOICES, PRECISIONS
 from ..paths import existing_file, file_to_write
 from ..recording.inputs import source_arg
-from .args import CHECKPOINT, VIDEO_TO_WRITE, box, image_size, point
+from .args import CHECKPOINT, VIDEO_TO_WRITE, HelpFormatter, box, image_size, point
 
 
 class _Event(argparse.Action):
@@ -21,7 +21,7 @@ class _Event(argparse.Action):
 
 def add_track_parser(sub) -> None:
     p = sub.add_parser("track", help="track a video file with prompts on given frames; write an overlay and masks",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                       formatter_class=HelpFormatter,
                        description="Flags are read in order: --frame F and --object N say where the following "
                                    "--point and --box go (frame 0, object 1 until given).")
     p.add_argument("source", type=source_arg(),
@@ -42,7 +42,7 @@ def add_track_parser(sub) -> None:
     p.add_argument("--checkpoint", type=CHECKPOINT,
                    help="checkpoint file (default: the cached one, else random weights)")
     p.add_argument("--image-size", type=image_size, default=1024, help="model input size (512 is faster on CPUs)")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1 ...")
     p.add_argument("--threads", type=int, help="CPU threads for torch")
     p.add_argument("--precision", choices=PRECISIONS, default="auto", help="fp32 (exact), bf16 (fast path) or auto")
     p.add_argument("--backend", choices=BACKEND_CHOICES, default="auto",
