@@ -46,6 +46,16 @@ def test_a_busy_port_ends_serve_in_one_line_before_the_model_loads(busy_port, fl
     _one_line_error(r, str(busy_port), "in use", "--")
 
 
+def test_an_ipc_endpoint_a_live_process_serves_is_busy_too(tmp_path):
+    """ZeroMQ would take over the socket file of a running daemon's ipc:// endpoint: refused like a busy port."""
+    path = tmp_path / "results.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.bind(str(path))
+        s.listen()
+        r = _samtrack("serve", "--source", "test:", "--image-size", "64", "--no-metrics", "--results", f"ipc://{path}")
+    _one_line_error(r, f"ipc://{path}", "in use")
+
+
 def _argument_error(r: subprocess.CompletedProcess, option: str, *words: str) -> str:
     """argparse's refusal of one argument: exit code 2, its usage and one error line naming the option, no
     traceback."""

@@ -63,8 +63,8 @@ def check_free(endpoints: list[str], metrics: tuple[str, int] | None = None) -> 
     something already listens on, or an ipc:// one a live process serves (ZeroMQ would take its file over).
     Addresses this cannot resolve (an interface name) are left to the bind itself."""
     for endpoint in endpoints:
-        if endpoint.startswith("tcp://"):
-            host, _, port = endpoint[len("tcp://"):].rpartition(":")
+        host, _, port = endpoint[len("tcp://"):].rpartition(":")
+        if endpoint.startswith("tcp://") and port.isdigit():  # (a wildcard port, or a typo: for the bind to say)
             _check_port(host, int(port), f"{endpoint} is in use", "--results/--commands, [endpoints]")
         elif endpoint.startswith("ipc://"):
             _check_ipc(endpoint)
