@@ -49,16 +49,17 @@ def parser():
                    help="...and stays down for a random time in this range (seconds)")
     p.add_argument("--kill-at", type=float, default=0.2, help="SIGKILL the daemon at this fraction of the run")
     p.add_argument("--rate", type=float, default=10.0, help="requests per second, all clients, half malformed")
-    p.add_argument("--camera-fps", type=int, default=15)
-    p.add_argument("--pattern-fps", type=int, default=10)
+    p.add_argument("--camera-fps", type=int, default=15, help="the RTSP camera's frame rate")
+    p.add_argument("--pattern-fps", type=int, default=10, help="the test source's frame rate")
     p.add_argument("--reload-every", type=float, default=60.0, help="viewer page reloads (0: no browser)")
     p.add_argument("--churn-life", type=float, default=20.0, help="longest life of a coming-and-going subscriber")
     p.add_argument("--warmup-fraction", type=float, default=0.25,
                    help="share of the time after the restart excluded from RSS growth")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the schedule (kills, requests)")
     p.add_argument("--chromium", type=existing_file("browser executable"),
                    help=f"the browser the viewer's page is reloaded in (default: {CHROMIUM})")
     p.set_defaults(image_size=256, width=160, height=120, threads=1)
+    p.set_quick(seconds=90.0, flap_every=15.0, reload_every=20.0, churn_life=8.0)
     return p
 
 
@@ -133,8 +134,6 @@ class Sampler(threading.Thread):
 def main(argv=None) -> dict:
     p = parser()
     args = p.parse_args(argv)
-    if args.quick:
-        args.seconds, args.flap_every, args.reload_every, args.churn_life = 90.0, 15.0, 20.0, 8.0
     rng = random.Random(args.seed)
     out = outputs(p, args.out or f"bench-results/chaos-{args.image_size}.json", (".png",), dirs=(".logs",))
     camera = RtspTestServer(free_port(), fps=args.camera_fps).start()

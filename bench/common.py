@@ -1,10 +1,13 @@
-"""Helpers shared by the benchmarks: environment record, percentiles, JSON output, table printing."""
+"""Helpers shared by the benchmarks: environment record, percentiles, JSON output, table printing, progress
+lines."""
 
 from __future__ import annotations
 
 import json
 import os
 import platform
+import sys
+import time
 from pathlib import Path
 
 from tracker.percentiles import percentiles as summarize
@@ -40,6 +43,17 @@ def _gpu(device: str):
 
     dev = torch.device(device)
     return dev if dev.type == "cuda" else torch.device("cuda", 0)
+
+
+class Progress:
+    """One line on stderr per phase of a long run, with the time since it started: a benchmark that measures for
+    minutes says what it is doing."""
+
+    def __init__(self, scenario: str):
+        self.scenario, self.t0 = scenario, time.monotonic()
+
+    def __call__(self, text: str) -> None:
+        print(f"[bench {self.scenario} {time.monotonic() - self.t0:6.1f} s] {text}", file=sys.stderr, flush=True)
 
 
 def sync(device: str) -> None:

@@ -108,17 +108,19 @@ def parser():
     p.add_argument("--fps", type=int, default=5, help="input rate of the test source (a --source keeps its own)")
     p.add_argument("--seconds", type=float, default=60.0, help="measured duration per configuration")
     p.add_argument("--sizes", type=int, nargs="+", help="image sizes (default: --image-size)")
-    p.add_argument("--configs", nargs="+", choices=sorted(CONFIGS), default=["exact", "drop", "fast"])
+    p.add_argument("--configs", nargs="+", choices=sorted(CONFIGS), default=["exact", "drop", "fast"],
+                   help="daemon configurations: exact (fp32, publishing inline, the model's frames only), drop (as "
+                        "serve runs by itself, but the model's frames only), fast (as serve runs by itself: every "
+                        "frame answered)")
     add_source_option(p)
     p.set_defaults(image_size=256, objects=[1])
+    p.set_quick(seconds=30.0)
     return p
 
 
 def main(argv=None) -> dict:
     p = parser()
     args = p.parse_args(argv)
-    if args.quick:
-        args.seconds, args.warmup = 30.0, 5
     sizes = args.sizes or [args.image_size]
     out = outputs(p, args.out or f"bench-results/e2e-{'-'.join(map(str, sizes))}.json", (".png", "-time.png"))
     torch.set_num_threads(args.threads)

@@ -141,18 +141,18 @@ def _time_memory_attention(model, size: int, attn: dict, args) -> dict[str, list
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="samtrack bench engines", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--sizes", type=int, nargs="+", default=[512, 1024])
-    p.add_argument("--model", default="sam2.1_hiera_t")
+    p.add_argument("--sizes", type=int, nargs="+", default=[512, 1024], help="image sizes measured")
+    p.add_argument("--model", default="sam2.1_hiera_t", help="model name (see `samtrack weights list`)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
                    help="torch device: cpu, cuda, cuda:1 ...")
     p.add_argument("--backends", nargs="+", metavar="LABEL",
                    help="only these (e.g. torch-bf16 tensorrt-fp16; torch-fp32 always runs, the baseline)")
     p.add_argument("--iters", type=int, default=5, help="measured iterations per backend")
     p.add_argument("--warmup", type=int, default=2, help="iterations run first and not measured")
-    p.add_argument("--threads", type=int, default=os.cpu_count())
+    p.add_argument("--threads", type=int, default=os.cpu_count(), help="threads of every backend (pinned, recorded)")
     p.add_argument("--engine-cache", type=dir_to_write("engine cache directory"),
                    help="artefact cache (default: a temporary directory)")
-    p.add_argument("--out", type=JSON_OUT, default="bench-results/engines.json")
+    p.add_argument("--out", type=JSON_OUT, default="bench-results/engines.json", help="JSON path")
     return p
 
 

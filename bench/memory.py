@@ -29,6 +29,7 @@ from bench.common import environment, percentiles, table, write_json  # noqa: E4
 from bench.scenario import JSON_OUT, outputs  # noqa: E402
 from pipelines.synthetic import box_of_first_shape, moving_shapes_frame  # noqa: E402
 from tracker import Tracker  # noqa: E402
+from tracker.cli.args import image_size  # noqa: E402
 from tracker.models import seeded_model  # noqa: E402
 
 FRAME_W, FRAME_H = 320, 240  # synthetic stream size (a small camera)
@@ -122,19 +123,19 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="samtrack bench memory", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--frames", type=int, default=10000, help="frames streamed through samtrack")
-    p.add_argument("--image-size", type=int, default=256)
-    p.add_argument("--model", default="sam2.1_hiera_t")
+    p.add_argument("--image-size", type=image_size, default=256, help="model input size")
+    p.add_argument("--model", default="sam2.1_hiera_t", help="model name (see `samtrack weights list`)")
     p.add_argument("--every", type=int, default=500, help="sample RSS every N frames")
     p.add_argument("--warmup", type=int, default=500, help="frames excluded from growth and timing stats")
     p.add_argument("--meta-frames", type=int, default=1000,
                    help="frames for Meta's predictor (it preloads them all and keeps every output)")
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=2, help="torch threads (pinned, recorded)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random weights")
     p.add_argument("--absent", action="store_true", help="keep random weights' absent objects")
     p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
                    help="arithmetic of the streaming phase (the Meta comparison always runs fp32)")
     p.add_argument("--out", type=JSON_OUT, help="JSON path (default bench-results/memory-<model>-<size>.json)")
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
     return p
 
 

@@ -110,11 +110,11 @@ def parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--ages", type=int, default=15, help="frames each key frame's masks are carried")
     p.add_argument("--keys", type=int, default=12, help=f"key frames per scene, {KEY_SPACING} frames apart")
-    p.add_argument("--scenes", nargs="+", choices=SCENES, default=list(SCENES))
+    p.add_argument("--scenes", nargs="+", choices=SCENES, default=list(SCENES), help="scenes to carry masks in")
     p.add_argument("--methods", nargs="+", choices=("carried", "still", "dense"), default=["carried", "still", "dense"],
                    help="carried: samtrack's (tracker/motion/); still: the mask not moved; dense: DIS flow chained")
-    p.add_argument("--width", type=int, default=640)
-    p.add_argument("--height", type=int, default=480)
+    p.add_argument("--width", type=int, default=640, help="frame width of the scenes (px)")
+    p.add_argument("--height", type=int, default=480, help="frame height of the scenes (px)")
     p.add_argument("--out", help="directory for motion.json and motion.png (default bench-results/)")
     p.add_argument("--quick", action="store_true", help="4 key frames per scene")
     return p

@@ -100,7 +100,8 @@ def track_recording(args, directory: Path, tracker: Tracker) -> dict:
 def parser():
     p = scenario_parser("record", __doc__, frames=60, quick_frames=20)
     p.add_argument("--block", type=int, default=5, help="frames per block; blocks alternate recorder off / on")
-    p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto")
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
+                   help="the tracker's arithmetic (docs/engines.md)")
     p.add_argument("--keep", metavar="DIR", type=dir_to_write("recording directory"),
                    help="keep the recording made while tracking (and the masks tracked from it) in DIR; default: a "
                         "temporary directory, removed")

@@ -82,17 +82,17 @@ def kill_and_restart(args, state: Path) -> dict:
 
 def parser():
     p = scenario_parser("restart", __doc__, frames=0, quick_frames=0)
-    p.add_argument("--sizes", type=int, nargs="+", default=[512, 1024], help="image sizes of the bytes measured")
+    p.add_argument("--sizes", type=int, nargs="+", help="image sizes of the bytes measured (default: 512 1024)")
     p.add_argument("--runs", type=int, default=2, help="daemons killed and restarted")
     p.set_defaults(objects=[2])
+    p.set_quick("--sizes: the --image-size alone", runs=1)
     return p
 
 
 def main(argv=None) -> dict:
     p = parser()
     args = p.parse_args(argv)
-    if args.quick:
-        args.runs, args.sizes = 1, [args.image_size]
+    args.sizes = args.sizes or ([args.image_size] if args.quick else [512, 1024])
     out = outputs(p, args.out or f"bench-results/restart-{args.image_size}.json", (".png",))
     torch.set_num_threads(args.threads)
     sizes = [state_bytes(args, size, args.objects[0]) for size in args.sizes]

@@ -7,6 +7,7 @@ import argparse
 import os
 from pathlib import Path
 
+from tracker.cli.args import image_size
 from tracker.client import spawn
 from tracker.client.spawn import DaemonProcess
 from tracker.paths import PathError, check_dir_to_write, check_file_to_write, file_to_write
@@ -15,27 +16,48 @@ from tracker.recording.inputs import source_arg
 JSON_OUT = file_to_write("results file", "results.json", make_parents=True)  # --out of every scenario
 
 
-def scenario_parser(name: str, doc: str | None, frames: int, quick_frames: int) -> argparse.ArgumentParser:
-    """Common options; --quick shrinks the run to finish within a few minutes on a 2-core CPU."""
+class ScenarioParser(argparse.ArgumentParser):
+    """A scenario's options. --quick gives the options named in `set_quick` the values of a short run (a few
+    minutes on a 2-core CPU), where the command line leaves them at their defaults; its help lists them."""
 
-    class Quick(argparse.Action):
-        def __call__(self, parser, ns, values, option_string=None):
-            ns.quick = True
-            ns.frames, ns.warmup = quick_frames, 2
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.quick: dict[str, object] = {}
+        self._quick = self.add_argument("--quick", action="store_true", help="a short run")
 
-    p = argparse.ArgumentParser(prog=f"samtrack bench {name}", description=doc,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default="sam2.1_hiera_t")
-    p.add_argument("--image-size", type=int, default=512)
-    p.add_argument("--objects", type=int, nargs="+", default=[1, 2, 4, 8])
+    def set_quick(self, note: str = "", **values) -> None:
+        """values: option dest -> its value under --quick; note: what else --quick changes."""
+        self.quick = values
+        shown = [f"--{dest.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, list) else v}"
+                 for dest, v in values.items()]
+        self._quick.help = "a short run: " + ", ".join([*shown, *filter(None, [note])])
+
+    def parse_args(self, args=None, namespace=None):
+        ns = super().parse_args(args, namespace)
+        if ns.quick:
+            for dest, value in self.quick.items():
+                if getattr(ns, dest) == self.get_default(dest):
+                    setattr(ns, dest, value)
+        return ns
+
+
+def scenario_parser(name: str, doc: str | None, frames: int = 0, quick_frames: int = 0) -> ScenarioParser:
+    """Common options; --quick: quick_frames measured frames after 2 warm-up ones (scenarios that measure by time
+    call `set_quick` themselves)."""
+    p = ScenarioParser(prog=f"samtrack bench {name}", description=doc,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default="sam2.1_hiera_t", help="model name (see `samtrack weights list`)")
+    p.add_argument("--image-size", type=image_size, default=512, help="model input size (a multiple of 32)")
+    p.add_argument("--objects", type=int, nargs="+", default=[1, 2, 4, 8], help="object counts measured")
     p.add_argument("--frames", type=int, default=frames, help="measured frames (after warm-up)")
     p.add_argument("--warmup", type=int, default=5, help="frames run first, reported apart, not in statistics")
-    p.add_argument("--width", type=int, default=640)
-    p.add_argument("--height", type=int, default=480)
+    p.add_argument("--width", type=int, default=640, help="frame width of the synthetic scene")
+    p.add_argument("--height", type=int, default=480, help="frame height of the synthetic scene")
     p.add_argument("--threads", type=int, default=os.cpu_count(), help="torch threads (pinned, recorded)")
     p.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1 ...")
     p.add_argument("--out", type=JSON_OUT, help="JSON path; the PNG goes next to it")
-    p.add_argument("--quick", nargs=0, action=Quick, default=False, help=f"{quick_frames} frames, 2 warm-up")
+    if quick_frames:
+        p.set_quick(frames=quick_frames, warmup=2)
     return p
 
 

@@ -45,14 +45,13 @@ def parser():
     p.add_argument("--runs", type=int, default=3, help="daemons started and stopped")
     p.add_argument("--delay", type=float, default=0.3, help="seconds after a result before SIGTERM")
     p.set_defaults(image_size=1024, objects=[2])
+    p.set_quick(runs=2, image_size=512)
     return p
 
 
 def main(argv=None) -> dict:
     p = parser()
     args = p.parse_args(argv)
-    if args.quick:
-        args.runs, args.image_size = 2, 512
     out = outputs(p, args.out or f"bench-results/shutdown-{args.image_size}.json", (".png",))
     runs = [one_run(args) for _ in range(args.runs)]
     exits = [r["exit_s"] for r in runs]

@@ -19,18 +19,17 @@ from tracker.client import Client
 
 def parser():
     p = scenario_parser("soak", __doc__, frames=0, quick_frames=0)
-    p.add_argument("--seconds", type=float, default=3600.0)
-    p.add_argument("--fps", type=int, default=10)
+    p.add_argument("--seconds", type=float, default=3600.0, help="how long the daemon runs")
+    p.add_argument("--fps", type=int, default=10, help="input rate of the test source")
     p.add_argument("--warmup-fraction", type=float, default=0.25, help="share of the run excluded from growth")
     p.set_defaults(image_size=256, objects=[2])
+    p.set_quick(seconds=90.0)
     return p
 
 
 def main(argv=None) -> dict:
     p = parser()
     args = p.parse_args(argv)
-    if args.quick:
-        args.seconds = 90.0
     out = outputs(p, args.out or f"bench-results/soak-{args.image_size}.json", (".png",))
     torch.set_num_threads(args.threads)
     w, h = args.width, args.height

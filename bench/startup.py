@@ -54,17 +54,17 @@ def positive_int(text: str) -> int:
 def parser():
     p = scenario_parser("startup", __doc__, frames=0, quick_frames=0)
     p.add_argument("--runs", type=positive_int, default=2, help="warm starts per backend (after its cold start)")
-    p.add_argument("--backends", nargs="+", choices=BACKEND_CHOICES, default=["auto", "torch"])
+    p.add_argument("--backends", nargs="+", choices=BACKEND_CHOICES, default=["auto", "torch"],
+                   help="engines measured, each cold (empty cache) then warm")
     p.add_argument("--timeout", type=float, default=600.0, help="seconds a start may take before the run fails")
     p.set_defaults(image_size=1024)
+    p.set_quick(runs=1, image_size=256)
     return p
 
 
 def main(argv=None) -> dict:
     p = parser()
     args = p.parse_args(argv)
-    if args.quick:
-        args.runs, args.image_size = 1, 256
     out = outputs(p, args.out or f"bench-results/startup-{args.image_size}.json", (".png",))
     measured: dict[str, dict] = {}
     for backend in args.backends:

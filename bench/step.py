@@ -142,7 +142,7 @@ def parser():
     p = scenario_parser("step", __doc__, frames=20, quick_frames=8)
     p.add_argument("--batch", choices=["off", "on", "both"], default="both",
                    help="objects one at a time (off, Meta-exact), in one batch (on), or both compared")
-    p.add_argument("--precision", choices=PRECISIONS, default="auto")
+    p.add_argument("--precision", choices=PRECISIONS, default="auto", help="the tracker's arithmetic (docs/engines.md)")
     p.add_argument("--backend", choices=BACKEND_CHOICES, default="auto", help="engines (auto: as the daemon picks)")
     add_source_option(p)
     return p

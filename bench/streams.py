@@ -102,14 +102,13 @@ def parser():
                    choices=["one daemon", "one daemon, batched", "separate daemons"],
                    help="how several streams are served (one stream: always one daemon)")
     p.set_defaults(image_size=256, width=320, height=240)
+    p.set_quick(seconds=15.0, warmup_s=5.0)
     return p
 
 
 def main(argv=None) -> dict:
     p = parser()
     args = p.parse_args(argv)
-    if args.quick:
-        args.seconds, args.warmup_s = 15.0, 5.0
     out = outputs(p, args.out or f"bench-results/streams-{args.image_size}.json", (".png",))
     runs = []
     for n in args.streams:

@@ -18,7 +18,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from bench.common import environment, percentiles, sync, table, write_json  # noqa: E402
+from bench.common import Progress, environment, percentiles, sync, table, write_json  # noqa: E402
 from bench.plots import over_time  # noqa: E402
 from bench.scenario import object_boxes, outputs, scenario_parser  # noqa: E402
 from pipelines.synthetic import moving_shapes_frame  # noqa: E402
@@ -28,6 +28,7 @@ from tracker.core.options import BACKEND_CHOICES, PRECISIONS, TrackerOptions
 from tracker.models import seeded_model  # noqa: E402
 
 MIN_VIDEO = 16  # Meta scales pointer encodings by min(video length, 16): shorter videos are not comparable
+PROGRESS_EVERY = 10  # frames between progress lines: a few seconds each at 512 px on a small CPU
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -36,9 +37,10 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def compare(model, frames: list[np.ndarray], n_objects: int, warmup: int, n_steps: int, precision: str,
-            engines) -> dict:
+            engines, progress: Progress) -> dict:
     """Track n_objects over frames 1..n_steps of `frames` (the whole video is given to Meta: its
     length changes Meta's arithmetic below 16 frames)."""
+    progress(f"{n_objects} object(s): loading {len(frames)} frames into Meta's predictor")
     h, w = frames[0].shape[:2]
     boxes = object_boxes(n_objects, w, h)
     with tempfile.TemporaryDirectory() as d:
@@ -54,7 +56,10 @@ def compare(model, frames: list[np.ndarray], n_objects: int, warmup: int, n_step
     meta = model.propagate_in_video(state, start_frame_idx=1)
     meta_t, ours_t, identical, ious = [], [], 0, []
     device = str(model.device)
+    progress(f"{n_objects} object(s): {n_steps} frames, Meta's predictor and samtrack alternately")
     for i in range(1, n_steps + 1):
+        if i % PROGRESS_EVERY == 0:
+            progress(f"{n_objects} object(s): frame {i}/{n_steps}")
         sync(device)  # on CUDA each side's time must end when its GPU work does, not when it was queued
         t0 = time.perf_counter()
         fi, ids, masks = next(meta)
@@ -93,13 +98,16 @@ def main(argv=None) -> dict:
     args = p.parse_args(argv)
     out = outputs(p, args.out or f"bench-results/vs-meta-{args.image_size}.json", (".png",))
     torch.set_num_threads(args.threads)
+    progress = Progress("vs-meta")
+    progress(f"building {args.model} at {args.image_size} px")
     model = seeded_model(args.model, args.image_size, device=args.device)
+    progress(f"engines for backend {args.backend} (a cold cache converts them first: minutes)")
     engines = engines_for(model, args.backend, precision=args.precision, threads=args.threads)
     n = max(MIN_VIDEO + 1, args.frames + args.warmup + 1)
     frames = [moving_shapes_frame(i, args.height, args.width) for i in range(n)]
     results, series = {}, {}
     for k in args.objects:
-        r = compare(model, frames, k, args.warmup, args.frames + args.warmup, args.precision, engines)
+        r = compare(model, frames, k, args.warmup, args.frames + args.warmup, args.precision, engines, progress)
         meta_t, ours_t = r.pop("_series")
         x = list(range(1, len(meta_t) + 1))
         series[f"Meta, {k} obj"] = (x, [1000 * t for t in meta_t])

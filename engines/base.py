@@ -18,6 +18,7 @@ BACKEND_DEVICES: dict[str, frozenset[str] | None] = {
     "openvino": frozenset({"cpu"}),  # OpenVINO's CPU plugin (its GPU plugin is Intel's, not CUDA)
 }
 BACKENDS = tuple(BACKEND_DEVICES)
+PARTS = ("encoder", "memory_attention", "heads", "memory_encoder")  # the pieces of the model a backend may run
 
 # sam2 ships no type information: its model (SAM2Base) is typed as Any for the type checker.
 Sam2Model = Any
@@ -64,6 +65,7 @@ class Engines:
     memory_attention: MemoryAttentionBackend | Callable
     heads: HeadsBackend | Callable
     memory_encoder: MemoryEncoderBackend | Callable
+    compiled: tuple[str, ...] = ()  # the parts the backend runs; the others are Meta's modules
 
     @classmethod
     def of(cls, model: Sam2Model, name: str = "torch", **parts) -> Engines:
@@ -71,7 +73,12 @@ class Engines:
         memory_encoder)."""
         own = {"encoder": model.forward_image, "memory_attention": model.memory_attention,
                "heads": model._forward_sam_heads, "memory_encoder": model._encode_new_memory}
-        return cls(name, **{**own, **parts})
+        return cls(name, **{**own, **parts}, compiled=tuple(p for p in PARTS if p in parts and name != "torch"))
+
+    @property
+    def placement(self) -> dict[str, str]:
+        """Which backend runs each part (what a replay must build again to reproduce the results)."""
+        return {p: self.name if p in self.compiled else "torch" for p in PARTS}
 
 
 def image_size_of(model: Sam2Model) -> int:

@@ -2,23 +2,38 @@
 
 An entry is `<dir>/<kind>-<key>.<ext>` plus `<same>.json`, a manifest holding the key's inputs and
 the artefact's sha256. A key that changes (other weights, config, size, precision, backend version,
-device) names another file; an artefact whose hash does not match its manifest is rebuilt, never loaded.
+device, the code that builds the graphs) names another file; an artefact whose hash does not match its
+manifest is rebuilt, never loaded.
 """
 
 from __future__ import annotations
 
 import fcntl
+import functools
 import hashlib
 import json
 import logging
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 log = logging.getLogger(__name__)
+
+# The code that builds the exported graphs (beside this file): a change to it names other artefacts, so a graph
+# traced by older code is never reused.
+GRAPH_SOURCES = ("export.py", "graphs.py", "memory_graph.py")
+
+
+@functools.cache
+def graph_code_digest() -> str:
+    """sha256 over the source of GRAPH_SOURCES, as this samtrack has it."""
+    h = hashlib.sha256()
+    for name in GRAPH_SOURCES:
+        h.update(name.encode() + b"\0" + (Path(__file__).parent / name).read_bytes())
+    return h.hexdigest()[:16]
 
 
 def user_cache_dir(name: str, override_env: str) -> Path:
@@ -55,6 +70,7 @@ class ArtefactKey:
     precision: str  # "fp32" | "fp16"
     backend_version: str  # e.g. "onnx-1.23/torch-2.14" or "tensorrt-10.13"
     device: str  # "cpu" or the GPU's name
+    code: str = field(default_factory=graph_code_digest)  # the code the graph was traced with
 
     def digest(self) -> str:
         return hashlib.sha256(json.dumps(self.__dict__, sort_keys=True).encode()).hexdigest()[:24]
@@ -119,6 +135,51 @@ class ArtefactCache:
             return False
         return meta.get("key") == key.__dict__ and meta.get("sha256") == digests[0] \
             and meta.get("companions", []) == digests[1:]
+
+
+DIGESTS = "digests.json"  # in a directory another program fills (OpenVINO's compiled blobs): file -> sha256
+
+
+def drop_unverified(directory: Path) -> list[str]:
+    """Before another program loads the files it cached in `directory` (OpenVINO maps its compiled blobs as they
+    are): each file whose sha256 is not the one `record_digests` wrote, or that it never recorded (a write cut
+    short), is deleted so that it is built again. The names deleted; OSError when a bad file cannot be deleted."""
+    recorded = _digests(directory)
+    dropped = []
+    for path in _cached_files(directory):
+        if recorded.get(path.name, {}).get("sha256") != file_sha256(path):
+            path.unlink()
+            dropped.append(path.name)
+    return dropped
+
+
+def record_digests(directory: Path) -> None:
+    """The sha256 of each file in `directory` (those just built or rewritten in it included), for
+    `drop_unverified`."""
+    recorded = _digests(directory)
+    digests = {}
+    for path in _cached_files(directory):
+        st = path.stat()
+        entry = recorded.get(path.name, {})
+        same = (entry.get("size"), entry.get("mtime_ns")) == (st.st_size, st.st_mtime_ns)  # verified as it is
+        digests[path.name] = entry if same else {"sha256": file_sha256(path), "size": st.st_size,
+                                                 "mtime_ns": st.st_mtime_ns}
+    tmp = directory / (DIGESTS + ".tmp")
+    tmp.write_text(json.dumps(digests, indent=2, sort_keys=True))
+    tmp.replace(directory / DIGESTS)
+
+
+def _cached_files(directory: Path) -> list[Path]:
+    return sorted(p for p in directory.glob("*") if p.is_file() and not p.name.startswith(DIGESTS)) \
+        if directory.is_dir() else []
+
+
+def _digests(directory: Path) -> dict[str, dict]:
+    try:
+        data = json.loads((directory / DIGESTS).read_text())
+    except (OSError, ValueError):
+        return {}
+    return {k: v for k, v in data.items() if isinstance(v, dict)} if isinstance(data, dict) else {}
 
 
 @contextmanager

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from .base import BACKEND_DEVICES, BACKENDS, EncoderBackend, Engines, MemoryAttentionBackend, Sam2Model
+from .base import BACKEND_DEVICES, BACKENDS, PARTS, EncoderBackend, Engines, MemoryAttentionBackend, Sam2Model
 from .onnxruntime_backend import OrtEncoder, OrtMemoryAttention
 from .tensorrt_backend import TensorRTEncoder
 from .torch_backend import TorchEncoder
@@ -33,7 +33,7 @@ def make_engines(name: str, model: Sam2Model, cache_dir: Path | None = None, thr
     Meta's modules for the pieces a backend does not compile. parts: OpenVINO's parts to compile (all: None)."""
     check_backend_device(name, model.device)
     if name == "openvino":
-        from .openvino_backend import PARTS, OpenVINOEngines
+        from .openvino_backend import OpenVINOEngines
 
         ov = OpenVINOEngines.for_model(model, cache_dir=cache_dir, threads=threads, parts=parts or PARTS)
         compiled = {"encoder": ov.encoder, "memory_attention": ov.memory_attention, "heads": ov.heads,

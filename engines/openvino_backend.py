@@ -1,7 +1,8 @@
 """OpenVINO, the CPU's compiled engine: the image encoder, the memory attention and a tracked frame's SAM heads
 and memory encoder as compiled models, bf16 where the CPU computes it natively and f32 elsewhere. Each graph is
 converted from Meta's modules once per weights, size and version into the artefact cache (OpenVINO IR, verified
-like every artefact); OpenVINO keeps the compiled code in its own cache beside it, so a warm start is seconds.
+like every artefact); OpenVINO keeps the compiled code in its own cache beside it (a directory per IR, each blob
+verified by its digest before OpenVINO loads it), so a warm start is seconds.
 Calls a graph does not cover (a prompted frame's heads, a prompt's memory) go to Meta's modules."""
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from .base import Sam2Model, image_size_of, position_encodings
-from .cache import ArtefactCache, ArtefactKey, locked, weights_digest
+from .base import PARTS, Sam2Model, image_size_of, position_encodings
+from .cache import ArtefactCache, ArtefactKey, drop_unverified, locked, record_digests, weights_digest
 from .export import EncoderGraph, fixed_pos_embed
 from .graphs import TrackedMemoryGraph, TrackingHeadsGraph
 from .memory_graph import MemoryAttentionGraph
@@ -49,9 +50,6 @@ def cpu_precision() -> str:
 
     caps = ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
     return "bf16" if "BF16" in caps else "f32"
-
-
-PARTS = ("encoder", "memory_attention", "heads", "memory_encoder")
 
 
 @dataclass(frozen=True)
@@ -190,13 +188,12 @@ class OpenVINOEngines:
         precision = precision or cpu_precision()
         core = ov.Core()
         compiled = cache.directory / "openvino-compiled"
-        core.set_property({"CACHE_DIR": str(compiled)})
         config = {"INFERENCE_NUM_THREADS": threads or torch.get_num_threads(), "PERFORMANCE_HINT": PERFORMANCE_HINT,
                   "INFERENCE_PRECISION_HINT": precision}
         irs = {p.part: convert_cached(model, p, cache) for p in _parts(model, parts)}
         # OpenVINO writes its compiled blobs in place and maps them when it loads them: one process at a time
         with locked(compiled.with_name(compiled.name + ".lock")):
-            run = {part: _Compiled(core.compile_model(str(ir), "CPU", config)) for part, ir in irs.items()}
+            run = {part: _Compiled(_compile_verified(core, ir, compiled / ir.stem, config)) for part, ir in irs.items()}
         s = image_size_of(model)
         return cls(OVEncoder(run["encoder"], position_encodings(model, s)) if "encoder" in run else None,
                    OVMemoryAttention(run["memory_attention"], model.memory_attention)
@@ -204,6 +201,26 @@ class OpenVINOEngines:
                    OVHeads(run["heads"], model, TrackingHeadsGraph(model).multimask) if "heads" in run else None,
                    OVMemoryEncoder(run["memory_encoder"], model, _memory_pos(model, s))
                    if "memory_encoder" in run else None, precision)
+
+
+def _compile_verified(core: Any, ir: Path, blobs: Path, config: dict) -> Any:
+    """The IR compiled for the CPU, OpenVINO's compiled blob of it (in a directory of its own) loaded only once its
+    digest is verified: one changed in place is deleted and compiled again. Where the cache cannot be written
+    (a bad blob that cannot be deleted), it is compiled without it."""
+    try:
+        blobs.mkdir(parents=True, exist_ok=True)
+        if dropped := drop_unverified(blobs):
+            log.warning("OpenVINO's compiled %s in %s did not match its digest: compiling it again", dropped, blobs)
+    except OSError as e:
+        log.warning("OpenVINO's compiled cache %s cannot be verified (%s): compiling %s without it", blobs, e,
+                    ir.name)
+        return core.compile_model(str(ir), "CPU", config)
+    model = core.compile_model(str(ir), "CPU", {**config, "CACHE_DIR": str(blobs)})
+    try:
+        record_digests(blobs)
+    except OSError as e:  # a read-only cache: the blob is verified against what was recorded before
+        log.debug("digests of %s not recorded: %s", blobs, e)
+    return model
 
 
 class OVEncoder:

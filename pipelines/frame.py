@@ -11,7 +11,8 @@ import numpy as np
 class Frame:
     """One decoded video frame.
 
-    index: position in the stream as delivered (0, 1, 2, ...; continues across reconnects);
+    index: position in the stream as it arrived (0, 1, 2, ...; a gap where frames were dropped for newer ones;
+        continues across reconnects);
     pts_ns: presentation timestamp from the source in nanoseconds (None if the source has none);
     capture_ns: time.monotonic_ns() when the frame reached samtrack's sink;
     image: contiguous HxWx3 uint8 RGB array.

@@ -44,9 +44,10 @@ class ReconnectingSource:
 
     `read()` never raises for a failure it will retry and never waits for a reconnection or a teardown
     (attempts and the stop of a failed source run on threads of their own): it returns None, so the caller's
-    loop (a daemon's other streams, its command handling) keeps running. Frame indices continue across
-    reconnects. With fail_fast=False a source that cannot start at first is retried like one that failed
-    later, instead of raising (`last_error` says why).
+    loop (a daemon's other streams, its command handling) keeps running. Frame indices count the frames that
+    arrived (a gap: frames dropped for newer ones) and continue across reconnects. With fail_fast=False a source
+    that cannot start at first is retried like one that failed later, instead of raising (`last_error` says
+    why).
     """
 
     def __init__(self, factory: Callable[[], Source], spec: SourceSpec, backoff: Backoff = DEFAULT_BACKOFF,
@@ -60,7 +61,8 @@ class ReconnectingSource:
         self.last_error: str | None = None
         self._source: Source | None = None
         self._dropped_before = 0
-        self._next_index = 0
+        self._next_index = 0  # one past the last delivered frame's index
+        self._offset = 0  # the index of the current source's first frame: numbering goes on across reconnects
         self._retry_at = 0.0
         self._last_frame_at = time.monotonic()
         self.fail_fast = fail_fast
@@ -116,8 +118,8 @@ class ReconnectingSource:
                 self._fail(f"no frame for {self.stall_timeout_s:.1f} s")
             return None
         self._last_frame_at = now
-        frame = dataclasses.replace(frame, index=self._next_index)
-        self._next_index += 1
+        frame = dataclasses.replace(frame, index=self._offset + frame.index)  # gaps: frames the queue dropped
+        self._next_index = frame.index + 1
         return frame
 
     def stop(self) -> None:
@@ -175,6 +177,7 @@ class ReconnectingSource:
                 self.reconnects += 1
             self._started = True
             self._source = result
+            self._offset = self._next_index
             self.failures = 0
             self._last_frame_at = time.monotonic()
             return True

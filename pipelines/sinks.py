@@ -11,32 +11,23 @@ import numpy as np
 
 from .errors import SinkError
 from .gst import GLib, Gst, element_available, error_from_message, parse_launch, require_gst
+from .outputs import FILE_CHAINS, video_extension
 
 log = logging.getLogger(__name__)
 
 CLOSE_TIMEOUT_S = 10.0  # bound on waiting for the encoder to flush at close
-
-# Encoders per container, best first; the first whose elements are installed is used.
-_FILE_CHAINS = {
-    ".mp4": [("x264enc", "x264enc tune=zerolatency speed-preset=ultrafast ! h264parse ! mp4mux"),
-             ("openh264enc", "openh264enc ! h264parse ! mp4mux"),
-             ("avenc_mpeg4", "avenc_mpeg4 ! mpeg4videoparse ! mp4mux")],
-    ".mkv": [("x264enc", "x264enc tune=zerolatency speed-preset=ultrafast ! h264parse ! matroskamux"),
-             ("vp8enc", "vp8enc deadline=1 ! matroskamux")],
-    ".webm": [("vp8enc", "vp8enc deadline=1 ! webmmux")],
-    ".avi": [("jpegenc", "jpegenc ! avimux")],
-}
+# While appsrc's queue is full, how often a push looks for an error on the bus: short beside a frame's encoding,
+# so a pipeline that keeps up is fed without a gap, and one stopped by an error (a full disk) is seen at once.
+FULL_QUEUE_POLL_S = 0.005
 
 
 def file_encoder_chain(path: str | os.PathLike) -> str:
     """The encoder and muxer for a file name's extension, from what is installed."""
-    ext = Path(path).suffix.lower()
-    if ext not in _FILE_CHAINS:
-        raise SinkError(f"unsupported output extension {ext!r}: use one of {sorted(_FILE_CHAINS)}")
-    for element, chain in _FILE_CHAINS[ext]:
+    ext = video_extension(path)
+    for element, chain in FILE_CHAINS[ext]:
         if element_available(element):
             return chain
-    raise SinkError(f"no encoder for {ext} is installed (tried {[e for e, _ in _FILE_CHAINS[ext]]})")
+    raise SinkError(f"no encoder for {ext} is installed (tried {[e for e, _ in FILE_CHAINS[ext]]})")
 
 
 def _buffer(image: np.ndarray):
@@ -63,8 +54,9 @@ class AppsrcSink:
     def __init__(self, tail: str, width: int, height: int, fps: float, live: bool = False):
         require_gst()
         self.width, self.height, self.fps = width, height, fps
+        self._max_bytes = 4 * (width * 3 + 3) * height  # appsrc's queue: four frames
         self.description = (f"appsrc name=src is-live={'true' if live else 'false'} format=time block=true "
-                            f"max-bytes={4 * (width * 3 + 3) * height} caps={appsrc_caps(width, height, fps)} "
+                            f"max-bytes={self._max_bytes} caps={appsrc_caps(width, height, fps)} "
                             f"! videoconvert ! {tail}")
         self._pipeline = parse_launch(self.description)
         self._src = self._pipeline.get_by_name("src")
@@ -81,6 +73,7 @@ class AppsrcSink:
         buf.pts = int(self.frames * Gst.SECOND / self.fps)
         buf.duration = int(Gst.SECOND / self.fps)
         self.frames += 1
+        self._wait_for_room()
         if self._src.emit("push-buffer", buf) != Gst.FlowReturn.OK:
             self._check()
             raise SinkError("output pipeline refused a frame")
@@ -97,6 +90,14 @@ class AppsrcSink:
         self._pipeline = None
         if msg is not None and msg.type == Gst.MessageType.ERROR:
             raise SinkError(str(error_from_message(msg, "output")))
+
+    def _wait_for_room(self) -> None:
+        """Until appsrc's queue has room, or the bus has an error: a blocking push into a full queue would wait
+        forever once the pipeline has stopped on an error (a full disk)."""
+        while self._src.get_property("current-level-bytes") >= self._max_bytes:
+            msg = self._bus.timed_pop_filtered(int(FULL_QUEUE_POLL_S * Gst.SECOND), Gst.MessageType.ERROR)
+            if msg is not None:
+                raise SinkError(str(error_from_message(msg, "output")))
 
     def _check(self) -> None:
         msg = self._bus.pop_filtered(Gst.MessageType.ERROR)

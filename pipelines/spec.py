@@ -20,6 +20,7 @@ from .errors import SourceSpecError
 from .scenes import SCENES
 
 SINK_NAME = "samtrack_sink"
+TEST_SIZE = (640, 480)  # the test source's frames unless its string says otherwise (a camera's common size)
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,13 @@ class SourceSpec:
     kind: str  # "test" | "file" | "v4l2" | "rtsp" | "gst" | "scene"
     location: str  # pattern, path, device, URL or launch description
     options: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def nominal_size(self) -> tuple[int, int] | None:
+        """(width, height) its frames will have, where the string fixes it (the test source); else None."""
+        if self.kind != "test":
+            return None
+        return int(self.options.get("width", TEST_SIZE[0])), int(self.options.get("height", TEST_SIZE[1]))
 
     @property
     def live(self) -> bool:
@@ -121,7 +129,7 @@ def source_description(spec: SourceSpec) -> str:
     """The launch description of the source part, up to decoded video."""
     o = spec.options
     if spec.kind == "test":
-        caps = _caps("video/x-raw", {"width": "640", "height": "480", "fps": "30", **o})
+        caps = _caps("video/x-raw", {"width": str(TEST_SIZE[0]), "height": str(TEST_SIZE[1]), "fps": "30", **o})
         return f"videotestsrc is-live=true pattern={o.get('pattern', 'ball')} ! {caps}"
     if spec.kind == "file":
         return f"filesrc location={_quote(spec.location)} ! decodebin"

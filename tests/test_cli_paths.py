@@ -31,8 +31,9 @@ from tracker.paths import PathArg
 ROOT = Path(__file__).resolve().parents[1]
 
 # (command, option or positional) -> (kind, its command line with {} where the path goes). Kinds are PathArg.kind:
-# file / dir: an existing one to read; new_file: a file to write in an existing directory; new_file_mkdir: a file
-# to write, its directories created; new_dir: a directory to create or reuse; source: a source argument.
+# file / dir: an existing one to read; new_file: a file to write in an existing directory (new_video: a video file,
+# its extension one samtrack writes); new_file_mkdir: a file to write, its directories created; new_dir: a directory
+# to create or reuse; source: a source argument.
 # Other placeholders: {file} an existing file, {dir} an existing directory, {new} a file to write.
 TABLE = {
     ("serve", "--config"): ("file", "serve --config {}"),
@@ -55,11 +56,15 @@ TABLE = {
     ("prompt", "--mask"): ("file", "prompt --object 1 --mask {}"),
     ("prompt", "--client-key"): ("file", "prompt --object 1 --point 1,1 --client-key {} --server-key {file}"),
     ("prompt", "--server-key"): ("file", "prompt --object 1 --point 1,1 --client-key {file} --server-key {}"),
-    ("watch", "--video"): ("new_file", "watch --frames 1 --video {}"),
+    ("watch", "--video"): ("new_video", "watch --frames 1 --video {}"),
     ("watch", "--client-key"): ("file", "watch --frames 1 --client-key {} --server-key {file}"),
     ("watch", "--server-key"): ("file", "watch --frames 1 --client-key {file} --server-key {}"),
     ("objects", "--client-key"): ("file", "objects --client-key {} --server-key {file}"),
     ("objects", "--server-key"): ("file", "objects --client-key {file} --server-key {}"),
+    ("remove", "--client-key"): ("file", "remove --object 1 --client-key {} --server-key {file}"),
+    ("remove", "--server-key"): ("file", "remove --object 1 --client-key {file} --server-key {}"),
+    ("reset", "--client-key"): ("file", "reset --client-key {} --server-key {file}"),
+    ("reset", "--server-key"): ("file", "reset --client-key {file} --server-key {}"),
     ("stats", "--client-key"): ("file", "stats --client-key {} --server-key {file}"),
     ("stats", "--server-key"): ("file", "stats --client-key {file} --server-key {}"),
     ("view", "--client-key"): ("file", "view --port 0 --client-key {} --server-key {file}"),
@@ -71,7 +76,7 @@ TABLE = {
     ("export", "--engine-cache"): ("new_dir", "export --image-size 128 --engine-cache {}"),
     ("track", "source"): ("source", "track {} --point 1,1 --masks {new} --image-size 128"),
     ("track", "--prompts"): ("file", "track test: --frames 1 --prompts {} --masks {new} --image-size 128"),
-    ("track", "--out"): ("new_file", "track test: --frames 1 --point 1,1 --out {} --image-size 128"),
+    ("track", "--out"): ("new_video", "track test: --frames 1 --point 1,1 --out {} --image-size 128"),
     ("track", "--masks"): ("new_file", "track test: --frames 1 --point 1,1 --masks {} --image-size 128"),
     ("track", "--checkpoint"): ("file", "track test: --frames 1 --point 1,1 --masks {new} --checkpoint {}"),
     ("segment", "image"): ("file", "segment {} --point 1,1 --out {new} --image-size 128"),
@@ -116,6 +121,7 @@ CASES = {
     "file": ("missing", "dir_for_file", "empty", "spaces"),
     "dir": ("missing", "file_for_dir", "empty", "spaces"),
     "new_file": ("dir_for_file", "missing_parent", "parent_is_file", "unwritable", "empty", "spaces"),
+    "new_video": ("dir_for_file", "missing_parent", "parent_is_file", "unwritable", "empty", "spaces", "not_a_video"),
     "new_file_mkdir": ("dir_for_file", "parent_is_file", "unwritable", "empty", "spaces"),
     "new_dir": ("file_for_dir", "parent_is_file", "unwritable", "empty", "spaces"),
     "source": ("missing", "dir_for_file", "empty", "spaces"),
@@ -157,11 +163,13 @@ def _bad_path(case: str, kind: str, s: Path, locked: Path | None) -> tuple[str, 
     if case == "empty":
         return "", "empty"
     if case == "spaces":  # the kind's first mistake, with spaces in every name
-        if kind in ("new_file", "new_file_mkdir"):
+        if kind in ("new_file", "new_file_mkdir", "new_video"):
             return (p := str(_mkdir(s / "my results" / "run 1.json"))), p
         if kind == "new_dir":
             return (p := str(_touch(s / "my keys" / "server key"))), p
         return (p := str(_mkdir(s / "my files") / ("no such dir" if wants_dir else "no such file.mp4"))), p
+    if case == "not_a_video":
+        return (p := str(s / "run 1.gif")), p
     if case == "beside_is_dir":
         _mkdir(s / "results.png")
         return (p := str(s / "results.json")), p
@@ -255,6 +263,8 @@ def _good_path(kind: str, s: Path) -> str:
         return str(_mkdir(s / "my dir"))
     if kind == "new_file":
         return str(_mkdir(s / "my results") / "run 1.json")
+    if kind == "new_video":
+        return str(_mkdir(s / "my results") / "run 1.mp4")
     if kind == "new_file_mkdir":
         return str(s / "new results" / "today" / "run 1.json")
     return str(s / "new dir" / "sub dir")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import time
 
@@ -260,6 +261,34 @@ def test_watch_prints_results_and_writes_an_overlay_video(daemon, tmp_path):
     with GstSource(str(out)) as src:
         frames = list(src)
     assert len(frames) >= 3 and frames[0].image.shape == (120, 160, 3)
+    assert f"wrote {len(frames)} frames to {out}" in r.stdout  # it once never said it wrote the file
+
+
+def test_objects_are_removed_and_a_stream_reset_from_the_command_line(daemon):
+    """`samtrack remove --object N` and `samtrack reset` (the Python client and the viewer could; no command
+    could); `samtrack stats` with its numbers rounded."""
+    import subprocess
+    import sys
+
+    def samtrack(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "tracker.cli", *args, "--commands", daemon.commands],
+                              capture_output=True, text=True, timeout=120)
+
+    with Client(daemon.commands, timeout=30) as c:
+        c.reset()
+        c.add_points(1, [[80, 60]], [1])
+        c.add_box(2, [10, 10, 60, 50])
+        removed = samtrack("remove", "--object", "1")
+        after_remove = [o["id"] for o in c.list_objects()["objects"]]
+        unknown = samtrack("remove", "--object", "7")
+        reset = samtrack("reset")
+        after_reset = c.list_objects()["objects"]
+        stats = samtrack("stats")
+    assert stats.returncode == 0 and '"fps"' in stats.stdout, stats.stderr[-2000:]
+    assert re.findall(r"\d\.\d{4,}", stats.stdout) == []  # rounded: it printed 17 digits
+    assert removed.returncode == 0 and after_remove == [2], removed.stderr[-2000:]
+    assert unknown.returncode == 2 and "unknown_object" in unknown.stderr and "Traceback" not in unknown.stderr
+    assert reset.returncode == 0 and after_reset == [], reset.stderr[-2000:]
 
 
 def test_the_signal_handler_takes_no_lock_the_loop_may_hold():

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -375,3 +379,25 @@ def test_export_cli_and_daemon_on_onnxruntime(tmp_path):
             assert c.stats()["frames"] > 0
     finally:
         assert d.stop() == 0
+
+
+@pytest.mark.parametrize("source", ["graphs.py", "export.py", "memory_graph.py"])
+def test_a_change_to_the_graph_code_names_another_artefact(tmp_path, source):
+    """The cache key holds a digest of the code that traces the graphs: a change to it names another artefact,
+    so graphs traced by older code are not reused (the key held only weights, config, size and versions)."""
+    root = Path(__file__).resolve().parents[1]
+    script = ("from engines.cache import ArtefactKey; "
+              "print(ArtefactKey('ov-encoder', 'w', 'model', 64, 'f32', 'openvino-x', 'cpu').digest())")
+
+    def digest(tree: Path) -> str:
+        r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=tree,
+                           env={"PYTHONPATH": str(tree), "PATH": "/usr/bin:/bin"})
+        assert r.returncode == 0, r.stderr[-2000:]
+        return r.stdout.strip()
+
+    copy = tmp_path / "tree"
+    shutil.copytree(root / "engines", copy / "engines", ignore=shutil.ignore_patterns("__pycache__"))
+    assert digest(copy) == digest(root)  # the same code: the same key
+    with open(copy / "engines" / source, "a") as f:
+        f.write("\nGRAPH_CHANGED = True  # a change to the graph code\n")
+    assert digest(copy) != digest(root)

@@ -134,3 +134,10 @@ def test_the_discovery_reads_each_kind_of_source():
     assert "tracker/broker/broker.py" in where["stream_unavailable"]
     assert "tracker/daemon/commands.py" in where["internal"]
     assert "tracker/viewer/server.py" in where["unreachable"] and "tracker/viewer/server.py" in where["timeout"]
+
+
+def test_each_code_has_one_row():
+    """docs/protocol.md listed `unreachable` and `timeout` twice."""
+    table = (ROOT / "docs" / "protocol.md").read_text().split("### Error codes", 1)[1].split("\n#", 1)[0]
+    rows = re.findall(r"^\| `([a-z_]+)` \|", table, flags=re.M)
+    assert len(rows) == len(set(rows)) == len(P.ERROR_CODES), sorted(rows)

@@ -101,6 +101,29 @@ def test_the_cache_hits_misses_on_other_weights_and_rebuilds_a_corrupted_artefac
     assert all(torch.equal(p, q) for p, q in zip(a, b, strict=True))  # the same graph again: the same numbers
 
 
+@pytest.mark.slow  # a conversion and three compilations
+def test_a_compiled_blob_changed_in_place_is_compiled_again(model, tmp_path, caplog):
+    """OpenVINO's compiled blob (which it maps as it is) changed in place: verified by its digest before it is
+    loaded, deleted and compiled again, so the encoder gives the numbers it gave (the changed blob once loaded and
+    the third FPN level came out NaN)."""
+    x = torch.rand(1, 3, SIZE, SIZE)
+    with torch.inference_mode():
+        before = OpenVINOEngines.for_model(model, tmp_path, parts=("encoder",)).encoder(x)["backbone_fpn"]
+        OpenVINOEngines.for_model(model, tmp_path, parts=("encoder",))  # loaded from its blob
+        (blob,) = (tmp_path / "openvino-compiled").rglob("*.blob")
+        blob.chmod(0o600)  # OpenVINO writes it read-only
+        with open(blob, "r+b") as f:  # 4 KiB of its weights overwritten in place (its header, checked, intact)
+            f.seek(blob.stat().st_size // 2)
+            f.write(b"\xff" * 4096)
+        changed = blob.read_bytes()
+        with caplog.at_level("WARNING", logger="engines.openvino_backend"):
+            after = OpenVINOEngines.for_model(model, tmp_path, parts=("encoder",)).encoder(x)["backbone_fpn"]
+    assert all(torch.equal(p, q) for p, q in zip(before, after, strict=True))
+    assert "did not match its digest: compiling it again" in caplog.text
+    (blob,) = (tmp_path / "openvino-compiled").rglob("*.blob")
+    assert blob.read_bytes() != changed  # compiled again into the cache
+
+
 def test_the_precision_follows_the_cpu():
     caps = import_openvino().Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
     assert cpu_precision() == ("bf16" if "BF16" in caps else "f32")

@@ -27,7 +27,7 @@ from pipelines.errors import SourceError
 from pipelines.frame import rgb_from_buffer
 from pipelines.live import Backoff, ReconnectingSource
 from pipelines.overlay import OverlayObject, color_for, draw_overlay
-from pipelines.sinks import DisplaySink, RtspServerSink, SinkError, VideoFileSink
+from pipelines.sinks import DisplaySink, LosslessFileSink, RtspServerSink, SinkError, VideoFileSink
 from pipelines.source import GstSource
 from pipelines.spec import SourceSpec, launch_description
 from tests.gst_helpers import CODECS, block_image, block_means, encode_test_file
@@ -174,6 +174,26 @@ def test_live_source_drops_stale_frames_file_source_loses_none(tmp_path):
     assert got == list(range(10)) and src.dropped == 0
 
 
+def test_a_live_sources_indices_have_gaps_where_frames_were_dropped():
+    """The daemon's source (reconnecting) read by a slow consumer: frame indices count the camera's frames, so
+    the frames dropped for newer ones are the gaps between them (they were renumbered as delivered: no gap)."""
+    src = open_source("test:?width=160&height=120&fps=30")
+    try:
+        src.start()
+        frames, drops = [], []
+        for _ in range(6):
+            time.sleep(0.2)
+            frames.append(src.read(2.0))
+            drops.append(src.dropped)
+    finally:
+        src.stop()
+    assert all(f is not None for f in frames)
+    gaps = sum(b.index - a.index - 1 for a, b in pairwise(frames))
+    # each drop is counted as a newer frame replaces a queued one: a frame arriving between a read and its
+    # count may be counted before its index shows
+    assert gaps > 0 and 0 <= (drops[-1] - drops[0]) - gaps <= 1, (gaps, drops, [f.index for f in frames])
+
+
 @pytest.mark.slow
 def test_rtsp_source_reconnects_after_server_restart():
     server = RtspTestServer(free_port()).start()
@@ -268,6 +288,31 @@ def test_bad_outputs(tmp_path):
         with pytest.raises(SinkError, match="expects 48x64x3"):
             sink.push(np.zeros((10, 10, 3), np.uint8))
         sink.push(np.zeros((48, 64, 3), np.uint8))
+
+
+def test_a_file_output_on_a_full_disk_fails_instead_of_blocking(tmp_path):
+    """The recorder's lossless file (unbuffered) is /dev/full (every write: ENOSPC): a push raises SinkError within
+    a few frames; it once blocked forever in appsrc's full queue once the pipeline had stopped on the error (a
+    recorder never recovered)."""
+    path = tmp_path / "full.mkv"
+    path.symlink_to("/dev/full")
+    sink = LosslessFileSink(path, 64, 48, 10)
+    done = threading.Event()
+
+    def push() -> None:
+        try:
+            for _ in range(100):  # bounded: far more than appsrc's queue and the encoder hold
+                sink.push(np.zeros((48, 64, 3), np.uint8))
+        except SinkError as e:
+            assert "No space left" in str(e)
+            done.set()
+
+    pusher = threading.Thread(target=push, daemon=True)
+    pusher.start()
+    pusher.join(60)
+    assert done.is_set() and not pusher.is_alive()
+    with pytest.raises(SinkError):
+        sink.close()
 
 
 def test_display_sink_without_display(monkeypatch):

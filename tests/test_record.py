@@ -339,6 +339,31 @@ def test_a_recording_of_two_daemon_runs_replays_session_by_session(tmp_path):
     assert "2 session(s)" in r.stdout and f"verified: {n} frames identical to the recording" in r.stdout, r.stdout
 
 
+def test_a_recording_made_with_the_default_backend_verifies(tmp_path, weights):
+    """Backend auto at bf16 (the default on a CPU with native bf16; named here so every CPU takes that path):
+    OpenVINO runs the image encoder alone. The manifest says which part ran where and the replay builds the
+    same, so two daemon runs verify identical (the replay built every part with OpenVINO and diverged)."""
+    pytest.importorskip("openvino")
+    directory = tmp_path / "auto"
+    for obj in (1, 2):
+        d = start_daemon("--record", str(directory), "--precision", "bf16", "--checkpoint", str(weights),
+                         "--config", str(_complete(tmp_path)))
+        try:
+            with Client(d.commands, timeout=60) as c:
+                _wait_frames(c, 3)
+                c.add_points(obj, [[80, 60]], [1])
+                _wait_frames(c, 12)
+        finally:
+            assert d.stop() == 0
+    manifest = json.loads((directory / "manifest.json").read_text())
+    assert manifest["backend"] == "openvino" and manifest["engines"] == {
+        "encoder": "openvino", "memory_attention": "torch", "heads": "torch", "memory_encoder": "torch"}
+    r = _replay(directory, "--verify", checkpoint=weights)
+    n = sum(1 for x in _records(directory) if x["kind"] == "frame")
+    assert r.returncode == 0 and f"verified: {n} frames identical to the recording" in r.stdout, \
+        r.stdout + r.stderr[-3000:]
+
+
 def _drop_frame(recording: Path, into: Path, k: int) -> Path:
     """A copy of a one-segment recording as a recorder that lost frame k writes it: not in the video, a lost
     record in its place in the timeline."""

@@ -216,3 +216,141 @@ def test_snapshot_leaves_the_live_tracker_as_it_was(model, video):
         ra, rb = a.step(f), b.step(f)
         assert all(torch.equal(torch.from_numpy(ra.objects[k].logits), torch.from_numpy(rb.objects[k].logits))
                    for k in ra.objects)
+
+
+def _many_objects_store(tmp_path, model, frames, n: int, max_objects: int) -> StateStore:
+    """A stream with `max_objects` that holds `n` objects (clicks on a grid), its state saved."""
+    live = Tracker.from_sam2(model, precision="fp32", max_objects=max_objects)
+    _OPEN.append(store := StateStore(tmp_path, "cam", IDENTITY))
+    store.load_into(live)
+    live.step(frames[0])
+    store.reserve(1)
+    for i in range(n):
+        live.add_points(i + 1, [[4 + (i % 8) * 15, 4 + (i // 8) * 15]], [1])
+    store.save(live)
+    assert store.report.writes == 1 and len(live.objects) == n
+    store.close()
+    return store
+
+
+def test_a_state_over_the_default_object_cap_restores_with_the_streams_own_cap(model, video, tmp_path):
+    """`serve --state D --max-objects 40` with 33 objects comes back with 33 (the check once probed with the
+    default options, whose cap is 32, and refused the daemon's start)."""
+    _, frames = video
+    _many_objects_store(tmp_path, model, frames, 33, 40)
+    again = Tracker.from_sam2(model, precision="fp32", max_objects=40)
+    _OPEN.append(store := StateStore(tmp_path, "cam", IDENTITY))
+    store.load_into(again)
+    assert again.objects == list(range(1, 34)) and store.report.set_aside == []
+    assert set(again.step(frames[1]).objects) == set(range(1, 34))
+
+
+def test_a_state_over_a_lowered_object_cap_is_set_aside(model, video, tmp_path, caplog):
+    """The same state into a stream whose max_objects is now 8: set aside with a line saying to raise it, the
+    stream starts (it once raised TooManyObjectsError out of the daemon's start)."""
+    _, frames = video
+    _many_objects_store(tmp_path, model, frames, 33, 40)
+    again = Tracker.from_sam2(model, precision="fp32", max_objects=8)
+    _OPEN.append(store := StateStore(tmp_path, "cam", IDENTITY))
+    with caplog.at_level(logging.ERROR, logger="tracker.daemon.statedir"):
+        store.load_into(again)
+    assert again.objects == [] and len(store.report.set_aside) == 1
+    assert "33 objects" in caplog.text and "max_objects" in caplog.text
+    assert again.step(frames[1]).frame_index >= LEASE_FRAMES
+
+
+def test_an_import_over_the_default_object_cap_is_taken(model, video, tmp_path):
+    """import_state of 33 objects into a stream with max_objects 40 (once refused: the probe's cap was 32)."""
+    _, frames = video
+    data = _many_objects_store(tmp_path / "a", model, frames, 33, 40).path.read_bytes()
+    target = Tracker.from_sam2(model, precision="fp32", max_objects=40)
+    _OPEN.append(store := StateStore(tmp_path / "b", "cam", IDENTITY))
+    store.load_into(target)
+    target.step(frames[0])
+    store.accept(data, target)
+    assert target.objects == list(range(1, 34))
+
+
+def _prompted_state(model, frames, **changes) -> bytes:
+    """A real state's bytes (an object prompted on frame 0) with fields replaced by `changes`."""
+    import dataclasses
+
+    t = Tracker.from_sam2(model, precision="fp32")
+    t.step(frames[0])
+    t.add_box(1, [20, 15, 70, 60])
+    return encode_state(dataclasses.replace(t.snapshot(), **changes), IDENTITY)
+
+
+@pytest.mark.parametrize("field", ["next_frame past int64", "next_frame a float", "maskmem_pos in float64",
+                                   "maskmem_pos in int32"])
+def test_an_import_with_a_field_out_of_range_or_of_another_type_is_refused(model, video, tmp_path, field):
+    """Such a state was taken and then failed every later step ("value cannot be converted to type int64_t",
+    "mat1 and mat2 must have the same dtype"), across restarts; now it is refused, and the stream goes on."""
+    _, frames = video
+    pos = Tracker.from_sam2(model, precision="fp32")
+    pos.step(frames[0])
+    pos.add_box(1, [20, 15, 70, 60])
+    maskmem_pos = pos.snapshot().maskmem_pos
+    changes = {"next_frame past int64": {"next_frame": 2**63 + 5}, "next_frame a float": {"next_frame": 5.0},
+               "maskmem_pos in float64": {"maskmem_pos": maskmem_pos.double()},
+               "maskmem_pos in int32": {"maskmem_pos": maskmem_pos.int()}}[field]
+    data = _prompted_state(model, frames, **changes)
+    target = Tracker.from_sam2(model, precision="fp32")
+    _OPEN.append(store := StateStore(tmp_path, "cam", IDENTITY))
+    store.load_into(target)
+    target.step(frames[0])
+    with pytest.raises(StateError, match="next_frame|position encoding"):
+        store.accept(data, target)
+    assert target.objects == [] and not store.path.exists()  # nothing taken, nothing saved
+    target.add_points(2, [[40, 30]], [1])
+    assert set(target.step(frames[1]).objects) == {2}
+
+
+def test_a_frame_reservation_past_the_frame_limit_is_set_aside(model, video, tmp_path):
+    """A reservation file past any frame number a state may carry (once kept from such an import) is set aside:
+    the stream starts, its numbering from 0."""
+    _, frames = video
+    (tmp_path / "cam.frames").write_text('{"reserved": 9223372036854775808}')
+    store, t = _store(tmp_path, model)
+    store.load_into(t)
+    assert len(store.report.set_aside) == 1 and "cam.frames" in store.report.set_aside[0]
+    assert t.step(frames[0]).frame_index == 0
+
+
+class _FailingMemoryEncoder:
+    """The model's memory encoder until armed, then the error a device gives (out of memory)."""
+
+    def __init__(self, model):
+        self.model, self.armed = model, False
+
+    def __call__(self, **kwargs):
+        if self.armed:
+            raise RuntimeError("CUDA out of memory (the device, as the state is saved)")
+        return self.model._encode_new_memory(**kwargs)
+
+
+def test_a_failure_while_saving_the_state_is_counted_and_the_stream_goes_on(model, video, tmp_path, caplog):
+    """Saving a state encodes the memory of pending prompts: a failure there (once it escaped Stream.accepted,
+    which caught only OSError, and ended the daemon) is logged and counted; the stream keeps its objects."""
+    from engines.base import Engines
+    from pipelines.open import open_source
+    from tracker.daemon.stream import Stream
+
+    _, frames = video
+    encoder = _FailingMemoryEncoder(model)
+    t = Tracker.from_sam2(model, precision="fp32")
+    t = Tracker(model, t.options, Engines.of(model, memory_encoder=encoder))
+    _OPEN.append(store := StateStore(tmp_path, "cam", IDENTITY))
+    store.load_into(t)
+    stream = Stream("cam", open_source("test:"), t, state=store)
+    t.step(frames[0])
+    t.add_points(1, [[40, 30]], [1])  # pending: its memory is encoded when the state is made
+    encoder.armed = True
+    with caplog.at_level(logging.ERROR, logger="tracker.daemon.statedir"):
+        stream.accepted(0, "add_points", {"object": 1}, [], {"frame": 0})
+    assert store.report.write_errors == 1 and store.report.writes == 0 and "could not be made" in caplog.text
+    encoder.armed = False
+    assert set(t.step(frames[1]).objects) == {1}
+    t.add_points(2, [[90, 60]], [1])
+    stream.accepted(1, "add_points", {"object": 2}, [], {"frame": 1})
+    assert store.report.writes == 1  # the next save goes through

@@ -70,8 +70,8 @@ def _status(port: int, method: str = "GET", path: str = "/", **headers: str) -> 
         conn.close()
 
 
-def _ws_handshake(port: int, origin: str | None) -> str:
-    """'open: <first message type>' or 'refused <status>'."""
+def _ws_handshake(port: int, origin: str | None, host: str | None = None) -> str:
+    """'open: <first message type>' or 'refused <status>' (host: the Host header a proxy would pass)."""
     import asyncio
     import concurrent.futures
 
@@ -80,7 +80,8 @@ def _ws_handshake(port: int, origin: str | None) -> str:
     async def attempt() -> str:
         async with aiohttp.ClientSession() as s:
             try:
-                async with s.ws_connect(f"http://127.0.0.1:{port}/ws", origin=origin) as ws:
+                headers = {"Host": host} if host is not None else None
+                async with s.ws_connect(f"http://127.0.0.1:{port}/ws", origin=origin, headers=headers) as ws:
                     msg = await ws.receive(timeout=10)
                     return "open: " + json.loads(msg.data)["type"]
             except aiohttp.WSServerHandshakeError as e:
@@ -108,6 +109,20 @@ def test_pages_of_other_origins_and_other_hosts_are_refused():
         assert _status(v.port, Host=f"evil.example:{v.port}") == 403  # a name rebound to 127.0.0.1
         assert _status(v.port, "POST", "/ws", Origin="http://evil.example") == 403
         assert _status(v.port, "POST", "/", Origin=own) == 405  # and nothing here changes state over plain HTTP
+    finally:
+        assert v.stop() == 0
+
+
+def test_behind_a_proxy_the_allowed_origins_scheme_counts():
+    """A loopback viewer behind an HTTPS proxy (--allow-origin https://view.example.com, the proxy passing its
+    Host): a page from https://view.example.com may use it, one from http://view.example.com may not (the
+    viewer once took the page's own origin to be http://<Host>, so both were accepted)."""
+    v = ViewerProcess("tcp://127.0.0.1:1", "tcp://127.0.0.1:2", "--allow-origin", "https://view.example.com",
+                      token=None)
+    try:
+        assert _ws_handshake(v.port, "https://view.example.com", host="view.example.com") == "open: viewer"
+        assert _ws_handshake(v.port, "http://view.example.com", host="view.example.com") == "refused 403"
+        assert _ws_handshake(v.port, f"http://127.0.0.1:{v.port}") == "open: viewer"  # its own page, directly
     finally:
         assert v.stop() == 0
 

@@ -113,8 +113,8 @@ def test_cli_download_and_list(served, tmp_path):
     assert r.stdout.strip() == str(dest) and dest.is_file()
     assert "B/s" in r.stderr or "100%" in r.stderr  # the progress bar
     r = _samtrack("weights", "list", env=env)
-    assert f"{NAME:16s} {FILE:26s} cached  {dest}" in r.stdout
-    assert len(r.stdout.splitlines()) == len(list_models())
+    assert f"{NAME:16s} {FILE:26s} yes, {dest}" in r.stdout
+    assert len(r.stdout.splitlines()) == len(list_models()) + 1  # and a header
 
 
 def test_cli_download_errors_are_clear(tmp_path):

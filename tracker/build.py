@@ -28,9 +28,9 @@ AUTO_OPENVINO_PARTS = ("encoder",)
 
 def build_parts(model: str, checkpoint: str | os.PathLike | None, image_size: int, device: str, seed: int,
                 threads: int | None, backend: str, engine_cache: str | os.PathLike | None, precision: str = "auto",
-                ) -> tuple[torch.nn.Module, Engines]:
-    """The sam2 model and its engines for `backend`. The device, and a named backend on it, are checked first:
-    DeviceError says what to install or pass before any model is loaded."""
+                parts: tuple[str, ...] | None = None) -> tuple[torch.nn.Module, Engines]:
+    """The sam2 model and its engines for `backend` (parts: those it runs, as `engines_for`). The device, and a
+    named backend on it, are checked first: DeviceError says what to install or pass before any model is loaded."""
     check_device(device)
     if backend != "auto":
         try:
@@ -38,19 +38,23 @@ def build_parts(model: str, checkpoint: str | os.PathLike | None, image_size: in
         except ValueError as e:
             raise DeviceError(str(e)) from None
     if checkpoint is None:
-        log.warning("no checkpoint given: %s has seeded RANDOM weights, its masks are meaningless", model)
+        from .models.weights import random_weights_warning
+
+        log.warning("%s", random_weights_warning(model))
     net = build_sam2_model(model, checkpoint, image_size, device, seed, threads)
-    return net, engines_for(net, backend, engine_cache, precision, threads)
+    return net, engines_for(net, backend, engine_cache, precision, threads, parts)
 
 
 def engines_for(model: torch.nn.Module, backend: str, engine_cache: str | os.PathLike | None = None,
-                precision: str = "auto", threads: int | None = None) -> Engines:
-    """The engines of `backend` (resolved by `resolve_backend` when "auto") for a built model."""
+                precision: str = "auto", threads: int | None = None, parts: tuple[str, ...] | None = None) -> Engines:
+    """The engines of `backend` (resolved by `resolve_backend` when "auto") for a built model. parts: those
+    OpenVINO runs (a replay names a recorded session's); default AUTO_OPENVINO_PARTS for auto, all when named."""
     cache = Path(engine_cache) if engine_cache else None
     name = resolve_backend(backend, model, precision, cache)
     if name == "torch":
         return Engines.of(model)
-    parts = AUTO_OPENVINO_PARTS if backend == "auto" else None  # named: every part the backend compiles
+    if parts is None:
+        parts = AUTO_OPENVINO_PARTS if backend == "auto" else None  # named: every part the backend compiles
     try:
         return make_engines(name, model, cache_dir=cache, threads=threads, parts=parts)
     except ValueError as e:

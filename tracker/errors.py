@@ -21,6 +21,12 @@ class ModelNameError(SamtrackError, ValueError):
     code = "unknown_model"
 
 
+class ImageSizeError(SamtrackError, ValueError):
+    """A model input size the model cannot take (models.registry.image_size_problem)."""
+
+    code = "bad_image_size"
+
+
 class FrameError(SamtrackError, ValueError):
     """A frame that is not an HxWx3 uint8 RGB array."""
 

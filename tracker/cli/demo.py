@@ -3,22 +3,23 @@ preview, then per-frame results and latency for a few seconds; everything stoppe
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 
 import numpy as np
 
+from .args import HelpFormatter, image_size
+
 
 def add_demo_parser(sub) -> None:
     p = sub.add_parser("demo", help="run the daemon on a test pattern and track the ball for a few seconds",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--model", default="sam2.1_hiera_t")
-    p.add_argument("--image-size", type=int, default=256, help="small, so a CPU keeps up")
+                       formatter_class=HelpFormatter)
+    p.add_argument("--model", default="sam2.1_hiera_t", help="model name (see `samtrack weights list`)")
+    p.add_argument("--image-size", type=image_size, default=256, help="model input size: small, so a CPU keeps up")
     p.add_argument("--seconds", type=float, default=10.0, help="how long to print results")
     p.add_argument("--fps", type=int, default=10, help="test source frame rate")
-    p.add_argument("--results", default="tcp://127.0.0.1:5565")
-    p.add_argument("--commands", default="tcp://127.0.0.1:5566")
+    p.add_argument("--results", default="tcp://127.0.0.1:5565", help="the demo daemon's PUB endpoint")
+    p.add_argument("--commands", default="tcp://127.0.0.1:5566", help="the demo daemon's ROUTER endpoint")
     p.set_defaults(func=run_demo)
 
 
@@ -32,8 +33,7 @@ def run_demo(args) -> int:
 
     if weights.resolve_checkpoint(args.model, None) is None:
         print("=" * 78)
-        print(f"NOTE: no checkpoint for {args.model} in {weights.cache_dir()}: the daemon uses seeded RANDOM")
-        print(f"weights and its masks are MEANINGLESS. Get real ones: samtrack weights download {args.model}")
+        print(weights.random_weights_warning(args.model))
         print("=" * 78, flush=True)
     try:
         daemon = start_daemon(["--source", f"test:?pattern=ball&width=320&height=240&fps={args.fps}",

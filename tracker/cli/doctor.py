@@ -5,8 +5,8 @@ from __future__ import annotations
 
 
 def add_doctor_parser(sub) -> None:
-    p = sub.add_parser("doctor", help="check torch, CUDA, the NVIDIA driver, GPUs and backends; exit 2 if --device "
-                                      "cannot run here")
+    p = sub.add_parser("doctor", help="check torch, CUDA, the NVIDIA driver, GPUs and backends (OpenVINO on the "
+                                      "CPU); exit 2 if --device cannot run here")
     p.add_argument("--device", default="cpu", help="the device to check: cpu, cuda, cuda:1 ...")
     p.set_defaults(func=run_doctor)
 
@@ -43,9 +43,21 @@ def report_lines(facts) -> list[str]:
     except ImportError:
         extension = "not built (hole filling off, as in Meta's predictor without it)"
     lines.append(f"sam2 {md.version('sam2')}: CUDA extension {extension}")
-    lines.append(f"backends: torch; onnxruntime {md.version('onnxruntime')} (CPU); tensorrt: "
-                 f"{tensorrt_available() or 'available'}")
+    lines.append(f"backends: torch; openvino (below); onnxruntime {md.version('onnxruntime')} (CPU); "
+                 f"tensorrt: {tensorrt_available() or 'available'}")
+    lines.append(f"openvino: {_openvino()}")
     return lines
+
+
+def _openvino() -> str:
+    """OpenVINO as backend auto uses it on a CPU (precision auto: bf16 where the CPU has it)."""
+    from engines.openvino_backend import cpu_precision, import_openvino, openvino_available
+
+    why = openvino_available()
+    if why is not None:
+        return f"not available ({why}): backend auto runs torch on the CPU (slower)"
+    return (f"{import_openvino().__version__} (CPU, computes in {cpu_precision()}): backend auto compiles the image "
+            "encoder with it unless precision is fp32")
 
 
 def run_doctor(args) -> int:

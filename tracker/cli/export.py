@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
-import argparse
 import time
 
 from ..paths import dir_to_write
-from .args import CHECKPOINT
+from .args import CHECKPOINT, HelpFormatter, image_size
 
 
 def add_export_parser(sub) -> None:
     p = sub.add_parser("export", help="build compiled encoder artefacts into the engine cache",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--model", default="sam2.1_hiera_t")
+                       formatter_class=HelpFormatter)
+    p.add_argument("--model", default="sam2.1_hiera_t", help="model name (see `samtrack weights list`)")
     p.add_argument("--checkpoint", type=CHECKPOINT,
                    help="checkpoint file (default: the cached one, else random weights)")
-    p.add_argument("--image-size", type=int, default=512)
-    p.add_argument("--backend", choices=["onnxruntime", "tensorrt"], default="onnxruntime")
+    p.add_argument("--image-size", type=image_size, default=512, help="model input size (a multiple of 32)")
+    p.add_argument("--backend", choices=["onnxruntime", "tensorrt"], default="onnxruntime",
+                   help="what to build: the ONNX graphs (onnxruntime) or a TensorRT plan for --device")
     p.add_argument("--precision", choices=["fp32", "fp16"], default="fp16", help="TensorRT precision")
     p.add_argument("--device", default="cuda", help="the GPU a TensorRT plan is built for: cuda, cuda:1 ...")
     p.add_argument("--engine-cache", type=dir_to_write("engine cache directory"),

@@ -60,10 +60,20 @@ def main(argv: list[str] | None = None, process: bool = False) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
+    if not args.verbose:
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(_sam2_chatter)
     code = _run(args)
     if process and getattr(args, "leave_at_once", False):
         leave(code)
     return code
+
+
+def _sam2_chatter(record: logging.LogRecord) -> bool:
+    """False for sam2's progress notes ("Computing image embeddings ...": INFO on the root logger), which are not
+    samtrack's to show; --verbose keeps them."""
+    from_sam2 = record.name == "root" and f"{os.sep}sam2{os.sep}" in record.pathname
+    return record.levelno >= logging.WARNING or not from_sam2
 
 
 def entry() -> NoReturn:

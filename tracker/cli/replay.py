@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import argparse
-
-from ..core.options import PRECISIONS
+from ..core.options import BACKEND_CHOICES, PRECISIONS
 from ..paths import existing_dir
-from .args import CHECKPOINT
+from .args import CHECKPOINT, HelpFormatter
 
 
 def add_replay_parser(sub) -> None:
     from ..protocol.base import DEFAULT_COMMANDS, DEFAULT_RESULTS
 
     p = sub.add_parser("replay", help="replay a recording (serve --record) like a daemon; --verify compares results",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       formatter_class=HelpFormatter)
     p.add_argument("directory", type=existing_dir("recording's directory", "one written by `samtrack serve --record`"),
                    help="the recording's directory")
     p.add_argument("--verify", action="store_true", help="compare every result with the recorded one; exit 1 at "
@@ -22,8 +20,9 @@ def add_replay_parser(sub) -> None:
     p.add_argument("--checkpoint", type=CHECKPOINT,
                    help="checkpoint file (default: the cached one for the recorded model)")
     p.add_argument("--precision", choices=PRECISIONS, help="default: each session's (results then identical)")
-    p.add_argument("--backend", help="default: each session's (results then identical)")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--backend", choices=BACKEND_CHOICES,
+                   help="engines (docs/engines.md); default: each session's own, part by part (results then identical)")
+    p.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1 ...")
     p.add_argument("--results", default=DEFAULT_RESULTS, help="PUB endpoint the replay publishes on")
     p.add_argument("--commands", default=DEFAULT_COMMANDS, help="ROUTER endpoint for clients (ping, stats, ...)")
     p.add_argument("--preview-every", type=int, default=0, help="publish a JPEG preview every N frames")

@@ -6,7 +6,7 @@ from ..core.options import BACKEND_CHOICES, PRECISIONS
 from ..paths import dir_to_write, existing_file
 from ..protocol import MASK_ENCODINGS
 from ..recording.inputs import source_arg
-from .args import CHECKPOINT, add_log_level
+from .args import CHECKPOINT, add_log_level, image_size
 
 # flag dest -> config field it overrides
 FLAG_FIELDS = {
@@ -29,18 +29,19 @@ def add_serve_parser(sub) -> None:
                    help="test:, a file, v4l2:/dev/videoN, rtsp://..., gst:..., or a recording's directory (its "
                         "frames at their pace); repeat as NAME=SOURCE for several streams on one model")
     p.add_argument("--stream", help="stream name (topic suffix)")
-    p.add_argument("--model")
+    p.add_argument("--model", help="model name, e.g. sam2.1_hiera_t (see `samtrack weights list`)")
     p.add_argument("--checkpoint", type=CHECKPOINT,
                    help="checkpoint file (default: the cached one for the model, else random)")
-    p.add_argument("--image-size", type=int)
-    p.add_argument("--device")
+    p.add_argument("--image-size", type=image_size, help="model input size, a multiple of 32 (config: 512)")
+    p.add_argument("--device", help="torch device: cpu, cuda, cuda:1 ... (`samtrack doctor --device` checks it)")
     p.add_argument("--threads", type=int, help="CPU threads for torch")
     p.add_argument("--backend", choices=BACKEND_CHOICES, help="engines: auto (default), torch, openvino, onnxruntime, "
                                                               "tensorrt (docs/engines.md)")
     p.add_argument("--precision", choices=PRECISIONS, help="fp32 (exact), bf16 (fast path) or auto")
     p.add_argument("--results", help="PUB endpoint for results")
     p.add_argument("--commands", help="ROUTER endpoint for commands")
-    p.add_argument("--mask-encoding", choices=MASK_ENCODINGS)
+    p.add_argument("--mask-encoding", choices=MASK_ENCODINGS,
+                   help="how masks are published: rle (COCO), bits, png, or none (summaries only); docs/protocol.md")
     p.add_argument("--preview-every", type=int, help="publish a JPEG preview every N frames (0: off)")
     p.add_argument("--publish-queue", type=int, help="results waiting for the publisher thread (0: publish inline)")
     p.add_argument("--record", metavar="DIR", type=dir_to_write("recording directory"),

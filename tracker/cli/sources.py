@@ -13,7 +13,8 @@ def add_sources_parser(sub) -> None:
     probe.add_argument("source", type=source_arg(recordings=False),
                        help="test:, a file path, v4l2:/dev/videoN, rtsp://..., or gst:<pipeline>")
     probe.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the first frame")
-    probe.add_argument("--backend", choices=["auto", "gstreamer", "opencv"], default="auto")
+    probe.add_argument("--backend", choices=["auto", "gstreamer", "opencv"], default="auto",
+                       help="what decodes it: GStreamer, OpenCV, or auto (GStreamer where installed)")
     probe.set_defaults(func=run_probe)
 
 

@@ -16,25 +16,26 @@ def add_state_parser(sub) -> None:
                                           "memories) to FILE")
     i = actions.add_parser("import", help="load FILE into a running daemon's stream (same model and weights): its "
                                           "objects replace the stream's")
-    e.add_argument("file", type=file_to_write("state file", "cam.state"))
-    i.add_argument("file", type=existing_file("state file", "`samtrack state export` writes one"))
+    e.add_argument("file", type=file_to_write("state file", "cam.state"), help="the state file to write")
+    i.add_argument("file", type=existing_file("state file", "`samtrack state export` writes one"),
+                   help="a state file (`samtrack state export` writes one)")
     for q in (e, i):
-        q.add_argument("--commands", default=DEFAULT_COMMANDS)
+        q.add_argument("--commands", default=DEFAULT_COMMANDS, help="the daemon's ROUTER endpoint")
         q.add_argument("--stream", help="the stream (needed when the daemon has several)")
-        q.add_argument("--timeout", type=float, default=60.0)
+        q.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the reply")
         add_curve_options(q)
     e.set_defaults(func=run_export)
     i.set_defaults(func=run_import)
     s = actions.add_parser("show", help="print what a state file holds (model, objects, frames)")
-    s.add_argument("file", type=existing_file("state file", "a daemon keeps them in its state directory"))
+    s.add_argument("file", type=existing_file("state file", "a daemon keeps them in its state directory"),
+                   help="a state file (exported, or in a daemon's state directory)")
     s.set_defaults(func=run_show)
 
 
 def _client(args):
-    from ..client import Client
-    from .client import _curve
+    from .client import connect
 
-    return Client(args.commands, timeout=args.timeout, curve=_curve(args), stream=args.stream)
+    return connect(args)
 
 
 def run_export(args) -> int:

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import argparse
-
 from ..protocol.base import DEFAULT_COMMANDS, DEFAULT_RESULTS
+from .args import HelpFormatter
 from .client import add_curve_options
 
 
 def add_view_parser(sub) -> None:
     p = sub.add_parser("view", help="serve a web page showing the live masks; click on it to prompt",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       formatter_class=HelpFormatter)
     p.add_argument("--results", default=DEFAULT_RESULTS, help="the daemon's results (PUB) endpoint")
     p.add_argument("--commands", default=DEFAULT_COMMANDS, help="the daemon's commands endpoint")
     p.add_argument("--stream", help="show only this stream (default: whatever the results socket carries)")

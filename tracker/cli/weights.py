@@ -30,8 +30,9 @@ def _directory(args):
 def run_list(args) -> int:
     from ..models import weights
 
+    print(f"{'model':16s} {'checkpoint file':26s} cached")
     for m in weights.list_models(_directory(args)):
-        state = f"cached  {m.path}" if m.present else "-"
+        state = f"yes, {m.path}" if m.present else "no (samtrack weights download NAME)"
         print(f"{m.spec.name:16s} {m.spec.filename:26s} {state}")
     return 0
 

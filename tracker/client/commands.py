@@ -122,5 +122,21 @@ class Client:
         self.close()
 
 
+def listening(endpoint: str, timeout: float, socket_type: int = zmq.DEALER) -> bool:
+    """Whether something accepts a connection at `endpoint` within `timeout` s (a daemon binds its sockets once
+    its model is loaded). A connection, not a reply: a daemon busy with a long step still counts."""
+    ctx = zmq.Context.instance()
+    s = ctx.socket(socket_type)
+    s.setsockopt(zmq.LINGER, 0)
+    monitor = s.get_monitor_socket(zmq.EVENT_CONNECTED)
+    try:
+        s.connect(endpoint)
+        return bool(monitor.poll(int(timeout * 1000)))
+    finally:
+        s.disable_monitor()
+        monitor.close(0)
+        s.close(0)
+
+
 def _points(points) -> list[list[float]]:
     return [[float(v) for v in p] for p in points]

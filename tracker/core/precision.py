@@ -46,7 +46,9 @@ def resolve_precision(requested: str, device: torch.device, flags: set[str] | No
         chosen, why = ("bf16", f"CPU has {', '.join(sorted(have))}") if have else ("fp32", "CPU without native bf16")
     else:
         chosen, why = "fp32", f"device {device.type}"
-    log.info("precision auto -> %s (%s); precision=fp32 gives Meta's exact arithmetic", chosen, why)
+    # Not exact either way: with precision auto, backend auto compiles the encoder (OpenVINO on a CPU) even at fp32.
+    log.info("precision auto -> %s (%s), within docs/engines.md's tolerance of Meta's; Meta's exact arithmetic "
+             "needs precision fp32 named (backend auto then runs Meta's modules)", chosen, why)
     return chosen
 
 

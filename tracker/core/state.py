@@ -18,6 +18,9 @@ from ..errors import SamtrackError, TooManyObjectsError
 from .bank import MemoryEntry
 
 STATE_FORMAT = 1
+# Frame numbers a state may carry: exact in every JSON client (JavaScript's safe integers) and far from int64's
+# end, which the tracker's frame tensors must never reach (285,000 years at 1000 fps).
+MAX_FRAME = 2**53 - 1
 
 
 class StateError(SamtrackError, ValueError):
@@ -86,31 +89,54 @@ def read_meta(data: bytes) -> tuple[dict, dict[str, torch.Tensor]]:
     return meta, tensors
 
 
+def _count(value, what: str) -> int:
+    """A frame number, id or count of a state: an int in 0..MAX_FRAME (no bool, float or text)."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_FRAME:
+        raise StateError(f"the state's {what} is {value!r}; an integer in 0..{MAX_FRAME} was expected")
+    return value
+
+
+def _tensor(tensors: dict, name: str, device: torch.device) -> torch.Tensor:
+    x = tensors[name]
+    if not isinstance(x, torch.Tensor):
+        raise StateError(f"the state's {name} is a {type(x).__name__}, not a tensor")
+    return x.to(device)
+
+
 def decode_state(meta: dict, tensors: dict[str, torch.Tensor], device: torch.device) -> TrackerState:
-    """The state laid out by `meta` (from `read_meta`), its tensors on `device`; StateError if incomplete."""
+    """The state laid out by `meta` (from `read_meta`), its tensors on `device`; StateError if incomplete or if a
+    number in it is not an integer in range."""
     try:
+        next_frame = _count(meta["next_frame"], "next_frame")
         objects = []
         for o in meta["objects"]:
+            obj_id = _count(o["id"], "object id")
             cond = {}
             for t in o["frames"]:
-                e = {f: tensors[f"{o['id']}/{t}/{f}"].to(device) for f in ("maskmem_features", "obj_ptr",
-                                                                            "object_score_logits")}
-                index = torch.tensor(int(t), dtype=torch.int64, device=device)
-                cond[int(t)] = MemoryEntry(int(t), index, torch.zeros(1, 1, 0, 0, device=device), e["obj_ptr"],
-                                           e["object_score_logits"], e["maskmem_features"])
-            objects.append(ObjectState(int(o["id"]), cond, int(o["cond_dropped"])))
-        pos = tensors.get("maskmem_pos")
+                t = _count(t, f"object {obj_id}'s frame number")
+                e = {f: _tensor(tensors, f"{obj_id}/{t}/{f}", device) for f in ("maskmem_features", "obj_ptr",
+                                                                                 "object_score_logits")}
+                index = torch.tensor(t, dtype=torch.int64, device=device)
+                cond[t] = MemoryEntry(t, index, torch.zeros(1, 1, 0, 0, device=device), e["obj_ptr"],
+                                      e["object_score_logits"], e["maskmem_features"])
+            objects.append(ObjectState(obj_id, cond, _count(o["cond_dropped"], f"object {obj_id}'s cond_dropped")))
+        pos = _tensor(tensors, "maskmem_pos", device) if "maskmem_pos" in tensors else None
         position = meta.get("next_position")
-        return TrackerState(int(meta["next_frame"]), tuple(objects), None if pos is None else pos.to(device),
-                            None if position is None else int(position))
+        return TrackerState(next_frame, tuple(objects), pos,
+                            None if position is None else _count(position, "next_position"))
+    except StateError:
+        raise
     except (KeyError, TypeError, ValueError, AttributeError) as e:
         raise StateError(f"incomplete tracker state: {type(e).__name__} {e}") from e
 
 
 def fitted(state: TrackerState, model: torch.nn.Module, max_objects: int, precision: str) -> TrackerState:
     """The state checked against a tracker (its model's shapes, its object cap; every value finite, every
-    memory before the state's first frame), its tensors in the dtypes the tracker's own entries have: a state
-    from elsewhere (an import, a file) can be neither malformed nor larger than what a client could prompt."""
+    memory before the state's first frame, frame numbers in 0..MAX_FRAME), its tensors in the dtypes the
+    tracker's own entries have: a state from elsewhere (an import, a file) can be neither malformed nor larger
+    than what a client could prompt."""
+    if not 0 <= state.next_frame <= MAX_FRAME:
+        raise StateError(f"the state's next frame {state.next_frame} is outside 0..{MAX_FRAME}")
     if len(state.objects) > max_objects:
         raise TooManyObjectsError(f"the state holds {len(state.objects)} objects, more than this stream's "
                                   f"max_objects ({max_objects}): raise [memory] max_objects to take it")
@@ -124,8 +150,9 @@ def fitted(state: TrackerState, model: torch.nn.Module, max_objects: int, precis
         raise StateError(f"the state's object ids are not distinct ids in 0..2^31-1: {ids}")
     objects = []
     for o in state.objects:
-        if not o.cond or o.cond_dropped < 0:
-            raise StateError(f"object {o.obj_id} has no prompted frame in the state")
+        if not o.cond or not 0 <= o.cond_dropped <= state.next_frame:
+            raise StateError(f"object {o.obj_id} has no prompted frame in the state, or {o.cond_dropped} evicted "
+                             f"ones (more than its {state.next_frame} frames)")
         cond = {}
         for t, e in o.cond.items():
             values = {name: getattr(e, name) for name in shapes}
@@ -140,8 +167,13 @@ def fitted(state: TrackerState, model: torch.nn.Module, max_objects: int, precis
                                   cast["maskmem_features"])
         objects.append(ObjectState(o.obj_id, cond, o.cond_dropped))
     pos = state.maskmem_pos
-    if pos is not None and (tuple(pos.shape) != (1, model.mem_dim, h, h) or not bool(torch.isfinite(pos).all())):
-        raise StateError(f"the state's memory position encoding does not fit this tracker ({tuple(pos.shape)})")
+    if pos is not None:
+        # float32 or bfloat16, what memory encoders return (another dtype fails every later step); fp32 takes float32
+        if (tuple(pos.shape) != (1, model.mem_dim, h, h) or pos.dtype not in (torch.float32, torch.bfloat16)
+                or not bool(torch.isfinite(pos.float()).all())):
+            raise StateError(f"the state's memory position encoding does not fit this tracker ({tuple(pos.shape)} "
+                             f"{pos.dtype}; expected {(1, model.mem_dim, h, h)}, finite float32 or bfloat16)")
+        pos = pos.float() if precision == "fp32" else pos
     if not 0 <= state.position <= state.next_frame:
         raise StateError(f"the state's timeline position {state.position} is not within 0..{state.next_frame} "
                          "(its next frame number)")

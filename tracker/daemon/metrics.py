@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
+from .security import BindError
+
 # Latency buckets (seconds) from 1 ms to 10 s: GPU steps sit at the low end, CPU steps at the high end.
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 # Stages measured per frame: header timings_ms keys -> metric stage label.
@@ -54,8 +56,13 @@ class Metrics:
         self._server = None
 
     def serve(self, address: str, port: int) -> int:
-        """Start the HTTP endpoint; return the port it listens on."""
-        self._server, _thread = start_http_server(port, addr=address, registry=self.registry)
+        """Start the HTTP endpoint; return the port it listens on (BindError when it cannot)."""
+        try:
+            self._server, _thread = start_http_server(port, addr=address, registry=self.registry)
+        except OSError as e:
+            raise BindError(f"cannot serve metrics on {address}:{port}: {e.strerror}; is another samtrack daemon "
+                            "running? Pick another with --metrics-port (0: any free one), --no-metrics, [metrics] "
+                            "port") from None
         return self._server.server_port
 
     def observe_frame(self, s: str, stages_ms: dict[str, float]) -> None:

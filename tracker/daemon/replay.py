@@ -22,6 +22,7 @@ from .carrying import Carried
 from .config import load_config
 from .loop import Daemon
 from .replay_motion import ReplayFeed, ReplayMotion
+from .security import check_free
 from .statedir import StateStore
 from .stream import PROMPT_OPS, Stream
 from .wiring import settings_from
@@ -66,14 +67,19 @@ class _Trackers:
         options = {k: v for k, v in m.options.items() if k != "precision"}
         options["precision"] = self.s.precision or m.precision
         backend = self.s.backend or m.backend
-        key = (m.model, m.image_size, m.weights_sha256, backend, m.threads)
+        parts = m.compiled() if self.s.backend is None else None  # the session's own parts on its backend
+        key = (m.model, m.image_size, m.weights_sha256, backend, parts, m.threads)
         if key in self._built:
             return self._built[key].share(**options)
         from engines.cache import weights_digest
 
+        from ..build import build_parts
+        from ..core.options import TrackerOptions
+
         checkpoint = weights.resolve_checkpoint(m.model, self.s.checkpoint)
-        tracker = Tracker.build(m.model, checkpoint, m.image_size, self.s.device, threads=m.threads, backend=backend,
-                                **options)
+        net, engines = build_parts(m.model, checkpoint, m.image_size, self.s.device, 0, m.threads, backend, None,
+                                   options["precision"], parts)
+        tracker = Tracker(net, TrackerOptions.from_model(net, **options), engines)
         if weights_digest({"model": tracker.model}) != m.weights_sha256:
             raise RecordingError(f"{self.directory} (session {m.session}) was recorded with other weights than "
                                  f"{checkpoint or 'seeded random'} for {m.model}: pass the recording's --checkpoint")
@@ -85,6 +91,7 @@ def replay(s: ReplaySettings) -> ReplayReport:
     """Replay (and verify) a recording until its end, SIGINT/SIGTERM, or the first divergence."""
     directory = s.directory
     newest = Manifest.read(directory)
+    check_free([s.results, s.commands])  # before the models load
     trackers = _Trackers(s, directory)
     for m in sessions(directory):  # every engine built now: converting after GStreamer is loaded would crash
         trackers.fresh(m)
@@ -127,7 +134,8 @@ def replay(s: ReplaySettings) -> ReplayReport:
         recorded[0] = m.precision
         t = stream.tracker
         if verifier is not None:
-            verifier.session(m.exact_for(t.precision, t.backend, str(t.device), torch.get_num_threads(), False))
+            verifier.session(m.exact_for(t.precision, t.backend, str(t.device), torch.get_num_threads(), False,
+                                         t.engines.placement))
         log.info("replaying session %d (%s, %s)", m.session, t.precision, t.backend)
 
     def command(record: dict, frames: FrameMap) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 from contextlib import contextmanager
 
 import zmq
@@ -55,3 +56,47 @@ def bind(sock: zmq.Socket, endpoint: str, curve: bool) -> None:
                         "Pick another endpoint (--results/--commands, [endpoints])") from e
     if endpoint.startswith("ipc://"):
         os.chmod(endpoint[len("ipc://"):], 0o600)
+
+
+def check_free(endpoints: list[str], metrics: tuple[str, int] | None = None) -> None:
+    """Before anything slow (a model loading): BindError, one line, for a tcp:// endpoint or the metrics port that
+    something already listens on, or an ipc:// one a live process serves (ZeroMQ would take its file over).
+    Addresses this cannot resolve (an interface name) are left to the bind itself."""
+    for endpoint in endpoints:
+        host, _, port = endpoint[len("tcp://"):].rpartition(":")
+        if endpoint.startswith("tcp://") and port.isdigit():  # (a wildcard port, or a typo: for the bind to say)
+            _check_port(host, int(port), f"{endpoint} is in use", "--results/--commands, [endpoints]")
+        elif endpoint.startswith("ipc://"):
+            _check_ipc(endpoint)
+    if metrics is not None and metrics[1] != 0:
+        _check_port(metrics[0], metrics[1], f"the metrics port {metrics[0]}:{metrics[1]} is in use",
+                    "--metrics-port (0: any free one), --no-metrics, [metrics] port")
+
+
+def _check_port(host: str, port: int, what: str, instead: str) -> None:
+    host = "" if host in ("*", "") else host.strip("[]")
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM,
+                                                             flags=socket.AI_PASSIVE)[0]
+    except (socket.gaierror, UnicodeError):
+        return  # an interface name (tcp://eth0:5555): ZeroMQ resolves it when it binds
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as ZeroMQ and the HTTP server bind
+        try:
+            probe.bind(address)
+        except OSError as e:
+            raise BindError(f"{what} ({e.strerror}): is another samtrack daemon running? Pick another with "
+                            f"{instead}") from None
+
+
+def _check_ipc(endpoint: str) -> None:
+    path = endpoint[len("ipc://"):]
+    if not os.path.exists(path):
+        return
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        try:
+            probe.connect(path)
+        except OSError:
+            return  # a file left by a process that is gone: ZeroMQ replaces it
+    raise BindError(f"{endpoint} is in use by a running process: is another samtrack daemon running? Pick another "
+                    "with --results/--commands, [endpoints]")

@@ -5,6 +5,7 @@ may hold. Every write is atomic: a crash at any instant leaves the old file or t
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -12,8 +13,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..core.state import StateError, TrackerState, decode_state, encode_state, read_meta
+from ..core.state import MAX_FRAME, StateError, TrackerState, decode_state, encode_state, read_meta
 from ..core.tracker import Tracker
+from ..errors import TooManyObjectsError
 
 log = logging.getLogger(__name__)
 
@@ -86,10 +88,11 @@ class StateStore:
         if self.path.is_file():
             try:
                 state = self.check(self.path.read_bytes(), tracker)
-            except (OSError, StateError) as e:
+                tracker.restore(state, start)
+            except (OSError, StateError, TooManyObjectsError) as e:  # a lowered max_objects too: kept aside
                 self._set_aside(self.path, str(e))
+                state = None
         if state is not None:
-            tracker.restore(state, start)
             self.report.restored_objects, self.report.restored_frame = state.object_ids, tracker.latest_frame + 1
             log.info("stream %s: restored %d object(s) %s from %s; frames continue at %d", self.identity["stream"],
                      len(state.objects), state.object_ids, self.path, self.report.restored_frame)
@@ -126,18 +129,22 @@ class StateStore:
         if wrong:
             raise StateError("made for another model: " + ", ".join(wrong))
         state = decode_state(meta, tensors, tracker.device)
-        probe = tracker.share()
+        probe = tracker.share(**dataclasses.asdict(tracker.options))  # this stream's options: its max_objects
         probe.restore(state)  # shapes and frame numbers must fit before anything is replaced
         return state
 
     def _read_lease(self) -> int:
         try:
-            return int(json.loads(self.lease_path.read_text())["reserved"])
+            reserved = json.loads(self.lease_path.read_text())["reserved"]
         except FileNotFoundError:
             return 0
         except (OSError, ValueError, KeyError, TypeError) as e:
             self._set_aside(self.lease_path, f"unreadable frame reservation: {e}")
             return 0
+        if isinstance(reserved, bool) or not isinstance(reserved, int) or not 0 <= reserved <= MAX_FRAME:
+            self._set_aside(self.lease_path, f"frame reservation {reserved!r} is not an integer in 0..{MAX_FRAME}")
+            return 0
+        return reserved
 
     def _set_aside(self, path: Path, why: str) -> None:
         aside = path.with_name(f"{path.name}.set-aside-{time.strftime('%Y%m%dT%H%M%S')}")
@@ -160,6 +167,13 @@ class StateStore:
             return
         try:
             data = self.encode(tracker)
+        except Exception:  # noqa: BLE001  (the memory encoder runs for pending prompts: a device error, a bug)
+            self.report.write_errors += 1
+            log.exception("stream %s: its state could not be made (encoding the memory of its pending prompts "
+                          "failed); tracking goes on, a restart now would restore an older state",
+                          self.identity["stream"])
+            return
+        try:
             write_atomically(self.path, data)
         except OSError as e:
             self.report.write_errors += 1

@@ -17,6 +17,7 @@ from ..recording.format import Manifest, keep_state
 from ..recording.writer import Recorder, RecordSettings
 from .config import Config, ConfigError
 from .loop import Daemon, DaemonSettings
+from .security import check_free
 from .statedir import StateStore
 from .stream import Stream
 
@@ -41,6 +42,9 @@ def build_daemon(cfg: Config) -> Daemon:
 
     from ..recording.inputs import open_input
 
+    settings = settings_from(cfg)
+    check_free([settings.results, settings.commands],  # a busy port fails now, not after the model loaded
+               (settings.metrics_address, settings.metrics_port) if settings.metrics_address is not None else None)
     checkpoint = weights.resolve_checkpoint(cfg.model.name, cfg.model.checkpoint)
     m, mem, sections = cfg.model, cfg.memory, cfg.stream_sections()
     if mem.batch_streams and m.backend in ("onnxruntime", "tensorrt"):
@@ -75,7 +79,7 @@ def build_daemon(cfg: Config) -> Daemon:
         streams.append(Stream(sec.name, source, tracker, preview_every=preview, recorder=recorder, state=state,
                               between_key_frames=cfg.tracking.between_key_frames,
                               motion_frames_kept=cfg.tracking.motion_frames_kept))
-    return Daemon(streams, settings_from(cfg))
+    return Daemon(streams, settings)
 
 
 def identity(cfg: Config, tracker: Tracker, stream: str, digest: str) -> dict:
@@ -102,7 +106,7 @@ def recorder_for(cfg: Config, tracker: Tracker, stream: str, several: bool, dige
                         weights_sha256=digest,
                         options={**dataclasses.asdict(tracker.options), "precision": tracker.precision},
                         precision=tracker.precision, threads=torch.get_num_threads(), stream=stream,
-                        backend=tracker.backend, device=str(tracker.device),
+                        backend=tracker.backend, engines=tracker.engines.placement, device=str(tracker.device),
                         batch_streams=cfg.memory.batch_streams and several, restored_state=restored,
                         first_frame=tracker.latest_frame + 1 if tracker.latest_frame is not None else 0,
                         between_key_frames="motion" if motion else "drop")

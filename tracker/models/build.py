@@ -11,8 +11,8 @@ from pathlib import Path
 import torch
 
 from ..devices import check_device
-from ..errors import CheckpointError
-from .registry import ModelSpec, model_spec
+from ..errors import CheckpointError, ImageSizeError
+from .registry import ModelSpec, image_size_problem, model_spec
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +34,8 @@ def build_sam2_model(
 
     dev = check_device(device)
     spec = model_spec(model)
-    if image_size % 32 != 0 or image_size < 64:  # Hiera tiles an 8x8 window embedding over size/4
-        raise ValueError(f"image_size must be a multiple of 32 and >= 64, got {image_size}")
+    if (problem := image_size_problem(image_size)) is not None:
+        raise ImageSizeError(problem)
     if threads is not None:
         if threads < 1:
             raise ValueError(f"threads must be >= 1, got {threads}")

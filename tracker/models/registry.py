@@ -28,6 +28,16 @@ class ModelSpec:
 _SIZES = {"t": "tiny", "s": "small", "b+": "base_plus", "l": "large"}
 
 
+def image_size_problem(size: int) -> str | None:
+    """Why a model input size cannot be used, or None: Hiera tiles an 8x8 window embedding over size/4, so the
+    size is a multiple of 32 and at least 64 (Meta's is 1024)."""
+    if size % 32 != 0 or size < 64:
+        near = max(64, (size + 16) // 32 * 32)
+        return f"image size {size} is not a multiple of 32 of at least 64: use {near} (Meta's is 1024; 512 is " \
+               "faster on CPUs)"
+    return None
+
+
 def _specs() -> dict[str, ModelSpec]:
     specs = {}
     for short, long in _SIZES.items():

@@ -44,6 +44,12 @@ def list_models(directory: Path | None = None) -> list[CachedModel]:
     return [CachedModel(s, d / s.filename) for s in MODELS.values()]
 
 
+def random_weights_warning(name: str) -> str:
+    """What every command says when a model runs without a checkpoint (seeded random weights)."""
+    return (f"no checkpoint for {name} (none given, none cached in {cache_dir()}): seeded RANDOM weights, every "
+            f"mask is MEANINGLESS; get Meta's with `samtrack weights download {name}`")
+
+
 def checkpoint_path(name: str, directory: Path | None = None) -> Path:
     """Where the checkpoint of a model name is cached (whether or not it is there)."""
     return (directory or cache_dir()) / model_spec(name).filename

@@ -1,7 +1,8 @@
 """A recording's format: what `samtrack serve --record DIR` writes and `samtrack replay DIR` reads.
 
 DIR/sessions/NNNNNN.json: the manifest of each daemon run that recorded here (a session): the model, a
-digest of its weights, the tracker's options, precision, backend, device, threads, samtrack's version.
+digest of its weights, the tracker's options, precision, backend (and which parts it ran), device, threads,
+samtrack's version.
 DIR/manifest.json: the newest session's manifest. DIR/states/*.state: tracker states a session started
 from (a daemon restored after a restart) or imported (`import_state`), named by their content's digest.
 DIR/NNNNNN.mkv: frames that entered the tracker, FFV1 (lossless) in Matroska. DIR/NNNNNN.jsonl: the same
@@ -29,6 +30,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,9 +58,15 @@ def segment_paths(directory: Path, n: int) -> tuple[Path, Path]:
     return directory / f"{n:06d}.mkv", directory / f"{n:06d}.jsonl"
 
 
+def numbered(directory: Path, suffix: str) -> list[int]:
+    """The numbers of the files NNNNNN<suffix> in directory (six digits or more: 1000000 follows 999999),
+    ascending."""
+    return sorted(int(p.stem) for p in directory.glob(f"*{suffix}") if re.fullmatch("[0-9]{6,}", p.stem))
+
+
 def segments(directory: Path) -> list[int]:
     """Numbers of the segments present, oldest first."""
-    return sorted(int(p.stem) for p in directory.glob("[0-9]" * 6 + ".jsonl"))
+    return numbered(directory, ".jsonl")
 
 
 def object_digest(packed_mask: bytes, score: float, bbox, area: int) -> str:
@@ -125,6 +133,7 @@ class Manifest:
     threads: int
     stream: str
     backend: str = "torch"  # the engines that ran (format 1 recorded only torch)
+    engines: dict[str, str] | None = None  # part -> the backend that ran it (None, older: every part on `backend`)
     device: str = "cpu"
     batch_streams: bool = False  # frames encoded in one batch with other streams' (rounding differs)
     session: int = 0
@@ -166,12 +175,22 @@ class Manifest:
         except TypeError as e:
             raise RecordingError(f"{p}: {e}") from e
 
-    def exact_for(self, precision: str, backend: str, device: str, threads: int, batch_streams: bool) -> bool:
-        """Whether a replay with these settings can reproduce this session bit for bit."""
+    def compiled(self) -> tuple[str, ...] | None:
+        """The parts `backend` ran (the others ran on torch); None: every part it runs (a recording without
+        `engines`)."""
+        if self.engines is None:
+            return None
+        return tuple(part for part, backend in self.engines.items() if backend == self.backend)
+
+    def exact_for(self, precision: str, backend: str, device: str, threads: int, batch_streams: bool,
+                  engines: dict[str, str] | None = None) -> bool:
+        """Whether a replay with these settings (engines: its parts' backends) can reproduce this session bit for
+        bit."""
         kind = device.split(":")[0]
         same_threads = kind != "cpu" or self.threads == threads  # CPU kernels split their sums by thread
-        return same_threads and (self.precision, self.backend, self.device.split(":")[0], self.batch_streams) == \
-            (precision, backend, kind, batch_streams)
+        same_parts = self.engines is None or engines is None or self.engines == engines
+        return same_threads and same_parts and (self.precision, self.backend, self.device.split(":")[0],
+                                                self.batch_streams) == (precision, backend, kind, batch_streams)
 
 
 def keep_state(directory: Path, data: bytes) -> str:
@@ -213,13 +232,13 @@ def session_path(directory: Path, session: int) -> Path:
 
 def sessions(directory: Path) -> list[Manifest]:
     """Every session's manifest (format 1: the one manifest.json)."""
-    numbers = sorted(int(p.stem) for p in (directory / SESSIONS).glob("[0-9]" * 6 + ".json"))
+    numbers = numbered(directory / SESSIONS, ".json")
     return [Manifest.read(directory, n) for n in numbers] or [Manifest.read(directory)]
 
 
 def next_session(directory: Path) -> int:
     """The number of a new session in this directory (one more than any recorded)."""
-    numbers = [int(p.stem) for p in (directory / SESSIONS).glob("[0-9]" * 6 + ".json")]
+    numbers = numbered(directory / SESSIONS, ".json")
     legacy = 1 if not numbers and (directory / MANIFEST).is_file() else 0  # format 1: session 0 exists
     return max(numbers, default=legacy - 1) + 1
 

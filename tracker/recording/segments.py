@@ -14,7 +14,18 @@ from pathlib import Path
 from pipelines.errors import SinkError
 from pipelines.frame import Frame
 
-from .format import SESSIONS, STATES, Manifest, RecordingError, segment_paths, segment_refs, segments
+from .format import (
+    SESSIONS,
+    STATES,
+    Manifest,
+    RecordingError,
+    keep_state,
+    numbered,
+    segment_paths,
+    segment_refs,
+    segments,
+    session_path,
+)
 
 log = logging.getLogger(__name__)
 
@@ -54,14 +65,16 @@ class SegmentWriter:
         self._open()
 
     def _open(self) -> None:
-        video, timeline = segment_paths(self.settings.directory, self._next)
-        self._video_path, self._n = video, self._next
+        self._n = self._next
+        self._video_path, timeline = segment_paths(self.settings.directory, self._n)
         self._next += 1
+        self._opened_continues = self._continues
+        self._lines = 0  # records in its timeline: with no more than its session record it is not worth a file
+        self._enforce_limit()  # first: on a full disk, the old segments over the limit make room for this one
         self._timeline = open(timeline, "a")  # noqa: SIM115  (closed on rotation and at close)
         self._started = time.monotonic()
         self.record({"kind": "session", "session": self.session, "continues": self._continues})
         self._continues = True
-        self._enforce_limit()
 
     def frame(self, frame: Frame, record: dict) -> None:
         if self._timeline is None:  # the last segment was abandoned
@@ -82,12 +95,17 @@ class SegmentWriter:
             self._open()
         self._timeline.write(json.dumps(record) + "\n")
         self._timeline.flush()
+        self._lines += 1
         if record.get("op") == "import_state":
             self.release_state(record["args"]["state"])
 
-    def hold_state(self, name: str) -> None:
-        with self._held_lock:
+    def keep_state(self, data: bytes) -> str:
+        """A tracker state's bytes stored in the recording (format.keep_state), kept from the size limit until
+        the import_state command naming it is in the timeline; its path relative to the recording."""
+        with self._held_lock:  # the prune's deletions wait: one between the write and the hold would take it
+            name = keep_state(self.settings.directory, data)
             self._held.add(name)
+        return name
 
     def release_state(self, name: str) -> None:
         with self._held_lock:
@@ -138,23 +156,25 @@ class SegmentWriter:
             live.add(session)
             imported |= states
         restored = set()
-        for path in (d / SESSIONS).glob("[0-9]" * 6 + ".json"):
-            if int(path.stem) not in live:
-                path.unlink(missing_ok=True)
+        for session in numbered(d / SESSIONS, ".json"):
+            if session not in live:
+                session_path(d, session).unlink(missing_ok=True)
                 continue
             try:
-                restored.add(Manifest.read(d, int(path.stem)).restored_state)
+                restored.add(Manifest.read(d, session).restored_state)
             except RecordingError:
                 continue
-        with self._held_lock:
+        with self._held_lock:  # no state is kept (written, then held) while these are chosen and deleted
             keep = imported | restored | self._held
-        for path in (d / STATES).glob("*.state"):
-            if f"{STATES}/{path.name}" not in keep:
-                path.unlink(missing_ok=True)
-                log.info("recording: deleted kept state %s (no session left uses it)", path.name)
+            for path in (d / STATES).glob("*.state"):
+                if f"{STATES}/{path.name}" not in keep:
+                    path.unlink(missing_ok=True)
+                    log.info("recording: deleted kept state %s (no session left uses it)", path.name)
 
     def abandon(self) -> None:
-        """Gives up the current segment after a failed write; the next frame opens a new one."""
+        """Gives up the current segment after a failed write; the next frame opens a new one. A segment that got
+        no record past its session record is deleted and its number used again (a full disk retried every few
+        seconds leaves no trail of empty files)."""
         video, timeline, self._video, self._timeline = self._video, self._timeline, None, None
         for closable in (video, timeline):
             try:
@@ -162,6 +182,10 @@ class SegmentWriter:
                     closable.close()
             except (OSError, SinkError) as e:
                 log.debug("closing the failed segment: %s", e)
+        if self._lines <= 1:
+            for path in segment_paths(self.settings.directory, self._n):
+                path.unlink(missing_ok=True)
+            self._next, self._continues = self._n, self._opened_continues
 
     def close(self) -> None:
         self._close_segment()

@@ -21,7 +21,7 @@ from pipelines.errors import SinkError
 from pipelines.frame import Frame
 
 from ..core.results import FrameResult
-from .format import Manifest, ResultRecord, keep_state, next_session
+from .format import Manifest, ResultRecord, next_session
 from .segments import RecordSettings, SegmentWriter
 
 log = logging.getLogger(__name__)
@@ -162,7 +162,7 @@ class Recorder:
         """An accepted import_state: its state kept in the recording at once (rare, and larger than the queue's
         share of commands), the command recorded naming it."""
         try:
-            name = keep_state(self.settings.directory, data)
+            name = self._writer.keep_state(data)  # not pruned before its command is in the timeline
         except OSError as e:
             with self._lock:
                 self.errors += 1
@@ -171,7 +171,6 @@ class Recorder:
             log.error("recorder: the imported state could not be kept (%s): the recording cannot be replayed "
                       "exactly past this point", e)
             return
-        self._writer.hold_state(name)  # not pruned before its command is in the timeline
         if not self.command(after_frame, "import_state", {"state": name}, None, reply):
             self._writer.release_state(name)
 
@@ -250,11 +249,12 @@ class Recorder:
             if gap is not None and (not isinstance(item, _FrameItem) or time.monotonic() < gap.retry_at):
                 self._skip(gap, item)
                 continue
+            skipped = None  # on a retry, what the failing writer skipped (once its records are written)
             try:
                 if gap is not None:  # the retry: the timeline says first what went missing
                     for record in gap.records():
                         self._writer.record(record)
-                    gap = _Gap(retry_at=gap.retry_at)  # written: a failure from here is counted afresh
+                    skipped, gap = gap, _Gap(retry_at=gap.retry_at)  # a failure from here is counted afresh
                 self._write(item)
             except (OSError, SinkError) as e:  # a full disk must not stop tracking: say so, retry later
                 with self._lock:
@@ -268,9 +268,10 @@ class Recorder:
                 self._skip(gap, item)
                 self._writer.abandon()
                 continue
-            if gap is not None:
+            if skipped is not None:
                 log.warning("recording resumed in a new segment after %d failed writes; %d frames, %d results and "
-                            "%d commands were not recorded", self.errors, gap.frames, gap.results, gap.commands)
+                            "%d commands were not recorded", self.errors, skipped.frames, skipped.results,
+                            skipped.commands)
                 gap = None
         self._writer.close()
 

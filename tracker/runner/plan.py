@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated
@@ -45,6 +46,22 @@ def plan_from_flags(events: list[tuple[str, object]]) -> list[Prompt]:
             else:
                 p.box = list(value)
     return sorted(prompts.values(), key=lambda p: (p.frame, p.obj))
+
+
+def check_plan(prompts: list[Prompt], size: tuple[int, int] | None) -> None:
+    """Every prompt's clicks and box as the tracker will check them, before any model loads: inside frames of
+    `size` (width, height) where it is known, boxes with x0 < x1 and y0 < y1 always; PromptError saying which."""
+    from ..core.prompts import check_box, check_points
+
+    width, height = size or (math.inf, math.inf)
+    for p in prompts:
+        try:
+            if p.points:
+                check_points(p.points, p.labels, width, height)
+            if p.box is not None:
+                check_box(p.box, width, height)
+        except PromptError as e:
+            raise PromptError(f"object {p.obj} on frame {p.frame}: {e}") from None
 
 
 class _PromptEntry(BaseModel):

@@ -35,6 +35,16 @@ def read_image(path: str | Path) -> np.ndarray:
         raise OSError(f"{p} is not an image PIL can read: {e}") from e
 
 
+def check_prompts(image: np.ndarray, points=None, labels=None, box=None) -> tuple:
+    """Clicks and box checked against the image: (points, labels, box) as Meta's predictor takes them;
+    PromptError saying what is wrong."""
+    h, w = image.shape[:2]
+    if points is None and box is None:
+        raise PromptError("give points (with labels) or a box")
+    pts, lab = (None, None) if points is None else check_points(points, labels, w, h)
+    return pts, lab, None if box is None else check_box(box, w, h)
+
+
 @torch.inference_mode()
 def segment(model: torch.nn.Module, image: np.ndarray, points=None, labels=None, box=None,
             multimask: bool = False, encoder=None) -> Segmentation:
@@ -42,11 +52,7 @@ def segment(model: torch.nn.Module, image: np.ndarray, points=None, labels=None,
     image encoder in place of the model's own (engines/)."""
     from sam2.sam2_image_predictor import SAM2ImagePredictor
 
-    h, w = image.shape[:2]
-    if points is None and box is None:
-        raise PromptError("give points (with labels) or a box")
-    pts, lab = (None, None) if points is None else check_points(points, labels, w, h)
-    b = None if box is None else check_box(box, w, h)
+    pts, lab, b = check_prompts(image, points, labels, box)
     with warnings.catch_warnings():  # Meta's transforms use torch.jit.script, which torch now deprecates
         warnings.filterwarnings("ignore", "`torch.jit.script` is deprecated", FutureWarning)
         predictor = SAM2ImagePredictor(model)

@@ -19,6 +19,7 @@ from ..core.results import FrameResult
 from ..core.tracker import Tracker
 from ..errors import PromptError
 from ..protocol.messages import result_record
+from .interrupt import StopOnInterrupt
 from .plan import Prompt
 
 log = logging.getLogger(__name__)
@@ -32,6 +33,7 @@ class TrackSummary:
     frames: int
     seconds: float
     objects: list[int]
+    interrupted: bool = False  # Ctrl-C: the outputs hold the frames tracked until then (closed, valid)
 
     @property
     def fps(self) -> float:
@@ -68,14 +70,14 @@ def track_source(source: Source, tracker: Tracker, prompts: list[Prompt], video:
     pending = sorted(prompts, key=lambda p: p.frame)
     info = source.start()
     sink = jsonl = None
-    frames, t0 = 0, time.monotonic()
+    frames, t0, interrupted = 0, time.monotonic(), False
     try:
         if masks is not None:
             jsonl = open(masks, "w")  # noqa: SIM115  (closed in finally, with the sink)
         bar = tqdm(total=min(x for x in (total, max_frames) if x) if (total or max_frames) else None,
                    unit="frame", disable=not progress, desc="tracking")
-        with bar:
-            while max_frames is None or frames < max_frames:
+        with bar, StopOnInterrupt() as stop:
+            while (max_frames is None or frames < max_frames) and not stop.requested:
                 try:
                     frame = source.read(FRAME_TIMEOUT_S)
                 except EndOfStream:
@@ -106,14 +108,17 @@ def track_source(source: Source, tracker: Tracker, prompts: list[Prompt], video:
                     jsonl.write(json.dumps(result_record(result)) + "\n")
                 frames += 1
                 bar.update()
+            interrupted = stop.requested
+    except KeyboardInterrupt:  # a second Ctrl-C: the outputs are closed below all the same
+        interrupted = True
     finally:
         source.stop()
         if sink is not None:
             sink.close()
         if jsonl is not None:
             jsonl.close()
-    if pending:
+    if pending and not interrupted:
         late = ", ".join(f"object {p.obj} on frame {p.frame}" for p in pending)
         raise PromptError(f"the video ended after {frames} frames (0..{frames - 1}) before these prompts: {late}. "
                           f"Outputs hold the {frames} frames tracked.")
-    return TrackSummary(frames, time.monotonic() - t0, tracker.objects)
+    return TrackSummary(frames, time.monotonic() - t0, tracker.objects, interrupted)

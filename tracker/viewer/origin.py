@@ -52,8 +52,8 @@ class OriginPolicy:
             got = normalize_origin(origin)
         except ValueError:
             return f"Origin {origin!r} is not allowed to use this viewer"
-        try:
-            own = normalize_origin(f"http://{host}")  # the page's own origin is where it was loaded from
+        try:  # the page's own origin: this viewer's, plain HTTP; behind a proxy only the allowed ones (their scheme)
+            own = None if proxied else normalize_origin(f"http://{host}")
         except ValueError:
             own = None
         if got == own or got in self.allowed:
