@@ -26,6 +26,7 @@ from pipelines.scenes import SCENES, Scene
 from tracker.core.results import FrameResult, ObjectResult
 from tracker.motion.carrier import Carrier
 from tracker.motion.warp import box_of
+from tracker.paths import dir_to_write
 
 KEY_SPACING = 7  # frames between the key frames measured: each starts a carry of its own over fresh motion
 
@@ -115,7 +116,8 @@ def parser() -> argparse.ArgumentParser:
                    help="carried: samtrack's (tracker/motion/); still: the mask not moved; dense: DIS flow chained")
     p.add_argument("--width", type=int, default=640, help="frame width of the scenes (px)")
     p.add_argument("--height", type=int, default=480, help="frame height of the scenes (px)")
-    p.add_argument("--out", help="directory for motion.json and motion.png (default bench-results/)")
+    p.add_argument("--out", type=dir_to_write("results directory"),
+                   help="directory for motion.json and motion.png (default bench-results/)")
     p.add_argument("--quick", action="store_true", help="4 key frames per scene")
     return p
 
