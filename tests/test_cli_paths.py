@@ -108,6 +108,8 @@ NOT_PATHS = {
     ("*", "--precision"): "fp32, bf16 or auto (its help says \"fast path\")",
     ("weights download", "--base-url"): "the URL of a directory to download from",
     ("serve", "--no-state"): "a switch: keep no state",
+    ("serve", "--between-key-frames"): "motion or drop (its help says \"frames\")",
+    ("track", "--key-frame-every"): "a number of frames",
 }
 
 # The extra mistakes some rows can meet beyond their kind's.
