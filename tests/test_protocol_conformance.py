@@ -17,7 +17,7 @@ from tests.daemon_helpers import present_checkpoint, start_daemon
 
 HEADER_FIELDS = {"v", "type", "stream", "seq", "frame", "source_index", "width", "height", "pts_ns",
                  "capture_ns", "publish_ns", "publish_unix_ns", "capture_us", "publish_us", "publish_unix_us",
-                 "timings_ms", "dropped", "publish_dropped", "objects"}
+                 "timings_ms", "dropped", "publish_dropped", "objects", "source", "key_frame", "age_ms", "revision"}
 PING_FIELDS = {"pong", "protocol", "stream", "frame", "source", "uptime_s", "window", "metrics_port", "precision",
                "streams", "state", "backend"}
 STAGES = {"queue", "preprocess", "encoder", "track", "memory_encoder", "bookkeeping", "postprocess", "step",
@@ -80,7 +80,7 @@ def test_every_op_round_trips_and_masks_decode_with_pycocotools(sockets):
     r = call(dealer, "a", "add_points", {"object": 3, "points": [[w / 2, h / 2]], "labels": [1],
                                          "frame": header["frame"]})
     assert r["ok"] and r["result"]["frame"] == header["frame"] and r["result"]["object"]["id"] == 3
-    assert set(r["result"]) == {"frame", "object", "objects", "retracked", "elapsed_ms"}
+    assert set(r["result"]) == {"frame", "object", "objects", "retracked", "elapsed_ms", "latest"}
     assert r["result"]["elapsed_ms"] > 0
     r = call(dealer, "b", "add_box", {"object": 4, "box": [5, 5, w / 3, h / 3]})
     assert r["ok"] and r["result"]["object"]["id"] == 4
@@ -179,7 +179,7 @@ def test_stats_carries_everything_of_ping_and_documented_fields(sockets):
     assert ping["precision"] in ("fp32", "bf16")
     assert {"step", "publish", "queue"} <= set(stats["timings_ms"])
     assert {"frames", "frame_errors", "prompts", "requests", "errors", "fps", "objects", "held_bytes",
-            "retracked_frames", "publish_dropped"} <= set(stats)
+            "retracked_frames", "publish_dropped", "motion_frames", "answered_fps", "between_key_frames"} <= set(stats)
 
 
 def test_args_may_be_omitted_and_coordinates_may_be_fractional(sockets):
