@@ -76,7 +76,7 @@ def read_results(endpoint: str, log: ResultLog, checks: Checks, instance_of: Cal
                 continue
             s = Seen(instance_of(header["publish_unix_ns"]), header["stream"], header["frame"], header["seq"],
                      header["capture_ns"], header["publish_ns"], header["dropped"], header["source"],
-                     header["key_frame"], header["revision"])
+                     -1 if header["key_frame"] is None else header["key_frame"], header["revision"])
             log.add(s)
             checks.on_result(s.instance, s.stream, s.key_frame, {o["id"] for o in header["objects"]})
     finally:

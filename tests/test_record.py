@@ -430,7 +430,7 @@ def moved_recording(tmp_path_factory, weights) -> Path:
             moved, deadline = None, time.monotonic() + 60
             while moved is None and time.monotonic() < deadline:
                 r = sub.recv(5.0)
-                if isinstance(r, Result) and r.source == "motion" and r.key_frame >= 0:
+                if isinstance(r, Result) and r.source == "motion" and r.key_frame is not None:
                     moved = r.frame
             assert moved is not None, "no frame answered by motion"
             assert c.add_box(2, [10, 10, 60, 50], frame=moved)["frame"] == moved

@@ -4,6 +4,8 @@ frame answered by motion joins the timeline when prompted, and states keep both 
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -106,12 +108,18 @@ def test_a_state_keeps_numbers_and_positions(model, video):
     assert (state.next_frame, state.position) == (16, 4)
     meta, tensors = read_meta(encode_state(state, IDENTITY))
     assert (meta["next_frame"], meta["next_position"]) == (16, 4)
+    restored = decode_state(meta, tensors, torch.device("cpu"))
     back = Tracker.from_sam2(model, precision="fp32")
-    back.restore(decode_state(meta, tensors, torch.device("cpu")))
+    back.restore(restored)
     assert back.latest_frame == 15
-    a, b = back.step(frames[18], number=18), live.step(frames[18], number=18)
-    assert a.frame_index == b.frame_index == 18
-    # The restored tracker has only the conditioning memory (position 1) before the next frame (position 4), as the
-    # live one has it at the same distance: the pointer from it is encoded alike (a restored tracker sees no recent
-    # memory, so only its presence is compared).
-    assert a.objects.keys() == b.objects.keys() == {1}
+    a = back.step(frames[18], number=18)
+    assert a.frame_index == 18 and set(a.objects) == {1}
+    # The conditioning memory (position 1) is three positions before the next frame (position 4), as on the live
+    # tracker: the same as a tracker whose numbers never left its positions, and not what a restore that took the
+    # numbers for positions (15 apart) computes.
+    same = Tracker.from_sam2(model, precision="fp32")
+    same.restore(dataclasses.replace(restored, next_frame=4))
+    wrong = Tracker.from_sam2(model, precision="fp32")
+    wrong.restore(dataclasses.replace(restored, next_position=None))
+    assert torch.equal(a.objects[1].low_res, same.step(frames[18], number=4).objects[1].low_res)
+    assert not torch.equal(a.objects[1].low_res, wrong.step(frames[18], number=18).objects[1].low_res)

@@ -33,8 +33,9 @@ class Result:
         return self.header.get("source", "model")
 
     @property
-    def key_frame(self) -> int:
-        """The model frame these masks come from (this frame for a model result)."""
+    def key_frame(self) -> int | None:
+        """The model frame these masks come from (this frame for a model result; None for an answer by motion
+        while no model result was carried yet)."""
         return self.header.get("key_frame", self.frame)
 
     @property

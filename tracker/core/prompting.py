@@ -55,6 +55,18 @@ class Prompting:
         m = check_mask(mask, feats.width, feats.height)
         return self._add_prompt(check_object_id(obj_id), feats, mask=to_mask_input(m, self.image_size, self.device))
 
+    def check_prompt(self, obj_id: int, width: int, height: int, points=None, labels=None, box=None,
+                     mask=None) -> None:
+        """Raise what add_points / add_box / add_mask would raise for this prompt on a frame of this size, changing
+        nothing (a frame that must first join the model's timeline is checked before it does)."""
+        self._check_room(check_object_id(obj_id))
+        if box is not None:
+            check_box(box, width, height)
+        if points is not None or labels is not None:
+            check_points(points, labels, width, height)
+        if mask is not None:
+            check_mask(mask, width, height)
+
     def remove_object(self, obj_id: int) -> None:
         """Stop tracking an object and forget its memory."""
         if obj_id not in self._banks:
@@ -122,10 +134,7 @@ class Prompting:
     def _add_prompt(self, obj_id: int, feats: FrameFeatures, prompt: PointPrompt | None = None,
                     mask: torch.Tensor | None = None, clear_old_points: bool = True) -> FrameResult:
         k = feats.index
-        if obj_id not in self._banks and len(self._banks) >= self.options.max_objects:
-            raise TooManyObjectsError(
-                f"already tracking {len(self._banks)} objects, the most this tracker takes (max_objects): remove "
-                f"one first (remove_object), or raise max_objects ([memory] max_objects)")
+        self._check_room(obj_id)
         bank = self._banks.get(obj_id) or ObjectBank(obj_id)
         if prompt is not None and not clear_old_points and k in bank.points:
             old = bank.points[k]
@@ -156,6 +165,13 @@ class Prompting:
             if k < self._latest:
                 self._retrack(bank, k)
         return self._result(feats)
+
+    def _check_room(self, obj_id: int) -> None:
+        """A new object id beyond max_objects is refused."""
+        if obj_id not in self._banks and len(self._banks) >= self.options.max_objects:
+            raise TooManyObjectsError(
+                f"already tracking {len(self._banks)} objects, the most this tracker takes (max_objects): remove "
+                f"one first (remove_object), or raise max_objects ([memory] max_objects)")
 
     def _retrack(self, bank: ObjectBank, k: int) -> None:
         """Re-track one object from frame k+1 to the latest frame from cached features.

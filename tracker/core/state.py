@@ -21,6 +21,9 @@ STATE_FORMAT = 1
 # Frame numbers a state may carry: exact in every JSON client (JavaScript's safe integers) and far from int64's
 # end, which the tracker's frame tensors must never reach (285,000 years at 1000 fps).
 MAX_FRAME = 2**53 - 1
+# Frame numbers a stream still hands out after a state is taken (reservations ahead, then years of frames: 2^40 is
+# 1,100 years at 30 fps): a state nearer MAX_FRAME would be refused at the next restart, after its numbers grew.
+FRAME_HEADROOM = 2**40
 
 
 class StateError(SamtrackError, ValueError):
@@ -135,8 +138,9 @@ def fitted(state: TrackerState, model: torch.nn.Module, max_objects: int, precis
     memory before the state's first frame, frame numbers in 0..MAX_FRAME), its tensors in the dtypes the
     tracker's own entries have: a state from elsewhere (an import, a file) can be neither malformed nor larger
     than what a client could prompt."""
-    if not 0 <= state.next_frame <= MAX_FRAME:
-        raise StateError(f"the state's next frame {state.next_frame} is outside 0..{MAX_FRAME}")
+    if not 0 <= state.next_frame <= MAX_FRAME - FRAME_HEADROOM:
+        raise StateError(f"the state's next frame {state.next_frame} is outside 0..{MAX_FRAME - FRAME_HEADROOM} "
+                         "(numbers must be left to go on with)")
     if len(state.objects) > max_objects:
         raise TooManyObjectsError(f"the state holds {len(state.objects)} objects, more than this stream's "
                                   f"max_objects ({max_objects}): raise [memory] max_objects to take it")

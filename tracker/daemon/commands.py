@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections import Counter
@@ -117,13 +118,16 @@ class CommandHandler:
 
     def _op_add_points(self, st: Stream, a: P.PointsArgs, frames) -> dict:
         t0, r0 = time.perf_counter(), st.tracker.retracked_frames
-        res = st.tracker.add_points(a.object, a.points, a.labels, frame_index=st.model_frame(_frame(a.frame)),
+        check = functools.partial(st.tracker.check_prompt, a.object, points=a.points, labels=a.labels)
+        res = st.tracker.add_points(a.object, a.points, a.labels, frame_index=st.model_frame(_frame(a.frame), check),
                                     clear_old_points=a.clear_old_points)
         return self._prompted(st, a.object, res, t0, r0)
 
     def _op_add_box(self, st: Stream, a: P.BoxArgs, frames) -> dict:
         t0, r0 = time.perf_counter(), st.tracker.retracked_frames
-        res = st.tracker.add_box(a.object, a.box, frame_index=st.model_frame(_frame(a.frame)),
+        check = functools.partial(st.tracker.check_prompt, a.object, points=a.points or None,
+                                  labels=a.labels or None, box=a.box)
+        res = st.tracker.add_box(a.object, a.box, frame_index=st.model_frame(_frame(a.frame), check),
                                  points=a.points or None, labels=a.labels or None)
         return self._prompted(st, a.object, res, t0, r0)
 
@@ -131,7 +135,8 @@ class CommandHandler:
         h, w = a.size
         mask = P.decode_mask(frames[0], a.encoding, h, w)
         t0, r0 = time.perf_counter(), st.tracker.retracked_frames
-        res = st.tracker.add_mask(a.object, mask, frame_index=st.model_frame(_frame(a.frame)))
+        check = functools.partial(st.tracker.check_prompt, a.object, mask=mask)
+        res = st.tracker.add_mask(a.object, mask, frame_index=st.model_frame(_frame(a.frame), check))
         return self._prompted(st, a.object, res, t0, r0)
 
     def _op_remove_object(self, st: Stream, a: P.ObjectArgs, frames) -> dict:
@@ -168,8 +173,7 @@ class CommandHandler:
 
     def _op_import_state(self, st: Stream, args, frames) -> dict:
         state = _store(st).accept(frames[0], st.tracker, st.next_number)
-        if st.feed is not None:
-            st.feed.renumber(st.tracker.latest_frame + 1)
+        st.renumber(st.tracker.latest_frame + 1)
         return messages.state_result(state.object_ids, st.tracker.latest_frame + 1, len(frames[0]))
 
     def _prompted(self, st: Stream, obj_id: int, res: FrameResult, t0: float, retracked_before: int) -> dict:

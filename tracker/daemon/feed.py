@@ -48,9 +48,12 @@ class Feed(Protocol):
     @property
     def next_number(self) -> int: ...
     def renumber(self, first_number: int) -> None: ...
+    def taken(self, number: int) -> None: ...
     def stepped(self, ms: float) -> None: ...
     def kept(self, number: int) -> Frame | None: ...
     def kept_numbers(self) -> list[int]: ...
+    @property
+    def unanswered(self) -> int: ...
     def stop(self) -> None: ...
 
 
@@ -71,7 +74,9 @@ class FrameFeed:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._steps_ms: deque[float] = deque(maxlen=STEPS_MEASURED)
-        self.replaced = 0  # frames the model never took (a newer one came first): answered by motion only
+        self._floor = first_number  # frames numbered below this belong to a numbering a state import replaced
+        # Frames left to the model (it was waiting) that a newer frame replaced before it woke: no answer at all.
+        self._unanswered = 0
 
     def start(self) -> None:
         """Start the source (raising as its start does), then the reader."""
@@ -86,9 +91,28 @@ class FrameFeed:
             return self._next
 
     def renumber(self, first_number: int) -> None:
-        """Number frames from here on (after a state import moved the numbering forward; never backwards)."""
+        """Number frames from here on (after a state import moved the numbering forward; never backwards); frames
+        numbered before are neither offered to the model nor kept for prompts any more."""
         with self._cond:
             self._next = max(self._next, first_number)
+            self._floor = max(self._floor, first_number)
+            if self._newest is not None and self._newest.number < self._floor:
+                self._newest = None
+            for n in [n for n in self._kept if n < self._floor]:
+                del self._kept[n]
+
+    def taken(self, number: int) -> None:
+        """The model ran on frame `number` outside read() (a prompt on the newest frame): the frame waiting for it,
+        if no newer one, is not offered again."""
+        with self._cond:
+            if self._newest is not None and self._newest.number <= number:
+                self._newest = None
+
+    @property
+    def unanswered(self) -> int:
+        """Frames left to the model that it never took (a newer one came before it woke)."""
+        with self._cond:
+            return self._unanswered
 
     def read(self, timeout: float) -> Numbered | None:
         """The newest frame the model has not taken, waiting up to `timeout` s; EndOfStream once the source ended
@@ -150,8 +174,8 @@ class FrameFeed:
             self._kept[number] = frame
             while len(self._kept) > self._max_kept:
                 self._kept.popitem(last=False)
-            if self._newest is not None:
-                self.replaced += 1
+            if self._newest is not None and not self._newest.answered:
+                self._unanswered += 1
             self._newest = item
             self._cond.notify_all()
         self._on_frame(item)

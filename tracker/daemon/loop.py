@@ -63,6 +63,13 @@ class DaemonSettings:
     batch_streams: bool = False  # the frames of a turn through the image encoder in one batch
 
 
+def _stale(st: Stream, item: Numbered) -> bool:
+    """A numbered frame the model is past: a prompt ran it on the frame already (or a state import numbered past
+    it)."""
+    latest = st.tracker.latest_frame
+    return item.number >= 0 and latest is not None and item.number <= latest
+
+
 def _number(item: Numbered) -> int | None:
     """The number the feed gave a frame (None: the tracker numbers it, the model taking every frame)."""
     return item.number if item.number >= 0 else None
@@ -141,6 +148,8 @@ class Daemon:
                     log.info("no stream left running; exiting")
                     return
                 self.service.tick(self.streams)
+                for st in self.streams.values():
+                    st.reserve_numbers()
         except Interrupted as e:
             log.info("%s: stopped in the middle of a tracking step or request", e)
         finally:
@@ -183,7 +192,7 @@ class Daemon:
             except EndOfStream:
                 self._end(st, "end of stream")
                 continue
-            if item is None or self._flag.stopped:
+            if item is None or self._flag.stopped or _stale(st, item):
                 continue
             tracked = True
             if self.settings.batch_streams:
@@ -280,7 +289,8 @@ class Daemon:
         """A tracked frame published, recorded and counted."""
         stages = {"queue": (t_start - frame.capture_ns) / 1e6, **result.times.as_ms()}
         stages["step"] = (time.monotonic_ns() - t_start) / 1e6
-        self.publisher.publish(st.name, frame, result, stages, st.dropped)
+        st.publish(result.frame_index, "model",
+                   lambda: self.publisher.publish(st.name, frame, result, stages, st.dropped))
         if st.feed is None:  # else the motion thread remembers every frame
             st.remember(result.frame_index, frame)
         else:
@@ -295,16 +305,17 @@ class Daemon:
     def seen_by_motion(self, st: Stream, carried: Carried) -> None:
         """A frame the motion thread took (called on it, every frame in order): remembered and recorded, and when
         answered by motion, published and counted."""
-        frame, result = carried.item.frame, carried.result
-        st.remember(carried.item.number, frame)
+        frame, result, number = carried.item.frame, carried.result, carried.item.number
+        st.remember(number, frame)
         if result is None:
-            st.carried(frame, None, carried.item.number)
+            st.carried(frame, None, number, carried.skipped)
             return
         stages = {"queue": (time.monotonic_ns() - frame.capture_ns) / 1e6 - carried.motion_ms,
                   "motion": round(carried.motion_ms, 3)}
         age = (frame.capture_ns - carried.key_capture_ns) / 1e6 if carried.key_capture_ns is not None else 0.0
-        self.publisher.publish(st.name, frame, result, stages, st.dropped, age)
-        st.carried(frame, result, carried.item.number)
+        sent = st.publish(number, "motion",
+                          lambda: self.publisher.publish(st.name, frame, result, stages, st.dropped, age))
+        st.carried(frame, result if sent else None, number)  # an answer not sent is not recorded either
         st.stats.record_motion(stages["motion"])
         self.metrics.observe_motion(st.name, stages["motion"])
 

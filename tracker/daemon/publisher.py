@@ -87,6 +87,7 @@ class Publisher:
         self._on_sent = on_sent
         self._queue: queue.Queue | None = queue.Queue(queue_size) if queue_size > 0 else None
         self._inline = threading.Lock()
+        self._closed = False  # set under _inline once the socket is closed
         self._linger_ms = 0  # set by close(): how long the last messages may take to leave
         self._thread: threading.Thread | None = None
         if self._queue is not None:
@@ -131,14 +132,17 @@ class Publisher:
         return True
 
     def _close_socket(self) -> None:
-        self.socket.setsockopt(zmq.LINGER, self._linger_ms)
-        self.socket.close()
+        with self._inline:  # a motion thread still publishing inline waits, then finds it closed
+            self._closed = True
+            self.socket.setsockopt(zmq.LINGER, self._linger_ms)
+            self.socket.close()
 
     # ---- the publisher's side -------------------------------------------------------------
     def _put(self, item: _Job) -> None:
         if self._queue is None:
             with self._inline:  # the socket is used by one thread at a time
-                self._send(item)
+                if not self._closed:
+                    self._send(item)
             return
         for _ in range(self._queue.maxsize + 1):
             try:
@@ -160,7 +164,8 @@ class Publisher:
         if self._queue is None:
             if item is not None:
                 with self._inline:
-                    self._send(item)
+                    if not self._closed:
+                        self._send(item)
             return
         try:
             self._queue.put(item, timeout=CLOSE_TIMEOUT_S)

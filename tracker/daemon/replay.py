@@ -116,7 +116,11 @@ def replay(s: ReplaySettings) -> ReplayReport:
         if verifier is not None and carried.result is not None:
             verifier.on_result(carried.item.frame, carried.result)
 
-    motion = ReplayMotion(answered)
+    def unknown_seed(record: dict) -> None:
+        if verifier is not None:
+            verifier.gap("seeds")
+
+    motion = ReplayMotion(answered, unknown_seed)
     source.on_motion_frame, source.on_seeded = motion.frame, motion.seeded
 
     def session(m: Manifest) -> None:
@@ -130,6 +134,7 @@ def replay(s: ReplaySettings) -> ReplayReport:
             stream.tracker.restore(TrackerState(m.first_frame, (), None))
         source.frames.base = m.first_frame
         motion.reset()
+        stream.seeds = 0  # the daemon numbered its seeds from 1 in each run
         stream.motion = motion if m.between_key_frames == "motion" else None
         recorded[0] = m.precision
         t = stream.tracker
@@ -172,6 +177,7 @@ def replay(s: ReplaySettings) -> ReplayReport:
             return failed(record, str(e))
         stream.tracker.restore(state, record["reply"]["next_frame"])
         frames.first, frames.lost, frames.base = None, [], stream.tracker.latest_frame + 1
+        daemon.changed(stream, "import_state", record["reply"])  # the motion thread forgets, as the daemon's did
 
     def failed(record: dict, reply: str) -> None:
         why = f"after frame {record['after_frame']}: {record['op']} failed on replay: {reply}"

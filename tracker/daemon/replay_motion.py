@@ -50,6 +50,13 @@ class ReplayFeed:
     def renumber(self, first_number: int) -> None:
         self._last = max(self._last, first_number - 1)
 
+    def taken(self, number: int) -> None:
+        """(A replay offers only the recorded key frames.)"""
+
+    @property
+    def unanswered(self) -> int:
+        return 0
+
     def stepped(self, ms: float) -> None:
         """(The daemon's feed judges the model's speed by this; a replay follows the recording instead.)"""
 
@@ -74,16 +81,15 @@ class ReplayMotion:
     """The motion thread of a replayed session: frames and seeds come in the recorded order; each frame's carried
     masks go to `on_answer` (published and compared like the daemon's)."""
 
-    def __init__(self, on_answer: Callable[[Carried], None]):
+    def __init__(self, on_answer: Callable[[Carried], None], on_unknown_seed: Callable[[dict], None]):
         import cv2
 
         cv2.setNumThreads(1)  # as the daemon's motion thread ran (its answers are compared bit for bit)
         self._on_answer = on_answer
+        self._on_unknown_seed = on_unknown_seed  # taken in the recording, never made here: nothing is comparable
         self._carrier: Carrier | None = None
         self._seeds: OrderedDict[int, _Seed] = OrderedDict()
-        self.unanswered = 0
-        self.answered = 0
-        self.unknown_seeds = 0  # taken in the recording, never made by the replay (it diverged before)
+        self.unanswered = 0  # (Motion's: a replay answers every frame the recording carried)
 
     def reset(self) -> None:
         """A new session: nothing carried, seeds numbered afresh."""
@@ -100,9 +106,9 @@ class ReplayMotion:
         """The recording's motion thread took seed `record["seed"]` here."""
         s = self._seeds.get(record["seed"])
         if s is None:
-            self.unknown_seeds += 1
             log.warning("the recording's motion thread took model result %d (frame %s), which the replay never "
-                        "made: the replay diverged before", record["seed"], record.get("frame"))
+                        "made: the rest of the session is not compared", record["seed"], record.get("frame"))
+            self._on_unknown_seed(record)
             return
         if self._carrier is None:
             return
@@ -117,9 +123,11 @@ class ReplayMotion:
             self._carrier = Carrier(frame.width, frame.height)
         self._carrier.add(number, frame.capture_ns, frame.image)
         result = self._carrier.carry()
-        self.answered += 1
         self._on_answer(Carried(Numbered(number, frame, True), result, self._carrier.key_capture_ns,
                                 (time.perf_counter() - t0) * 1e3))
+
+    def renumbered(self, first_number: int) -> None:
+        """(A replay's frames are the recording's, numbered as recorded.)"""
 
     def stop(self) -> None:
         """(Nothing runs on its own.)"""

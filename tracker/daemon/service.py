@@ -48,7 +48,7 @@ def _sync(m: Metrics, st: Stream) -> None:
     m.objects.labels(st.name).set(len(st.tracker.objects))
     if st.recorder is not None:
         r = st.recorder
-        m.sync_recorder(st.name, r.lost, r.errors, r.results_lost + r.commands_lost)
+        m.sync_recorder(st.name, r.lost, r.errors, r.results_lost + r.commands_lost + r.markers_lost)
     if st.state is not None and st.state.report is not None:
         m.sync_state(st.name, st.state.report.writes, st.state.report.write_errors)
     if st.error is not None:

@@ -3,6 +3,7 @@ its recorder when recording. A daemon holds one or several; they share the model
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -28,6 +29,8 @@ PROMPT_OPS = frozenset({"add_points", "add_box", "add_mask"})
 # Recent frames whose source facts (FrameInfo) are kept, to publish a frame's result again after a prompt changed
 # it: every frame a prompt may name (the feature window, the frames kept for motion) is among them.
 INFOS_KEPT = 1024
+# Frames the model answered, remembered so that an answer by motion coming later for one is not published after it.
+MODEL_ANSWERS_KEPT = 256
 # Frames answered by motion whose picture is kept for prompts (a click on one runs the model there): two seconds at
 # 15 fps, more than a viewer's click needs to come back; 0.9 MB each at 640x480.
 DEFAULT_MOTION_FRAMES_KEPT = 30
@@ -53,6 +56,9 @@ class Stream:
     motion: Motion | None = None
     seeds: int = 0  # model results handed to the motion thread (each numbered: a recording names them)
     infos: OrderedDict[int, messages.FrameInfo] = field(default_factory=OrderedDict)  # number -> its frame's facts
+    # A frame's answers leave in order (the model's never before motion's): publishing goes under this lock.
+    _answers: threading.Lock = field(default_factory=threading.Lock)
+    _by_model: OrderedDict[int, None] = field(default_factory=OrderedDict)  # frames the model answered
 
     @property
     def running(self) -> bool:
@@ -61,8 +67,26 @@ class Stream:
     @property
     def dropped(self) -> int:
         """Frames of the source that got no answer: replaced by newer ones before the model was free (when the
-        model answers only its own frames), or left by a starved motion thread."""
-        return self.source.dropped + (self.motion.unanswered if self.motion is not None else 0)
+        model answers only its own frames, or one left to a waiting model), or left by a starved motion thread."""
+        n = self.source.dropped
+        if self.motion is not None:
+            n += self.motion.unanswered
+        if self.feed is not None:
+            n += self.feed.unanswered
+        return n
+
+    def publish(self, number: int, source: str, send: Callable[[], None]) -> bool:
+        """Send an answer of frame `number` unless it is motion's and the model answered the frame already (its
+        answer would come after the model's better one); False when not sent."""
+        with self._answers:
+            if source == "motion" and number in self._by_model:
+                return False
+            if source == "model":
+                self._by_model[number] = None
+                while len(self._by_model) > MODEL_ANSWERS_KEPT:
+                    self._by_model.popitem(last=False)
+            send()
+            return True
 
     @property
     def source_error(self) -> str | None:
@@ -76,7 +100,7 @@ class Stream:
         started, `on_frame` given each frame the motion thread took. A file's frames all go to the model."""
         if self.between_key_frames != "motion" or not self.source.spec.live or self.feed is not None:
             return
-        self.motion = MotionThread(self.name, on_frame, self._seeded)
+        self.motion = MotionThread(self.name, on_frame, self._seeded, self._dropped)
         self.feed = FrameFeed(self.source, self.next_number, self.motion.frame, self.motion_frames_kept)
 
     def read(self, timeout: float) -> Numbered | None:
@@ -134,16 +158,37 @@ class Stream:
         if self.recorder is not None:
             self.recorder.marker({"kind": "seeded", "seed": seed, "frame": frame})
 
-    def carried(self, frame: Frame, result: FrameResult | None, number: int) -> None:
-        """A frame the motion thread saw (answered by motion when `result` is given): into the recording."""
+    def _dropped(self, item: Numbered) -> None:
+        """A frame the motion thread's full inbox dropped (the feed's reader): a recording marks it lost."""
         if self.recorder is not None:
+            self.recorder.frame_lost(item.number)
+
+    def carried(self, frame: Frame, result: FrameResult | None, number: int, skipped: bool = False) -> None:
+        """A frame the motion thread took (answered by motion when `result` is given, not carried when skipped):
+        into the recording."""
+        if self.recorder is not None:
+            if skipped:  # the replay must not carry it either
+                self.recorder.marker({"kind": "skipped", "frame": number})
             self.recorder.frame(frame, number)
             if result is not None:
                 self.recorder.result(result)
 
-    def model_frame(self, number: int | None) -> int | None:
-        """The frame a prompt names made a model frame (None: the newest answered frame, or the model's latest when
-        it answers every frame): a frame answered by motion runs the model now, in its place. The number, for the
+    def renumber(self, first_number: int) -> None:
+        """Numbering goes on from `first_number` (a state import): frames numbered before are left behind."""
+        if self.feed is not None:
+            self.feed.renumber(first_number)
+        if self.motion is not None:
+            self.motion.renumbered(first_number)
+
+    def reserve_numbers(self) -> None:
+        """The frame numbers handed out reserved ahead on disk, with or without model results (each turn)."""
+        if self.state is not None and self.feed is not None:
+            self.state.reserve(self.feed.next_number)
+
+    def model_frame(self, number: int | None, check: Callable[[int, int], None]) -> int | None:
+        """The frame a prompt names made a model frame (None: the newest frame received, or the model's latest
+        when it answers every frame): a frame answered by motion runs the model now, in its place, once
+        `check(width, height)` accepted the prompt on it (a refused prompt changes nothing). The number, for the
         prompt; a frame that is neither is left to the tracker's own error."""
         if self.feed is None or self.motion is None:
             return number
@@ -158,11 +203,15 @@ class Stream:
         if frame is None:
             kept = self.feed.kept_numbers()
             frames = f"model frames {self.tracker.window}" + (f", frames {kept[0]}..{kept[-1]}" if kept else "")
-            raise FrameWindowError(f"frame {number} can no longer be prompted (its image is gone); {frames} can: "
-                                   "prompt a recent frame, or keep more ([tracking] motion_frames_kept)")
+            why = "has not arrived yet" if number >= self.feed.next_number else "can no longer be prompted (its " \
+                "picture is gone)"
+            raise FrameWindowError(f"frame {number} {why}; {frames} can: prompt a recent frame, or keep more "
+                                   "([tracking] motion_frames_kept)")
+        check(frame.width, frame.height)
         latest = self.tracker.latest_frame
         if latest is None or number > latest:
             self.tracker.step(frame.image, number=number)
+            self.feed.taken(number)  # the model has it: not offered to it again
         else:
             self.tracker.insert_frame(number, frame.image)
         return number

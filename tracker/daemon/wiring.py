@@ -109,7 +109,8 @@ def recorder_for(cfg: Config, tracker: Tracker, stream: str, several: bool, dige
                         backend=tracker.backend, engines=tracker.engines.placement, device=str(tracker.device),
                         batch_streams=cfg.memory.batch_streams and several, restored_state=restored,
                         first_frame=tracker.latest_frame + 1 if tracker.latest_frame is not None else 0,
-                        between_key_frames="motion" if motion else "drop")
+                        between_key_frames="motion" if motion else "drop",
+                        motion_frames_kept=cfg.tracking.motion_frames_kept)
     settings = RecordSettings(directory, r.segment_s, int(r.segment_mb * 2**20), int(r.max_mb * 2**20),
                               r.queue_frames, r.idle_priority)
     return Recorder(settings, manifest)

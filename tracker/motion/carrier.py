@@ -106,10 +106,13 @@ class Carrier:
             self._advance(self._ring[-1], image)
         self._ring.append(image)
 
-    def seed(self, result: FrameResult, capture_ns: int | None = None) -> None:
+    def seed(self, result: FrameResult, capture_ns: int | None = None) -> bool:
         """A model result (its frame captured at `capture_ns`, when known): its masks replace the carried ones,
-        followed from its frame to the newest one. A frame not kept any more (older than the ring, or not added)
-        seeds the masks unmoved at the newest frame."""
+        followed from its frame to the newest one; True when taken. A frame not kept any more (older than the ring,
+        or not added) seeds the masks unmoved at the newest frame; masks of another size (the camera changed its
+        size since) are not taken."""
+        if any((o.height, o.width) != (self.height, self.width) for o in result.objects.values()):
+            return False
         kept = {im.number: i for i, im in enumerate(self._ring)}
         at = kept.get(result.frame_index)
         self.key_frame = result.frame_index
@@ -128,6 +131,7 @@ class Carrier:
         if at is not None:
             for prev, cur in zip(list(self._ring)[at:], list(self._ring)[at + 1:]):
                 self._advance(prev, cur)
+        return True
 
     def carry(self) -> FrameResult:
         """The newest frame's masks: the key masks moved (source "motion", key_frame the key frame)."""

@@ -105,9 +105,15 @@ def result_message(stream: str, seq: int, frame: FrameInfo, result: FrameResult,
         "capture_ns": frame.capture_ns, "publish_ns": publish_ns, "publish_unix_ns": publish_unix_ns,
         "capture_us": _us(frame.capture_ns), "publish_us": _us(publish_ns), "publish_unix_us": _us(publish_unix_ns),
         "timings_ms": timings_ms, "dropped": dropped, "publish_dropped": publish_dropped, "objects": objects,
-        "source": result.source, "key_frame": result.key, "age_ms": round(age_ms, 3), "revision": revision,
+        "source": result.source, "key_frame": _key_frame(result), "age_ms": round(age_ms, 3), "revision": revision,
     }
     return [topic(RESULTS_TOPIC, stream), json.dumps(header).encode(), *masks]
+
+
+def _key_frame(result: FrameResult) -> int | None:
+    """The model frame a result's masks come from: its own for a model result; for one carried by motion, the key
+    frame (None while no model result was carried yet)."""
+    return result.key if result.source == "model" else result.key_frame
 
 
 def preview_message(stream: str, seq: int, frame_index: int, frame: FrameInfo, jpeg: bytes) -> list[bytes]:
@@ -220,5 +226,5 @@ def result_record(result: FrameResult) -> dict:
     for o in result.objects.values():
         rle = encode_mask(o.mask, "rle").decode("ascii")
         objects.append({**object_summary(o), "mask": {"size": [o.height, o.width], "counts": rle}})
-    return {"frame": result.frame_index, "source": result.source, "key_frame": result.key, "objects": objects}
+    return {"frame": result.frame_index, "source": result.source, "key_frame": _key_frame(result), "objects": objects}
 

@@ -19,7 +19,8 @@ segment's timeline, one record a line, in order:
   {"kind": "key", "frame"}                                           the model took this frame (answered by motion)
   {"kind": "seeded", "seed", "frame"}                                the motion thread took the stream's seed-th
                                                                      model result (of that frame), between frames
-  {"kind": "dropped", "commands", "results"}                          records the recorder had to drop
+  {"kind": "dropped", "commands", "results", "markers"}               records the recorder had to drop
+  {"kind": "skipped", "frame"}                                       the motion thread did not carry this frame
 A session starts with a segment whose session record has "continues": false (a fresh tracker, frame
 numbers from 0); rotation starts segments that continue it. Format 1 (no sessions) reads as one session.
 """
@@ -100,9 +101,10 @@ class ResultRecord:
 
     @classmethod
     def of(cls, result: FrameResult) -> ResultRecord:
+        key = result.key if result.source == "model" else result.key_frame  # None: nothing carried yet
         return cls(result.frame_index, tuple(
             ObjectRecord(o.obj_id, o.score, o.bbox, o.area, o.packed_mask.tobytes(), o.height, o.width)
-            for o in result.objects.values()), result.source, result.key)
+            for o in result.objects.values()), result.source, key)
 
     def timeline(self) -> dict:
         """Its timeline record: per object id, its entry as `samtrack track --masks` writes it (summary and
@@ -116,8 +118,8 @@ class ResultRecord:
             objects[str(o.obj_id)] = {**messages.summary_fields(o.obj_id, o.score, o.bbox, o.area),
                                       "mask": {"size": [o.height, o.width], "counts": rle},
                                       "digest": object_digest(o.packed_mask, o.score, o.bbox, o.area)}
-        return {"kind": "result", "frame": self.frame, "source": self.source,
-                "key_frame": self.frame if self.key_frame is None else self.key_frame, "objects": objects}
+        return {"kind": "result", "frame": self.frame, "source": self.source, "key_frame": self.key_frame,
+                "objects": objects}
 
 
 @dataclass(frozen=True)
@@ -142,6 +144,7 @@ class Manifest:
     # "motion": every frame recorded, those the model did not take answered by motion (key and seeded records);
     # "drop": the model's frames only (format 2 before key frames: always)
     between_key_frames: str = "drop"
+    motion_frames_kept: int = 30  # frames answered by motion kept for prompts (a replay keeps at least as many)
 
     def write(self, directory: Path) -> None:
         """sessions/<session>.json and manifest.json, each replaced atomically."""

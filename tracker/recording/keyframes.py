@@ -15,8 +15,10 @@ from dataclasses import dataclass
 
 from pipelines.frame import Frame
 
-MOTION_KINDS = frozenset({"frame", "lost", "seeded"})
-KEPT_FRAMES = 512  # recent frames kept for key frames and prompts (a step or a click lags the frames by seconds)
+MOTION_KINDS = frozenset({"frame", "lost", "seeded", "skipped"})
+# Recent frames kept for key frames and prompts, at least: a step or a click lags the frames by seconds (the
+# session's own `motion_frames_kept` when larger).
+KEPT_FRAMES = 64
 
 
 @dataclass
@@ -35,7 +37,7 @@ class KeyFrames:
     `decode(record)` a frame record's picture (None when the video is cut short)."""
 
     def __init__(self, take: Callable[[], dict | None], decode: Callable[[dict], Frame | None],
-                 callbacks: KeyFrameCallbacks, on_loop_record: Callable[[dict], None]):
+                 callbacks: KeyFrameCallbacks, on_loop_record: Callable[[dict], None], kept: int = KEPT_FRAMES):
         # Pictures are decoded as their records are taken (a segment's video is read in order, and the next
         # segment's may be opened before this one's frames are all handled): at most a step's worth wait here.
         self._take, self._decode, self._cb = take, decode, callbacks
@@ -43,8 +45,11 @@ class KeyFrames:
         self._loop: deque[dict] = deque()
         self._motion: deque[dict] = deque()
         self._barrier: dict | None = None  # the next session's first record: nothing of it is read yet
-        self._kept: OrderedDict[int, Frame] = OrderedDict()
+        self._kept: OrderedDict[int, tuple[Frame, int]] = OrderedDict()  # number -> (picture, recorded capture_ns)
+        self._max_kept = max(kept, KEPT_FRAMES)
+        self._skipped: set[int] = set()  # frames the daemon's motion thread did not carry (a backlog)
         self.last_number: int | None = None  # the number of the frame `read` returned last
+        self.last_capture_ns: int | None = None  # ... and when it was captured (pacing a replay in real time)
         self._newest = -1  # the newest frame the motion thread's records reached
 
     def read(self) -> Frame | None:
@@ -59,6 +64,7 @@ class KeyFrames:
                 frame = self.until(record["frame"])
                 if frame is not None:
                     self.last_number = record["frame"]
+                    self.last_capture_ns = self._kept[record["frame"]][1]
                     return frame
             else:
                 self._on_loop_record(record)
@@ -68,7 +74,8 @@ class KeyFrames:
         return self._barrier
 
     def kept(self, number: int) -> Frame | None:
-        return self._kept.get(number)
+        entry = self._kept.get(number)
+        return entry[0] if entry is not None else None
 
     def kept_numbers(self) -> list[int]:
         return list(self._kept)
@@ -80,7 +87,7 @@ class KeyFrames:
                 break
             if self._motion:
                 self._handle(self._motion.popleft())
-        return self._kept.get(number)
+        return self.kept(number)
 
     def _drain(self) -> None:
         while self._motion or self._fill():
@@ -119,10 +126,15 @@ class KeyFrames:
             frame = record["_picture"]
             if frame is None:
                 return
-            self._kept[record["frame"]] = frame
-            while len(self._kept) > KEPT_FRAMES:
+            self._kept[record["frame"]] = (frame, record["capture_ns"])
+            while len(self._kept) > self._max_kept:
                 self._kept.popitem(last=False)
-            self._cb.frame(record["frame"], frame)
+            if record["frame"] in self._skipped:
+                self._skipped.discard(record["frame"])
+            else:
+                self._cb.frame(record["frame"], frame)
+        elif kind == "skipped":
+            self._skipped.add(record["frame"])
         elif kind == "seeded":
             self._cb.seeded(record)
         elif kind == "lost":

@@ -102,7 +102,7 @@ class RecordingSource:
             if self.keys is not None:  # a session answered by motion: its key frames
                 frame = self.keys.read()
                 if frame is not None:
-                    return frame
+                    return self._paced(frame, self.keys.last_capture_ns, timeout)
                 barrier, self.keys = self.keys.barrier, None
                 if barrier is None:
                     raise EndOfStream(str(self.directory))
@@ -148,10 +148,13 @@ class RecordingSource:
                        "behind): results after them are compared by IoU")
             self.on_gap("lost")
         elif kind == "dropped":
-            self._warn(f"the recorder dropped {record['commands']} command(s) and {record['results']} "
-                       "result(s) here (its queue was full)")
+            markers = record.get("markers", 0)
+            self._warn(f"the recorder dropped {record['commands']} command(s), {record['results']} result(s) and "
+                       f"{markers} marker(s) here (its queue was full)")
             if record["commands"]:
                 self.on_gap("commands")
+            elif markers:
+                self.on_gap("markers")
 
     def _begin(self, session: int, continues: bool) -> None:
         """A session record: the same session going on in a new segment, or a new one (a fresh tracker)."""
@@ -166,7 +169,7 @@ class RecordingSource:
             self.frames.identity = True  # the replay numbers its frames as recorded
             callbacks = KeyFrameCallbacks(self.on_motion_frame, self.on_seeded,
                                           lambda r: self.on_expected(r, self.frames), self._handle)
-            self.keys = KeyFrames(self._take, self._decode, callbacks, self._handle)
+            self.keys = KeyFrames(self._take, self._decode, callbacks, self._handle, manifest.motion_frames_kept)
         if continues:
             self._warn(f"the recording starts in the middle of session {session} (its first segments were "
                        "rotated out): objects prompted before are not in it, and its results are not compared")
@@ -176,12 +179,17 @@ class RecordingSource:
         frame = self._decode(record)
         if frame is None:
             return self.read(timeout)
+        return self._paced(frame, record["capture_ns"], timeout)
+
+    def _paced(self, frame: Frame, capture_ns: int, timeout: float) -> Frame | None:
+        """A frame now, or (realtime) once as much time passed since the first as passed when it was captured."""
         if not self.realtime:
             return frame
         if self._pace is None:
-            self._pace = (time.monotonic(), record["capture_ns"])
+            self._pace = (time.monotonic(), capture_ns)
         t0, c0 = self._pace
-        self._pending = (t0 + (record["capture_ns"] - c0) / 1e9, record, frame.image)
+        self._pending = (t0 + (capture_ns - c0) / 1e9, {"source_index": frame.index, "pts_ns": frame.pts_ns},
+                         frame.image)
         return self._when_due(timeout)
 
     def _decode(self, record: dict) -> Frame | None:

@@ -20,6 +20,8 @@ from .replay import FrameMap
 
 MIN_MEAN_IOU = 0.98  # docs/engines.md's contract for a path that is not bit-exact
 GAPS = {"commands": "the recorder dropped a command here", "truncated": "a segment of the recording was cut short",
+        "markers": "the recorder dropped a record of when the model took a frame or the motion thread a seed",
+        "seeds": "the recording's motion thread took a model result the replay never made",
         "rotated": "the session's first segments were rotated out (objects prompted there are missing)"}
 # Replayed results waiting for their recorded twin, in frames: a recorded result follows its frame closely (in a
 # session answered by motion, within the frames a prompt's frame lies ahead of the model's).

@@ -30,6 +30,9 @@ RETRY_S = 5.0  # after a failed write (a full disk), frames are dropped this lon
 # Results waiting per frame the queue may hold: a result follows each frame, and a writer that falls behind
 # on frames falls behind on results too; beyond this they are dropped (their frames' results go unverified).
 RESULTS_PER_FRAME = 2
+# Markers waiting per frame (a frame the model took, a seed taken, a frame skipped): a replay needs every one, so
+# they have a share of their own; one dropped ends the exact replay of its session, as a dropped command does.
+MARKERS_PER_FRAME = 4
 # Bytes of accepted commands waiting (a mask prompt may be megabytes): a client flooding valid prompts
 # while the writer is starved must not grow memory without bound; beyond this they are dropped and marked.
 COMMAND_BYTES = 32 << 20
@@ -50,6 +53,7 @@ class _Gap:
     runs: list[list[int]] = dataclasses.field(default_factory=list)  # [first frame, count]
     results: int = 0
     commands: int = 0
+    markers: int = 0
     retry_at: float = 0.0
 
     @property
@@ -64,8 +68,9 @@ class _Gap:
 
     def records(self) -> list[dict]:
         out = [{"kind": "lost", "frame": f, "count": n} for f, n in self.runs]
-        if self.results or self.commands:
-            out.append({"kind": "dropped", "commands": self.commands, "results": self.results})
+        if self.results or self.commands or self.markers:
+            out.append({"kind": "dropped", "commands": self.commands, "results": self.results,
+                        "markers": self.markers})
         return out
 
 
@@ -91,13 +96,14 @@ class Recorder:
         self._lock = threading.Lock()  # counters and the queue are shared with the writer thread
         self._ready = threading.Condition(self._lock)
         self._queue: collections.deque = collections.deque()
-        self._frames = self._results = self._command_bytes = 0  # what waits, per share
+        self._frames = self._results = self._markers = self._command_bytes = 0  # what waits, per share
         self._last_lost: _Lost | None = None  # extended while no frame was queued after it
-        self._dropped_commands = self._dropped_results = 0  # not yet written to the timeline
+        self._dropped_commands = self._dropped_results = self._dropped_markers = 0  # not yet in the timeline
         self._stopping = False
         self.lost = 0  # frames not recorded: the writer fell behind, or writing failed
         self.results_lost = 0  # results not recorded (the queue's share was full)
         self.commands_lost = 0  # accepted commands not recorded (the queue's share was full)
+        self.markers_lost = 0  # markers not recorded (their share was full, or writing failed)
         self.errors = 0  # failed writes (a full disk, a removed directory)
         self._writer = SegmentWriter(settings, self.manifest.session)
         self._thread = threading.Thread(target=self._run, name="recorder", daemon=True)
@@ -107,12 +113,7 @@ class Recorder:
     def frame(self, frame: Frame, tracker_frame: int) -> None:
         with self._lock:
             if self._frames >= self.settings.queue_frames:
-                self.lost += 1
-                if self._last_lost is not None and self._last_lost.frame + self._last_lost.count == tracker_frame:
-                    self._last_lost.count += 1
-                else:
-                    self._last_lost = _Lost(tracker_frame)
-                    self._put(self._last_lost)
+                self._lose(tracker_frame)
                 return
             self._frames += 1
             self._last_lost = None
@@ -129,15 +130,28 @@ class Recorder:
             self._results += 1
             self._put(record)
 
+    def frame_lost(self, tracker_frame: int) -> None:
+        """A frame that never reached the recorder (dropped before it): marked lost in the timeline."""
+        with self._lock:
+            self._lose(tracker_frame)
+
+    def _lose(self, tracker_frame: int) -> None:
+        self.lost += 1
+        if self._last_lost is not None and self._last_lost.frame + self._last_lost.count == tracker_frame:
+            self._last_lost.count += 1
+        else:
+            self._last_lost = _Lost(tracker_frame)
+            self._put(self._last_lost)
+
     def marker(self, record: dict) -> None:
         """A small timeline record of when something happened between frames (the model took a frame as a key
-        frame, the motion thread took a model result); it shares the results' part of the queue."""
+        frame, the motion thread took a model result or skipped a frame), with its own share of the queue."""
         with self._lock:
-            if self._results >= RESULTS_PER_FRAME * self.settings.queue_frames:
-                self.results_lost += 1
-                self._dropped_results += 1
+            if self._markers >= MARKERS_PER_FRAME * self.settings.queue_frames:
+                self.markers_lost += 1
+                self._dropped_markers += 1
                 return
-            self._results += 1
+            self._markers += 1
             self._put(_Marker(record))
 
     def command(self, after_frame: int | None, op: str, args: dict, mask: bytes | None, reply: dict) -> bool:
@@ -180,12 +194,12 @@ class Recorder:
         self._ready.notify()
 
     def _mark_drops(self) -> None:
-        """The timeline says what is missing, where it went missing (a marker needs no share of its own:
+        """The timeline says what is missing, where it went missing (this record needs no share of its own:
         there is at most one between two queued items)."""
-        if self._dropped_commands or self._dropped_results:
+        if self._dropped_commands or self._dropped_results or self._dropped_markers:
             self._queue.append({"kind": "dropped", "commands": self._dropped_commands,
-                                "results": self._dropped_results})
-            self._dropped_commands = self._dropped_results = 0
+                                "results": self._dropped_results, "markers": self._dropped_markers})
+            self._dropped_commands = self._dropped_results = self._dropped_markers = 0
 
     def flush(self, timeout: float) -> bool:
         """Waits until everything handed over so far is written (or dropped); False on timeout."""
@@ -229,8 +243,10 @@ class Recorder:
                 self._last_lost = None
             if isinstance(item, _FrameItem):
                 self._frames -= 1
-            elif isinstance(item, (ResultRecord, _Marker)):
+            elif isinstance(item, ResultRecord):
                 self._results -= 1
+            elif isinstance(item, _Marker):
+                self._markers -= 1
             elif isinstance(item, tuple):
                 self._command_bytes -= item[0]
                 item = item[1]
@@ -283,15 +299,19 @@ class Recorder:
                 self.lost += 1
             elif isinstance(item, _Lost):
                 gap.lost(item.frame, item.count)
-            elif isinstance(item, (ResultRecord, _Marker)):
+            elif isinstance(item, ResultRecord):
                 gap.results += 1
                 self.results_lost += 1
+            elif isinstance(item, _Marker):
+                gap.markers += 1
+                self.markers_lost += 1
             elif item.get("kind") == "command":
                 gap.commands += 1
                 self.commands_lost += 1
             elif item.get("kind") == "dropped":
                 gap.commands += item["commands"]
                 gap.results += item["results"]
+                gap.markers += item.get("markers", 0)
 
     def _write(self, item) -> None:
         if isinstance(item, _FrameItem):

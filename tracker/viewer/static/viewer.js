@@ -29,7 +29,8 @@ const pending = new Map();    // request id -> {op, resolve}
 let shown = {frame: null, bitmap: null, result: null};
 let lastPreviewAt = 0, lastSeq = null, lost = 0;
 let objects = [], selected = null;
-const arrivals = [], keyArrivals = [], latencies = [];  // times of frames shown, of model answers
+const arrivals = [], keyArrivals = [], latencies = [];  // times of frames shown, of key frames' model answers
+const modelFrames = new Set();  // recent frames the model answered (a prompt's revision is no new key frame)
 let drag = null;
 
 const colour = (id) => PALETTE[((id % PALETTE.length) + PALETTE.length) % PALETTE.length];
@@ -127,6 +128,7 @@ function pickStream(name) {
   results.clear();
   shown = {frame: null, bitmap: null, result: null};
   lastSeq = null; lost = 0; arrivals.length = 0; keyArrivals.length = 0; latencies.length = 0;
+  modelFrames.clear();
   selected = null;
   updateObjects([]);
   clearError();
@@ -186,7 +188,11 @@ function onResult(header, masks) {
   lastSeq = header.seq;
   const now = performance.now(), revision = header.revision || 0;
   if (revision === 0) arrivals.push(now);  // a frame's first answer: a frame shown
-  if ((header.source || "model") === "model") keyArrivals.push(now);
+  if ((header.source || "model") === "model" && !modelFrames.has(header.frame)) {  // a key frame (not a prompt's)
+    keyArrivals.push(now);
+    modelFrames.add(header.frame);
+    if (modelFrames.size > KEEP_RESULTS) modelFrames.delete(modelFrames.values().next().value);
+  }
   for (const t of [arrivals, keyArrivals]) while (t.length > 2 && now - t[0] > RATE_WINDOW_MS) t.shift();
   if (revision === 0) {
     // capture -> publish on the daemon's clock, then publish -> now on the wall clock (same host, or NTP);
@@ -235,7 +241,8 @@ function show(frame, bitmap, result) {
   if (shown.bitmap && shown.bitmap !== bitmap) shown.bitmap.close();
   shown = {frame, bitmap, result};
   const h = result && result.header;
-  $("frame").textContent = h && h.source === "motion" ? `${frame} (moved from ${h.key_frame})` : frame;
+  $("frame").textContent = !h || h.source !== "motion" ? frame
+    : h.key_frame === null ? `${frame} (no model masks yet)` : `${frame} (moved from ${h.key_frame})`;
   draw();
 }
 
