@@ -475,3 +475,37 @@ def test_a_changed_motion_answer_is_named(moved_recording, weights, tmp_path):
     timeline.write_text("\n".join(lines) + "\n")
     r = _replay(changed, "--verify", checkpoint=weights)
     assert r.returncode == 1 and f"DIVERGED: frame {record['frame']}, object {first['id']}:" in r.stdout, r.stdout
+
+
+def test_a_restarted_session_answered_by_motion_with_an_import_replays_identically(tmp_path, weights):
+    """The default mode through what a service meets: a recorded daemon whose frames between key frames are answered
+    by motion, restarted from its state directory (a second session, numbering past its reservation), a state
+    imported into it: both sessions verify bit for bit (seeds numbered per session, the import's forgetting)."""
+    record, state = tmp_path / "rec", tmp_path / "state"
+    args = ("--record", str(record), "--state", str(state), "--precision", "fp32", "--checkpoint", str(weights),
+            "--config", str(_complete(tmp_path)))
+    d = start_daemon(*args, image_size=256, motion=True)
+    try:
+        with Client(d.commands, timeout=60) as c:
+            c.add_points(1, [[80, 60]], [1])
+            _wait_frames(c, 3)
+            _, exported = c.export_state()
+    finally:
+        assert d.stop() == 0
+    d = start_daemon(*args, image_size=256, motion=True, endpoints=(d.results, d.commands))
+    try:
+        with Client(d.commands, timeout=60) as c:
+            assert [o["id"] for o in c.list_objects()["objects"]] == [1]  # restored
+            c.add_box(2, [10, 10, 60, 50])
+            _wait_frames(c, 2)
+            assert c.import_state(exported)["objects"] == [1]
+            _wait_frames(c, 1)  # a frame after the import to prompt on
+            c.add_points(1, [[70, 50]], [1])
+            _wait_frames(c, 3)
+            assert c.stats()["frame_errors"] == 0
+    finally:
+        assert d.stop() == 0
+    assert len(list((record / "sessions").glob("*.json"))) == 2
+    r = _replay(record, "--verify", checkpoint=weights)
+    assert r.returncode == 0, r.stdout + r.stderr[-3000:]
+    assert "by motion)" in r.stdout and "not compared" not in r.stdout, r.stdout

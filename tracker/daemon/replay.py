@@ -176,7 +176,8 @@ def replay(s: ReplaySettings) -> ReplayReport:
         except StateError as e:
             return failed(record, str(e))
         stream.tracker.restore(state, record["reply"]["next_frame"])
-        frames.first, frames.lost, frames.base = None, [], stream.tracker.latest_frame + 1
+        if not frames.identity:  # numbered as recorded (a session answered by motion): nothing to map afresh
+            frames.first, frames.lost, frames.base = None, [], stream.tracker.latest_frame + 1
         daemon.changed(stream, "import_state", record["reply"])  # the motion thread forgets, as the daemon's did
 
     def failed(record: dict, reply: str) -> None:
