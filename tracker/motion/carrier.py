@@ -124,7 +124,8 @@ class Carrier:
         for o in result.objects.values():
             mask = o.mask
             small = mask if self.scale == 1.0 else _shrink(mask, key.grey.shape if key else self._small_shape())
-            points = find_corners(key.grey, small) if key is not None else np.zeros((0, 2), np.float32)
+            bbox = o.bbox if self.scale == 1.0 else box_of(small)
+            points = find_corners(key.grey, small, bbox) if key is not None else np.zeros((0, 2), np.float32)
             self._objects[o.obj_id] = _Carried(o.obj_id, o.score, mask, o.bbox, small, np.eye(3), points,
                                                points.copy(), len(points), np.eye(3),
                                                How.SIMILARITY if len(points) else How.HELD)
@@ -197,7 +198,8 @@ class Carrier:
     def _reanchor(self, c: _Carried, cur: MotionImage) -> None:
         """New points for an object where its carried mask is on `cur`; its motion so far becomes the base."""
         total = c.total
-        points = find_corners(cur.grey, self._small_mask(c, total))
+        here = self._small_mask(c, total)
+        points = find_corners(cur.grey, here, box_of(here))
         if len(points) <= len(c.points):
             return  # nothing better where the mask is now: keep the survivors
         c.base, c.motion = total, np.eye(3)

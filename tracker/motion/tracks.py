@@ -25,6 +25,9 @@ CORNER_SPACING_PX = 5  # no two corners closer: spread over the object, not clus
 # Corners this close to the mask's edge see the background in their window: seeded from the eroded mask (when
 # anything is left of it) so that they follow the object, not what is behind it.
 EDGE_PX = 3
+# Pixels of a mask's box searched for corners at most: a larger box (a whole-frame mask) is searched shrunk, which
+# found as good points at a fifth of the cost (a search costs with the box's area; 7.5 ms for a 640x480 box).
+CORNER_AREA = 40_000
 
 
 @dataclass(frozen=True)
@@ -45,21 +48,25 @@ def motion_image(number: int, capture_ns: int, rgb: np.ndarray, scale: float) ->
     return MotionImage(number, capture_ns, grey)
 
 
-def find_corners(grey: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Up to MAX_CORNERS corners [N, 2] (x, y float32) inside a bool mask of grey's size."""
-    ys, xs = np.nonzero(mask)
-    if xs.size == 0:
+def find_corners(grey: np.ndarray, mask: np.ndarray, bbox: tuple[int, int, int, int] | None) -> np.ndarray:
+    """Up to MAX_CORNERS corners [N, 2] (x, y float32) inside a bool mask of grey's size, whose box (inclusive) is
+    `bbox` (None: empty). A large box is searched shrunk: thirty corners need no more pixels than CORNER_AREA."""
+    if bbox is None:
         return np.zeros((0, 2), np.float32)
-    x0, x1, y0, y1 = xs.min(), xs.max() + 1, ys.min(), ys.max() + 1
-    roi = mask[y0:y1, x0:x1].astype(np.uint8)
+    x0, y0, x1, y1 = bbox[0], bbox[1], bbox[2] + 1, bbox[3] + 1
+    roi, patch = mask[y0:y1, x0:x1].astype(np.uint8), grey[y0:y1, x0:x1]
+    shrink = max(1, int(np.ceil(np.sqrt(roi.size / CORNER_AREA))))
+    if shrink > 1:
+        size = (max(1, roi.shape[1] // shrink), max(1, roi.shape[0] // shrink))
+        patch = cv2.resize(patch, size, interpolation=cv2.INTER_AREA)
+        roi = cv2.resize(roi, size, interpolation=cv2.INTER_NEAREST)
     inner = cv2.erode(roi, np.ones((2 * EDGE_PX + 1,) * 2, np.uint8))
     if inner.any():
         roi = inner
-    found = cv2.goodFeaturesToTrack(grey[y0:y1, x0:x1], MAX_CORNERS, CORNER_QUALITY, CORNER_SPACING_PX, mask=roi,
-                                    blockSize=5)
+    found = cv2.goodFeaturesToTrack(patch, MAX_CORNERS, CORNER_QUALITY, CORNER_SPACING_PX, mask=roi, blockSize=5)
     if found is None:
         return np.zeros((0, 2), np.float32)
-    return found.reshape(-1, 2) + np.array([x0, y0], np.float32)
+    return found.reshape(-1, 2) * shrink + (shrink - 1) / 2 + np.array([x0, y0], np.float32)
 
 
 def follow(prev: MotionImage, cur: MotionImage, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
