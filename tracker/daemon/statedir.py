@@ -192,10 +192,13 @@ class StateStore:
         return encode_state(TrackerState(state.next_frame + ahead, state.objects, state.maskmem_pos,
                                          state.position + ahead), self.identity)
 
-    def accept(self, data: bytes, tracker: Tracker, next_frame: int) -> TrackerState:
+    def accept(self, data: bytes, tracker: Tracker, next_frame: int | None = None) -> TrackerState:
         """import_state: another daemon's state for this stream, checked, then in place of the stream's own
-        objects (its window is emptied, numbering goes on past both: `next_frame` is the stream's) and saved."""
+        objects (its window is emptied, numbering goes on past both: `next_frame` is the stream's next number,
+        by default the one after the tracker's latest frame) and saved."""
         state = self.check(data, tracker)
+        if next_frame is None:
+            next_frame = tracker.latest_frame + 1 if tracker.latest_frame is not None else 0
         tracker.restore(state, next_frame)
         self.reserve(tracker.latest_frame + 1)
         self.save(tracker)
