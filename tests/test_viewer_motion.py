@@ -56,8 +56,9 @@ def test_masks_moved_by_motion_are_drawn_unlike_the_models(page):
     assert model[0] == model[1] > 0
     assert 0.7 * moved[1] < moved[0] < 0.95 * moved[1]
     # the frame on screen says where its masks come from, and both rates show
-    page.wait_for_function("() => /moved from \\d+/.test(document.getElementById('frame').textContent)",
+    page.wait_for_function("() => /moved from \\d+/.test(document.getElementById('frame-source').textContent)",
                            timeout=WAIT_MS)
+    assert page.inner_text("#frame").isdigit()  # the frame's number alone, as pages and tools read it
     shown = float(page.inner_text("#fps"))
     key = page.inner_text("#model-fps")
     assert re.fullmatch(r"\d+(\.\d{1,2})?", key) and 0 < float(key) < shown

@@ -241,8 +241,9 @@ function show(frame, bitmap, result) {
   if (shown.bitmap && shown.bitmap !== bitmap) shown.bitmap.close();
   shown = {frame, bitmap, result};
   const h = result && result.header;
-  $("frame").textContent = !h || h.source !== "motion" ? frame
-    : h.key_frame === null ? `${frame} (no model masks yet)` : `${frame} (moved from ${h.key_frame})`;
+  $("frame").textContent = frame;
+  $("frame-source").textContent = !h || h.source !== "motion" ? ""
+    : h.key_frame === null ? " (no model masks yet)" : ` (moved from ${h.key_frame})`;
   draw();
 }
 
