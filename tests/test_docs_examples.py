@@ -101,7 +101,7 @@ def test_the_supervision_example_writes_an_annotated_video(tmp_path):
         cap.release()
 
 
-@pytest.mark.slow  # Meta's size, 1024 px, on a CPU
+@pytest.mark.slow  # a model at 512 px on a CPU
 def test_the_library_example_tracks_with_a_checkpoint_file(tmp_path):
     """README's library example with what it assumes at hand: a checkpoint file of that name (Meta's format) and
     frames (a moving ball)."""
@@ -109,7 +109,7 @@ def test_the_library_example_tracks_with_a_checkpoint_file(tmp_path):
 
     from tracker.models import seeded_model
 
-    torch.save({"model": seeded_model("sam2.1_hiera_t", image_size=1024, present=True).state_dict()},
+    torch.save({"model": seeded_model("sam2.1_hiera_t", image_size=512, present=True).state_dict()},
                tmp_path / "sam2.1_hiera_tiny.pt")
     setup = ("import numpy as np\nfrom pipelines.synthetic import moving_shapes\n"
              "frame0, *frames = moving_shapes(5, 480, 640)\n")

@@ -1,6 +1,6 @@
 """The daemon answering every frame (`[tracking] between_key_frames`): a real subprocess on a live source, real
-sockets. A slow configuration (1024 px on a CPU: seconds a step) against a 10 fps camera, so that most frames
-can only be answered by motion."""
+sockets. Slow configurations (1024 px on a CPU: seconds a step; 512 px: most of a second) against a 10 fps camera,
+so that most frames can only be answered by motion."""
 
 from __future__ import annotations
 
@@ -59,8 +59,17 @@ def test_a_slow_model_answers_every_frame_of_a_faster_camera(slow):
     assert stats["answered_fps"] > 3 * max(stats["fps"], 0.01)
 
 
-def test_a_prompt_on_a_frame_answered_by_motion_runs_the_model_there(slow):
-    with Client(slow.commands, timeout=300) as c, Subscriber(slow.results, "test") as sub:
+@pytest.fixture(scope="module")
+def slower_than_the_camera():
+    d = start_daemon("--threads", "2", "--backend", "torch", "--motion-frames-kept", "100", motion=True,
+                     image_size=512, source=SOURCE, wait_s=600)
+    yield d
+    assert d.stop(30) == 0
+
+
+def test_a_prompt_on_a_frame_answered_by_motion_runs_the_model_there(slower_than_the_camera):
+    d = slower_than_the_camera
+    with Client(d.commands, timeout=300) as c, Subscriber(d.results, "test") as sub:
         c.reset()
         c.add_box(1, [20, 20, 90, 80])
         moved = [r for r in _collect(sub, 3.0) if r.source == "motion"][-1]  # the newest seen
@@ -83,7 +92,7 @@ def test_a_prompt_on_a_frame_answered_by_motion_runs_the_model_there(slow):
 def test_drop_answers_only_the_models_frames():
     """between_key_frames = "drop" behaves as before: the model's frames only, numbered one after another, the
     camera's other frames dropped and counted."""
-    d = start_daemon("--threads", "2", "--backend", "torch", source=SOURCE, image_size=1024, wait_s=600)
+    d = start_daemon("--threads", "2", "--backend", "torch", source=SOURCE, image_size=512, wait_s=600)
     try:
         with Client(d.commands, timeout=300) as c, Subscriber(d.results, "test") as sub:
             results, deadline = [], time.monotonic() + 120
