@@ -6,12 +6,14 @@ one at a time (Meta-exact) and in one batch (TrackerOptions.batch_objects), inte
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import numpy as np
 import torch
 
 from bench.common import environment, percentiles, sync, table, write_json
+from bench.flops import Peak, count_step, cpu_peak
 from bench.plots import cdf
 from bench.scenario import add_source_option, object_boxes, outputs, scenario_parser
 from pipelines.synthetic import moving_shapes_frame
@@ -30,6 +32,7 @@ def run(args) -> dict:
     frames = _frames(args)
     h, w = frames[0].shape[:2]
     results, series = {}, {}
+    peak = cpu_peak(args.threads)
     for n in args.objects:
         modes = {"off": [False], "on": [True], "both": [False, True] if n > 1 else [False]}[args.batch]
         trackers = {b: Tracker(model, TrackerOptions.from_model(model, batch_objects=b, precision=args.precision),
@@ -67,13 +70,15 @@ def run(args) -> dict:
             results[str(n)]["batched"] = batched
             series[f"{n} obj batched step"] = [1000 * t for t in totals[True]]
         series[f"{n} obj step"] = [1000 * t for t in totals[main]]
+        results[str(n)]["work"] = _work(model, frames, object_boxes(n, w, h), results[str(n)]["stages"], peak,
+                                        trackers[main].precision)
         if n == args.objects[-1]:
             series.update({f"{n} obj {s}": [1000 * t for t in v] for s, v in stages[main].items()})
     base = results[str(args.objects[0])]
     shared = base["stages"]["preprocess"]["p50_ms"] + base["stages"]["encoder"]["p50_ms"]
     per_object = {n: (r["step"]["p50_ms"] - shared) / int(n) for n, r in results.items()}
     return {"benchmark": "step", "settings": _settings(args),
-            "environment": environment(args.threads, args.device),
+            "environment": environment(args.threads, args.device), "peak": dataclasses.asdict(peak),
             "precision": trackers[modes[0]].precision, "backend": engines.name,
             "results": results, "shared_per_frame_ms": shared, "per_object_ms": per_object, "_series": series}
 
@@ -106,6 +111,19 @@ def _frames(args) -> list[np.ndarray]:
         print(f"{args.source} has {len(frames)} frames: measuring {len(frames) - 1 - args.warmup}, not {args.frames}")
         args.frames = len(frames) - 1 - args.warmup
     return frames
+
+
+def _work(model, frames: list[np.ndarray], boxes: list, stages: dict, peak: Peak, precision: str) -> dict:
+    """Per stage: GFLOP of one step (attention included, bench/flops.py), the GFLOP/s its median time reached, and
+    the share of the CPU's nominal peak at the step's arithmetic that is (a roofline: how much room is left)."""
+    counted = count_step(model, frames[:10] if len(frames) >= 10 else frames, boxes)
+    top = peak.bf16_gflops if precision == "bf16" else peak.fp32_gflops
+    out = {}
+    for stage, gflop in counted.items():
+        seconds = stages[stage]["p50_ms"] / 1000
+        rate = gflop / seconds if seconds > 0 else 0.0
+        out[stage] = {"gflop": round(gflop, 3), "gflops": round(rate, 1), "share_of_peak": round(rate / top, 3)}
+    return out
 
 
 def _count_memory_attention(tracker: Tracker) -> list[int]:
@@ -169,6 +187,12 @@ def main(argv=None) -> dict:
         print(table(batched, ["objects", "one at a time p50 ms", "batched p50 ms", "speedup"]))
     print(f"{data['backend']}, precision {data['precision']}; shared per frame {data['shared_per_frame_ms']:.1f} ms; "
           "per object: " + ", ".join(f"{n} obj {v:.1f} ms" for n, v in data["per_object_ms"].items()))
+    pk = data["peak"]
+    print(table([[n, stage, w["gflop"], w["gflops"], f"{100 * w['share_of_peak']:.0f} %"]
+                 for n, r in data["results"].items() for stage, w in r["work"].items()],
+                ["objects", "stage", "GFLOP", "GFLOP/s", "of peak"]))
+    print(f"nominal peak ({pk['isa']}, {pk['cores']} cores at {pk['ghz']:.2f} GHz): {pk['fp32_gflops']:.0f} GFLOP/s "
+          f"fp32, {pk['bf16_gflops']:.0f} bf16")
     print(f"wrote {out} and {out.with_suffix('.png')}")
     return data
 

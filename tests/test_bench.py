@@ -85,6 +85,11 @@ def test_step_scenario(tmp_path):
         for s in r["stages"].values():
             _check_percentiles(s)
     assert set(data["per_object_ms"]) == {"1", "2"} and data["precision"] in ("fp32", "bf16")
+    # the work per stage, attention included: the per-object stages double with the objects, the encoder does not
+    work = {n: r["work"] for n, r in data["results"].items()}
+    assert work["2"]["track"]["gflop"] == pytest.approx(2 * work["1"]["track"]["gflop"], rel=1e-6)
+    assert work["2"]["encoder"]["gflop"] == work["1"]["encoder"]["gflop"] > 0
+    assert all(0 < w["share_of_peak"] for r in work.values() for w in r.values()) and data["peak"]["fp32_gflops"] > 0
     assert all(0 < r["outside_model_share"] < 1 for r in data["results"].values())
     one, two = data["results"]["1"], data["results"]["2"]
     assert "batched" not in one
