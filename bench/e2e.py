@@ -24,6 +24,9 @@ from bench.plots import cdf, over_time
 from bench.scenario import add_source_option, object_boxes, outputs, scenario_parser, start_daemon
 from tracker.client import Client, Result, StreamEnd, Subscriber
 
+# After the measured span, how long answers of its frames still on their way are waited for (a key frame's model
+# answer comes after motion's answers of the frames behind it: a few model steps at most).
+DRAIN_S = 5.0
 CONFIGS = {"exact": ["--precision", "fp32", "--publish-queue", "0", "--between-key-frames", "drop"],
            "drop": ["--between-key-frames", "drop"], "fast": []}
 
@@ -41,13 +44,22 @@ def measure(args, size: int, config: str) -> dict:
         with Client(daemon.commands, timeout=60) as c, Subscriber(daemon.results, "bench") as sub:
             for k, box in enumerate(object_boxes(args.objects[0], w, h)):
                 c.add_box(k + 1, box)
-            seen, t_end = 0, None
+            seen, t_end, cut, head, last = 0, None, None, None, None
             t_start, dropped0, first_frame, publish_dropped0, gaps0 = time.monotonic(), 0, None, 0, 0
-            while t_end is None or time.monotonic() < t_end:
-                msg = sub.recv(10.0)
+            while True:
+                if t_end is not None and cut is None and time.monotonic() >= t_end:
+                    # the span ends at the newest frame answered; a key frame in it whose model answer is still
+                    # on its way (motion answered the frames after it first) is waited for, DRAIN_S at most
+                    cut, head, drain_end = max(firsts, default=first_frame), last.header, time.monotonic() + DRAIN_S
+                if cut is not None and (time.monotonic() >= drain_end
+                                        or all(f in firsts for f in range(first_frame + 1, cut + 1))):
+                    break
+                msg = sub.recv(1.0 if cut is not None else 10.0)
+                if msg is None and cut is not None:
+                    continue
                 if msg is None or isinstance(msg, StreamEnd):  # a file or recording source can end first
                     break
-                if not isinstance(msg, Result):
+                if not isinstance(msg, Result) or (cut is not None and msg.frame > cut):
                     continue
                 seen, last = seen + 1, msg
                 if seen == args.warmup:
@@ -67,8 +79,9 @@ def measure(args, size: int, config: str) -> dict:
                         stages.setdefault(k, []).append(v)
             if not lat:
                 raise RuntimeError(f"no results after warm-up from {daemon.results}")
-            dropped = last.header["dropped"] - dropped0
-            publish_dropped = last.header["publish_dropped"] - publish_dropped0
+            head = head or last.header  # the counters as the span ended (a source that ended: its last answer)
+            dropped = head["dropped"] - dropped0
+            publish_dropped = head["publish_dropped"] - publish_dropped0
             daemon_fps = None if isinstance(msg, StreamEnd) else c.stats()["fps"]  # an ended daemon has exited
             gaps = sub.gaps - gaps0
     finally:
@@ -86,7 +99,7 @@ def measure(args, size: int, config: str) -> dict:
         "input_fps": None if args.source else args.fps,
         # after warm-up: frames the source dropped, results the publisher dropped, results lost on the way
         "dropped_frames": dropped, "publish_dropped": publish_dropped, "results_lost": gaps, "frames": len(lat),
-        "first_frame": first_frame, "last_frame": last.frame, "measured_s": elapsed,
+        "first_frame": first_frame, "last_frame": cut if cut is not None else last.frame, "measured_s": elapsed,
         "daemon_exit_code": code, "daemon_fps": daemon_fps, "_lat": lat, "_arrivals": arrivals,
     }
 
