@@ -22,7 +22,7 @@ import numpy as np
 from bench.common import environment, table, write_json
 from bench.plots import panels
 from bench.scenario import outputs
-from pipelines.scenes import SCENES, Scene
+from pipelines.scenes import WHOLE_SCENES, Scene
 from tracker.core.results import FrameResult, ObjectResult
 from tracker.motion.carrier import Carrier
 from tracker.motion.warp import box_of
@@ -111,7 +111,8 @@ def parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--ages", type=int, default=15, help="frames each key frame's masks are carried")
     p.add_argument("--keys", type=int, default=12, help=f"key frames per scene, {KEY_SPACING} frames apart")
-    p.add_argument("--scenes", nargs="+", choices=SCENES, default=list(SCENES), help="scenes to carry masks in")
+    p.add_argument("--scenes", nargs="+", choices=WHOLE_SCENES, default=list(WHOLE_SCENES),
+                   help="scenes to carry masks in (those whose objects stay in the frame)")
     p.add_argument("--methods", nargs="+", choices=("carried", "still", "dense"), default=["carried", "still", "dense"],
                    help="carried: samtrack's (tracker/motion/); still: the mask not moved; dense: DIS flow chained")
     p.add_argument("--width", type=int, default=640, help="frame width of the scenes (px)")

@@ -1,9 +1,11 @@
 """Synthetic scenes whose true per-object masks are known, frame by frame: a textured background (panned by the
-camera in `pan`) and textured objects that translate, rotate and scale, pass behind one another, or deform.
+camera in `pan`) and textured objects that translate, rotate and scale, pass behind one another, deform, or (in
+`traffic`) enter the frame, cross each other's paths and leave.
 
-They measure masks carried between key frames against truth (`samtrack bench motion`), where SAM 2's masks with
-random weights mean nothing, and serve as a fake camera (`scene:NAME`, pipelines/scene_source.py). Every frame
-is a pure function of (scene, size, seed, frame number)."""
+They measure masks carried between key frames (`samtrack bench motion`) and a concept's matching and lifecycles
+(`samtrack bench concepts`) against truth, where SAM 2's masks with random weights mean nothing, and serve as a
+fake camera (`scene:NAME`, pipelines/scene_source.py). Every frame is a pure function of (scene, size, seed,
+frame number)."""
 
 from __future__ import annotations
 
@@ -13,7 +15,9 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-SCENES = ("translate", "pan", "rotate_scale", "occlusion", "deform", "crowd")
+SCENES = ("translate", "pan", "rotate_scale", "occlusion", "deform", "crowd", "traffic")
+WHOLE_SCENES = SCENES[:-1]  # the scenes whose objects are in every frame, whole (traffic's enter and leave)
+PASS_IDS = 100  # in traffic an object's every pass across the frame is a new object: id obj_id + PASS_IDS * pass
 CAMERA_PAN = (4.0, 2.0)  # px per frame the background moves in `pan` (the issue's probe's camera)
 PAN_MARGIN = 160  # background canvas beyond the frame on each side: the camera bounces within it
 
@@ -50,16 +54,21 @@ class SceneObject:
     deform: float = 0.0  # radial amplitude of the boundary's wave (deform)
     start: tuple[float, float] = (0.3, 0.3)  # centre on frame 0, as fractions of the frame
     lane: tuple[float, float] = (0.0, 1.0)  # the band of the frame (fractions of its height) the object stays in
+    # 0: the object bounces inside the frame forever. N > 0: it crosses in a straight line from `start` (outside the
+    # frame), from frame `enter` on, and starts again every N frames as a new object (PASS_IDS).
+    cycle: int = 0
+    enter: int = 0
 
 
 PULSE_PERIOD = 48  # frames per scale cycle in rotate_scale: about 2 % scale change a frame at its fastest
 WAVE_LOBES = 3  # lobes of the deforming boundary
 WAVE_SPEED = 0.35  # radians of wave phase per frame
+TRAFFIC_CYCLE = 240  # frames between an object's passes in traffic: each crosses the frame within it
 
 
 def _objects(name: str) -> list[SceneObject]:
     # Each object keeps to a band of its own (no object meets another except in `occlusion`) and stays whole in
-    # the frame, bouncing off its edges.
+    # the frame, bouncing off its edges; except in `traffic`, whose objects cross it.
     if name in ("translate", "pan"):
         return [SceneObject(1, 60, 45, (8.0, 5.0), start=(0.25, 0.15), lane=(0.0, 0.4)),
                 SceneObject(2, 40, 40, (-6.0, 3.5), start=(0.7, 0.5), lane=(0.4, 0.6)),
@@ -78,6 +87,12 @@ def _objects(name: str) -> list[SceneObject]:
     if name == "deform":
         return [SceneObject(1, 65, 55, (4.0, 2.5), deform=0.18, start=(0.3, 0.25), lane=(0.0, 0.5)),
                 SceneObject(2, 45, 45, (-3.0, 3.0), deform=0.12, start=(0.7, 0.75), lane=(0.5, 1.0))]
+    if name == "traffic":  # a pass every TRAFFIC_CYCLE frames each: two head-on in one lane, one across them
+        return [SceneObject(1, 50, 35, (4.0, 0.0), start=(-0.1, 0.3), cycle=TRAFFIC_CYCLE),
+                SceneObject(2, 50, 35, (-3.5, 0.0), start=(1.1, 0.33), cycle=TRAFFIC_CYCLE, enter=30),
+                SceneObject(3, 30, 45, (0.0, 2.5), start=(0.5, -0.12), cycle=TRAFFIC_CYCLE, enter=60),
+                SceneObject(4, 35, 35, (3.2, -2.4), start=(-0.08, 1.08), cycle=TRAFFIC_CYCLE, enter=100),
+                SceneObject(5, 45, 30, (3.5, 0.0), start=(-0.1, 0.75), cycle=TRAFFIC_CYCLE, enter=150)]
     raise ValueError(f"unknown scene {name!r}; one of {', '.join(SCENES)}")
 
 
@@ -137,6 +152,9 @@ class Scene:
         return _bounce(CAMERA_PAN[0] * i, 0, p), _bounce(CAMERA_PAN[1] * i, 0, p)
 
     def pose(self, o: SceneObject, i: int) -> Pose:
+        if o.cycle:
+            t = (i - o.enter) % o.cycle
+            return Pose(o.start[0] * self.width + o.velocity[0] * t, o.start[1] * self.height + o.velocity[1] * t)
         m = self._reach(o)  # centres stay far enough inside for the whole object to show
         lo, hi = o.lane[0] * self.height, o.lane[1] * self.height
         cx = _bounce(o.start[0] * self.width + o.velocity[0] * i, m, self.width - m)
@@ -154,10 +172,14 @@ class Scene:
         image = self._background[y0:y0 + self.height, x0:x0 + self.width].copy()
         masks: dict[int, np.ndarray] = {}
         for o in self.objects:  # back to front: a later object hides what it covers
+            if i < o.enter:
+                continue
             inside = self._draw(image, o, self.pose(o, i))
             for m in masks.values():
                 m &= ~inside
-            masks[o.obj_id] = inside
+            masks[o.obj_id + PASS_IDS * ((i - o.enter) // o.cycle) if o.cycle else o.obj_id] = inside
+        if any(o.cycle for o in self.objects):  # objects out of the frame, or hidden whole, are not in it
+            masks = {k: m for k, m in masks.items() if m.any()}
         return SceneFrame(image, masks)
 
     def _draw(self, image: np.ndarray, o: SceneObject, p: Pose) -> np.ndarray:

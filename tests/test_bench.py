@@ -257,3 +257,17 @@ def test_motion_scenario(tmp_path):
         assert all(scene["iou_by_age"][a] > still[a] for a in still)
     assert min(data["scenes"]["translate"]["iou_by_age"].values()) >= 0.95
     assert data["cost_ms_8_objects"]["n"] == 4 and data["cost_ms_8_objects"]["p50"] > 0
+
+
+def test_concepts_scenario_quick(tmp_path):
+    """`bench concepts --quick`: the truth scenario's numbers and goals under "truth", as printed."""
+    r = subprocess.run([sys.executable, "-m", "tracker.cli", "bench", "concepts", "--quick", "--out", str(tmp_path)],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    data = json.loads((tmp_path / "concepts.json").read_text())
+    truth = data["truth"]
+    assert list(truth["scenes"]) == ["traffic"] and len(truth["scenes"]["traffic"]["runs"]) == 1
+    summary = truth["scenes"]["traffic"]["summary"]
+    assert set(truth["goals"]) == set(truth["worst"]) == {"idf1", "id_switches", "duplicates", "lost_to_misses"}
+    assert 0 <= summary["idf1"] <= 1 and summary["frames_to_confirm"]["objects"] > 0 and summary["ghosts"]["count"] > 0
+    assert truth["meets_goals"] == ("meets the goals" in r.stdout)

@@ -58,7 +58,7 @@ def _offenders(prefix: str, forbidden: tuple[str, ...]) -> list[str]:
 def test_tracker_has_its_rooms():
     names = {p.name for p in (ROOT / "tracker").iterdir() if not p.name.startswith("__")}
     assert {"core", "models", "protocol", "daemon", "client", "viewer", "cli", "runner", "broker", "recording",
-            "motion"} <= names
+            "motion", "concepts"} <= names
     assert not [n for n in names if n.endswith("_cmd.py")], names
 
 
@@ -74,6 +74,14 @@ def test_motion_knows_images_and_the_cores_results_only():
     assert _offenders("tracker.motion", ("torch", "sam2", "engines", "zmq", "aiohttp", "gi", "pipelines",
                                          "tracker.daemon", "tracker.protocol", "tracker.core.tracker",
                                          "tracker.models")) == []
+
+
+def test_concepts_are_pure_logic():
+    """Concept prompts' matching and lifecycles are numpy and scipy on masks: no model, detector, image library,
+    transport, source nor web stack; the daemon calls them, never the reverse."""
+    assert _offenders("tracker.concepts", ("torch", "sam2", "transformers", "engines", "cv2", "zmq", "aiohttp", "gi",
+                                           "pydantic", "pipelines", "tracker.core", "tracker.models",
+                                           "tracker.daemon", "tracker.protocol", "tracker.motion")) == []
 
 
 def test_pipelines_import_neither_torch_nor_sam2_nor_the_tracker():

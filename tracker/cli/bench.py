@@ -10,7 +10,8 @@ import sys
 SCENARIOS = {"step": "bench.step", "vs-meta": "bench.vs_meta", "e2e": "bench.e2e", "soak": "bench.soak",
              "memory": "bench.memory", "engines": "bench.engines", "shutdown": "bench.shutdown",
              "startup": "bench.startup", "record": "bench.record", "streams": "bench.streams", "chaos": "bench.chaos",
-             "restart": "bench.restart", "gpu": "bench.gpu", "motion": "bench.motion"}
+             "restart": "bench.restart", "gpu": "bench.gpu", "motion": "bench.motion",
+             "concepts": "bench.concepts"}
 # What each measures, in one line (`samtrack bench --help`; the module's docstring says more).
 SUMMARIES = {
     "step": "the tracking step per stage, 1..8 objects, one at a time and batched",
@@ -27,6 +28,7 @@ SUMMARIES = {
     "restart": "state bytes per object, and a killed daemon's time back to its objects",
     "gpu": "the first run on a CUDA machine: GPU tests and benchmarks, one JSON",
     "motion": "masks carried between key frames against synthetic scenes' true masks, and their cost",
+    "concepts": "concept prompts' matching and lifecycles against a truth detector on synthetic scenes",
 }
 
 

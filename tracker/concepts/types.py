@@ -1,0 +1,108 @@
+"""The concept room's values: a concept's request, a detector's detection and its SAM mask, and the lifecycle
+events of the objects a concept finds."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from enum import StrEnum
+
+import numpy as np
+
+# Limits of a concept's request (ConceptSpec), checked when it is made.
+MAX_TEXT = 200  # characters of a concept's text: a phrase for the detector's tokenizer, not a paragraph
+MAX_EVERY = 100_000  # frames between detector calls, at most (about an hour at 30 fps)
+MAX_EVERY_S = 3600.0  # seconds between detector calls, at most
+MAX_CONCEPT_OBJECTS = 1024  # objects one concept may hold, at most ([memory] max_objects' own ceiling)
+DEFAULT_EVERY_S = 1.0  # a detector call a second unless said otherwise: the issue's cost goal is set at this cadence
+# Detector score a detection needs to count at all (to match a track or make one). Open-vocabulary detectors' scores
+# are low and uncalibrated (OWLv2 and Grounding DINO use 0.1..0.35 in their examples): 0.3 keeps their confident
+# boxes; lower finds more objects and more false ones (each still has to be confirmed, lifecycle.py).
+DEFAULT_THRESHOLD = 0.3
+DEFAULT_MAX_OBJECTS = 16  # objects a concept holds unless said otherwise: half the tracker's default 32
+
+
+class ConceptError(ValueError):
+    """A concept's request or saved state out of range; the message names the field and what it must be."""
+
+
+@dataclass(frozen=True)
+class Detection:
+    """One box a detector found for a concept: corners (x0, y0, x1, y1) in frame pixels, its score, the concept."""
+
+    box: tuple[float, float, float, float]
+    score: float
+    label: str
+
+
+@dataclass(frozen=True)
+class DetectionMask:
+    """A detection and its mask on the frame it was found on (SAM's mask from its box, made by the caller)."""
+
+    detection: Detection
+    mask: np.ndarray  # HxW bool
+
+
+class EventKind(StrEnum):
+    """What happened to an object a concept found."""
+
+    APPEARED = "appeared"  # made from a detection, tentative until confirmed
+    CONFIRMED = "confirmed"  # matched by enough detections: a real object
+    LOST = "lost"  # a confirmed object no detection matched for a while: still tracked
+    REFOUND = "refound"  # a lost object matched again
+    RETRACTED = "retracted"  # a tentative object never confirmed: removed
+    REMOVED = "removed"  # a lost object unmatched for longer still, or a duplicate of another: removed
+
+
+@dataclass(frozen=True)
+class LifecycleEvent:
+    """One change of an object's lifecycle, on the frame of the detector call that decided it."""
+
+    kind: EventKind
+    frame: int
+    obj_id: int
+    label: str
+    score: float  # the detection's score that matched (appeared, confirmed, refound), else the last one
+
+
+@dataclass(frozen=True)
+class ConceptSpec:
+    """A concept prompt: find every `text` with the detector every `every` frames or `every_s` seconds (neither:
+    every DEFAULT_EVERY_S s), keep detections scoring `threshold` or more, hold at most `max_objects` objects, on
+    `stream` (None: the daemon's only stream)."""
+
+    text: str
+    every: int | None = None
+    every_s: float | None = None
+    threshold: float = DEFAULT_THRESHOLD
+    max_objects: int = DEFAULT_MAX_OBJECTS
+    stream: str | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.text, str) or not self.text.strip() or len(self.text) > MAX_TEXT:
+            raise ConceptError(f"text: a non-empty phrase of at most {MAX_TEXT} characters, got {self.text!r}")
+        if self.every is not None and self.every_s is not None:
+            raise ConceptError("every and every_s: give one of them, not both")
+        if self.every is not None and (isinstance(self.every, bool) or not isinstance(self.every, int)
+                                       or not 1 <= self.every <= MAX_EVERY):
+            raise ConceptError(f"every: whole frames from 1 to {MAX_EVERY}, got {self.every!r}")
+        if self.every_s is not None and not (_number(self.every_s) and 0 < self.every_s <= MAX_EVERY_S):
+            raise ConceptError(f"every_s: seconds above 0 and at most {MAX_EVERY_S:g}, got {self.every_s!r}")
+        if not (_number(self.threshold) and 0.0 <= self.threshold <= 1.0):
+            raise ConceptError(f"threshold: a score from 0 to 1, got {self.threshold!r}")
+        if isinstance(self.max_objects, bool) or not isinstance(self.max_objects, int) \
+                or not 1 <= self.max_objects <= MAX_CONCEPT_OBJECTS:
+            raise ConceptError(f"max_objects: from 1 to {MAX_CONCEPT_OBJECTS}, got {self.max_objects!r}")
+        if self.stream is not None and (not isinstance(self.stream, str) or not self.stream):
+            raise ConceptError(f"stream: a stream's name or None, got {self.stream!r}")
+
+    @property
+    def period_s(self) -> float | None:
+        """Seconds between detector calls when the cadence is in seconds (None when it is in frames)."""
+        if self.every is not None:
+            return None
+        return DEFAULT_EVERY_S if self.every_s is None else float(self.every_s)
+
+
+def _number(x: object) -> bool:
+    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
