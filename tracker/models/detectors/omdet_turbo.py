@@ -12,7 +12,6 @@ from .base import Found, TransformersDetector
 from .clip_vocab import clip_tokenizer
 
 TEXT_TOKENS = 77  # the hub tokenizer pads every class and the task prompt to CLIP's full context
-INPUT_SIDE = 640  # the hub's preprocessing: the image resized to 640x640
 # Box overlap above which the processor's non-maximum suppression keeps only the best box of a class (its
 # default): lower merges neighbours of one class, higher returns duplicates of one object.
 NMS_IOU = 0.5
@@ -26,12 +25,13 @@ def real_config():
     return OmDetTurboConfig()
 
 
-def offline_processor():
-    """The hub processor's settings without the hub: DETR's image processor at 640x640, ImageNet's mean and
-    deviation, CLIP's tokenizer."""
+def offline_processor(config):
+    """The hub processor's settings without the hub: DETR's image processor at the config's input side (640),
+    ImageNet's mean and deviation, CLIP's tokenizer."""
     from transformers import DetrImageProcessor, OmDetTurboProcessor
 
-    image = DetrImageProcessor(size={"height": INPUT_SIDE, "width": INPUT_SIDE}, do_pad=False)
+    side = config.image_size
+    image = DetrImageProcessor(size={"height": side, "width": side}, do_pad=False)
     return OmDetTurboProcessor(image_processor=image, tokenizer=clip_tokenizer(TEXT_TOKENS))
 
 
@@ -55,5 +55,5 @@ def build(name: str, device: torch.device, config=None, snapshot: Path | None = 
         return OmDetTurboDetector(name, OmDetTurboForObjectDetection.from_pretrained(snapshot),
                                   OmDetTurboProcessor.from_pretrained(snapshot), device)
     torch.manual_seed(seed)
-    return OmDetTurboDetector(name, OmDetTurboForObjectDetection(config or real_config()), offline_processor(),
-                              device)
+    config = config or real_config()
+    return OmDetTurboDetector(name, OmDetTurboForObjectDetection(config), offline_processor(config), device)

@@ -24,11 +24,13 @@ def real_config():
     return Owlv2Config(vision_config={"image_size": INPUT_SIDE})
 
 
-def offline_processor():
-    """The hub processor's settings without the hub: 960x960 input padded to a square, CLIP's tokenizer."""
+def offline_processor(config):
+    """The hub processor's settings without the hub: the image padded to a square and resized to the config's
+    input side (960), CLIP's tokenizer."""
     from transformers import Owlv2ImageProcessor, Owlv2Processor
 
-    return Owlv2Processor(image_processor=Owlv2ImageProcessor(),
+    side = config.vision_config.image_size
+    return Owlv2Processor(image_processor=Owlv2ImageProcessor(size={"height": side, "width": side}),
                           tokenizer=clip_tokenizer(TEXT_TOKENS, pad_token=PAD_TOKEN))
 
 
@@ -53,4 +55,5 @@ def build(name: str, device: torch.device, config=None, snapshot: Path | None = 
         return Owlv2Detector(name, Owlv2ForObjectDetection.from_pretrained(snapshot),
                              Owlv2Processor.from_pretrained(snapshot), device)
     torch.manual_seed(seed)
-    return Owlv2Detector(name, Owlv2ForObjectDetection(config or real_config()), offline_processor(), device)
+    config = config or real_config()
+    return Owlv2Detector(name, Owlv2ForObjectDetection(config), offline_processor(config), device)
