@@ -203,3 +203,24 @@ def test_grounding_dino_labels_come_from_each_texts_own_tokens():
     words = tokenizer.convert_ids_to_tokens(enc["input_ids"])
     assert [[words[i] for i in _tokens_in(enc["offset_mapping"], s)] for s in spans] == [["a", "cat"],
                                                                                           ["red", "forklift"]]
+
+
+# Where each model's output boxes are (normalized cx, cy, w, h) and what they are relative to: OWLv2's to the
+# square its processor pads the image to, the others' to the image itself.
+BOX_OUTPUTS = {"owlv2-base": ("pred_boxes", (0.0, 0.0, 40.0, 40.0)),
+               "omdet-turbo": ("decoder_coord_logits", (0.0, 0.0, 40.0, 24.0)),
+               "grounding-dino-tiny": ("pred_boxes", (0.0, 0.0, 40.0, 24.0))}
+
+
+def test_boxes_are_in_the_images_pixels(detector, image, monkeypatch):
+    field, expected = BOX_OUTPUTS[detector.name]
+    forward = detector.model.forward
+
+    def every_box_at_the_top_left_quarter(*args, **kwargs):
+        out = forward(*args, **kwargs)
+        getattr(out, field)[...] = torch.tensor([0.25, 0.25, 0.5, 0.5])
+        return out
+
+    monkeypatch.setattr(detector.model, "forward", every_box_at_the_top_left_quarter)
+    found = detector.detect(image, TEXTS, 0.0)  # the image is 80 wide, 48 high
+    assert found and {d.box for d in found} == {expected}

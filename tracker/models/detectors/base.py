@@ -88,7 +88,8 @@ class Found:
 
 class TransformersDetector:
     """What the transformers detectors share: `detect` checks its inputs, runs `_find` in inference mode and turns
-    its `Found` into `Detection`s clipped to the image. A family implements `_find`."""
+    its `Found` into `Detection`s clipped to the image. A family implements `_find`, keeping scores > threshold
+    (its processor's post-processing does)."""
 
     def __init__(self, name: str, model: torch.nn.Module, processor, device: torch.device) -> None:
         self.name = name
@@ -109,7 +110,7 @@ class TransformersDetector:
             order = torch.argsort(scores, descending=True, stable=True)[:MAX_DETECTIONS]
             idx = found.labels.cpu()
         return [Detection(tuple(float(v) for v in boxes[i].tolist()), float(scores[i]), labels[int(idx[i])])
-                for i in order.tolist() if scores[i] > threshold]
+                for i in order.tolist()]
 
     def _find(self, image: np.ndarray, texts: list[str], threshold: float) -> Found:
         raise NotImplementedError
