@@ -71,9 +71,9 @@ fi
 
 log "installing samtrack (editable) with test dependencies"
 if [ "$HAVE_GST_DEPS" = 1 ]; then
-  "${PIP[@]}" -e ".[dev,bench,gstreamer]"
+  "${PIP[@]}" -e ".[dev,bench,concepts,gstreamer]"
 else
-  "${PIP[@]}" -e ".[dev,bench]"
+  "${PIP[@]}" -e ".[dev,bench,concepts]"
 fi
 # Type stubs of TensorRT for mypy; --no-deps: its dependency is TensorRT itself, which cannot install here.
 "${PIP[@]}" --no-deps "tensorrt-stubs==10.13.0.35.1"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -9,6 +11,13 @@ import torch
 from pipelines.synthetic import moving_shapes
 from tests.synthetic import save_jpeg_folder
 from tracker.models import seeded_model
+
+
+def pytest_configure(config):
+    """No test reaches the Hugging Face hub: offline before any test module imports huggingface_hub (which reads
+    it once). The test of detector downloads unsets it in the child it starts, pointed at a closed local port."""
+    os.environ["HF_HUB_OFFLINE"] = "1"
+
 
 # Small enough for a 2-core CI, large enough for 8x8 top-level features and real memory attention.
 TEST_IMAGE_SIZE = 128

@@ -14,6 +14,7 @@ from tests.httpserver import FileServer
 from tracker import Tracker
 from tracker.errors import DownloadError
 from tracker.models import build_sam2_model
+from tracker.models.detectors import DETECTORS
 from tracker.models.weights import cache_dir, download, list_models
 
 NAME, FILE = "sam2.1_hiera_t", "sam2.1_hiera_tiny.pt"
@@ -114,7 +115,7 @@ def test_cli_download_and_list(served, tmp_path):
     assert "B/s" in r.stderr or "100%" in r.stderr  # the progress bar
     r = _samtrack("weights", "list", env=env)
     assert f"{NAME:16s} {FILE:26s} yes, {dest}" in r.stdout
-    assert len(r.stdout.splitlines()) == len(list_models()) + 1  # and a header
+    assert len(r.stdout.splitlines()) == len(list_models()) + len(DETECTORS) + 3  # and two headers, a blank line
 
 
 def test_cli_download_errors_are_clear(tmp_path):
