@@ -9,12 +9,12 @@ hand from the model's shapes (`memory_attention_gflop`), the two checked against
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
+
+from tracker.devices import cpu_info
 
 # The step's stages (tracker/core/results.py StageTimes) and the sam2 modules whose work each is.
 STAGE_MODULES = {"encoder": ("ImageEncoder", "Conv2d"), "track": ("MemoryAttention", "MaskDecoder", "PromptEncoder",
@@ -82,22 +82,14 @@ def cpu_peak(cores: int | None = None) -> Peak:
     """From /proc/cpuinfo: FLOP a cycle a core by ISA (an FMA is two FLOP; AMD's Zen 4 runs 512-bit operations on
     256-bit units, half an Intel AVX-512 core's rate; AVX512-BF16 doubles fp32's rate, AMX is Intel's 1024 bf16
     FLOP a cycle), times the clock, times the cores."""
-    cpuinfo = Path("/proc/cpuinfo")
-    text = cpuinfo.read_text() if cpuinfo.exists() else ""
-    flags = set(re.search(r"^flags\s*:\s*(.*)$", text, re.M).group(1).split()) if "flags" in text else set()
-    mhz = [float(x) for x in re.findall(r"^cpu MHz\s*:\s*([\d.]+)", text, re.M)]
-    ghz = (max(mhz) if mhz else 2000.0) / 1000
-    amd = "AuthenticAMD" in text
+    cpu = cpu_info()
     cores = cores or os.cpu_count() or 1
-    if "avx512f" in flags:
-        fp32 = 32 if amd else 64
-    elif "fma" in flags:
+    if "avx512f" in cpu.flags:
+        fp32 = 32 if cpu.amd else 64
+    elif "fma" in cpu.flags:
         fp32 = 32
     else:
         fp32 = 16
-    bf16, isa = fp32, "avx512" if "avx512f" in flags else "avx2" if "avx2" in flags else "sse"
-    if "avx512_bf16" in flags:
-        bf16, isa = 2 * fp32, "avx512-bf16"
-    if "amx_bf16" in flags:
-        bf16, isa = 1024, "amx"
+    bf16 = {"amx": 1024, "avx512-bf16": 2 * fp32}.get(cpu.isa, fp32)
+    isa, ghz = cpu.isa, cpu.mhz / 1000
     return Peak(isa, ghz, cores, fp32 * ghz * cores, bf16 * ghz * cores)

@@ -7,9 +7,11 @@ import argparse
 import os
 from pathlib import Path
 
+from engines.base import PARTS
 from tracker.cli.args import image_size
 from tracker.client import spawn
 from tracker.client.spawn import DaemonProcess
+from tracker.core.options import BACKEND_CHOICES, PRECISIONS
 from tracker.paths import PathError, check_dir_to_write, check_file_to_write, file_to_write
 from tracker.recording.inputs import source_arg
 
@@ -59,6 +61,23 @@ def scenario_parser(name: str, doc: str | None, frames: int = 0, quick_frames: i
     if quick_frames:
         p.set_quick(frames=quick_frames, warmup=2)
     return p
+
+
+def add_engine_options(p: argparse.ArgumentParser) -> None:
+    """--precision, --backend and --openvino-parts: the engines a bench measures (default: as the daemon picks)."""
+    p.add_argument("--precision", choices=PRECISIONS, default="auto", help="the tracker's arithmetic (docs/engines.md)")
+    p.add_argument("--backend", choices=BACKEND_CHOICES, default="auto", help="engines (auto: as the daemon picks)")
+    p.add_argument("--openvino-parts", nargs="+", choices=PARTS,
+                   help="the parts OpenVINO runs, torch the others (default: auto's choice for this CPU, every part "
+                        "for --backend openvino): to measure another split than auto's")
+
+
+def engines_of(model, args):
+    """The engines the options name for a built model."""
+    from tracker.build import engines_for
+
+    parts = tuple(args.openvino_parts) if args.openvino_parts else None
+    return engines_for(model, args.backend, precision=args.precision, threads=args.threads, parts=parts)
 
 
 def add_source_option(p: argparse.ArgumentParser) -> None:

@@ -15,11 +15,10 @@ import torch
 from bench.common import environment, percentiles, sync, table, write_json
 from bench.flops import Peak, count_step, cpu_peak
 from bench.plots import cdf
-from bench.scenario import add_source_option, object_boxes, outputs, scenario_parser
+from bench.scenario import add_engine_options, add_source_option, engines_of, object_boxes, outputs, scenario_parser
 from pipelines.synthetic import moving_shapes_frame
 from tracker import Tracker
-from tracker.build import engines_for
-from tracker.core.options import BACKEND_CHOICES, PRECISIONS, TrackerOptions
+from tracker.core.options import TrackerOptions
 from tracker.models import seeded_model
 
 STAGES = ("preprocess", "encoder", "track", "memory_encoder", "bookkeeping", "postprocess")
@@ -28,7 +27,7 @@ OUTSIDE_MODEL = ("preprocess", "bookkeeping", "postprocess")  # what the step do
 
 def run(args) -> dict:
     model = seeded_model(args.model, args.image_size, device=args.device)
-    engines = engines_for(model, args.backend, precision=args.precision, threads=args.threads)  # before GStreamer
+    engines = engines_of(model, args)  # before GStreamer
     frames = _frames(args)
     h, w = frames[0].shape[:2]
     results, series = {}, {}
@@ -79,7 +78,7 @@ def run(args) -> dict:
     per_object = {n: (r["step"]["p50_ms"] - shared) / int(n) for n, r in results.items()}
     return {"benchmark": "step", "settings": _settings(args),
             "environment": environment(args.threads, args.device), "peak": dataclasses.asdict(peak),
-            "precision": trackers[modes[0]].precision, "backend": engines.name,
+            "precision": trackers[modes[0]].precision, "backend": engines.name, "placement": engines.placement(),
             "results": results, "shared_per_frame_ms": shared, "per_object_ms": per_object, "_series": series}
 
 
@@ -153,15 +152,15 @@ def _summary(n: int, totals: list[float], stages: dict[str, list[float]], first:
 
 def _settings(args) -> dict:
     return {k: getattr(args, k) for k in ("model", "image_size", "objects", "frames", "warmup", "width", "height",
-                                          "batch", "precision", "device", "source")}
+                                          "batch", "precision", "backend", "openvino_parts", "device",
+                                          "source")}
 
 
 def parser():
     p = scenario_parser("step", __doc__, frames=20, quick_frames=8)
     p.add_argument("--batch", choices=["off", "on", "both"], default="both",
                    help="objects one at a time (off, Meta-exact), in one batch (on), or both compared")
-    p.add_argument("--precision", choices=PRECISIONS, default="auto", help="the tracker's arithmetic (docs/engines.md)")
-    p.add_argument("--backend", choices=BACKEND_CHOICES, default="auto", help="engines (auto: as the daemon picks)")
+    add_engine_options(p)
     add_source_option(p)
     return p
 

@@ -20,11 +20,10 @@ from PIL import Image  # noqa: E402
 
 from bench.common import Progress, environment, percentiles, sync, table, write_json  # noqa: E402
 from bench.plots import over_time  # noqa: E402
-from bench.scenario import object_boxes, outputs, scenario_parser  # noqa: E402
+from bench.scenario import add_engine_options, engines_of, object_boxes, outputs, scenario_parser  # noqa: E402
 from pipelines.synthetic import moving_shapes_frame  # noqa: E402
 from tracker import Tracker
-from tracker.build import engines_for
-from tracker.core.options import BACKEND_CHOICES, PRECISIONS, TrackerOptions
+from tracker.core.options import TrackerOptions
 from tracker.models import seeded_model  # noqa: E402
 
 MIN_VIDEO = 16  # Meta scales pointer encodings by min(video length, 16): shorter videos are not comparable
@@ -79,16 +78,14 @@ def compare(model, frames: list[np.ndarray], n_objects: int, warmup: int, n_step
     return {"objects": n_objects, "frames": len(frames), "meta_step": percentiles(meta_t[warm]),
             "samtrack_step": percentiles(ours_t[warm]), "ratio_median": statistics.median(ratios[warm]),
             "warmup_ratio": ratios[:warmup], "identical_frames": identical, "compared_frames": n_steps,
-            "precision": tracker.precision, "backend": tracker.backend, "iou_vs_fp32_mean": float(np.mean(ious)),
+            "precision": tracker.precision, "backend": tracker.backend, "placement": engines.placement(),
+            "iou_vs_fp32_mean": float(np.mean(ious)),
             "iou_vs_fp32_min": float(np.min(ious)), "_series": (meta_t, ours_t)}
 
 
 def parser():
     p = scenario_parser("vs-meta", __doc__, frames=40, quick_frames=8)
-    p.add_argument("--precision", choices=PRECISIONS, default="auto",
-                   help="samtrack's arithmetic (Meta's predictor always runs fp32)")
-    p.add_argument("--backend", choices=BACKEND_CHOICES, default="auto",
-                   help="samtrack's engines (auto: as the daemon picks; Meta's predictor runs its own modules)")
+    add_engine_options(p)  # samtrack's (Meta's predictor runs its own modules in fp32)
     p.set_defaults(objects=[1, 8])
     return p
 
@@ -102,7 +99,7 @@ def main(argv=None) -> dict:
     progress(f"building {args.model} at {args.image_size} px")
     model = seeded_model(args.model, args.image_size, device=args.device)
     progress(f"engines for backend {args.backend} (a cold cache converts them first: minutes)")
-    engines = engines_for(model, args.backend, precision=args.precision, threads=args.threads)
+    engines = engines_of(model, args)
     n = max(MIN_VIDEO + 1, args.frames + args.warmup + 1)
     frames = [moving_shapes_frame(i, args.height, args.width) for i in range(n)]
     results, series = {}, {}
@@ -115,7 +112,7 @@ def main(argv=None) -> dict:
         results[str(k)] = r
     data = {"benchmark": "vs-meta", "settings": {k: getattr(args, k) for k in ("model", "image_size", "objects",
                                                                                "frames", "warmup", "precision",
-                                                                               "backend", "device")},
+                                                                               "backend", "openvino_parts", "device")},
             "environment": environment(args.threads, args.device), "results": results}
     write_json(out, data)
     over_time(series, "ms per frame", f"per-frame time, {args.model} at {args.image_size}px", out.with_suffix(".png"))

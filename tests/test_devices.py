@@ -11,8 +11,9 @@ import torch
 
 from engines.factory import check_backend_device
 from tracker import Tracker
+from tracker.build import AUTO_OPENVINO_OTHERWISE, auto_openvino_parts
 from tracker.core.precision import resolve_precision, use_ieee_fp32
-from tracker.devices import CudaFacts, Gpu, check_device, cuda_problem, nvidia_driver
+from tracker.devices import CudaFacts, Gpu, check_device, cpu_info, cuda_problem, nvidia_driver
 from tracker.errors import DeviceError
 
 H100 = Gpu("NVIDIA H100 80GB HBM3", (9, 0), 80 << 30)
@@ -172,3 +173,26 @@ def test_doctor_reports_the_machine_and_refuses_a_device_that_cannot_run():
     assert f"torch {torch.__version__}" in r.stdout and "NVIDIA driver:" in r.stdout and "backends:" in r.stdout
     ok = _cli("doctor")
     assert ok.returncode == 0 and "ok: cpu can run here" in ok.stdout, ok.stderr
+
+
+@pytest.mark.parametrize(("vendor", "flags", "isa"), [
+    ("GenuineIntel", "fpu avx2 fma avx512f avx512_bf16 amx_bf16 amx_tile", "amx"),
+    ("AuthenticAMD", "fpu avx2 fma avx512f avx512_bf16", "avx512-bf16"),
+    ("GenuineIntel", "fpu avx2 fma avx512f", "avx512"),
+    ("AuthenticAMD", "fpu avx2 fma", "avx2"),
+    ("GenuineIntel", "fpu sse4_2", "sse"),
+])
+def test_the_cpu_is_read_from_cpuinfo(tmp_path, vendor, flags, isa):
+    f = tmp_path / "cpuinfo"
+    f.write_text(f"processor\t: 0\nvendor_id\t: {vendor}\ncpu MHz\t\t: 2400.000\nflags\t\t: {flags}\n\n"
+                 f"processor\t: 1\nvendor_id\t: {vendor}\ncpu MHz\t\t: 2600.500\nflags\t\t: {flags}\n")
+    cpu = cpu_info(f)
+    assert (cpu.isa, cpu.amd, cpu.mhz) == (isa, vendor == "AuthenticAMD", 2600.5)
+    assert cpu_info(tmp_path / "missing") == cpu_info(tmp_path)  # unreadable: no flags, 2 GHz
+    assert cpu_info(tmp_path).isa == "sse" and cpu_info(tmp_path).mhz == 2000.0
+
+
+def test_auto_compiles_the_parts_measured_for_this_cpus_arithmetic():
+    assert auto_openvino_parts() == auto_openvino_parts(cpu_info().isa)
+    assert auto_openvino_parts("a CPU never measured") == AUTO_OPENVINO_OTHERWISE == ("encoder",)
+    assert "encoder" in auto_openvino_parts("avx512-bf16") and "encoder" in auto_openvino_parts("amx")

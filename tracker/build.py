@@ -10,21 +10,32 @@ from pathlib import Path
 
 import torch
 
-from engines.base import Engines
+from engines.base import PARTS, Engines
 from engines.factory import check_backend_device, make_engines
 
-from .devices import check_device
+from .devices import check_device, cpu_info
 from .errors import DeviceError
 from .models import build_sam2_model
 
 log = logging.getLogger(__name__)
 _said: set[str] = set()  # what auto's fallbacks already told the log (once per process)
-# The parts auto compiles with OpenVINO: the image encoder alone, the one part measured faster than torch on
-# both CPU kinds (f32 on AVX2: 0.83x torch's time; bf16 on AMX: 0.55x torch bf16). The per-object parts are not
-# faster there (memory attention: torch bf16 82 ms vs OpenVINO bf16 108 ms on AMX; heads and memory encoder
-# within noise on AVX2) and a second thread pool beside torch's costs more on two cores. docs/benchmarks.md.
-AUTO_OPENVINO_PARTS = ("encoder",)
+# The parts auto compiles with OpenVINO, by the CPU's widest arithmetic (tracker.devices.CpuInfo.isa); torch runs
+# the others. Each kind measured in its own run, interleaved with torch (docs/benchmarks.md, "Which parts auto
+# compiles"):
+# - avx512-bf16 (AMD EPYC, Zen 4): every part. The rotate-half memory attention in OpenVINO bf16 takes 156 ms
+#   where torch bf16 takes 246 (512 px, full memory); with every part compiled torch's thread pool is left the
+#   pre- and post-processing only, so the two pools barely meet.
+# - amx (Intel Xeon): the encoder (0.55x torch bf16). Memory attention was measured slower there (torch bf16 82 ms,
+#   OpenVINO 108) with the earlier graph only: rerun `samtrack bench vs-meta --openvino-parts ...` there.
+# - avx512, avx2 (f32): the encoder (0.83x torch's time); the per-object parts within noise of torch, and a
+#   second thread pool beside torch's costs more on two cores.
+AUTO_OPENVINO_PARTS = {"avx512-bf16": PARTS}
+AUTO_OPENVINO_OTHERWISE = ("encoder",)
 
+
+def auto_openvino_parts(isa: str | None = None) -> tuple[str, ...]:
+    """The parts backend auto compiles with OpenVINO on a CPU of this ISA (default: this machine's)."""
+    return AUTO_OPENVINO_PARTS.get(isa or cpu_info().isa, AUTO_OPENVINO_OTHERWISE)
 
 def build_parts(model: str, checkpoint: str | os.PathLike | None, image_size: int, device: str, seed: int,
                 threads: int | None, backend: str, engine_cache: str | os.PathLike | None, precision: str = "auto",
@@ -48,13 +59,13 @@ def build_parts(model: str, checkpoint: str | os.PathLike | None, image_size: in
 def engines_for(model: torch.nn.Module, backend: str, engine_cache: str | os.PathLike | None = None,
                 precision: str = "auto", threads: int | None = None, parts: tuple[str, ...] | None = None) -> Engines:
     """The engines of `backend` (resolved by `resolve_backend` when "auto") for a built model. parts: those
-    OpenVINO runs (a replay names a recorded session's); default AUTO_OPENVINO_PARTS for auto, all when named."""
+    OpenVINO runs (a replay names a recorded session's); default auto_openvino_parts() for auto, all when named."""
     cache = Path(engine_cache) if engine_cache else None
     name = resolve_backend(backend, model, precision, cache)
     if name == "torch":
         return Engines.of(model)
     if parts is None:
-        parts = AUTO_OPENVINO_PARTS if backend == "auto" else None  # named: every part the backend compiles
+        parts = auto_openvino_parts() if backend == "auto" else None  # named: every part the backend compiles
     try:
         return make_engines(name, model, cache_dir=cache, threads=threads, parts=parts)
     except ValueError as e:
@@ -63,7 +74,7 @@ def engines_for(model: torch.nn.Module, backend: str, engine_cache: str | os.Pat
 
 def resolve_backend(backend: str, model: torch.nn.Module, precision: str = "auto", cache: Path | None = None) -> str:
     """A named backend as is; "auto": precision fp32 keeps Meta's exact torch arithmetic; otherwise OpenVINO on
-    CPUs (its encoder: AUTO_OPENVINO_PARTS; torch where it is not installed, said once), TensorRT on GPUs where a
+    CPUs (the parts of `auto_openvino_parts`; torch where it is not installed, said once), TensorRT on GPUs where a
     plan is built for this model (`samtrack export --backend tensorrt`), else torch."""
     if backend != "auto":
         return backend

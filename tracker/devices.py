@@ -16,6 +16,37 @@ from .errors import DeviceError
 # table): torch 2.14.1's CUDA 13 build needs 580.
 MIN_DRIVER = {11: 450, 12: 525, 13: 580}
 NVIDIA_VERSION_FILE = Path("/proc/driver/nvidia/version")
+CPUINFO_FILE = Path("/proc/cpuinfo")
+
+
+@dataclass(frozen=True)
+class CpuInfo:
+    """What decides how fast a CPU computes: its vendor, vector instruction sets and clock (/proc/cpuinfo)."""
+
+    amd: bool
+    flags: frozenset[str]
+    mhz: float  # the highest clock any core reports (2000 where none does)
+
+    @property
+    def isa(self) -> str:
+        """The widest arithmetic it has: "amx", "avx512-bf16", "avx512", "avx2" or "sse"."""
+        if "amx_bf16" in self.flags:
+            return "amx"
+        if "avx512_bf16" in self.flags:
+            return "avx512-bf16"
+        return "avx512" if "avx512f" in self.flags else "avx2" if "avx2" in self.flags else "sse"
+
+
+def cpu_info(path: Path = CPUINFO_FILE) -> CpuInfo:
+    """This machine's CPU (an unreadable cpuinfo: no flags, an SSE CPU at 2 GHz)."""
+    try:
+        text = path.read_text()
+    except OSError:
+        text = ""
+    found = re.search(r"^flags\s*:\s*(.*)$", text, re.M)
+    mhz = [float(x) for x in re.findall(r"^cpu MHz\s*:\s*([\d.]+)", text, re.M)]
+    return CpuInfo("AuthenticAMD" in text, frozenset(found.group(1).split() if found else ()),
+                   max(mhz) if mhz else 2000.0)
 
 
 @dataclass(frozen=True)
