@@ -78,7 +78,7 @@ def run(args) -> dict:
     per_object = {n: (r["step"]["p50_ms"] - shared) / int(n) for n, r in results.items()}
     return {"benchmark": "step", "settings": _settings(args),
             "environment": environment(args.threads, args.device), "peak": dataclasses.asdict(peak),
-            "precision": trackers[modes[0]].precision, "backend": engines.name, "placement": engines.placement(),
+            "precision": trackers[modes[0]].precision, "backend": engines.name, "placement": engines.placement,
             "results": results, "shared_per_frame_ms": shared, "per_object_ms": per_object, "_series": series}
 
 

@@ -78,7 +78,7 @@ def compare(model, frames: list[np.ndarray], n_objects: int, warmup: int, n_step
     return {"objects": n_objects, "frames": len(frames), "meta_step": percentiles(meta_t[warm]),
             "samtrack_step": percentiles(ours_t[warm]), "ratio_median": statistics.median(ratios[warm]),
             "warmup_ratio": ratios[:warmup], "identical_frames": identical, "compared_frames": n_steps,
-            "precision": tracker.precision, "backend": tracker.backend, "placement": engines.placement(),
+            "precision": tracker.precision, "backend": tracker.backend, "placement": engines.placement,
             "iou_vs_fp32_mean": float(np.mean(ious)),
             "iou_vs_fp32_min": float(np.min(ious)), "_series": (meta_t, ours_t)}
 
