@@ -203,6 +203,20 @@ class OpenVINOEngines:
                    if "memory_encoder" in run else None, precision)
 
 
+def encoder_ir(model: Sam2Model, cache_dir: Path | None = None) -> Path:
+    """The image encoder's OpenVINO IR (f32 weights) from the artefact cache, converted on a miss."""
+    return convert_cached(model, _parts(model, ("encoder",))[0], ArtefactCache(cache_dir))
+
+
+def compile_encoder(model: Sam2Model, ir: Path, threads: int | None = None, precision: str | None = None) -> OVEncoder:
+    """An encoder IR of this model (e.g. a quantized copy of `encoder_ir`'s) compiled as the backend compiles its
+    own, without the compiled-blob cache."""
+    config = {"INFERENCE_NUM_THREADS": threads or torch.get_num_threads(), "PERFORMANCE_HINT": PERFORMANCE_HINT,
+              "INFERENCE_PRECISION_HINT": precision or cpu_precision()}
+    compiled = import_openvino().Core().compile_model(str(ir), "CPU", config)
+    return OVEncoder(_Compiled(compiled), position_encodings(model, image_size_of(model)))
+
+
 def _compile_verified(core: Any, ir: Path, blobs: Path, config: dict) -> Any:
     """The IR compiled for the CPU, OpenVINO's compiled blob of it (in a directory of its own) loaded only once its
     digest is verified: one changed in place is deleted and compiled again. Where the cache cannot be written

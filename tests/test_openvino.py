@@ -275,3 +275,25 @@ def test_a_signal_interrupts_a_running_inference_and_the_request_runs_again():
     assert not np.array_equal(output, expected.numpy())  # cancelled: the last layer never ran
     (out,) = compiled(x)
     assert torch.equal(out, expected)
+
+
+def test_the_encoder_quantized_to_int8_runs_in_the_trackers_place_near_f32(model, cache, tmp_path):
+    """bench int8's pieces: NNCF's int8 copy of the encoder IR has quantize nodes on its linear layers, compiles
+    as the backend's encoder does, and its features stay within a few percent of OpenVINO f32's."""
+    from bench.int8 import calibration_frames, quantize
+    from engines.openvino_backend import compile_encoder, encoder_ir
+    from tracker.core.preprocess import Preprocessor
+
+    ir = encoder_ir(model, cache)
+    pre = Preprocessor(SIZE, torch.device("cpu"))
+    frames = calibration_frames(160, 120)
+    assert len(frames) >= 14 and all(f.dtype == np.uint8 and f.shape[2] == 3 for f in frames)
+    q = quantize(ir, [pre(f).numpy() for f in frames], tmp_path / "int8.xml")
+    kinds = [op.get_type_name() for op in import_openvino().Core().read_model(str(q)).get_ops()]
+    assert kinds.count("FakeQuantize") >= 20, sorted(set(kinds))
+    x = pre(frames[0])
+    a = compile_encoder(model, q, 2, "f32")(x)["backbone_fpn"]
+    b = compile_encoder(model, ir, 2, "f32")(x)["backbone_fpn"]
+    assert [t.shape for t in a] == [t.shape for t in b]
+    errors = [float((p - r).norm() / r.norm()) for p, r in zip(a, b, strict=True)]
+    assert all(0 < e < 0.1 for e in errors), errors  # quantized (not equal), yet close

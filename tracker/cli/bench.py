@@ -11,7 +11,7 @@ SCENARIOS = {"step": "bench.step", "vs-meta": "bench.vs_meta", "e2e": "bench.e2e
              "memory": "bench.memory", "engines": "bench.engines", "shutdown": "bench.shutdown",
              "startup": "bench.startup", "record": "bench.record", "streams": "bench.streams", "chaos": "bench.chaos",
              "restart": "bench.restart", "gpu": "bench.gpu", "motion": "bench.motion",
-             "concepts": "bench.concepts"}
+             "concepts": "bench.concepts", "int8": "bench.int8"}
 # What each measures, in one line (`samtrack bench --help`; the module's docstring says more).
 SUMMARIES = {
     "step": "the tracking step per stage, 1..8 objects, one at a time and batched",
@@ -29,6 +29,7 @@ SUMMARIES = {
     "gpu": "the first run on a CUDA machine: GPU tests and benchmarks, one JSON",
     "motion": "masks carried between key frames against synthetic scenes' true masks, and their cost",
     "concepts": "concept prompts' matching and lifecycles against a truth detector on synthetic scenes",
+    "int8": "the encoder quantized to int8 (NNCF) against auto's: time, error, the tolerance contract",
 }
 
 
