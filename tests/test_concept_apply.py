@@ -51,6 +51,15 @@ def done(frame: int, *boxes, text: str = "cup", score: float = 0.9) -> DetectDon
     return DetectDone("s", frame, (text,), (H, W), tuple(Detection(b, score, text) for b in boxes), 12.0)
 
 
+def apply(c: StreamConcepts, answer: DetectDone) -> tuple[int, ...]:
+    """An answer applied and every object it found prompted; their ids."""
+    assert c.apply(answer) is not None
+    added = []
+    while c.adding:
+        added += c.add_waiting(1000).added
+    return tuple(added)
+
+
 class BoxMasks:
     """The tracker's masks_from_boxes replaced by each box's rectangle (random weights' masks mean nothing), the
     frames it was asked about kept."""
@@ -90,19 +99,25 @@ def test_an_answer_is_applied_on_its_frame_with_fresh_ids(model):
     c.add(ConceptSpec("cup", threshold=0.5, stream="s"))
     frame = t.window[1]
     applied = c.apply(done(frame, (40, 10, 80, 40), (0, 60, 20, 90)))
-    assert boxes.frames == [frame]
-    assert len(applied.added) == 2 and applied.frame == frame and applied.removed == ()
-    assert min(applied.added) > 5 and set(applied.added).isdisjoint({1, 5})  # never a clicked object's id
-    assert set(t.objects) == {1, 5, *applied.added}
-    for obj_id in applied.added:  # prompted on the answer's frame: present there and on every later frame
+    assert boxes.frames == [frame] and applied.removed == () and c.adding
+    assert t.objects == [1, 5] and c.take_events() == []  # prompted from the next turn on, a few a turn
+    retracked = t.retracked_frames
+    first = c.add_waiting(1)  # a budget of one re-tracked frame: one object this turn
+    assert len(first.added) == 1 and first.frame == frame and t.retracked_frames - retracked == t.window[-1] - frame
+    second = c.add_waiting(1)
+    assert len(second.added) == 1 and not c.adding and c.add_waiting(1) is None
+    added = first.added + second.added
+    assert min(added) > 5 and set(added).isdisjoint({1, 5})  # never a clicked object's id
+    assert set(t.objects) == {1, 5, *added}
+    for obj_id in added:  # prompted on the answer's frame: present there and on every later frame
         assert obj_id in t.result(frame).objects and obj_id in t.result().objects
         assert obj_id not in t.result(t.window[0]).objects
-    assert c.tags[applied.added[0]] == messages.ObjectTag("cup", 0.9, "tentative") and 1 not in c.tags
+    assert c.tags[added[0]] == messages.ObjectTag("cup", 0.9, "tentative") and 1 not in c.tags
     events = c.take_events()
     assert [(e.kind, e.frame, e.label) for e in events] == [("appeared", frame, "cup")] * 2
     assert c.take_events() == []
-    low = c.apply(done(t.window[-1], (90, 60, 120, 90), score=0.4))  # under the concept's threshold
-    assert low.added == () and c.calls == 2
+    assert apply(c, done(t.window[-1], (90, 60, 120, 90), score=0.4)) == ()  # under the concept's threshold
+    assert c.calls == 2
 
 
 def test_an_answer_on_a_frame_that_left_the_window_changes_nothing(model):
@@ -121,11 +136,11 @@ def test_a_removed_object_is_forgotten_and_its_id_never_reused(model):
     BoxMasks(t)
     c = StreamConcepts("s", t, "omdet-turbo")
     c.add(ConceptSpec("cup", stream="s"))
-    (found,) = c.apply(done(t.window[1], (40, 10, 80, 40))).added
+    (found,) = apply(c, done(t.window[1], (40, 10, 80, 40)))
     t.remove_object(found)  # a client's remove_object
     c.forget(found)
     assert found not in c.tags and c.infos()[0].objects == []
-    (again,) = c.apply(done(t.window[1], (40, 10, 80, 40))).added
+    (again,) = apply(c, done(t.window[1], (40, 10, 80, 40)))
     assert again > found
 
 
@@ -135,7 +150,7 @@ def test_remove_concept_removes_its_objects_with_events_and_the_state_round_trip
     c = StreamConcepts("s", t, "omdet-turbo")
     c.add(ConceptSpec("cup", every=3, stream="s"))
     c.add(ConceptSpec("dog", stream="s"))
-    (cup,) = c.apply(done(t.window[1], (40, 10, 80, 40))).added
+    (cup,) = apply(c, done(t.window[1], (40, 10, 80, 40)))
     c.take_events()
     saved = json.loads(json.dumps(c.to_dict()))
     back = StreamConcepts("s", t, "omdet-turbo")

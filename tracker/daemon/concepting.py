@@ -73,6 +73,9 @@ class StreamConcepts:
         self.tags: messages.Tags = messages.NO_TAGS
         # Lifecycle events not yet published: taken every turn, so at most a turn's (each concept's objects, twice)
         self._events: list[messages.Event] = []
+        # New objects of the last answer not yet prompted (frame, object, its concept, its appeared event): at most
+        # the stream's max_objects (the room `_new_id` leaves counts them)
+        self._adds: deque = deque()
         self.calls = self.errors = self.too_old = 0
         self._ms: deque = deque(maxlen=TIMES_KEPT)
         self._lag: deque = deque(maxlen=TIMES_KEPT)
@@ -173,28 +176,52 @@ class StreamConcepts:
         found = {text: [DetectionMask(d, m) for d in dets if (m := next(masks)) is not None]
                  for text, dets in picked.items()}
         tracked = self._masks_on(done.frame, done.size)
-        added, removed = [], []
+        removed = []
         for c in concepts:
-            self._room = self.tracker.options.max_objects - len(self.tracker.objects)
+            self._room = self.tracker.options.max_objects - len(self.tracker.objects) - len(self._adds)
             update = c.tracks.update(done.frame, found[c.spec.text], tracked)
             for obj_id in update.removed:
                 if obj_id in self.tracker.objects:
                     self.tracker.remove_object(obj_id)
                 tracked.pop(obj_id, None)
                 removed.append(obj_id)
+            appeared = {e.obj_id: e for e in update.events if e.kind.value == "appeared"}
             for new in update.added:
-                try:
-                    self.tracker.add_mask(new.obj_id, new.mask, frame_index=done.frame)
-                except (PromptError, TooManyObjectsError) as e:
-                    log.warning("stream %s: object %d of %r not added: %s", self.stream, new.obj_id, c.spec.text, e)
-                    c.tracks.forget(new.obj_id)
-                    continue
-                tracked[new.obj_id] = new.mask
-                added.append(new.obj_id)
-            self._events += [messages.Event(e.kind.value, e.frame, e.obj_id, e.label, e.score)
-                             for e in update.events if e.kind.value != "appeared" or e.obj_id in added]
+                tracked[new.obj_id] = new.mask  # under it, the next concept's detections make nothing new
+                self._adds.append((done.frame, new, c, appeared[new.obj_id]))
+            self._events += [_event(e) for e in update.events if e.kind.value != "appeared"]
         self._retag()
-        return Applied(done.frame, tuple(added), tuple(removed))
+        return Applied(done.frame, (), tuple(removed))
+
+    @property
+    def adding(self) -> bool:
+        """New objects of the last answer wait to be prompted (`add_waiting`)."""
+        return bool(self._adds)
+
+    def add_waiting(self, retrack_budget: int) -> Applied | None:
+        """New objects of the last answer prompted on its frame, one at least, then while their re-tracking to the
+        newest frame took fewer than `retrack_budget` frames (the rest wait for the next turn: each costs one
+        object's step per frame since its frame, so a handful at once would hold the stream up for seconds).
+        An object whose frame left the window meanwhile is dropped (counted in too_old); None when none was added."""
+        before, added, frame = self.tracker.retracked_frames, [], None
+        while self._adds and (not added or self.tracker.retracked_frames - before < retrack_budget):
+            frame, new, c, event = self._adds.popleft()
+            if not c.tracks.owns(new.obj_id):  # its concept was removed, or replaced its objects, meanwhile
+                continue
+            if frame not in self.tracker.window:
+                self.too_old += 1
+                c.tracks.forget(new.obj_id)
+                continue
+            try:
+                self.tracker.add_mask(new.obj_id, new.mask, frame_index=frame)
+            except (PromptError, TooManyObjectsError) as e:
+                log.warning("stream %s: object %d of %r not added: %s", self.stream, new.obj_id, c.spec.text, e)
+                c.tracks.forget(new.obj_id)
+                continue
+            added.append(new.obj_id)
+            self._events.append(_event(event))
+        self._retag()
+        return Applied(frame, tuple(added), ()) if added else None
 
     def detector_stats(self) -> messages.DetectorStats | None:
         if self.detector is None:
@@ -254,8 +281,15 @@ class StreamConcepts:
             self._events.append(messages.Event("removed", frame, t.obj_id, label, t.score))
 
     def _retag(self) -> None:
+        """Tags of the concepts' objects in the tracker (one waiting to be prompted is in no result yet)."""
+        objects = set(self.tracker.objects)
         self.tags = MappingProxyType({t.obj_id: messages.ObjectTag(c.spec.text, t.score, t.status.value)
-                                      for c in self._concepts.values() for t in c.tracks.tracks()})
+                                      for c in self._concepts.values() for t in c.tracks.tracks()
+                                      if t.obj_id in objects})
+
+
+def _event(e) -> messages.Event:
+    return messages.Event(e.kind.value, e.frame, e.obj_id, e.label, e.score)
 
 
 def _summary(values: deque) -> Percentiles | None:
