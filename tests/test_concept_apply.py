@@ -14,6 +14,7 @@ from tests.conftest import make_model
 from tracker import protocol as P
 from tracker.concepts.types import ConceptSpec, Detection
 from tracker.core.tracker import Tracker
+from tracker.daemon import concepting
 from tracker.daemon.concepting import StreamConcepts
 from tracker.daemon.detecting import DetectDone
 from tracker.errors import FrameWindowError, NoDetectorError, TooManyConceptsError, UnknownConceptError
@@ -193,3 +194,17 @@ def test_concept_requests_on_the_wire():
     assert header == {"v": 1, "type": "event", "seq": 3, "kind": "confirmed", "stream": "cam", "frame": 7,
                       "object": 12, "label": "cup", "score": 0.8123}
     assert messages.event_message("cam", 0, messages.Event("lost", 1, 2, "cup", None))[0] == b"events.cam"
+
+
+def test_an_object_far_behind_the_newest_frame_is_tracked_from_the_next_frame(model, monkeypatch):
+    monkeypatch.setattr(concepting, "RETRACK_MAX_LAG", 1)  # the answer's frame is 2 behind: no re-tracking
+    t = stepped(model)
+    BoxMasks(t)
+    c = StreamConcepts("s", t, "omdet-turbo")
+    c.add(ConceptSpec("cup", stream="s"))
+    retracked, frame = t.retracked_frames, t.window[1]
+    (found,) = apply(c, done(frame, (40, 10, 80, 40)))
+    assert t.retracked_frames == retracked  # the tracking thread spent one prompt on it, no step per frame
+    assert found in t.result(frame).objects and found not in t.result().objects
+    t.step(np.zeros((H, W, 3), np.uint8))
+    assert found in t.result().objects

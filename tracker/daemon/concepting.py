@@ -25,8 +25,14 @@ log = logging.getLogger(__name__)
 
 MAX_CONCEPTS = 8  # concepts per stream: each adds its text to every detector call (the detectors take 16 at most)
 # Detections of one concept per call given a SAM mask (the best scores first): each costs one SAM decoder pass on the
-# tracking thread; a concept holds at most 64 objects, and threshold 0 on random weights returns a hundred boxes.
-MAX_DETECTIONS = 32
+# tracking thread, measured 0.25 s at 512 px on this 2-core CPU (docs/design.md); fewer keeps a call from holding the
+# stream up, more lets a crowded scene's objects all be matched each call. Threshold 0 on random weights returns 100.
+MAX_DETECTIONS = 8
+# Model frames behind the newest up to which a new object is re-tracked from its answer's frame to the newest (the
+# past-frame prompt path: one object's step per frame, 0.43 s each at 512 px here); further behind it is tracked from
+# the next frame on from its memory of the answer's frame. Higher gives its masks on the frames between (a GPU's
+# lag is a few frames); lower never spends seconds of the tracking thread on one object (a CPU's lag is 17-22).
+RETRACK_MAX_LAG = 4
 TIMES_KEPT = 100  # recent detector calls whose duration and lag are summarised (stats, list_concepts)
 STATE_FORMAT = 1  # the version of a stream's saved concepts (`<dir>/<stream>.concepts`)
 
@@ -213,7 +219,8 @@ class StreamConcepts:
                 c.tracks.forget(new.obj_id)
                 continue
             try:
-                self.tracker.add_mask(new.obj_id, new.mask, frame_index=frame)
+                self.tracker.add_mask(new.obj_id, new.mask, frame_index=frame,
+                                      retrack=self.tracker.latest_frame - frame <= RETRACK_MAX_LAG)
             except (PromptError, TooManyObjectsError) as e:
                 log.warning("stream %s: object %d of %r not added: %s", self.stream, new.obj_id, c.spec.text, e)
                 c.tracks.forget(new.obj_id)
