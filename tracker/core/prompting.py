@@ -22,7 +22,7 @@ from .prompts import (
     to_mask_input,
     to_point_prompt,
 )
-from .results import FrameResult
+from .results import FrameResult, make_result
 from .timeline import shift_after
 
 
@@ -49,11 +49,33 @@ class Prompting:
         return self._add_prompt(check_object_id(obj_id), feats, prompt=prompt)
 
     @torch.inference_mode()
-    def add_mask(self, obj_id: int, mask, frame_index: int | None = None) -> FrameResult:
-        """A binary HxW mask at frame resolution for a new or existing object."""
+    def add_mask(self, obj_id: int, mask, frame_index: int | None = None, retrack: bool = True) -> FrameResult:
+        """A binary HxW mask at frame resolution for a new or existing object. On a past frame the object is
+        re-tracked to the latest frame, unless `retrack` is False: it is then tracked from the next frame on, from
+        its memory of this one (its results on the frames between stay as they were)."""
         feats = self._prompt_frame(frame_index)
         m = check_mask(mask, feats.width, feats.height)
-        return self._add_prompt(check_object_id(obj_id), feats, mask=to_mask_input(m, self.image_size, self.device))
+        return self._add_prompt(check_object_id(obj_id), feats, mask=to_mask_input(m, self.image_size, self.device),
+                                retrack=retrack)
+
+    @torch.inference_mode()
+    def masks_from_boxes(self, frame_number: int, boxes) -> list[np.ndarray | None]:
+        """SAM's mask (HxW bool) from each box (x0, y0, x1, y1) on a frame of the window, as for a new object
+        prompted by that box alone, changing nothing (no object, memory or frame is kept); None for a box that is
+        no prompt (empty, or outside the frame). FrameWindowError for a frame no longer in the window."""
+        feats = self._prompt_frame(frame_number)
+        low_res = {}
+        with compute_context(self.precision, self.device):
+            for i, box in enumerate(boxes):
+                try:
+                    b = check_box(box, feats.width, feats.height)
+                except PromptError:
+                    continue
+                prompt = to_point_prompt(None, None, b, feats.width, feats.height, self.image_size, self.device)
+                entry = self._track(ObjectBank(-1), feats, is_init_cond=True, prompt=prompt, run_mem_encoder=False)
+                low_res[i] = (entry.pred_masks, entry.object_score_logits)
+            result = make_result(feats.number, low_res, feats.height, feats.width)
+        return [result.objects[i].mask if i in result.objects else None for i in range(len(boxes))]
 
     def check_prompt(self, obj_id: int, width: int, height: int, points=None, labels=None, box=None,
                      mask=None) -> None:
@@ -132,7 +154,8 @@ class Prompting:
         return found
 
     def _add_prompt(self, obj_id: int, feats: FrameFeatures, prompt: PointPrompt | None = None,
-                    mask: torch.Tensor | None = None, clear_old_points: bool = True) -> FrameResult:
+                    mask: torch.Tensor | None = None, clear_old_points: bool = True,
+                    retrack: bool = True) -> FrameResult:
         k = feats.index
         self._check_room(obj_id)
         bank = self._banks.get(obj_id) or ObjectBank(obj_id)
@@ -162,7 +185,7 @@ class Prompting:
             else:
                 bank.points.pop(k, None)
             self._banks[obj_id] = bank
-            if k < self._latest:
+            if k < self._latest and retrack:
                 self._retrack(bank, k)
         return self._result(feats)
 
