@@ -20,17 +20,20 @@ from aiohttp import WSMsgType, web
 
 from .. import protocol as P
 from ..protocol.curve import CurveClient, is_loopback
+from .concepts import CONCEPT_OPS, EVENTS_TOPIC, AddRate, check_concept_args, event_message, is_event_topic
 from .origin import OriginPolicy
 
 log = logging.getLogger(__name__)
 
 STATIC_DIR = Path(__file__).parent / "static"
 BROWSER_QUEUE = 6  # daemon messages waiting per browser: a slow browser loses old frames, never slows others
+EVENT_QUEUE = 32  # lifecycle events waiting per browser: a slow one loses the oldest (its log shows the last few)
 REQUEST_TIMEOUT_S = 30.0  # a prompt on a past frame re-tracks up to a window of frames: seconds on a CPU
 HEALTH_EVERY_S = 0.5  # how often the daemon's state is re-checked
 QUIET_S = 2.0  # no message from the daemon for this long: ping it, to tell "down" from "not publishing"
 PING_TIMEOUT_S = 1.5  # a daemon busy with one tracking step still answers well within this
-RELAYED_OPS = frozenset({"ping", "add_points", "add_box", "remove_object", "reset", "list_objects", "stats"})
+RELAYED_OPS = frozenset({"ping", "add_points", "add_box", "remove_object", "reset", "list_objects", "stats",
+                         *CONCEPT_OPS})
 # The page is self-contained: nothing may load from anywhere but this server (works offline, no CDN), and no
 # other site may frame it (a framed viewer could be clicked on by a page the user did not mean to prompt).
 CSP = ("default-src 'self'; img-src 'self' blob: data:; connect-src 'self'; style-src 'self' 'unsafe-inline'; "
@@ -78,12 +81,13 @@ def as_rle(header: dict, parts: list[bytes]) -> list[bytes]:
 
 
 class Browser:
-    """One connected page: replies and states are always sent; daemon messages only the freshest few."""
+    """One connected page: replies and states are always sent; daemon messages and events only the freshest few."""
 
     def __init__(self, ws: web.WebSocketResponse):
         self.ws = ws
         self.control: deque[str] = deque()
         self.frames: deque[bytes] = deque(maxlen=BROWSER_QUEUE)
+        self.events: deque[str] = deque(maxlen=EVENT_QUEUE)
         self.wake = asyncio.Event()
         self.in_flight = 0  # its requests waiting for the daemon
 
@@ -95,13 +99,17 @@ class Browser:
         self.control.append(json.dumps(message))
         self.wake.set()
 
+    def push_event(self, text: str) -> None:
+        self.events.append(text)
+        self.wake.set()
+
     async def run(self) -> None:
         while not self.ws.closed:
             await self.wake.wait()
             self.wake.clear()
-            while (self.control or self.frames) and not self.ws.closed:
-                if self.control:
-                    await self.ws.send_str(self.control.popleft())
+            while (self.control or self.events or self.frames) and not self.ws.closed:
+                if self.control or self.events:
+                    await self.ws.send_str((self.control or self.events).popleft())
                 else:
                     await self.ws.send_bytes(self.frames.popleft())
 
@@ -117,6 +125,7 @@ class Viewer:
         self._streams: set[str] = set()  # streams whose results came (a daemon may serve several)
         self._ids = itertools.count(1)
         self._pending: dict[int, asyncio.Future] = {}
+        self._add_rate = AddRate()  # add_concept requests of every page together
         self._tasks: set[asyncio.Task] = set()
         self.policy: OriginPolicy | None = None  # set once listening (the port may have been 0)
         self._ctx = zmq.asyncio.Context()
@@ -124,6 +133,7 @@ class Viewer:
         self._sub.connect(settings.results)
         for prefix in P.subscriptions(settings.stream, previews=True):
             self._sub.setsockopt(zmq.SUBSCRIBE, prefix)
+        self._sub.setsockopt(zmq.SUBSCRIBE, f"{EVENTS_TOPIC}.{settings.stream or ''}".encode())
         self._dealer = self._socket(zmq.DEALER)
         self._dealer.setsockopt(zmq.IMMEDIATE, 1)  # no queueing for a daemon that is down: fail at once
         self._dealer.connect(settings.commands)
@@ -226,6 +236,9 @@ class Viewer:
         """Daemon messages to every browser, masks in RLE."""
         while True:
             parts = await self._sub.recv_multipart()
+            if is_event_topic(parts[0], self.settings.stream):
+                self._relay_event(parts)
+                continue
             if not P.topic_matches(parts[0], self.settings.stream):  # "results.cam" also receives "results.cam2"
                 continue
             self._last_message = time.monotonic()
@@ -244,6 +257,16 @@ class Viewer:
             data = pack(parts)
             for b in self.browsers:
                 b.push_frame(data)
+
+    def _relay_event(self, parts: list[bytes]) -> None:
+        """One lifecycle event to every browser, as a text message of its known fields."""
+        try:
+            text = json.dumps(event_message(parts[1]))
+        except (ValueError, IndexError) as e:
+            log.warning("skipped an event the viewer cannot read: %s", e)
+            return
+        for b in self.browsers:
+            b.push_event(text)
 
     async def _replies(self) -> None:
         while True:
@@ -278,12 +301,20 @@ class Viewer:
             op, args = msg["op"], msg.get("args") or {}
             if op not in RELAYED_OPS:
                 raise ValueError(f"op {op!r} is not relayed by the viewer")
+            if not isinstance(args, dict):
+                raise ValueError("args: a JSON object")
+            if op in CONCEPT_OPS:
+                check_concept_args(op, args)
         except (ValueError, KeyError, TypeError, AttributeError) as e:
             browser.push_control(P.error_reply(rid, "bad_request", f"the page sent a bad request: {e}"))
             return
         if browser.in_flight >= MAX_IN_FLIGHT:
             browser.push_control(P.error_reply(rid, "too_many_requests", f"{MAX_IN_FLIGHT} requests of this page "
                                                                          "are waiting for the daemon; wait for them"))
+            return
+        if op == "add_concept" and not self._add_rate.take():
+            browser.push_control(P.error_reply(rid, "too_many_requests", "concepts are being added too fast; the "
+                                               f"next one in {self._add_rate.wait_s():.0f} s"))
             return
         browser.in_flight += 1
         try:
