@@ -103,22 +103,6 @@ class Client:
     def stats(self):
         return self.request("stats")
 
-    def add_concept(self, text: str, every: int | None = None, every_s: float | None = None,
-                    threshold: float | None = None, max_objects: int | None = None) -> dict:
-        """Track every `text` the daemon's detector finds (`serve --detector`): a call every `every` frames or
-        `every_s` seconds, detections scoring `threshold` or more, at most `max_objects` objects (None: the daemon's
-        defaults). The reply holds the concept as the daemon now has it."""
-        given = {"every": every, "every_s": every_s, "threshold": threshold, "max_objects": max_objects}
-        return self.request("add_concept", {"text": text, **{k: v for k, v in given.items() if v is not None}})
-
-    def remove_concept(self, text: str) -> dict:
-        """Stop looking for `text`: the concept and every object it found removed (a `removed` event each)."""
-        return self.request("remove_concept", {"text": text})
-
-    def list_concepts(self) -> dict:
-        """The stream's concepts (`concepts`: each one's settings, objects and detector calls)."""
-        return self.request("list_concepts")
-
     def export_state(self) -> tuple[dict, bytes]:
         """The stream's state (objects and their conditioning memories) as bytes, with what it holds."""
         result = self.request("export_state")
