@@ -43,11 +43,10 @@ class Events:
         self._sock.setsockopt(zmq.SUBSCRIBE, self._topic)
 
     def recv(self, timeout: float = 5.0) -> Event | None:
-        """The next event, or None after `timeout` s."""
+        """The next event, or None after `timeout` s (0: None unless one has arrived)."""
         deadline = time.monotonic() + timeout
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0 or not self._sock.poll(int(left * 1000)):
+        while True:  # timeout 0: what has arrived already, without waiting
+            if not self._sock.poll(int(max(0.0, deadline - time.monotonic()) * 1000)):
                 return None
             topic, header, *_ = self._sock.recv_multipart()
             if not self._exact or topic == self._topic:
