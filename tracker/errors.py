@@ -71,3 +71,24 @@ class DeviceError(SamtrackError, ValueError):
     that does not run on the device asked for."""
 
     code = "bad_device"
+
+
+class NoDetectorError(SamtrackError, ValueError):
+    """A concept prompt to a daemon started without a detector."""
+
+    code = "no_detector"
+
+
+class UnknownConceptError(SamtrackError, KeyError):
+    """A concept text that the stream does not have."""
+
+    code = "unknown_concept"
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class TooManyConceptsError(SamtrackError, ValueError):
+    """A new concept on a stream that already has its maximum number of concepts."""
+
+    code = "too_many_concepts"

@@ -18,6 +18,7 @@ FLAG_FIELDS = {
     "precision": "model.precision", "publish_queue": "output.publish_queue", "record": "record.directory",
     "batch_streams": "memory.batch_streams", "max_objects": "memory.max_objects", "state": "state.dir",
     "between_key_frames": "tracking.between_key_frames", "motion_frames_kept": "tracking.motion_frames_kept",
+    "detector": "detector.model",
 }
 
 
@@ -59,6 +60,9 @@ def add_serve_parser(sub) -> None:
     p.add_argument("--max-objects", type=int, help="objects tracked at once per stream (more: too_many_objects)")
     p.add_argument("--batch-streams", action="store_true", default=None,
                    help="encode the frames of all streams of a turn in one batch (backend torch)")
+    p.add_argument("--detector", metavar="NAME",
+                   help="open-vocabulary detector for concept prompts (add_concept): owlv2-base, omdet-turbo, "
+                        "grounding-dino-tiny, sam3 (GPU) ([detector] model; needs samtrack[concepts])")
     p.add_argument("--metrics-port", type=int, help="Prometheus port (0: any free port)")
     p.add_argument("--no-metrics", action="store_true", help="do not serve metrics")
     add_log_level(p, None)  # None: the config file's [logging] level

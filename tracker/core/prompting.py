@@ -22,7 +22,7 @@ from .prompts import (
     to_mask_input,
     to_point_prompt,
 )
-from .results import FrameResult
+from .results import FrameResult, make_result
 from .timeline import shift_after
 
 
@@ -54,6 +54,25 @@ class Prompting:
         feats = self._prompt_frame(frame_index)
         m = check_mask(mask, feats.width, feats.height)
         return self._add_prompt(check_object_id(obj_id), feats, mask=to_mask_input(m, self.image_size, self.device))
+
+    @torch.inference_mode()
+    def masks_from_boxes(self, frame_number: int, boxes) -> list[np.ndarray | None]:
+        """SAM's mask (HxW bool) from each box (x0, y0, x1, y1) on a frame of the window, as for a new object
+        prompted by that box alone, changing nothing (no object, memory or frame is kept); None for a box that is
+        no prompt (empty, or outside the frame). FrameWindowError for a frame no longer in the window."""
+        feats = self._prompt_frame(frame_number)
+        low_res = {}
+        with compute_context(self.precision, self.device):
+            for i, box in enumerate(boxes):
+                try:
+                    b = check_box(box, feats.width, feats.height)
+                except PromptError:
+                    continue
+                prompt = to_point_prompt(None, None, b, feats.width, feats.height, self.image_size, self.device)
+                entry = self._track(ObjectBank(-1), feats, is_init_cond=True, prompt=prompt, run_mem_encoder=False)
+                low_res[i] = (entry.pred_masks, entry.object_score_logits)
+            result = make_result(feats.number, low_res, feats.height, feats.width)
+        return [result.objects[i].mask if i in result.objects else None for i in range(len(boxes))]
 
     def check_prompt(self, obj_id: int, width: int, height: int, points=None, labels=None, box=None,
                      mask=None) -> None:

@@ -10,9 +10,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .. import protocol as P
+from ..concepts.types import ConceptSpec
 from ..core.results import FrameResult
 from ..core.state import StateError, read_meta
-from ..errors import FrameWindowError, PromptError, TooManyObjectsError, UnknownObjectError
+from ..errors import (
+    FrameWindowError,
+    NoDetectorError,
+    PromptError,
+    TooManyConceptsError,
+    TooManyObjectsError,
+    UnknownConceptError,
+    UnknownObjectError,
+)
 from ..protocol import messages
 from ..protocol.routing import Overview, route
 from .metrics import UNROUTED, Metrics
@@ -74,7 +83,8 @@ class CommandHandler:
             rid, code, message = e.request_id if e.request_id is not None else rid, e.code, e.message
         # The tracker's errors a request can meet, answered with their own (documented) codes; a test reads the
         # codes a reply may carry from this clause. Any other exception is a bug: `internal`, logged.
-        except (PromptError, FrameWindowError, UnknownObjectError, TooManyObjectsError, StateError) as e:
+        except (PromptError, FrameWindowError, UnknownObjectError, TooManyObjectsError, StateError, NoDetectorError,
+                UnknownConceptError, TooManyConceptsError) as e:
             code, message = e.code, str(e)
         except Exception as e:  # a bug must not take the daemon down: answer and log it
             log.exception("internal error while serving a request")
@@ -141,17 +151,31 @@ class CommandHandler:
 
     def _op_remove_object(self, st: Stream, a: P.ObjectArgs, frames) -> dict:
         st.tracker.remove_object(a.object)
+        st.concepts.forget(a.object)
         return messages.ids_result(st.tracker.objects)
 
     def _op_reset(self, st: Stream, args, frames) -> dict:
         st.tracker.reset()
+        st.concepts.forget()
         return messages.ids_result([])
 
     def _op_list_objects(self, st: Stream, args, frames) -> dict:
         # no frame in the window: before the first frame, or restored and not yet stepped (ids only)
         res = st.tracker.result() if st.tracker.window else None
         entries = [res.objects.get(i, i) if res is not None else i for i in st.tracker.objects]
-        return messages.objects_result(res.frame_index if res is not None else None, entries)
+        return messages.objects_result(res.frame_index if res is not None else None, entries, st.tags)
+
+    def _op_add_concept(self, st: Stream, a: P.ConceptArgs, frames) -> dict:
+        spec = ConceptSpec(a.text.strip(), a.every, a.every_s, a.threshold, a.max_objects, st.name)
+        st.concepts.add(spec)
+        return messages.concept_result(st.concepts.spec_fields(spec))
+
+    def _op_remove_concept(self, st: Stream, a: P.TextArgs, frames) -> dict:
+        st.concepts.remove(a.text.strip())
+        return messages.concepts_result(st.concepts.infos())
+
+    def _op_list_concepts(self, st: Stream, args, frames) -> dict:
+        return messages.concepts_result(st.concepts.infos())
 
     def _op_stats(self, st: Stream, args, frames) -> dict:
         s = st.stats
@@ -160,7 +184,8 @@ class CommandHandler:
             errors=s.errors, fps=s.fps, timings_ms=s.percentiles(), objects=len(st.tracker.objects),
             held_bytes=st.tracker.held_bytes(), retracked_frames=s.retracked_frames,
             publish_dropped=self._publish_dropped(st.name), motion_frames=s.motion_frames,
-            answered_fps=s.answered_fps, between_key_frames="motion" if st.motion is not None else "drop")
+            answered_fps=s.answered_fps, between_key_frames="motion" if st.motion is not None else "drop",
+            detector=st.concepts.detector_stats())
 
     def _op_export_state(self, st: Stream, args, frames) -> WithFrames:
         data = _store(st).encode(st.tracker)
@@ -173,6 +198,7 @@ class CommandHandler:
 
     def _op_import_state(self, st: Stream, args, frames) -> dict:
         state = _store(st).accept(frames[0], st.tracker, st.next_number)
+        st.concepts.forget()
         st.renumber(st.tracker.latest_frame + 1)
         return messages.state_result(state.object_ids, st.tracker.latest_frame + 1, len(frames[0]))
 
@@ -182,7 +208,7 @@ class CommandHandler:
         retracked = st.tracker.retracked_frames - retracked_before
         st.stats.retracked_frames += retracked
         return messages.prompt_result(obj_id, res, retracked, 1000.0 * (time.perf_counter() - t0),
-                                      st.tracker.latest_frame)
+                                      st.tracker.latest_frame, st.tags)
 
 
 def _store(st: Stream) -> StateStore:

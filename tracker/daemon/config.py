@@ -200,6 +200,26 @@ class StateSection(_Section):
         return v
 
 
+class DetectorSection(_Section):
+    model: str = Field("", description="Open-vocabulary detector for concept prompts (add_concept): owlv2-base, "
+                       "omdet-turbo, grounding-dino-tiny, sam3 (GPU); empty: none (add_concept is refused).")
+    device: str = Field("cpu", description="torch device of the detector's process: cpu, cuda, cuda:1 ...")
+    threads: int = Field(1, ge=1, le=256, description="torch threads of the detector's process: each more takes a "
+                         "core from tracking while it runs (docs/design.md measures 1).")
+    idle_priority: bool = Field(True, description="The detector's process runs only on CPU time tracking leaves "
+                                "idle (SCHED_IDLE): tracking never slows, detector calls take longer while the "
+                                "model is busy; false: it competes with tracking.")
+
+    @field_validator("model")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        from ..models.detectors.registry import DETECTORS
+
+        if v and v not in DETECTORS:
+            raise ValueError(f"unknown detector {v!r}; known detectors: {', '.join(DETECTORS)}")
+        return v
+
+
 class ServiceSection(_Section):
     watchdog_stall_s: float = Field(10.0, gt=0,
                                     description="No frame tracked this long: stop watchdog pings (systemd restarts).")
@@ -219,6 +239,7 @@ class Config(_Section):
     auth: AuthSection = Field(default_factory=AuthSection)
     record: RecordSection = Field(default_factory=RecordSection)
     state: StateSection = Field(default_factory=StateSection)
+    detector: DetectorSection = Field(default_factory=DetectorSection)
     service: ServiceSection = Field(default_factory=ServiceSection)
 
     @model_validator(mode="after")

@@ -22,6 +22,8 @@ from ..protocol.curve import CurveServer
 from ..protocol.routing import split_envelope
 from .carrying import Carried
 from .commands import CommandHandler
+from .concept_loop import ConceptLoop
+from .detecting import DetectorWorker
 from .feed import Numbered
 from .metrics import Metrics
 from .publisher import Publisher
@@ -80,8 +82,10 @@ class Daemon:
     stream's source has ended."""
 
     def __init__(self, streams: list[Stream], settings: DaemonSettings, notifier: Notifier | None = None,
-                 on_result: Callable[[Frame, FrameResult], None] | None = None):
-        """on_result: called after each tracked frame (replay's verification)."""
+                 on_result: Callable[[Frame, FrameResult], None] | None = None,
+                 detector: DetectorWorker | None = None):
+        """on_result: called after each tracked frame (replay's verification); detector: the concepts' detector
+        (started; the daemon stops it)."""
         if not streams or len({s.name for s in streams}) != len(streams):
             raise ValueError(f"a daemon needs streams with distinct names, got {[s.name for s in streams]}")
         self.streams = {s.name: s for s in streams}
@@ -105,6 +109,7 @@ class Daemon:
             self.publisher.add_stream(st.name, st.preview_every)
             st.carry_between_key_frames(functools.partial(self.seen_by_motion, st))
         self.handler = CommandHandler(self.streams, self.status, self.metrics, self.publisher.dropped)
+        self.concepts = ConceptLoop(detector, self.publisher, self.metrics, self._found)
         self._turns = 0
         self._ended = False  # end messages were published
 
@@ -144,6 +149,7 @@ class Daemon:
                      ", ".join(repr(n) for n, st in self.streams.items() if st.running), s.results, s.commands)
             while not self._flag.stopped:
                 self._serve_commands()
+                self.concepts.turn(self.streams)
                 if not self._turn():
                     log.info("no stream left running; exiting")
                     return
@@ -235,6 +241,7 @@ class Daemon:
                 log.warning("%s: the source is still stopping at shutdown", t.name)
         for r in recorders:
             r.join(deadline)
+        self.concepts.close()
         for st in self.streams.values():
             if st.state is not None:
                 st.state.close()
@@ -290,12 +297,13 @@ class Daemon:
         stages = {"queue": (t_start - frame.capture_ns) / 1e6, **result.times.as_ms()}
         stages["step"] = (time.monotonic_ns() - t_start) / 1e6
         st.publish(result.frame_index, "model",
-                   lambda: self.publisher.publish(st.name, frame, result, stages, st.dropped))
+                   lambda: self.publisher.publish(st.name, frame, result, stages, st.dropped, tags=st.tags))
         if st.feed is None:  # else the motion thread remembers every frame
             st.remember(result.frame_index, frame)
         else:
             st.feed.stepped(stages["step"])
         st.tracked(frame, result)
+        self.concepts.tracked(st, frame, result)
         if self._on_result is not None:
             self._on_result(frame, result)
         st.stats.record_frame(stages)
@@ -314,7 +322,7 @@ class Daemon:
                   "motion": round(carried.motion_ms, 3)}
         age = (frame.capture_ns - carried.key_capture_ns) / 1e6 if carried.key_capture_ns is not None else 0.0
         sent = st.publish(number, "motion",
-                          lambda: self.publisher.publish(st.name, frame, result, stages, st.dropped, age))
+                          lambda: self.publisher.publish(st.name, frame, result, stages, st.dropped, age, st.tags))
         st.carried(frame, result if sent else None, number)  # an answer not sent is not recorded either
         st.stats.record_motion(stages["motion"])
         self.metrics.observe_motion(st.name, stages["motion"])
@@ -359,7 +367,7 @@ class Daemon:
             for n in sorted(frames):
                 info = st.infos.get(n)
                 if info is not None:
-                    self.publisher.publish_revision(st.name, info, st.tracker.result(n), st.dropped)
+                    self.publisher.publish_revision(st.name, info, st.tracker.result(n), st.dropped, st.tags)
         if st.motion is not None and op in STATE_OPS | {"import_state"}:
             newest = st.tracker.result() if st.tracker.window else FrameResult(-1, {})
             if op in PROMPT_OPS:
@@ -367,6 +375,11 @@ class Daemon:
                 st.seed(newest, info.capture_ns if info is not None else None)
             else:
                 st.keep_only(newest)
+
+    def _found(self, st: Stream, frame: int | None, added: bool) -> None:
+        """A detector's answer changed a stream's objects: as a prompt on `frame` does when it added some, as a
+        removal otherwise."""
+        self.changed(st, "add_mask" if added else "remove_object", {"frame": frame})
 
     def _retracked(self) -> int:
         return sum(st.stats.retracked_frames for st in self.streams.values())

@@ -52,6 +52,18 @@ class Metrics:
                                 ["stream"], registry=r)
         self.source_up = Gauge("samtrack_source_up", "1 while the stream's source delivers, 0 while it is down "
                                "or could not start", ["stream"], registry=r)
+        self.detector_calls = Counter("samtrack_detector_calls", "Detector calls answered (concepts)", ["stream"],
+                                      registry=r)
+        self.detector_errors = Counter("samtrack_detector_errors", "Detector calls that failed", ["stream"],
+                                       registry=r)
+        self.detector_too_old = Counter("samtrack_detector_too_old", "Detector answers whose frame had left the "
+                                        "window (nothing applied)", ["stream"], registry=r)
+        self.detector_seconds = Histogram("samtrack_detector_seconds", "Time per detector call (its process)",
+                                          ["stream"], buckets=BUCKETS, registry=r)
+        self.detector_lag = Gauge("samtrack_detector_lag_frames", "Model frames between the last detector call's "
+                                  "frame and the newest when it was applied", ["stream"], registry=r)
+        self.concept_events = Counter("samtrack_concept_events", "Concepts' lifecycle events by kind",
+                                      ["stream", "kind"], registry=r)
         self._seen: dict[tuple[Counter, str], int] = {}  # totals kept elsewhere, as last synced
         self._server = None
 
@@ -81,6 +93,16 @@ class Metrics:
         """A result of stream s that left the PUB socket (publisher thread)."""
         self.stage.labels(s, STAGES["publish"]).observe(publish_ms / 1000.0)
         self.end_to_end.labels(s).observe(end_to_end_s)
+
+    def observe_detector(self, s: str, ms: float, lag_frames: int | None, too_old: int, failed: bool) -> None:
+        """A detector answer for stream s (tracking thread)."""
+        self.detector_calls.labels(s).inc()
+        self.detector_seconds.labels(s).observe(ms / 1000.0)
+        if lag_frames is not None:
+            self.detector_lag.labels(s).set(lag_frames)
+        self.detector_too_old.labels(s).inc(too_old)
+        if failed:
+            self.detector_errors.labels(s).inc()
 
     def sync_recorder(self, s: str, lost: int, errors: int, dropped: int) -> None:
         """Counters that a stream's recorder keeps as totals."""

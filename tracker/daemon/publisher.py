@@ -40,6 +40,7 @@ class _Channel:
     preview_every: int  # send a JPEG of every Nth frame (0: never)
     seq: int = 0
     preview_seq: int = 0
+    event_seq: int = 0
     dropped: int = 0  # results dropped because the queue was full (published as publish_dropped)
     answers: OrderedDict[int, int] = field(default_factory=OrderedDict)  # frame -> answers sent (ANSWERS_KEPT)
 
@@ -62,6 +63,13 @@ class _Job:
     dropped: int  # frames the source dropped so far
     queued_ns: int
     age_ms: float  # how much older the key frame whose masks these are is than the frame
+    tags: messages.Tags  # the concepts' labels of the objects they found, as they were when handed over
+
+
+@dataclass(frozen=True)
+class _Events:
+    stream: str
+    events: tuple[messages.Event, ...]
 
 
 @dataclass(frozen=True)
@@ -102,15 +110,21 @@ class Publisher:
         return self._channels[stream].dropped
 
     def publish(self, stream: str, frame: Frame, result: FrameResult, timings_ms: dict[str, float],
-                dropped: int, age_ms: float = 0.0) -> None:
+                dropped: int, age_ms: float = 0.0, tags: messages.Tags = messages.NO_TAGS) -> None:
         """Hand one result over (or send it now, without a queue); safe from several threads (the tracking thread
         and a stream's motion thread)."""
         self._put(_Job(stream, frame_info(frame), frame.image, result, timings_ms, dropped, time.monotonic_ns(),
-                       age_ms))
+                       age_ms, tags))
 
-    def publish_revision(self, stream: str, info: messages.FrameInfo, result: FrameResult, dropped: int) -> None:
+    def publish_revision(self, stream: str, info: messages.FrameInfo, result: FrameResult, dropped: int,
+                         tags: messages.Tags = messages.NO_TAGS) -> None:
         """A frame answered again (a prompt changed it): its new result, without a preview."""
-        self._put(_Job(stream, info, None, result, {}, dropped, time.monotonic_ns(), 0.0))
+        self._put(_Job(stream, info, None, result, {}, dropped, time.monotonic_ns(), 0.0, tags))
+
+    def publish_events(self, stream: str, events: list[messages.Event]) -> None:
+        """Concepts' lifecycle events of a stream, in order (never dropped for a result)."""
+        if events:
+            self._put(_Events(stream, tuple(events)))
 
     def publish_end(self, stream: str, last_frame: int | None, reason: str) -> None:
         """Tell subscribers that the stream is over, after every result already handed over (none dropped)."""
@@ -138,7 +152,7 @@ class Publisher:
             self.socket.close()
 
     # ---- the publisher's side -------------------------------------------------------------
-    def _put(self, item: _Job) -> None:
+    def _put(self, item: _Job | _Events) -> None:
         if self._queue is None:
             with self._inline:  # the socket is used by one thread at a time
                 if not self._closed:
@@ -155,11 +169,11 @@ class Publisher:
                     continue
                 if isinstance(oldest, _Job):
                     self._channels[oldest.stream].dropped += 1
-                else:  # another stream's end message is never dropped: back in line
+                else:  # end messages and events are never dropped: back in line
                     self._queue.put_nowait(oldest)
         self._wait_put(item)  # the queue holds only end messages: wait for the thread to send one
 
-    def _wait_put(self, item: _Job | _End | None) -> None:
+    def _wait_put(self, item: _Job | _Events | _End | None) -> None:
         """Queue an item behind what waits, without dropping anything (bounded by CLOSE_TIMEOUT_S)."""
         if self._queue is None:
             if item is not None:
@@ -183,8 +197,13 @@ class Publisher:
             except Exception:  # a failed send must not end publishing
                 log.exception("publishing failed")
 
-    def _send(self, item: _Job | _End) -> None:
+    def _send(self, item: _Job | _Events | _End) -> None:
         ch = self._channels[item.stream]
+        if isinstance(item, _Events):
+            for event in item.events:
+                self.socket.send_multipart(messages.event_message(item.stream, ch.event_seq, event), flags=zmq.NOBLOCK)
+                ch.event_seq += 1
+            return
         if isinstance(item, _End):
             self.socket.send_multipart(messages.end_message(item.stream, ch.seq, item.last_frame, item.reason),
                                        flags=zmq.NOBLOCK)
@@ -196,7 +215,7 @@ class Publisher:
         timings = {**item.timings_ms, "publish_queue": queue_ms}
         revision = ch.revision(item.result.frame_index)
         parts = messages.result_message(item.stream, ch.seq, info, item.result, timings, item.dropped,
-                                        self.mask_encoding, ch.dropped, revision, item.age_ms)
+                                        self.mask_encoding, ch.dropped, revision, item.age_ms, item.tags)
         ch.seq += 1
         self.socket.send_multipart(parts, flags=zmq.NOBLOCK, copy=False)
         if self._on_sent is not None and revision == 0:  # latency counts a frame's first answer

@@ -69,6 +69,7 @@ class StateStore:
         self.identity = identity  # model, weights digest, image size, precision, stream, samtrack version
         self.path = directory / f"{stream}.state" if directory is not None else None
         self.lease_path = directory / f"{stream}.frames" if directory is not None else None
+        self.concepts_path = directory / f"{stream}.concepts" if directory is not None else None
         self.report = StateReport(str(self.path)) if directory is not None else None
         self._reserved = 0  # frame numbers reserved on disk up to here
         self._retry_lease_at = 0  # after a failed reservation, the frame number to try again at
@@ -100,6 +101,36 @@ class StateStore:
             tracker.restore(TrackerState(start, (), None))
             log.info("stream %s: no objects to restore; frames continue at %d", self.identity["stream"], start)
         self.reserve(tracker.latest_frame + 1 if tracker.latest_frame is not None else 0)
+
+    def load_concepts(self) -> dict | None:
+        """The stream's saved concepts (JSON, `StreamConcepts.to_dict`), None when there are none; an unreadable
+        file is set aside."""
+        if self.directory is None or not self.concepts_path.is_file():
+            return None
+        try:
+            data = json.loads(self.concepts_path.read_text())
+        except (OSError, ValueError) as e:
+            self._set_aside(self.concepts_path, f"unreadable concepts: {e}")
+            return None
+        return data
+
+    def refuse_concepts(self, why: str) -> None:
+        """Saved concepts that do not fit (set aside, the stream starts without them)."""
+        self._set_aside(self.concepts_path, why)
+
+    def save_concepts(self, data: dict) -> None:
+        """The stream's concepts, atomically (after each concept request and detector answer); a failed write is
+        logged and counted, tracking goes on."""
+        if self.directory is None:
+            return
+        try:
+            write_atomically(self.concepts_path, json.dumps(data).encode())
+        except OSError as e:
+            self.report.write_errors += 1
+            log.error("stream %s: writing its concepts to %s failed (%s); a restart now would restore older ones",
+                      self.identity["stream"], self.concepts_path, e)
+            return
+        self.report.writes += 1
 
     def _take_lock(self) -> None:
         """Two daemons on one directory and stream would overwrite each other's state: the second is refused."""

@@ -19,12 +19,15 @@ from ..protocol import messages
 from ..recording.format import RECORDED_OPS
 from ..recording.writer import Recorder
 from .carrying import Carried, Motion, MotionThread
+from .concepting import StreamConcepts
 from .feed import Feed, FrameFeed, Numbered
 from .publisher import frame_info
 from .statedir import StateStore
 from .stats import Stats
 
-STATE_OPS = frozenset({"add_points", "add_box", "add_mask", "remove_object", "reset"})  # change what a restart needs
+STATE_OPS = frozenset({"add_points", "add_box", "add_mask", "remove_object", "reset",  # change what a restart needs
+                       "add_concept", "remove_concept"})
+CONCEPT_OPS = frozenset({"add_concept", "remove_concept", "remove_object", "reset", "import_state"})  # change concepts
 PROMPT_OPS = frozenset({"add_points", "add_box", "add_mask"})
 # Recent frames whose source facts (FrameInfo) are kept, to publish a frame's result again after a prompt changed
 # it: every frame a prompt may name (the feature window, the frames kept for motion) is among them.
@@ -56,9 +59,19 @@ class Stream:
     motion: Motion | None = None
     seeds: int = 0  # model results handed to the motion thread (each numbered: a recording names them)
     infos: OrderedDict[int, messages.FrameInfo] = field(default_factory=OrderedDict)  # number -> its frame's facts
+    concepts: StreamConcepts | None = None  # its concepts (made without a detector when not given)
     # A frame's answers leave in order (the model's never before motion's): publishing goes under this lock.
     _answers: threading.Lock = field(default_factory=threading.Lock)
     _by_model: OrderedDict[int, None] = field(default_factory=OrderedDict)  # frames the model answered
+
+    def __post_init__(self) -> None:
+        if self.concepts is None:
+            self.concepts = StreamConcepts(self.name, self.tracker, None)
+
+    @property
+    def tags(self) -> messages.Tags:
+        """The labels of the objects its concepts found (replaced whole on change: read from any thread)."""
+        return self.concepts.tags
 
     @property
     def running(self) -> bool:
@@ -227,6 +240,8 @@ class Stream:
         """An accepted request: the state saved and the request recorded when it changed what they keep."""
         if self.state is not None and op in STATE_OPS:
             self.state.save(self.tracker)
+        if self.state is not None and op in CONCEPT_OPS:
+            self.state.save_concepts(self.concepts.to_dict())
         if self.recorder is None or op not in RECORDED_OPS:
             return
         if op == "import_state":

@@ -9,13 +9,17 @@ from pathlib import Path
 from engines.cache import weights_digest
 
 from .. import __version__
+from ..concepts.types import ConceptError
 from ..core.state import encode_state
 from ..core.tracker import Tracker
+from ..errors import SamtrackError
 from ..models import weights
 from ..protocol.curve import CurveServer
 from ..recording.format import Manifest, keep_state
 from ..recording.writer import Recorder, RecordSettings
+from .concepting import StreamConcepts
 from .config import Config, ConfigError
+from .detecting import DetectorSettings, DetectorWorker
 from .loop import Daemon, DaemonSettings
 from .security import check_free
 from .statedir import StateStore
@@ -46,6 +50,7 @@ def build_daemon(cfg: Config) -> Daemon:
     check_free([settings.results, settings.commands],  # a busy port fails now, not after the model loaded
                (settings.metrics_address, settings.metrics_port) if settings.metrics_address is not None else None)
     checkpoint = weights.resolve_checkpoint(cfg.model.name, cfg.model.checkpoint)
+    check_detector(cfg)
     m, mem, sections = cfg.model, cfg.memory, cfg.stream_sections()
     if mem.batch_streams and m.backend in ("onnxruntime", "tensorrt"):
         raise ConfigError(f"[memory] batch_streams needs backend torch, openvino or auto: the {m.backend} engine "
@@ -59,10 +64,12 @@ def build_daemon(cfg: Config) -> Daemon:
     several = len(sections) > 1
     digest = weights_digest({"model": first.model})
     state_dir = cfg.state_dir(dict(os.environ))
+    detector = start_detector(cfg)
     streams = []
     for sec, tracker in zip(sections, trackers, strict=True):
         state = StateStore(state_dir, sec.name, identity(cfg, tracker, sec.name, digest))
         state.load_into(tracker)  # before the first frame: its objects go on, numbering continues
+        concepts = restored_concepts(sec.name, tracker, state, cfg.detector.model or None)
         # A recording's frames come at the pace they were captured, as its camera gave them. With several
         # streams a camera that cannot start is retried in the background while the others run.
         source = open_input(sec.source, realtime=True, stall_timeout_s=sec.stall_timeout_s, fail_fast=not several,
@@ -78,8 +85,39 @@ def build_daemon(cfg: Config) -> Daemon:
         preview = sec.preview_every if sec.preview_every >= 0 else cfg.output.preview_every
         streams.append(Stream(sec.name, source, tracker, preview_every=preview, recorder=recorder, state=state,
                               between_key_frames=cfg.tracking.between_key_frames,
-                              motion_frames_kept=cfg.tracking.motion_frames_kept))
-    return Daemon(streams, settings)
+                              motion_frames_kept=cfg.tracking.motion_frames_kept, concepts=concepts))
+    return Daemon(streams, settings, detector=detector)
+
+
+def check_detector(cfg: Config) -> None:
+    """Before any model loads: a detector needs the concepts extra (its name was checked with the config)."""
+    import importlib.util
+
+    if cfg.detector.model and any(importlib.util.find_spec(m) is None for m in ("transformers", "open_clip")):
+        raise SamtrackError(f"detector {cfg.detector.model} needs the concepts extra (transformers, open_clip_torch): "
+                            "pip install 'samtrack[concepts]' (in a checkout: pip install -e '.[concepts]')")
+
+
+def start_detector(cfg: Config) -> DetectorWorker | None:
+    """The detector's process, started and ready (DetectorStartError when it cannot be), or None without one."""
+    d = cfg.detector
+    if not d.model:
+        return None
+    return DetectorWorker(DetectorSettings(d.model, d.device, d.threads, d.idle_priority))
+
+
+def restored_concepts(stream: str, tracker: Tracker, state: StateStore, detector: str | None) -> StreamConcepts:
+    """A stream's concepts, from its state directory when it kept some (a file that does not fit is set aside)."""
+    concepts = StreamConcepts(stream, tracker, detector)
+    data = state.load_concepts()
+    if data is not None:
+        try:
+            concepts.restore(data)
+        except ConceptError as e:
+            state.refuse_concepts(str(e))
+        else:
+            log.info("stream %s: restored concepts %s", stream, [c.text for c in concepts.infos()])
+    return concepts
 
 
 def identity(cfg: Config, tracker: Tracker, stream: str, digest: str) -> dict:

@@ -6,6 +6,8 @@ from .base import (
     DEFAULT_COMMANDS,
     DEFAULT_RESULTS,
     ERROR_CODES,
+    EVENTS_TOPIC,
+    MAX_CONCEPT_TEXT,
     MAX_MASK_SIDE,
     MAX_OBJECT_ID,
     MAX_POINTS,
@@ -26,10 +28,12 @@ from .masks import MASK_ENCODINGS, decode_mask, encode_mask, rle_counts
 from .requests import (
     OPS,
     BoxArgs,
+    ConceptArgs,
     MaskArgs,
     NoArgs,
     ObjectArgs,
     PointsArgs,
+    TextArgs,
     error_reply,
     parse_request,
     read_reply,
@@ -40,9 +44,10 @@ from .requests import (
 )
 
 __all__ = [
-    "DEFAULT_COMMANDS", "DEFAULT_RESULTS", "ERROR_CODES", "MASK_ENCODINGS", "MAX_MASK_SIDE", "MAX_OBJECT_ID",
-    "MAX_POINTS", "MAX_REQUEST_BYTES", "MAX_STATE_BYTES", "MAX_STREAM_NAME", "OPS", "PREVIEW_TOPIC",
-    "PROTOCOL_VERSION", "RESULTS_TOPIC", "STREAM_NAME", "BoxArgs", "MaskArgs", "NoArgs", "ObjectArgs", "PointsArgs",
-    "ProtocolError", "decode_mask", "encode_mask", "error_reply", "is_stream_name", "parse_request", "read_reply",
-    "reply_error", "reply_ok", "reply_with_id", "request", "rle_counts", "subscriptions", "topic", "topic_matches",
+    "DEFAULT_COMMANDS", "DEFAULT_RESULTS", "ERROR_CODES", "EVENTS_TOPIC", "MASK_ENCODINGS", "MAX_CONCEPT_TEXT",
+    "MAX_MASK_SIDE", "MAX_OBJECT_ID", "MAX_POINTS", "MAX_REQUEST_BYTES", "MAX_STATE_BYTES", "MAX_STREAM_NAME", "OPS",
+    "PREVIEW_TOPIC", "PROTOCOL_VERSION", "RESULTS_TOPIC", "STREAM_NAME", "BoxArgs", "ConceptArgs", "MaskArgs",
+    "NoArgs", "ObjectArgs", "PointsArgs", "ProtocolError", "TextArgs", "decode_mask", "encode_mask", "error_reply",
+    "is_stream_name", "parse_request", "read_reply", "reply_error", "reply_ok", "reply_with_id", "request",
+    "rle_counts", "subscriptions", "topic", "topic_matches",
 ]

@@ -7,6 +7,7 @@ import re
 PROTOCOL_VERSION = 1
 RESULTS_TOPIC = "results"  # PUB topic: "results.<stream>"
 PREVIEW_TOPIC = "preview"  # PUB topic: "preview.<stream>"
+EVENTS_TOPIC = "events"  # PUB topic: "events.<stream>", concepts' lifecycle events
 DEFAULT_RESULTS = "tcp://127.0.0.1:5555"  # PUB: results and previews (loopback only by default)
 DEFAULT_COMMANDS = "tcp://127.0.0.1:5556"  # ROUTER: requests and replies
 # `samtrack broker`'s own defaults: not the daemon's, so a broker and a daemon on one host never collide
@@ -27,6 +28,15 @@ MAX_MASK_SIDE = 8192
 STREAM_NAME = r"^[A-Za-z0-9_.-]*[A-Za-z0-9_-][A-Za-z0-9_.-]*$"
 MAX_STREAM_NAME = 64
 
+# Concept prompts (add_concept). A concept is a short noun phrase for the detector's tokenizer (the detectors take
+# 64 characters, tracker/models/detectors/base.py); its cadence, score and objects within these bounds.
+MAX_CONCEPT_TEXT = 64
+MAX_CONCEPT_EVERY = 100_000  # frames between detector calls, at most (about an hour at 30 fps)
+MAX_CONCEPT_EVERY_S = 3600.0  # seconds between detector calls, at most
+MAX_CONCEPT_OBJECTS = 64  # objects one concept holds, at most (a stream tracks 32 by default)
+DEFAULT_CONCEPT_THRESHOLD = 0.3  # detector score kept unless said otherwise (tracker/concepts/types.py says why)
+DEFAULT_CONCEPT_OBJECTS = 16  # objects a concept holds unless said otherwise
+
 
 def is_stream_name(name: str) -> bool:
     """Whether `name` may name a stream (see STREAM_NAME)."""
@@ -37,7 +47,7 @@ def is_stream_name(name: str) -> bool:
 ERROR_CODES = frozenset({
     "bad_json", "bad_request", "bad_frames", "too_large", "unsupported_version", "unknown_op", "bad_prompt",
     "bad_mask", "frame_out_of_window", "unknown_object", "too_many_objects", "bad_state",
-    "unknown_stream", "stream_required",
+    "unknown_stream", "stream_required", "no_detector", "unknown_concept", "too_many_concepts",
     "stream_unavailable", "too_many_requests", "unreachable", "timeout", "internal",
 })
 

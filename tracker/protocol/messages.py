@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import TYPE_CHECKING
 
 from ..percentiles import Percentiles
-from .base import PREVIEW_TOPIC, PROTOCOL_VERSION, RESULTS_TOPIC, topic
+from .base import EVENTS_TOPIC, PREVIEW_TOPIC, PROTOCOL_VERSION, RESULTS_TOPIC, topic
 from .masks import encode_mask
 
 if TYPE_CHECKING:  # the results' types only: a broker relays messages without torch
@@ -69,13 +71,74 @@ class StateStatus:
     set_aside: list[str]  # files refused at start (renamed, kept)
 
 
+@dataclass(frozen=True)
+class ObjectTag:
+    """What a concept says about an object it found: the concept's text, the last matching detection's score and
+    where its lifecycle stands ("tentative", "confirmed", "lost"). Clicked objects have none."""
+
+    label: str
+    detection_score: float | None
+    status: str
+
+
+Tags = Mapping[int, ObjectTag]  # object id -> its tag; objects absent are clicked ones
+NO_TAGS: Tags = MappingProxyType({})
+
+
+@dataclass(frozen=True)
+class ConceptInfo:
+    """One concept of a stream, as list_concepts reports it."""
+
+    text: str
+    every: int | None
+    every_s: float | None
+    threshold: float
+    max_objects: int
+    stream: str
+    objects: list[int]
+    detector_ms_p50: float | None
+    calls: int
+
+
+@dataclass(frozen=True)
+class Event:
+    """One lifecycle change of an object a concept found (published on events.<stream>)."""
+
+    kind: str  # appeared, confirmed, lost, refound, retracted, removed
+    frame: int
+    obj_id: int
+    label: str
+    score: float | None
+
+
+@dataclass(frozen=True)
+class DetectorStats:
+    """A stream's detector calls for stats: how many, their cost, how old their frames were when applied."""
+
+    name: str
+    calls: int
+    ms: Percentiles | None  # None before the first call
+    lag_frames: Percentiles | None  # frames between a call's frame and the newest when applied
+    too_old: int  # results whose frame had left the window: nothing applied
+    errors: int  # calls that failed
+
+
 def _us(ns: int | None) -> int | None:
     """Nanoseconds as integer microseconds: below 2^53 for centuries, so exact in JavaScript numbers."""
     return None if ns is None else ns // 1000
 
 
-def object_summary(o: ObjectResult) -> dict:
-    return summary_fields(o.obj_id, o.score, o.bbox, o.area)
+def object_summary(o: ObjectResult, tags: Tags = NO_TAGS) -> dict:
+    """An object's entry in results and replies (without its mask), with its concept's tag fields."""
+    return {**summary_fields(o.obj_id, o.score, o.bbox, o.area), **tag_fields(tags.get(o.obj_id))}
+
+
+def tag_fields(tag: ObjectTag | None) -> dict:
+    """`label`, `detection_score`, `status` of an object (null for a clicked object)."""
+    if tag is None:
+        return {"label": None, "detection_score": None, "status": None}
+    score = None if tag.detection_score is None else round(float(tag.detection_score), 4)
+    return {"label": tag.label, "detection_score": score, "status": tag.status}
 
 
 def summary_fields(obj_id: int, score: float, bbox, area: int) -> dict:
@@ -86,12 +149,13 @@ def summary_fields(obj_id: int, score: float, bbox, area: int) -> dict:
 
 def result_message(stream: str, seq: int, frame: FrameInfo, result: FrameResult, timings_ms: dict[str, float],
                    dropped: int, mask_encoding: str, publish_dropped: int = 0, revision: int = 0,
-                   age_ms: float = 0.0) -> list[bytes]:
+                   age_ms: float = 0.0, tags: Tags = NO_TAGS) -> list[bytes]:
     """[topic, header, masks...] of one answered frame: the model's result, or masks carried by motion from a key
-    frame (`source`, `key_frame`, `age_ms`); `revision` counts the answers of this frame sent before."""
+    frame (`source`, `key_frame`, `age_ms`); `revision` counts the answers of this frame sent before; `tags` the
+    concepts' labels of the objects they found."""
     masks, objects = [], []
     for o in result.objects.values():
-        d = object_summary(o)
+        d = object_summary(o, tags)
         if mask_encoding != "none":
             d["mask"] = {"encoding": mask_encoding, "frame": len(masks)}
             # "bits" is the layout the tracker already packed on its device
@@ -185,7 +249,8 @@ def stats_overview_result(per_stream: dict[str, dict], unrouted_requests: int, u
 def stats_result(status: DaemonStatus, *, frames: int, frame_errors: int, prompts: int, requests: int,
                  errors: dict[str, int], fps: float, timings_ms: dict[str, Percentiles], objects: int,
                  held_bytes: int, retracked_frames: int, publish_dropped: int, motion_frames: int = 0,
-                 answered_fps: float = 0.0, between_key_frames: str = "drop") -> dict:
+                 answered_fps: float = 0.0, between_key_frames: str = "drop",
+                 detector: DetectorStats | None = None) -> dict:
     """stats: `frames`/`fps` count the model's frames (key frames); `motion_frames`, `answered_fps` the frames
     answered by motion between them and every answer a second."""
     return {
@@ -194,23 +259,65 @@ def stats_result(status: DaemonStatus, *, frames: int, frame_errors: int, prompt
         "errors": dict(errors), "fps": round(fps, 3), "retracked_frames": retracked_frames,
         "motion_frames": motion_frames, "answered_fps": round(answered_fps, 3),
         "between_key_frames": between_key_frames, "publish_dropped": publish_dropped,
-        "timings_ms": {k: {"p50": p.p50, "p95": p.p95, "p99": p.p99, "max": p.max, "n": p.n}
-                       for k, p in timings_ms.items()},
-        "objects": objects, "held_bytes": held_bytes,
+        "timings_ms": {k: _percentiles(p) for k, p in timings_ms.items()},
+        "objects": objects, "held_bytes": held_bytes, "detector": detector_result(detector),
     }
 
 
-def prompt_result(obj_id: int, result: FrameResult, retracked: int, elapsed_ms: float, latest: int) -> dict:
+def prompt_result(obj_id: int, result: FrameResult, retracked: int, elapsed_ms: float, latest: int,
+                  tags: Tags = NO_TAGS) -> dict:
     """The reply to add_points / add_box / add_mask (`latest`: the model's newest frame once the prompt was
     applied; results whose key_frame is later hold the prompted object)."""
-    return {"frame": result.frame_index, "object": object_summary(result.objects[obj_id]),
-            "objects": [object_summary(o) for o in result.objects.values()],
+    return {"frame": result.frame_index, "object": object_summary(result.objects[obj_id], tags),
+            "objects": [object_summary(o, tags) for o in result.objects.values()],
             "retracked": retracked, "elapsed_ms": round(elapsed_ms, 3), "latest": latest}
 
 
-def objects_result(frame: int | None, results: list[ObjectResult | int]) -> dict:
-    """list_objects: each object's entry on the latest frame (only its id when it has none there)."""
-    return {"frame": frame, "objects": [{"id": r} if isinstance(r, int) else object_summary(r) for r in results]}
+def objects_result(frame: int | None, results: list[ObjectResult | int], tags: Tags = NO_TAGS) -> dict:
+    """list_objects: each object's entry on the latest frame (only its id and tag when it has none there)."""
+    return {"frame": frame, "objects": [{"id": r, **tag_fields(tags.get(r))} if isinstance(r, int)
+                                        else object_summary(r, tags) for r in results]}
+
+
+def concept_fields(text: str, every: int | None, every_s: float | None, threshold: float, max_objects: int,
+                   stream: str) -> dict:
+    """A concept's request as add_concept answers it (`every_s` null when the cadence is in frames)."""
+    return {"text": text, "every": every, "every_s": every_s, "threshold": threshold, "max_objects": max_objects,
+            "stream": stream}
+
+
+def concept_result(concept: dict) -> dict:
+    """add_concept: the concept as it now stands (a text the stream had already: its new settings)."""
+    return {"concept": concept}
+
+
+def concepts_result(concepts: list[ConceptInfo]) -> dict:
+    """list_concepts: each concept of the stream, its objects and its detector calls."""
+    return {"concepts": [{**concept_fields(c.text, c.every, c.every_s, c.threshold, c.max_objects, c.stream),
+                          "objects": list(c.objects), "detector_ms_p50": c.detector_ms_p50, "calls": c.calls}
+                         for c in concepts]}
+
+
+def event_message(stream: str, seq: int, event: Event) -> list[bytes]:
+    """[topic, header] of one lifecycle event on events.<stream>."""
+    header = {"v": PROTOCOL_VERSION, "type": "event", "seq": seq, "kind": event.kind, "stream": stream,
+              "frame": event.frame, "object": event.obj_id, "label": event.label,
+              "score": None if event.score is None else round(float(event.score), 4)}
+    return [topic(EVENTS_TOPIC, stream), json.dumps(header).encode()]
+
+
+def detector_result(d: DetectorStats | None) -> dict | None:
+    """stats' `detector`: null without a detector."""
+    if d is None:
+        return None
+    return {"name": d.name, "calls": d.calls, "errors": d.errors, "too_old": d.too_old,
+            "ms": _percentiles(d.ms), "lag_frames": _percentiles(d.lag_frames)}
+
+
+def _percentiles(p: Percentiles | None) -> dict | None:
+    if p is None:
+        return None
+    return {"p50": p.p50, "p95": p.p95, "p99": p.p99, "max": p.max, "n": p.n}
 
 
 def ids_result(ids: list[int]) -> dict:
@@ -225,6 +332,7 @@ def result_record(result: FrameResult) -> dict:
     objects = []
     for o in result.objects.values():
         rle = encode_mask(o.mask, "rle").decode("ascii")
-        objects.append({**object_summary(o), "mask": {"size": [o.height, o.width], "counts": rle}})
+        objects.append({**summary_fields(o.obj_id, o.score, o.bbox, o.area),
+                        "mask": {"size": [o.height, o.width], "counts": rle}})
     return {"frame": result.frame_index, "source": result.source, "key_frame": _key_frame(result), "objects": objects}
 

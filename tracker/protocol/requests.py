@@ -18,6 +18,12 @@ from pydantic import (
 )
 
 from .base import (
+    DEFAULT_CONCEPT_OBJECTS,
+    DEFAULT_CONCEPT_THRESHOLD,
+    MAX_CONCEPT_EVERY,
+    MAX_CONCEPT_EVERY_S,
+    MAX_CONCEPT_OBJECTS,
+    MAX_CONCEPT_TEXT,
     MAX_MASK_SIDE,
     MAX_OBJECT_ID,
     MAX_POINTS,
@@ -89,6 +95,30 @@ class ObjectArgs(_Args):
     object: ObjectId
 
 
+ConceptText = Annotated[StrictStr, Field(min_length=1, max_length=MAX_CONCEPT_TEXT, pattern=r"\S")]
+
+
+class ConceptArgs(_Args):
+    """add_concept: a text to find, how often (frames or seconds, at most one; neither: every second), the detection
+    score kept and the objects held."""
+
+    text: ConceptText
+    every: Annotated[StrictInt, Field(ge=1, le=MAX_CONCEPT_EVERY)] | None = None
+    every_s: Annotated[FiniteFloat, Field(gt=0, le=MAX_CONCEPT_EVERY_S)] | None = None
+    threshold: Annotated[FiniteFloat, Field(ge=0, le=1)] = DEFAULT_CONCEPT_THRESHOLD
+    max_objects: Annotated[StrictInt, Field(ge=1, le=MAX_CONCEPT_OBJECTS)] = DEFAULT_CONCEPT_OBJECTS
+
+    @model_validator(mode="after")
+    def _one_cadence(self):
+        if self.every is not None and self.every_s is not None:
+            raise ValueError("every and every_s: give one of them (frames or seconds), not both")
+        return self
+
+
+class TextArgs(_Args):
+    text: ConceptText
+
+
 # op -> (argument model, number of binary frames after the request)
 OPS: dict[str, tuple[type[_Args], int]] = {
     "ping": (NoArgs, 0),
@@ -101,6 +131,9 @@ OPS: dict[str, tuple[type[_Args], int]] = {
     "stats": (NoArgs, 0),
     "export_state": (NoArgs, 0),  # replied with the state as a second frame
     "import_state": (NoArgs, 1),
+    "add_concept": (ConceptArgs, 0),
+    "remove_concept": (TextArgs, 0),
+    "list_concepts": (NoArgs, 0),
 }
 LARGE_OPS = {"import_state": MAX_STATE_BYTES}  # ops whose request may exceed MAX_REQUEST_BYTES, and their limit
 

@@ -1,0 +1,66 @@
+"""The concepts' part of the daemon's turn, on the tracking thread: a model frame offered to the detector when a
+concept of its stream is due, and the detector's answers that came applied on their frames, their changes published
+(revisions, events), saved and handed to the motion thread. Never waits for the detector."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from pipelines.frame import Frame
+
+from ..core.results import FrameResult
+from .detecting import DetectJob, DetectorWorker
+from .metrics import Metrics
+from .publisher import Publisher
+from .stream import Stream
+
+
+class ConceptLoop:
+    """`changed(stream, frame, added)`: the daemon's reaction to objects added on `frame` (a revision of it and of
+    the newest frame, the motion thread seeded) or, with `added` False, removed only."""
+
+    def __init__(self, worker: DetectorWorker | None, publisher: Publisher, metrics: Metrics,
+                 changed: Callable[[Stream, int | None, bool], None]):
+        self.worker = worker
+        self.publisher = publisher
+        self.metrics = metrics
+        self._changed = changed
+
+    def tracked(self, st: Stream, frame: Frame, result: FrameResult) -> None:
+        """A model frame of `st` just tracked: the detector is asked about it if a concept is due (the newest such
+        frame replaces one the detector has not taken yet)."""
+        if self.worker is None:
+            return
+        texts, threshold = st.concepts.due(result.frame_index, time.monotonic())
+        if texts:
+            self.worker.offer(DetectJob(st.name, result.frame_index, frame.image, texts, threshold))
+
+    def turn(self, streams: dict[str, Stream]) -> None:
+        """The detector's answers applied to their streams, then every stream's pending events published."""
+        for done in self.worker.take() if self.worker is not None else []:
+            st = streams.get(done.stream)
+            if st is None or not st.running:
+                continue
+            too_old = st.concepts.too_old
+            applied = st.concepts.apply(done)
+            latest = st.tracker.latest_frame
+            self.metrics.observe_detector(st.name, done.ms, None if latest is None else latest - done.frame,
+                                          st.concepts.too_old - too_old, done.error is not None)
+            if applied is None or not (applied.added or applied.removed):
+                if st.state is not None and applied is not None:
+                    st.state.save_concepts(st.concepts.to_dict())  # counters moved on
+                continue
+            if st.state is not None:
+                st.state.save(st.tracker)
+                st.state.save_concepts(st.concepts.to_dict())
+            self._changed(st, applied.frame if applied.added else None, bool(applied.added))
+        for st in streams.values():
+            events = st.concepts.take_events()
+            self.publisher.publish_events(st.name, events)
+            for e in events:
+                self.metrics.concept_events.labels(st.name, e.kind).inc()
+
+    def close(self) -> None:
+        if self.worker is not None:
+            self.worker.close()

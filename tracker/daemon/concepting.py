@@ -1,0 +1,262 @@
+"""A stream's concepts in the daemon: their requests and objects (tracker/concepts decides), when each is due for a
+detector call, and a call's answer applied to the stream's tracker on the frame it was computed on (the past-frame
+rule): SAM's mask from each box on that frame, the tracked masks there, the association, then new objects as mask
+prompts on that frame and removals. Runs on the tracking thread, between frames."""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+import numpy as np
+
+from ..concepts.lifecycle import ConceptTracks
+from ..concepts.state import ConceptState
+from ..concepts.types import ConceptError, ConceptSpec, DetectionMask
+from ..core.tracker import Tracker
+from ..errors import NoDetectorError, PromptError, TooManyConceptsError, TooManyObjectsError, UnknownConceptError
+from ..percentiles import Percentiles, percentiles
+from ..protocol import messages
+from .detecting import DetectDone
+
+log = logging.getLogger(__name__)
+
+MAX_CONCEPTS = 8  # concepts per stream: each adds its text to every detector call (the detectors take 16 at most)
+# Detections of one concept per call given a SAM mask (the best scores first): each costs one SAM decoder pass on the
+# tracking thread; a concept holds at most 64 objects, and threshold 0 on random weights returns a hundred boxes.
+MAX_DETECTIONS = 32
+TIMES_KEPT = 100  # recent detector calls whose duration and lag are summarised (stats, list_concepts)
+STATE_FORMAT = 1  # the version of a stream's saved concepts (`<dir>/<stream>.concepts`)
+
+
+@dataclass
+class _Concept:
+    tracks: ConceptTracks
+    last_frame: int | None = None  # the frame of its last detector call offered
+    last_t: float | None = None  # when it was offered (monotonic)
+    calls: int = 0  # detector answers that held its text
+    ms: deque = field(default_factory=lambda: deque(maxlen=TIMES_KEPT))
+
+    @property
+    def spec(self) -> ConceptSpec:
+        return self.tracks.spec
+
+    def due(self, frame: int, now: float) -> bool:
+        if self.last_frame is None:
+            return True
+        if self.spec.every is not None:
+            return frame - self.last_frame >= self.spec.every
+        return now - self.last_t >= self.spec.period_s
+
+
+@dataclass(frozen=True)
+class Applied:
+    """What one detector answer changed on its stream: objects added on `frame` (prompted there), objects removed."""
+
+    frame: int
+    added: tuple[int, ...]
+    removed: tuple[int, ...]
+
+
+class StreamConcepts:
+    """One stream's concepts and the objects they found. Only the tracking thread calls it; `tags` (object id ->
+    label, score, status) is replaced whole on every change, so publishing threads read it without a lock."""
+
+    def __init__(self, stream: str, tracker: Tracker, detector: str | None):
+        self.stream = stream
+        self.tracker = tracker
+        self.detector = detector  # the daemon's detector name; None: add_concept is refused
+        self._concepts: dict[str, _Concept] = {}
+        self.next_id = 1  # ids handed to found objects go up from here, past every id the tracker has
+        self.tags: messages.Tags = messages.NO_TAGS
+        # Lifecycle events not yet published: taken every turn, so at most a turn's (each concept's objects, twice)
+        self._events: list[messages.Event] = []
+        self.calls = self.errors = self.too_old = 0
+        self._ms: deque = deque(maxlen=TIMES_KEPT)
+        self._lag: deque = deque(maxlen=TIMES_KEPT)
+
+    # ---- requests --------------------------------------------------------------------------------
+    def add(self, spec: ConceptSpec) -> bool:
+        """A new concept, or new settings for a text the stream has (its objects kept; beyond a lowered
+        max_objects the newest are removed, with events); whether objects were removed."""
+        if self.detector is None:
+            raise NoDetectorError("this daemon has no detector, so it cannot find concepts: start it with "
+                                  "`samtrack serve --detector NAME` (or [detector] model; names: "
+                                  "`samtrack weights list`)")
+        old = self._concepts.get(spec.text)
+        if old is None:
+            if len(self._concepts) >= MAX_CONCEPTS:
+                raise TooManyConceptsError(f"stream {self.stream!r} has {len(self._concepts)} concepts, the most it "
+                                           f"takes: remove one first (remove_concept)")
+            self._concepts[spec.text] = _Concept(ConceptTracks(spec, self._new_id))
+            self._retag()
+            return False
+        tracks = old.tracks.tracks()
+        keep, drop = tracks[:spec.max_objects], tracks[spec.max_objects:]
+        old.tracks = ConceptTracks.from_state(ConceptState(spec, keep), self._new_id)
+        self._remove_objects(drop, spec.text)
+        self._retag()
+        return bool(drop)
+
+    def remove(self, text: str) -> None:
+        """The concept and every object it found removed (a `removed` event each)."""
+        c = self._concepts.pop(text, None)
+        if c is None:
+            raise UnknownConceptError(f"no concept {text!r} on stream {self.stream!r}; its concepts: "
+                                      f"{sorted(self._concepts) or 'none'}")
+        self._remove_objects(c.tracks.tracks(), text)
+        self._retag()
+
+    def take_events(self) -> list[messages.Event]:
+        """The events since the last take, in order (to publish)."""
+        out, self._events = self._events, []
+        return out
+
+    def forget(self, obj_id: int | None = None) -> None:
+        """An object a client removed (None: every object, a reset or an import): no concept's any more."""
+        for c in self._concepts.values():
+            for t in c.tracks.tracks():
+                if obj_id is None or t.obj_id == obj_id:
+                    c.tracks.forget(t.obj_id)
+        self.next_id = max([self.next_id, *(i + 1 for i in self.tracker.objects)])
+        self._retag()
+
+    def infos(self) -> list[messages.ConceptInfo]:
+        out = []
+        for text, c in self._concepts.items():
+            s = c.spec
+            p50 = round(float(np.median(c.ms)), 1) if c.ms else None
+            out.append(messages.ConceptInfo(text, s.every, s.period_s, s.threshold, s.max_objects, self.stream,
+                                            [t.obj_id for t in c.tracks.tracks()], p50, c.calls))
+        return out
+
+    def spec_fields(self, spec: ConceptSpec) -> dict:
+        return messages.concept_fields(spec.text, spec.every, spec.period_s, spec.threshold, spec.max_objects,
+                                       self.stream)
+
+    # ---- detector calls --------------------------------------------------------------------------
+    def due(self, frame: int, now: float) -> tuple[tuple[str, ...], float]:
+        """The texts due for a detector call on this model frame (marked as asked), and the lowest of their
+        thresholds; no texts when none is due."""
+        due = [c for c in self._concepts.values() if c.due(frame, now)]
+        for c in due:
+            c.last_frame, c.last_t = frame, now
+        return tuple(c.spec.text for c in due), min((c.spec.threshold for c in due), default=1.0)
+
+    def apply(self, done: DetectDone) -> Applied | None:
+        """A detector answer applied on its frame; None when nothing could be (its frame left the window, the call
+        failed, its concepts were removed meanwhile)."""
+        self.calls += 1
+        self._ms.append(done.ms)
+        concepts = [self._concepts[t] for t in done.texts if t in self._concepts]
+        for c in concepts:
+            c.calls += 1
+            c.ms.append(done.ms)
+        if done.error is not None:
+            self.errors += 1
+            log.error("stream %s: a detector call failed on frame %d: %s", self.stream, done.frame, done.error)
+            return None
+        latest = self.tracker.latest_frame
+        if latest is not None:
+            self._lag.append(latest - done.frame)
+        if not concepts:
+            return None
+        if done.frame not in self.tracker.window:
+            self.too_old += 1
+            return None
+        picked = {c.spec.text: [d for d in done.detections if d.label == c.spec.text
+                                and d.score >= c.spec.threshold][:MAX_DETECTIONS] for c in concepts}
+        boxes = [d.box for dets in picked.values() for d in dets]
+        masks = iter(self.tracker.masks_from_boxes(done.frame, boxes))
+        found = {text: [DetectionMask(d, m) for d in dets if (m := next(masks)) is not None]
+                 for text, dets in picked.items()}
+        tracked = self._masks_on(done.frame, done.size)
+        added, removed = [], []
+        for c in concepts:
+            self._room = self.tracker.options.max_objects - len(self.tracker.objects)
+            update = c.tracks.update(done.frame, found[c.spec.text], tracked)
+            for obj_id in update.removed:
+                if obj_id in self.tracker.objects:
+                    self.tracker.remove_object(obj_id)
+                tracked.pop(obj_id, None)
+                removed.append(obj_id)
+            for new in update.added:
+                try:
+                    self.tracker.add_mask(new.obj_id, new.mask, frame_index=done.frame)
+                except (PromptError, TooManyObjectsError) as e:
+                    log.warning("stream %s: object %d of %r not added: %s", self.stream, new.obj_id, c.spec.text, e)
+                    c.tracks.forget(new.obj_id)
+                    continue
+                tracked[new.obj_id] = new.mask
+                added.append(new.obj_id)
+            self._events += [messages.Event(e.kind.value, e.frame, e.obj_id, e.label, e.score)
+                             for e in update.events if e.kind.value != "appeared" or e.obj_id in added]
+        self._retag()
+        return Applied(done.frame, tuple(added), tuple(removed))
+
+    def detector_stats(self) -> messages.DetectorStats | None:
+        if self.detector is None:
+            return None
+        return messages.DetectorStats(self.detector, self.calls, _summary(self._ms), _summary(self._lag),
+                                      self.too_old, self.errors)
+
+    # ---- saved form --------------------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        """JSON-ready: every concept's request and objects, and the next id (the state directory)."""
+        return {"format": STATE_FORMAT, "next_id": self.next_id,
+                "concepts": [c.tracks.to_state().as_dict() for c in self._concepts.values()]}
+
+    def restore(self, data: dict) -> None:
+        """The concepts of `to_dict` back, their objects kept where the tracker has them; ConceptError when the
+        data is not such a dict."""
+        if not isinstance(data, dict) or data.get("format") != STATE_FORMAT \
+                or not isinstance(data.get("next_id"), int) or not isinstance(data.get("concepts"), list) \
+                or len(data["concepts"]) > MAX_CONCEPTS:
+            raise ConceptError(f"not a stream's saved concepts (format {STATE_FORMAT}, at most {MAX_CONCEPTS})")
+        concepts = {}
+        for item in data["concepts"]:
+            state = ConceptState.from_dict(item)
+            live = tuple(t for t in state.tracks if t.obj_id in self.tracker.objects)
+            concepts[state.spec.text] = _Concept(ConceptTracks.from_state(ConceptState(state.spec, live),
+                                                                          self._new_id))
+        self._concepts = concepts
+        self.next_id = max([data["next_id"], 1, *(i + 1 for i in self.tracker.objects)])
+        self._retag()
+
+    # ---- inside ------------------------------------------------------------------------------------
+    _room = 0  # objects the tracker may still take during one update (set before each)
+
+    def _new_id(self) -> int | None:
+        """An id no object of the stream has had from this allocator, above every tracked id; None when the
+        stream's tracker is full."""
+        if self._room <= 0:
+            return None
+        self._room -= 1
+        obj_id = max([self.next_id, *(i + 1 for i in self.tracker.objects)])
+        self.next_id = obj_id + 1
+        return obj_id
+
+    def _masks_on(self, frame: int, size: tuple[int, int]) -> dict[int, np.ndarray]:
+        """Every tracked object's mask on `frame` of `size` (H, W): an empty one for an object with none there (one
+        prompted after it), which its concept counts as unmatched rather than gone."""
+        result = self.tracker.result(frame)
+        return {i: result.objects[i].mask if i in result.objects else np.zeros(size, dtype=bool)
+                for i in self.tracker.objects}
+
+    def _remove_objects(self, tracks, label: str) -> None:
+        """A concept's objects removed from the tracker, a `removed` event each (on the newest frame)."""
+        frame = self.tracker.latest_frame if self.tracker.latest_frame is not None else -1
+        for t in tracks:
+            if t.obj_id in self.tracker.objects:
+                self.tracker.remove_object(t.obj_id)
+            self._events.append(messages.Event("removed", frame, t.obj_id, label, t.score))
+
+    def _retag(self) -> None:
+        self.tags = MappingProxyType({t.obj_id: messages.ObjectTag(c.spec.text, t.score, t.status.value)
+                                      for c in self._concepts.values() for t in c.tracks.tracks()})
+
+
+def _summary(values: deque) -> Percentiles | None:
+    return percentiles(list(values)) if values else None
