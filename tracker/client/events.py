@@ -11,8 +11,6 @@ import zmq
 from .. import protocol as P
 from ..protocol.curve import CurveClient
 
-EVENTS_TOPIC = "events"  # the daemon's PUB topic of lifecycle events: "events.<stream>"
-
 
 @dataclass(frozen=True)
 class Event:
@@ -38,7 +36,7 @@ class Events:
         if curve is not None:
             curve.apply(self._sock)
         self._sock.connect(endpoint)
-        self._topic = f"{EVENTS_TOPIC}.{stream or ''}".encode()  # a prefix: events.cam also gets events.cam2
+        self._topic = f"{P.EVENTS_TOPIC}.{stream or ''}".encode()  # a prefix: events.cam also gets events.cam2
         self._exact = stream is not None
         self._sock.setsockopt(zmq.SUBSCRIBE, self._topic)
 

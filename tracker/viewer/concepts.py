@@ -10,38 +10,24 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ..concepts.types import MAX_TEXT, ConceptSpec
-from ..protocol.base import is_stream_name
+from .. import protocol as P
 
 CONCEPT_OPS = frozenset({"add_concept", "remove_concept", "list_concepts"})
-EVENTS_TOPIC = "events"  # the daemon's PUB topic of lifecycle events: "events.<stream>"
 EVENT_KINDS = frozenset({"appeared", "confirmed", "lost", "refound", "retracted", "removed"})
 # add_concept requests of all pages together: a burst of this many, then one per ADD_REFILL_S seconds. Each concept
 # costs the daemon detector calls for as long as it lives; a page (or several) adding concepts in a loop would
 # otherwise fill the stream with them. Higher lets a user type several concepts at once without waiting.
 ADD_BURST = 5
 ADD_REFILL_S = 5.0
-_ARGS = {  # the fields a page may send with each op
-    "add_concept": frozenset({"text", "every", "every_s", "threshold", "max_objects", "stream"}),
-    "remove_concept": frozenset({"text", "stream"}),
-    "list_concepts": frozenset({"stream"}),
-}
 
 
 def check_concept_args(op: str, args: dict) -> None:
-    """Raises ValueError, naming the field, unless `args` is a well-formed request of concept op `op`."""
-    extra = set(args) - _ARGS[op]
-    if extra:
-        raise ValueError(f"{op} takes {sorted(_ARGS[op])}, not {sorted(extra)}")
-    stream = args.get("stream")
-    if stream is not None and not (isinstance(stream, str) and is_stream_name(stream)):
-        raise ValueError(f"stream: a stream's name, got {stream!r}")
-    if op == "add_concept":
-        ConceptSpec(**args)  # its own checks: text length, cadence, threshold, max_objects (ConceptError)
-    elif op == "remove_concept":
-        text = args.get("text")
-        if not isinstance(text, str) or not text.strip() or len(text) > MAX_TEXT:
-            raise ValueError(f"text: the concept's phrase, at most {MAX_TEXT} characters, got {text!r:.60}")
+    """Raises ValueError, naming the field, unless `args` is a well-formed request of concept op `op`: the daemon's
+    own parser and schema (tracker.protocol) judge it, so what the viewer lets through is what the daemon takes."""
+    try:
+        P.parse_request([P.request(0, op, args)])
+    except P.ProtocolError as e:
+        raise ValueError(str(e)) from e
 
 
 @dataclass
@@ -70,7 +56,7 @@ class AddRate:
 
 def is_event_topic(topic: bytes, stream: str | None) -> bool:
     """Whether a received topic carries events of `stream` (of any stream when None)."""
-    prefix = EVENTS_TOPIC + "."
+    prefix = P.EVENTS_TOPIC + "."
     name = topic.decode("utf-8", "replace")
     return name.startswith(prefix) and (stream is None or name == prefix + stream)
 
@@ -82,11 +68,11 @@ def event_message(body: bytes) -> dict:
     if not isinstance(e, dict) or e.get("kind") not in EVENT_KINDS:
         raise ValueError(f"not a lifecycle event: {body[:80]!r}")
     label, score = e.get("label"), e.get("score")
-    if not isinstance(e.get("stream"), str) or not is_stream_name(e["stream"]):
+    if not isinstance(e.get("stream"), str) or not P.is_stream_name(e["stream"]):
         raise ValueError(f"an event's stream is not a stream name: {e.get('stream')!r:.80}")
     for name in ("frame", "object"):
         if isinstance(e.get(name), bool) or not isinstance(e.get(name), int):
             raise ValueError(f"an event's {name} is not a whole number: {e.get(name)!r:.80}")
     return {"type": "event", "kind": e["kind"], "stream": e["stream"], "frame": e["frame"], "object": e["object"],
-            "label": label[:MAX_TEXT] if isinstance(label, str) else None,
+            "label": label[:P.MAX_CONCEPT_TEXT] if isinstance(label, str) else None,
             "score": float(score) if isinstance(score, int | float) and math.isfinite(score) else None}

@@ -20,7 +20,7 @@ from aiohttp import WSMsgType, web
 
 from .. import protocol as P
 from ..protocol.curve import CurveClient, is_loopback
-from .concepts import CONCEPT_OPS, EVENTS_TOPIC, AddRate, check_concept_args, event_message, is_event_topic
+from .concepts import CONCEPT_OPS, AddRate, check_concept_args, event_message, is_event_topic
 from .origin import OriginPolicy
 
 log = logging.getLogger(__name__)
@@ -133,7 +133,7 @@ class Viewer:
         self._sub.connect(settings.results)
         for prefix in P.subscriptions(settings.stream, previews=True):
             self._sub.setsockopt(zmq.SUBSCRIBE, prefix)
-        self._sub.setsockopt(zmq.SUBSCRIBE, f"{EVENTS_TOPIC}.{settings.stream or ''}".encode())
+        self._sub.setsockopt(zmq.SUBSCRIBE, f"{P.EVENTS_TOPIC}.{settings.stream or ''}".encode())
         self._dealer = self._socket(zmq.DEALER)
         self._dealer.setsockopt(zmq.IMMEDIATE, 1)  # no queueing for a daemon that is down: fail at once
         self._dealer.connect(settings.commands)
