@@ -152,7 +152,7 @@ def test_labels_tentative_style_and_events_on_the_page():
                     event = {"kind": kind, "stream": "test", "frame": frame, "object": 3, "label": "<b>forklift</b>",
                              "score": 0.41}
                     pub.send_multipart([b"events.test", json.dumps(event).encode()])
-                pub.send_multipart([b"events.other", json.dumps({**event, "stream": "other"}).encode()])
+                pub.send_multipart([b"events.other", json.dumps({**event, "stream": "other", "object": 99}).encode()])
                 if pg.evaluate("() => shown.result !== null && document.querySelectorAll('#events li').length > 0"):
                     break
                 pg.wait_for_timeout(200)
