@@ -103,6 +103,20 @@ class Client:
     def stats(self):
         return self.request("stats")
 
+    def add_concept(self, text: str, every: int | None = None, every_s: float | None = None,
+                    threshold: float | None = None, max_objects: int | None = None) -> dict:
+        """Find every `text` with the daemon's detector (every `every` frames or `every_s` seconds; unset fields
+        take the daemon's defaults); the concept as the daemon holds it."""
+        given = {"every": every, "every_s": every_s, "threshold": threshold, "max_objects": max_objects}
+        return self.request("add_concept", {"text": text, **{k: v for k, v in given.items() if v is not None}})
+
+    def remove_concept(self, text: str) -> dict:
+        """The concept and every object it found removed; the concepts left."""
+        return self.request("remove_concept", {"text": text})
+
+    def list_concepts(self) -> dict:
+        return self.request("list_concepts")
+
     def export_state(self) -> tuple[dict, bytes]:
         """The stream's state (objects and their conditioning memories) as bytes, with what it holds."""
         result = self.request("export_state")

@@ -1,0 +1,180 @@
+"""A detector's answer applied to a stream's tracker (tracker/daemon/concepting.py) on the frame it was computed on:
+SAM's masks from boxes on a past frame without changing the tracker, new objects prompted on that frame with ids no
+clicked object has, objects a client removes forgotten by their concept, the saved form; and the wire's concept
+fields and events (tracker/protocol)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from tests.conftest import make_model
+from tracker import protocol as P
+from tracker.concepts.types import ConceptSpec, Detection
+from tracker.core.tracker import Tracker
+from tracker.daemon.concepting import StreamConcepts
+from tracker.daemon.detecting import DetectDone
+from tracker.errors import FrameWindowError, NoDetectorError, TooManyConceptsError, UnknownConceptError
+from tracker.protocol import messages
+
+H, W = 96, 128
+WINDOW = 4
+
+
+@pytest.fixture(scope="module")
+def model():
+    return make_model(image_size=64)
+
+
+def stepped(model, frames: int = 6) -> Tracker:
+    """A tracker stepped over `frames` frames of noise, with clicked objects 1 and 5 prompted by masks in two
+    corners of its second frame (a mask prompt is the output there: their masks on it are known)."""
+    t = Tracker.from_sam2(model, backend="torch", precision="fp32", feature_window=WINDOW)
+    rng = np.random.default_rng(0)
+    for _ in range(frames):
+        t.step(rng.integers(0, 255, (H, W, 3), dtype=np.uint8))
+    t.add_mask(1, rect((0, 0, 30, 24)), frame_index=t.window[1])
+    t.add_mask(5, rect((96, 64, 128, 96)), frame_index=t.window[1])
+    return t
+
+
+def rect(box) -> np.ndarray:
+    m = np.zeros((H, W), bool)
+    x0, y0, x1, y1 = (int(v) for v in box)
+    m[y0:y1, x0:x1] = True
+    return m
+
+
+def done(frame: int, *boxes, text: str = "cup", score: float = 0.9) -> DetectDone:
+    return DetectDone("s", frame, (text,), (H, W), tuple(Detection(b, score, text) for b in boxes), 12.0)
+
+
+class BoxMasks:
+    """The tracker's masks_from_boxes replaced by each box's rectangle (random weights' masks mean nothing), the
+    frames it was asked about kept."""
+
+    def __init__(self, tracker: Tracker):
+        self.frames: list[int] = []
+        tracker.masks_from_boxes = self
+
+    def __call__(self, frame, boxes):
+        self.frames.append(frame)
+        return [rect(b) for b in boxes]
+
+
+def test_masks_from_boxes_change_nothing_and_equal_a_new_objects_box_prompt(model):
+    t = stepped(model)
+    frame = t.window[1]  # a past frame of the window
+    def seen():
+        return (t.objects, t.window, t.state_version, t.held_bytes(),
+                {i: o.mask.copy() for i, o in t.result(frame).objects.items()})
+
+    before = seen()
+    masks = t.masks_from_boxes(frame, [(10, 10, 60, 50), (30, 30, 30, 40)])  # the second is empty: no prompt
+    assert len(masks) == 2 and masks[1] is None and masks[0].shape == (H, W) and masks[0].dtype == bool
+    after = seen()
+    assert after[:4] == before[:4]
+    assert before[4].keys() == after[4].keys() and all(np.array_equal(before[4][i], after[4][i]) for i in before[4])
+    prompted = t.add_box(9, (10, 10, 60, 50), frame_index=frame)  # the oracle: a new object's box prompt there
+    assert np.array_equal(prompted.objects[9].mask, masks[0])
+    with pytest.raises(FrameWindowError):
+        t.masks_from_boxes(t.window[0] - 1, [(10, 10, 60, 50)])
+
+
+def test_an_answer_is_applied_on_its_frame_with_fresh_ids(model):
+    t = stepped(model)
+    boxes = BoxMasks(t)
+    c = StreamConcepts("s", t, "omdet-turbo")
+    c.add(ConceptSpec("cup", threshold=0.5, stream="s"))
+    frame = t.window[1]
+    applied = c.apply(done(frame, (40, 10, 80, 40), (0, 60, 20, 90)))
+    assert boxes.frames == [frame]
+    assert len(applied.added) == 2 and applied.frame == frame and applied.removed == ()
+    assert min(applied.added) > 5 and set(applied.added).isdisjoint({1, 5})  # never a clicked object's id
+    assert set(t.objects) == {1, 5, *applied.added}
+    for obj_id in applied.added:  # prompted on the answer's frame: present there and on every later frame
+        assert obj_id in t.result(frame).objects and obj_id in t.result().objects
+        assert obj_id not in t.result(t.window[0]).objects
+    assert c.tags[applied.added[0]] == messages.ObjectTag("cup", 0.9, "tentative") and 1 not in c.tags
+    events = c.take_events()
+    assert [(e.kind, e.frame, e.label) for e in events] == [("appeared", frame, "cup")] * 2
+    assert c.take_events() == []
+    low = c.apply(done(t.window[-1], (90, 60, 120, 90), score=0.4))  # under the concept's threshold
+    assert low.added == () and c.calls == 2
+
+
+def test_an_answer_on_a_frame_that_left_the_window_changes_nothing(model):
+    t = stepped(model, frames=WINDOW + 3)
+    BoxMasks(t)
+    c = StreamConcepts("s", t, "omdet-turbo")
+    c.add(ConceptSpec("cup", stream="s"))
+    assert c.apply(done(t.window[0] - 1, (40, 10, 80, 40))) is None
+    assert t.objects == [1, 5] and c.too_old == 1 and c.take_events() == []
+    stats = c.detector_stats()
+    assert stats.calls == 1 and stats.too_old == 1 and stats.lag_frames.max == WINDOW
+
+
+def test_a_removed_object_is_forgotten_and_its_id_never_reused(model):
+    t = stepped(model)
+    BoxMasks(t)
+    c = StreamConcepts("s", t, "omdet-turbo")
+    c.add(ConceptSpec("cup", stream="s"))
+    (found,) = c.apply(done(t.window[1], (40, 10, 80, 40))).added
+    t.remove_object(found)  # a client's remove_object
+    c.forget(found)
+    assert found not in c.tags and c.infos()[0].objects == []
+    (again,) = c.apply(done(t.window[1], (40, 10, 80, 40))).added
+    assert again > found
+
+
+def test_remove_concept_removes_its_objects_with_events_and_the_state_round_trips(model):
+    t = stepped(model)
+    BoxMasks(t)
+    c = StreamConcepts("s", t, "omdet-turbo")
+    c.add(ConceptSpec("cup", every=3, stream="s"))
+    c.add(ConceptSpec("dog", stream="s"))
+    (cup,) = c.apply(done(t.window[1], (40, 10, 80, 40))).added
+    c.take_events()
+    saved = json.loads(json.dumps(c.to_dict()))
+    back = StreamConcepts("s", t, "omdet-turbo")
+    back.restore(saved)
+    assert [i.text for i in back.infos()] == ["cup", "dog"] and back.infos()[0].every == 3
+    assert back.tags == c.tags and back.next_id == c.next_id
+    c.remove("cup")
+    assert cup not in t.objects and cup not in c.tags
+    assert [(e.kind, e.obj_id, e.label) for e in c.take_events()] == [("removed", cup, "cup")]
+    with pytest.raises(UnknownConceptError):
+        c.remove("cup")
+
+
+def test_concept_limits_and_no_detector(model):
+    t = stepped(model, frames=2)
+    with pytest.raises(NoDetectorError, match="--detector NAME"):
+        StreamConcepts("s", t, None).add(ConceptSpec("cup"))
+    c = StreamConcepts("s", t, "omdet-turbo")
+    for k in range(8):
+        c.add(ConceptSpec(f"thing {k}"))
+    c.add(ConceptSpec("thing 0", threshold=0.1))  # a text it has: new settings, not a new concept
+    assert len(c.infos()) == 8 and c.infos()[0].threshold == 0.1
+    with pytest.raises(TooManyConceptsError):
+        c.add(ConceptSpec("one more"))
+
+
+def test_concept_requests_on_the_wire():
+    def args(**a):
+        return P.parse_request([P.request(1, "add_concept", a)])[2]
+
+    a = args(text="forklift", threshold=0)
+    assert (a.every, a.every_s, a.threshold, a.max_objects) == (None, None, 0.0, 16)
+    for bad in ({"text": ""}, {"text": "x" * 65}, {"text": "a", "every": 2, "every_s": 1.0},
+                {"text": "a", "threshold": 2}, {"text": "a", "every": 0}, {"text": "a", "every_s": 0},
+                {"text": "a", "max_objects": 65}):
+        with pytest.raises(P.ProtocolError) as e:
+            args(**bad)
+        assert e.value.code == "bad_request", bad
+    header = json.loads(messages.event_message("cam", 3, messages.Event("confirmed", 7, 12, "cup", 0.81234))[1])
+    assert header == {"v": 1, "type": "event", "seq": 3, "kind": "confirmed", "stream": "cam", "frame": 7,
+                      "object": 12, "label": "cup", "score": 0.8123}
+    assert messages.event_message("cam", 0, messages.Event("lost", 1, 2, "cup", None))[0] == b"events.cam"
