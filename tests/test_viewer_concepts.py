@@ -193,8 +193,10 @@ def test_a_concept_added_on_the_page_is_tracked_labelled_and_removed(tmp_path):
     from tracker.client import Client
 
     weights = present_checkpoint(tmp_path / "present.pt")
+    # 5 fps and a window of 64 frames: a frame stays promptable for about 13 s, longer than a detector call here (an
+    # answer is applied on the frame it was computed on, or not at all)
     d = start_daemon("--preview-every", "1", "--checkpoint", str(weights), "--detector", "omdet-turbo",
-                     source="test:?pattern=ball&width=160&height=120&fps=10")
+                     "--feature-window", "64", source="test:?pattern=ball&width=160&height=120&fps=5")
     v = ViewerProcess(d.results, d.commands, token=None)
     try:
         with chromium() as browser:
