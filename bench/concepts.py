@@ -125,6 +125,9 @@ def main(argv=None) -> dict:
                                                             args.track_frames, args.detector_every_s, args.threads,
                                                             args.device)
         print(table(concepts_cost.rows(data["detectors"]), concepts_cost.HEADER))
+        for name, t in data["detectors"]["tracking"].items():
+            if "error" in t:
+                print(f"{name}: not run beside tracking: {t['error']}")
         print("detectors meet the goal" if data["detectors"]["meets_goal"] else
               f"detectors MISS the goal: {data['detectors']['goal']}")
     write_json(out, data)
