@@ -14,6 +14,7 @@ from tests.conftest import make_model
 from tracker import protocol as P
 from tracker.concepts.types import ConceptSpec, Detection
 from tracker.core.tracker import Tracker
+from tracker.daemon import concepting
 from tracker.daemon.concepting import StreamConcepts
 from tracker.daemon.detecting import DetectDone
 from tracker.errors import FrameWindowError, NoDetectorError, TooManyConceptsError, UnknownConceptError
@@ -49,6 +50,15 @@ def rect(box) -> np.ndarray:
 
 def done(frame: int, *boxes, text: str = "cup", score: float = 0.9) -> DetectDone:
     return DetectDone("s", frame, (text,), (H, W), tuple(Detection(b, score, text) for b in boxes), 12.0)
+
+
+def apply(c: StreamConcepts, answer: DetectDone) -> tuple[int, ...]:
+    """An answer applied and every object it found prompted; their ids."""
+    assert c.apply(answer) is not None
+    added = []
+    while c.adding:
+        added += c.add_waiting(1000).added
+    return tuple(added)
 
 
 class BoxMasks:
@@ -90,19 +100,25 @@ def test_an_answer_is_applied_on_its_frame_with_fresh_ids(model):
     c.add(ConceptSpec("cup", threshold=0.5, stream="s"))
     frame = t.window[1]
     applied = c.apply(done(frame, (40, 10, 80, 40), (0, 60, 20, 90)))
-    assert boxes.frames == [frame]
-    assert len(applied.added) == 2 and applied.frame == frame and applied.removed == ()
-    assert min(applied.added) > 5 and set(applied.added).isdisjoint({1, 5})  # never a clicked object's id
-    assert set(t.objects) == {1, 5, *applied.added}
-    for obj_id in applied.added:  # prompted on the answer's frame: present there and on every later frame
+    assert boxes.frames == [frame] and applied.removed == () and c.adding
+    assert t.objects == [1, 5] and c.take_events() == []  # prompted from the next turn on, a few a turn
+    retracked = t.retracked_frames
+    first = c.add_waiting(1)  # a budget of one re-tracked frame: one object this turn
+    assert len(first.added) == 1 and first.frame == frame and t.retracked_frames - retracked == t.window[-1] - frame
+    second = c.add_waiting(1)
+    assert len(second.added) == 1 and not c.adding and c.add_waiting(1) is None
+    added = first.added + second.added
+    assert min(added) > 5 and set(added).isdisjoint({1, 5})  # never a clicked object's id
+    assert set(t.objects) == {1, 5, *added}
+    for obj_id in added:  # prompted on the answer's frame: present there and on every later frame
         assert obj_id in t.result(frame).objects and obj_id in t.result().objects
         assert obj_id not in t.result(t.window[0]).objects
-    assert c.tags[applied.added[0]] == messages.ObjectTag("cup", 0.9, "tentative") and 1 not in c.tags
+    assert c.tags[added[0]] == messages.ObjectTag("cup", 0.9, "tentative") and 1 not in c.tags
     events = c.take_events()
     assert [(e.kind, e.frame, e.label) for e in events] == [("appeared", frame, "cup")] * 2
     assert c.take_events() == []
-    low = c.apply(done(t.window[-1], (90, 60, 120, 90), score=0.4))  # under the concept's threshold
-    assert low.added == () and c.calls == 2
+    assert apply(c, done(t.window[-1], (90, 60, 120, 90), score=0.4)) == ()  # under the concept's threshold
+    assert c.calls == 2
 
 
 def test_an_answer_on_a_frame_that_left_the_window_changes_nothing(model):
@@ -121,11 +137,11 @@ def test_a_removed_object_is_forgotten_and_its_id_never_reused(model):
     BoxMasks(t)
     c = StreamConcepts("s", t, "omdet-turbo")
     c.add(ConceptSpec("cup", stream="s"))
-    (found,) = c.apply(done(t.window[1], (40, 10, 80, 40))).added
+    (found,) = apply(c, done(t.window[1], (40, 10, 80, 40)))
     t.remove_object(found)  # a client's remove_object
     c.forget(found)
     assert found not in c.tags and c.infos()[0].objects == []
-    (again,) = c.apply(done(t.window[1], (40, 10, 80, 40))).added
+    (again,) = apply(c, done(t.window[1], (40, 10, 80, 40)))
     assert again > found
 
 
@@ -135,7 +151,7 @@ def test_remove_concept_removes_its_objects_with_events_and_the_state_round_trip
     c = StreamConcepts("s", t, "omdet-turbo")
     c.add(ConceptSpec("cup", every=3, stream="s"))
     c.add(ConceptSpec("dog", stream="s"))
-    (cup,) = c.apply(done(t.window[1], (40, 10, 80, 40))).added
+    (cup,) = apply(c, done(t.window[1], (40, 10, 80, 40)))
     c.take_events()
     saved = json.loads(json.dumps(c.to_dict()))
     back = StreamConcepts("s", t, "omdet-turbo")
@@ -178,3 +194,17 @@ def test_concept_requests_on_the_wire():
     assert header == {"v": 1, "type": "event", "seq": 3, "kind": "confirmed", "stream": "cam", "frame": 7,
                       "object": 12, "label": "cup", "score": 0.8123}
     assert messages.event_message("cam", 0, messages.Event("lost", 1, 2, "cup", None))[0] == b"events.cam"
+
+
+def test_an_object_far_behind_the_newest_frame_is_tracked_from_the_next_frame(model, monkeypatch):
+    monkeypatch.setattr(concepting, "RETRACK_MAX_LAG", 1)  # the answer's frame is 2 behind: no re-tracking
+    t = stepped(model)
+    BoxMasks(t)
+    c = StreamConcepts("s", t, "omdet-turbo")
+    c.add(ConceptSpec("cup", stream="s"))
+    retracked, frame = t.retracked_frames, t.window[1]
+    (found,) = apply(c, done(frame, (40, 10, 80, 40)))
+    assert t.retracked_frames == retracked  # the tracking thread spent one prompt on it, no step per frame
+    assert found in t.result(frame).objects and found not in t.result().objects
+    t.step(np.zeros((H, W, 3), np.uint8))
+    assert found in t.result().objects

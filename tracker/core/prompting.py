@@ -49,11 +49,14 @@ class Prompting:
         return self._add_prompt(check_object_id(obj_id), feats, prompt=prompt)
 
     @torch.inference_mode()
-    def add_mask(self, obj_id: int, mask, frame_index: int | None = None) -> FrameResult:
-        """A binary HxW mask at frame resolution for a new or existing object."""
+    def add_mask(self, obj_id: int, mask, frame_index: int | None = None, retrack: bool = True) -> FrameResult:
+        """A binary HxW mask at frame resolution for a new or existing object. On a past frame the object is
+        re-tracked to the latest frame, unless `retrack` is False: it is then tracked from the next frame on, from
+        its memory of this one (its results on the frames between stay as they were)."""
         feats = self._prompt_frame(frame_index)
         m = check_mask(mask, feats.width, feats.height)
-        return self._add_prompt(check_object_id(obj_id), feats, mask=to_mask_input(m, self.image_size, self.device))
+        return self._add_prompt(check_object_id(obj_id), feats, mask=to_mask_input(m, self.image_size, self.device),
+                                retrack=retrack)
 
     @torch.inference_mode()
     def masks_from_boxes(self, frame_number: int, boxes) -> list[np.ndarray | None]:
@@ -151,7 +154,8 @@ class Prompting:
         return found
 
     def _add_prompt(self, obj_id: int, feats: FrameFeatures, prompt: PointPrompt | None = None,
-                    mask: torch.Tensor | None = None, clear_old_points: bool = True) -> FrameResult:
+                    mask: torch.Tensor | None = None, clear_old_points: bool = True,
+                    retrack: bool = True) -> FrameResult:
         k = feats.index
         self._check_room(obj_id)
         bank = self._banks.get(obj_id) or ObjectBank(obj_id)
@@ -181,7 +185,7 @@ class Prompting:
             else:
                 bank.points.pop(k, None)
             self._banks[obj_id] = bank
-            if k < self._latest:
+            if k < self._latest and retrack:
                 self._retrack(bank, k)
         return self._result(feats)
 

@@ -5,16 +5,21 @@ concept of its stream is due, and the detector's answers that came applied on th
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Callable
 
 from pipelines.frame import Frame
 
 from ..core.results import FrameResult
-from .detecting import DetectJob, DetectorWorker
+from .detecting import RESULTS_KEPT, DetectJob, DetectorWorker
 from .metrics import Metrics
 from .publisher import Publisher
 from .stream import Stream
 
+# Frames re-tracked per turn for objects a detector found (each prompted on its answer's frame and re-tracked to the
+# newest): at least one object a turn, more while their re-tracking stays under this. Lower spreads a call's new
+# objects over more turns (each frame waits less; the objects appear later); measured in docs/design.md.
+RETRACK_FRAMES_PER_TURN = 8
 
 class ConceptLoop:
     """`changed(stream, frame, added)`: the daemon's reaction to objects added on `frame` (a revision of it and of
@@ -26,6 +31,7 @@ class ConceptLoop:
         self.publisher = publisher
         self.metrics = metrics
         self._changed = changed
+        self._waiting: deque = deque(maxlen=RESULTS_KEPT)  # answers taken, held while their stream adds objects
 
     def tracked(self, st: Stream, frame: Frame, result: FrameResult) -> None:
         """A model frame of `st` just tracked: the detector is asked about it if a concept is due (the newest such
@@ -37,9 +43,21 @@ class ConceptLoop:
             self.worker.offer(DetectJob(st.name, result.frame_index, frame.image, texts, threshold))
 
     def turn(self, streams: dict[str, Stream]) -> None:
-        """The detector's answers applied to their streams, then every stream's pending events published."""
-        for done in self.worker.take() if self.worker is not None else []:
+        """Objects found by the last answers prompted (a few a turn), the answers that came applied to their streams
+        (an answer waits while its stream still prompts the last one's objects), then every stream's events
+        published."""
+        for st in streams.values():
+            if st.concepts.adding:
+                applied = st.concepts.add_waiting(RETRACK_FRAMES_PER_TURN)
+                if applied is not None:
+                    self._save(st)
+                    self._changed(st, applied.frame, True)
+        self._waiting.extend(self.worker.take() if self.worker is not None else [])
+        for done in list(self._waiting):
             st = streams.get(done.stream)
+            if st is not None and st.concepts.adding:
+                continue
+            self._waiting.remove(done)
             if st is None or not st.running:
                 continue
             too_old = st.concepts.too_old
@@ -47,19 +65,20 @@ class ConceptLoop:
             latest = st.tracker.latest_frame
             self.metrics.observe_detector(st.name, done.ms, None if latest is None else latest - done.frame,
                                           st.concepts.too_old - too_old, done.error is not None)
-            if applied is None or not (applied.added or applied.removed):
-                if st.state is not None and applied is not None:
-                    st.state.save_concepts(st.concepts.to_dict())  # counters moved on
-                continue
-            if st.state is not None:
-                st.state.save(st.tracker)
-                st.state.save_concepts(st.concepts.to_dict())
-            self._changed(st, applied.frame if applied.added else None, bool(applied.added))
+            if applied is not None:
+                self._save(st)  # counters moved on, objects may be gone
+            if applied is not None and applied.removed:
+                self._changed(st, None, False)
         for st in streams.values():
             events = st.concepts.take_events()
             self.publisher.publish_events(st.name, events)
             for e in events:
                 self.metrics.concept_events.labels(st.name, e.kind).inc()
+
+    def _save(self, st: Stream) -> None:
+        if st.state is not None:
+            st.state.save(st.tracker)
+            st.state.save_concepts(st.concepts.to_dict())
 
     def close(self) -> None:
         if self.worker is not None:

@@ -25,8 +25,14 @@ log = logging.getLogger(__name__)
 
 MAX_CONCEPTS = 8  # concepts per stream: each adds its text to every detector call (the detectors take 16 at most)
 # Detections of one concept per call given a SAM mask (the best scores first): each costs one SAM decoder pass on the
-# tracking thread; a concept holds at most 64 objects, and threshold 0 on random weights returns a hundred boxes.
-MAX_DETECTIONS = 32
+# tracking thread, measured 0.25 s at 512 px on this 2-core CPU (docs/design.md); fewer keeps a call from holding the
+# stream up, more lets a crowded scene's objects all be matched each call. Threshold 0 on random weights returns 100.
+MAX_DETECTIONS = 8
+# Model frames behind the newest up to which a new object is re-tracked from its answer's frame to the newest (the
+# past-frame prompt path: one object's step per frame, 0.43 s each at 512 px here); further behind it is tracked from
+# the next frame on from its memory of the answer's frame. Higher gives its masks on the frames between (a GPU's
+# lag is a few frames); lower never spends seconds of the tracking thread on one object (a CPU's lag is 17-22).
+RETRACK_MAX_LAG = 4
 TIMES_KEPT = 100  # recent detector calls whose duration and lag are summarised (stats, list_concepts)
 STATE_FORMAT = 1  # the version of a stream's saved concepts (`<dir>/<stream>.concepts`)
 
@@ -73,6 +79,9 @@ class StreamConcepts:
         self.tags: messages.Tags = messages.NO_TAGS
         # Lifecycle events not yet published: taken every turn, so at most a turn's (each concept's objects, twice)
         self._events: list[messages.Event] = []
+        # New objects of the last answer not yet prompted (frame, object, its concept, its appeared event): at most
+        # the stream's max_objects (the room `_new_id` leaves counts them)
+        self._adds: deque = deque()
         self.calls = self.errors = self.too_old = 0
         self._ms: deque = deque(maxlen=TIMES_KEPT)
         self._lag: deque = deque(maxlen=TIMES_KEPT)
@@ -173,28 +182,53 @@ class StreamConcepts:
         found = {text: [DetectionMask(d, m) for d in dets if (m := next(masks)) is not None]
                  for text, dets in picked.items()}
         tracked = self._masks_on(done.frame, done.size)
-        added, removed = [], []
+        removed = []
         for c in concepts:
-            self._room = self.tracker.options.max_objects - len(self.tracker.objects)
+            self._room = self.tracker.options.max_objects - len(self.tracker.objects) - len(self._adds)
             update = c.tracks.update(done.frame, found[c.spec.text], tracked)
             for obj_id in update.removed:
                 if obj_id in self.tracker.objects:
                     self.tracker.remove_object(obj_id)
                 tracked.pop(obj_id, None)
                 removed.append(obj_id)
+            appeared = {e.obj_id: e for e in update.events if e.kind.value == "appeared"}
             for new in update.added:
-                try:
-                    self.tracker.add_mask(new.obj_id, new.mask, frame_index=done.frame)
-                except (PromptError, TooManyObjectsError) as e:
-                    log.warning("stream %s: object %d of %r not added: %s", self.stream, new.obj_id, c.spec.text, e)
-                    c.tracks.forget(new.obj_id)
-                    continue
-                tracked[new.obj_id] = new.mask
-                added.append(new.obj_id)
-            self._events += [messages.Event(e.kind.value, e.frame, e.obj_id, e.label, e.score)
-                             for e in update.events if e.kind.value != "appeared" or e.obj_id in added]
+                tracked[new.obj_id] = new.mask  # under it, the next concept's detections make nothing new
+                self._adds.append((done.frame, new, c, appeared[new.obj_id]))
+            self._events += [_event(e) for e in update.events if e.kind.value != "appeared"]
         self._retag()
-        return Applied(done.frame, tuple(added), tuple(removed))
+        return Applied(done.frame, (), tuple(removed))
+
+    @property
+    def adding(self) -> bool:
+        """New objects of the last answer wait to be prompted (`add_waiting`)."""
+        return bool(self._adds)
+
+    def add_waiting(self, retrack_budget: int) -> Applied | None:
+        """New objects of the last answer prompted on its frame, one at least, then while their re-tracking to the
+        newest frame took fewer than `retrack_budget` frames (the rest wait for the next turn: each costs one
+        object's step per frame since its frame, so a handful at once would hold the stream up for seconds).
+        An object whose frame left the window meanwhile is dropped (counted in too_old); None when none was added."""
+        before, added, frame = self.tracker.retracked_frames, [], None
+        while self._adds and (not added or self.tracker.retracked_frames - before < retrack_budget):
+            frame, new, c, event = self._adds.popleft()
+            if not c.tracks.owns(new.obj_id):  # its concept was removed, or replaced its objects, meanwhile
+                continue
+            if frame not in self.tracker.window:
+                self.too_old += 1
+                c.tracks.forget(new.obj_id)
+                continue
+            try:
+                self.tracker.add_mask(new.obj_id, new.mask, frame_index=frame,
+                                      retrack=self.tracker.latest_frame - frame <= RETRACK_MAX_LAG)
+            except (PromptError, TooManyObjectsError) as e:
+                log.warning("stream %s: object %d of %r not added: %s", self.stream, new.obj_id, c.spec.text, e)
+                c.tracks.forget(new.obj_id)
+                continue
+            added.append(new.obj_id)
+            self._events.append(_event(event))
+        self._retag()
+        return Applied(frame, tuple(added), ()) if added else None
 
     def detector_stats(self) -> messages.DetectorStats | None:
         if self.detector is None:
@@ -254,8 +288,15 @@ class StreamConcepts:
             self._events.append(messages.Event("removed", frame, t.obj_id, label, t.score))
 
     def _retag(self) -> None:
+        """Tags of the concepts' objects in the tracker (one waiting to be prompted is in no result yet)."""
+        objects = set(self.tracker.objects)
         self.tags = MappingProxyType({t.obj_id: messages.ObjectTag(c.spec.text, t.score, t.status.value)
-                                      for c in self._concepts.values() for t in c.tracks.tracks()})
+                                      for c in self._concepts.values() for t in c.tracks.tracks()
+                                      if t.obj_id in objects})
+
+
+def _event(e) -> messages.Event:
+    return messages.Event(e.kind.value, e.frame, e.obj_id, e.label, e.score)
 
 
 def _summary(values: deque) -> Percentiles | None:

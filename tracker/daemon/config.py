@@ -89,7 +89,8 @@ class ModelSection(_Section):
 
 class MemorySection(_Section):
     feature_window: int = Field(DEFAULT_FEATURE_WINDOW, ge=1, le=256,
-                                description="Recent frames a prompt may name (~0.5 s at 30 fps covers a click).")
+                                description="Recent frames a prompt may name (~0.5 s at 30 fps covers a click); "
+                                "unset with a [detector]: 48, so a detector's answer finds its frame.")
     max_cond_frames: int = Field(DEFAULT_MAX_COND_FRAMES, ge=2, le=64,
                                  description="Prompted frames kept per object; bounds memory and attention cost.")
     max_objects: int = Field(DEFAULT_MAX_OBJECTS, ge=1, le=1024,

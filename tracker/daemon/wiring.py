@@ -27,6 +27,12 @@ from .stream import Stream
 
 log = logging.getLogger(__name__)
 
+# The feature window of a daemon with a detector, unless [memory] feature_window says otherwise: a detector's answer is
+# applied on the frame it was asked on, which must still be in the window. On a 2-core CPU at 512 px a call took 7.8 s
+# beside tracking, 17 to 22 model frames (docs/design.md): every answer fell out of the default 16. Each frame kept
+# costs its backbone features (about 2 MB at 512 px in bf16: 100 MB for 48).
+DETECTOR_FEATURE_WINDOW = 48
+
 
 def settings_from(cfg: Config) -> DaemonSettings:
     return DaemonSettings(
@@ -55,7 +61,9 @@ def build_daemon(cfg: Config) -> Daemon:
     if mem.batch_streams and m.backend in ("onnxruntime", "tensorrt"):
         raise ConfigError(f"[memory] batch_streams needs backend torch, openvino or auto: the {m.backend} engine "
                           "takes one frame")
-    options = [{"feature_window": sec.feature_window or mem.feature_window, "max_cond_frames": mem.max_cond_frames,
+    window = mem.feature_window if "feature_window" in mem.model_fields_set or not cfg.detector.model \
+        else max(mem.feature_window, DETECTOR_FEATURE_WINDOW)
+    options = [{"feature_window": sec.feature_window or window, "max_cond_frames": mem.max_cond_frames,
                 "batch_objects": mem.batch_objects, "precision": m.precision, "max_objects": mem.max_objects}
                for sec in sections]
     first = Tracker.build(m.name, checkpoint, m.image_size, m.device, threads=m.threads or None, backend=m.backend,
