@@ -206,6 +206,7 @@ def test_a_concept_added_on_the_page_is_tracked_labelled_and_removed(tmp_path):
             pg.on("websocket", lambda ws: ws.on("framesent", lambda payload: pg.sent.append(json.loads(payload))))
             pg.goto(v.url)
             pg.wait_for_selector("#state[data-state=live]", timeout=WAIT_MS)
+            pg.wait_for_function("() => stream !== null", timeout=WAIT_MS)  # a result came: the page names its stream
             pg.fill("#concept-text", "ball")
             pg.fill("#concept-threshold", "0")
             pg.click("#add-concept")
