@@ -26,6 +26,7 @@ from .origin import OriginPolicy
 log = logging.getLogger(__name__)
 
 STATIC_DIR = Path(__file__).parent / "static"
+SCRIPTS = ("viewer.js", "concepts.js")  # the page's scripts, each served at /<name>; nothing else is
 BROWSER_QUEUE = 6  # daemon messages waiting per browser: a slow browser loses old frames, never slows others
 EVENT_QUEUE = 32  # lifecycle events waiting per browser: a slow one loses the oldest (its log shows the last few)
 REQUEST_TIMEOUT_S = 30.0  # a prompt on a past frame re-tracks up to a window of frames: seconds on a CPU
@@ -148,7 +149,8 @@ class Viewer:
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self._guard])
         app.router.add_get("/", self._page)
-        app.router.add_get("/viewer.js", self._script)
+        for script in SCRIPTS:
+            app.router.add_get(f"/{script}", self._script)
         app.router.add_get("/ws", self._websocket)
         app.router.add_get("/favicon.ico", lambda _request: web.Response(status=204))
         app.on_startup.append(self._start)
@@ -192,8 +194,8 @@ class Viewer:
         self._check_token(request)
         return web.FileResponse(STATIC_DIR / "viewer.html", headers={"Content-Security-Policy": CSP})
 
-    async def _script(self, _request: web.Request) -> web.StreamResponse:
-        return web.FileResponse(STATIC_DIR / "viewer.js", headers={"Content-Type": "text/javascript"})
+    async def _script(self, request: web.Request) -> web.StreamResponse:
+        return web.FileResponse(STATIC_DIR / request.path.lstrip("/"), headers={"Content-Type": "text/javascript"})
 
     async def _websocket(self, request: web.Request) -> web.WebSocketResponse:
         self._check_token(request)

@@ -4,7 +4,7 @@
 // A daemon may serve several streams: the page shows one (picked in the header, or ?stream=NAME) and
 // names it in every request. Concepts ("track every X") are added and removed in the side panel; the objects a
 // detector found carry their concept's text and score, and are drawn faint and dashed while tentative; their
-// lifecycle events arrive as text messages {"type": "event"} and are logged.
+// lifecycle events arrive as text messages {"type": "event"} and are logged (concepts.js: the panel and the log).
 "use strict";
 
 const PALETTE = [[230, 25, 75], [60, 180, 75], [0, 130, 200], [245, 130, 48], [145, 30, 180],
@@ -21,7 +21,6 @@ const LATENCY_SAMPLES = 30;   // glass-to-mask shown as the median of the last f
 // An object a concept found, not confirmed yet, is drawn fainter than a confirmed one, its box dashed and dotted.
 const TENTATIVE_ALPHA = 50;   // its fill opacity
 const TENTATIVE_DASH = [2, 3]; // its box's dash pattern (screen px): unlike motion's longer dashes
-const EVENT_LOG = 12;         // lifecycle events listed, newest first: a short log, never a growing one
 
 const $ = (id) => document.getElementById(id);
 const canvas = $("view"), ctx = canvas.getContext("2d");
@@ -341,49 +340,6 @@ function updateObjects(list) {
     return li;
   }));
 }
-
-// --- concepts and their events ------------------------------------------------------------------------
-
-function refreshConcepts() {
-  request("list_concepts", {}, true).then((r) => {
-    if (r && r.ok && Array.isArray(r.result.concepts)) showConcepts(r.result.concepts);
-  });
-}
-
-function showConcepts(list) {
-  $("concepts").replaceChildren(...list.map((c) => {
-    const li = document.createElement("li"), name = document.createElement("span");
-    const remove = document.createElement("button");
-    li.dataset.text = c.text;
-    name.textContent = c.text + (typeof c.threshold === "number" ? `  >= ${c.threshold}` : "");
-    remove.textContent = "Remove";
-    remove.className = "remove-concept";
-    remove.onclick = () => request("remove_concept", {text: c.text}).then(refreshConcepts);
-    li.append(name, remove);
-    return li;
-  }));
-}
-
-function logEvent(e) {
-  const li = document.createElement("li");
-  li.dataset.kind = e.kind;
-  li.dataset.object = e.object;
-  const score = typeof e.score === "number" ? ` (${e.score.toFixed(2)})` : "";
-  li.textContent = `frame ${e.frame}: #${e.object} ${e.label ?? ""} ${e.kind}${score}`;
-  $("events").prepend(li);
-  while ($("events").children.length > EVENT_LOG) $("events").lastElementChild.remove();
-}
-
-$("concept-form").onsubmit = (ev) => {
-  ev.preventDefault();
-  const text = $("concept-text").value.trim();
-  if (!text) return showError("type what to track, e.g. forklift", "no_text");
-  const threshold = $("concept-threshold").value;  // empty: the daemon's default
-  request("add_concept", threshold === "" ? {text} : {text, threshold: Number(threshold)}).then((r) => {
-    if (r && r.ok) $("concept-text").value = "";
-    refreshConcepts();
-  });
-};
 
 // --- prompting --------------------------------------------------------------------------------------
 
