@@ -6,6 +6,7 @@ prompts on that frame and removals. Runs on the tracking thread, between frames.
 from __future__ import annotations
 
 import logging
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -85,6 +86,7 @@ class StreamConcepts:
         self.calls = self.errors = self.too_old = 0
         self._ms: deque = deque(maxlen=TIMES_KEPT)
         self._lag: deque = deque(maxlen=TIMES_KEPT)
+        self._apply_ms: deque = deque(maxlen=TIMES_KEPT)  # the tracking thread's time per answer applied, per turn
 
     # ---- requests --------------------------------------------------------------------------------
     def add(self, spec: ConceptSpec) -> bool:
@@ -178,6 +180,7 @@ class StreamConcepts:
         picked = {c.spec.text: [d for d in done.detections if d.label == c.spec.text
                                 and d.score >= c.spec.threshold][:MAX_DETECTIONS] for c in concepts}
         boxes = [d.box for dets in picked.values() for d in dets]
+        t0 = time.perf_counter()
         masks = iter(self.tracker.masks_from_boxes(done.frame, boxes))
         found = {text: [DetectionMask(d, m) for d in dets if (m := next(masks)) is not None]
                  for text, dets in picked.items()}
@@ -197,6 +200,7 @@ class StreamConcepts:
                 self._adds.append((done.frame, new, c, appeared[new.obj_id]))
             self._events += [_event(e) for e in update.events if e.kind.value != "appeared"]
         self._retag()
+        self._apply_ms.append(1000.0 * (time.perf_counter() - t0))
         return Applied(done.frame, (), tuple(removed))
 
     @property
@@ -209,7 +213,7 @@ class StreamConcepts:
         newest frame took fewer than `retrack_budget` frames (the rest wait for the next turn: each costs one
         object's step per frame since its frame, so a handful at once would hold the stream up for seconds).
         An object whose frame left the window meanwhile is dropped (counted in too_old); None when none was added."""
-        before, added, frame = self.tracker.retracked_frames, [], None
+        before, added, frame, t0 = self.tracker.retracked_frames, [], None, time.perf_counter()
         while self._adds and (not added or self.tracker.retracked_frames - before < retrack_budget):
             frame, new, c, event = self._adds.popleft()
             if not c.tracks.owns(new.obj_id):  # its concept was removed, or replaced its objects, meanwhile
@@ -228,13 +232,14 @@ class StreamConcepts:
             added.append(new.obj_id)
             self._events.append(_event(event))
         self._retag()
+        self._apply_ms.append(1000.0 * (time.perf_counter() - t0))
         return Applied(frame, tuple(added), ()) if added else None
 
     def detector_stats(self) -> messages.DetectorStats | None:
         if self.detector is None:
             return None
         return messages.DetectorStats(self.detector, self.calls, _summary(self._ms), _summary(self._lag),
-                                      self.too_old, self.errors)
+                                      self.too_old, self.errors, _summary(self._apply_ms))
 
     # ---- saved form --------------------------------------------------------------------------------
     def to_dict(self) -> dict:

@@ -121,6 +121,7 @@ class DetectorStats:
     lag_frames: Percentiles | None  # frames between a call's frame and the newest when applied
     too_old: int  # results whose frame had left the window: nothing applied
     errors: int  # calls that failed
+    apply_ms: Percentiles | None = None  # the tracking thread's time applying answers (masks, association, prompts)
 
 
 def _us(ns: int | None) -> int | None:
@@ -311,7 +312,7 @@ def detector_result(d: DetectorStats | None) -> dict | None:
     if d is None:
         return None
     return {"name": d.name, "calls": d.calls, "errors": d.errors, "too_old": d.too_old,
-            "ms": _percentiles(d.ms), "lag_frames": _percentiles(d.lag_frames)}
+            "ms": _percentiles(d.ms), "lag_frames": _percentiles(d.lag_frames), "apply_ms": _percentiles(d.apply_ms)}
 
 
 def _percentiles(p: Percentiles | None) -> dict | None:
