@@ -52,7 +52,7 @@ def time_detectors(names: Sequence[str], image_size: int = 512, calls: int = 5, 
     out = []
     with tempfile.TemporaryDirectory() as empty_cache:
         for name in names:
-            with quiet():  # the random-weights warning, once per detector, says nothing new here
+            with _quiet():  # the random-weights warning, once per detector, says nothing new here
                 det = load_detector(name, device=device, seed=seed, directory=Path(empty_cache),
                                     vocab=stand_in_bert_vocab())
             for _ in range(WARMUP_CALLS):
@@ -69,7 +69,7 @@ def time_detectors(names: Sequence[str], image_size: int = 512, calls: int = 5, 
     return out
 
 
-class quiet:
+class _quiet:
     """Warnings of the detectors' loader off for a block."""
 
     def __enter__(self):
