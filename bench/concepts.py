@@ -9,17 +9,19 @@ eight at once. Scored with py-motmetrics: IDF1 and identity switches of the conf
 flagged as such in results); duplicates, frames from an object's first detection to its confirmation, ghosts
 (objects that never matched a scene object) and objects lost while the detector still saw them, counted here.
 
-The JSON's "truth" holds these; the real detectors' cost (ms per call, the tracking step with and without the
-detector thread) belongs beside it, under "detectors".
+The JSON's "truth" holds these. Its "detectors" holds the real detectors' cost at seeded random weights: ms per
+call, and the tracking step's p50/p99 (the model at --image-size, one object) alone and with the detector calling
+beside it every --detector-every-s seconds (bench/concepts_cost.py); the goal: p99 beside <= 1.25x alone.
 
-    samtrack bench concepts [--quick] [--scenes traffic occlusion crowd] [--seeds 3] [--frames 720] [--every 5]
-                            [--out DIR]
+    samtrack bench concepts [--quick] [--sections truth detectors] [--scenes traffic occlusion crowd] [--seeds 3]
+                            [--frames 720] [--every 5] [--detectors omdet-turbo ...] [--track-frames 40] [--out DIR]
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import platform
 from pathlib import Path
 
@@ -27,12 +29,15 @@ import motmetrics
 import numpy as np
 import scipy
 
-from bench.common import table, write_json
+from bench import concepts_cost
+from bench.common import environment, table, write_json
 from bench.concepts_truth import TruthRun, run
 from bench.scenario import outputs
 from pipelines.scenes import SCENES
 from tracker.paths import dir_to_write
 
+# The detectors timed by default: every one a CPU runs (sam3 needs a GPU: added on a CUDA --device).
+CPU_DETECTORS = ["owlv2-base", "omdet-turbo", "grounding-dino-tiny"]
 # The issue's goals for the truth scenario: the worst scene and seed must meet each.
 GOALS = {"idf1": (">=", 0.95), "id_switches": ("==", 0), "duplicates": ("==", 0), "lost_to_misses": ("==", 0)}
 
@@ -73,9 +78,20 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--every", type=int, default=5, help="frames between detector calls")
     p.add_argument("--width", type=int, default=640, help="frame width of the scenes (px)")
     p.add_argument("--height", type=int, default=480, help="frame height of the scenes (px)")
+    p.add_argument("--sections", nargs="+", choices=["truth", "detectors"], default=["truth", "detectors"],
+                   help="what to measure: the association against truth, the real detectors' cost")
+    p.add_argument("--detectors", nargs="+", help="detectors to time (default: every one the device runs)")
+    p.add_argument("--model", default="sam2.1_hiera_t", help="the tracker's model (seeded random weights)")
+    p.add_argument("--image-size", type=int, default=512, help="the tracker's input size, and the detectors' image")
+    p.add_argument("--calls", type=int, default=3, help="timed detector calls, each detector alone")
+    p.add_argument("--track-frames", type=int, default=40, help="timed tracking steps per condition and detector")
+    p.add_argument("--detector-every-s", type=float, default=1.0, help="seconds between detector calls beside tracking")
+    p.add_argument("--threads", type=int, default=os.cpu_count(), help="torch threads (pinned, recorded)")
+    p.add_argument("--device", default="cpu", help="torch device of the model and detectors: cpu, cuda ...")
     p.add_argument("--out", type=dir_to_write("results directory"),
                    help="directory for concepts.json (default bench-results/)")
-    p.add_argument("--quick", action="store_true", help="traffic only, one seed, 480 frames")
+    p.add_argument("--quick", action="store_true", help="traffic only, one seed, 480 frames; omdet-turbo only, 2 "
+                                                        "calls, 8 tracking steps per condition")
     return p
 
 
@@ -84,10 +100,43 @@ def main(argv=None) -> dict:
     args = p.parse_args(argv)
     if args.quick:
         args.scenes, args.seeds, args.frames = ["traffic"], 1, 480
-    for name in ("seeds", "frames", "every"):
+        args.detectors, args.calls, args.track_frames = args.detectors or ["omdet-turbo"], 2, 8
+    for name in ("seeds", "frames", "every", "calls", "track_frames", "threads"):
         if getattr(args, name) < 1:
-            p.error(f"--{name} must be 1 or more")
+            p.error(f"--{name.replace('_', '-')} must be 1 or more")
+    if not args.detector_every_s > 0:
+        p.error("--detector-every-s must be above 0")
+    if args.detectors is None:
+        args.detectors = CPU_DETECTORS + (["sam3"] if args.device.startswith("cuda") else [])
     out = outputs(p, str(Path(args.out or "bench-results") / "concepts.json"))
+    data = {"benchmark": "concepts",
+            "settings": {k: getattr(args, k) for k in ("sections", "scenes", "seeds", "frames", "every", "width",
+                                                       "height")},
+            "environment": {"python": platform.python_version(), "numpy": np.__version__, "scipy": scipy.__version__,
+                            "motmetrics": motmetrics.__version__}}
+    if "truth" in args.sections:
+        data["truth"] = truth(args)
+    if "detectors" in args.sections:
+        import torch
+
+        torch.set_num_threads(args.threads)
+        data["environment"].update(environment(args.threads, args.device))
+        data["detectors"] = concepts_cost.detectors_section(args.detectors, args.model, args.image_size, args.calls,
+                                                            args.track_frames, args.detector_every_s, args.threads,
+                                                            args.device)
+        print(table(concepts_cost.rows(data["detectors"]), concepts_cost.HEADER))
+        for name, t in data["detectors"]["tracking"].items():
+            if "error" in t:
+                print(f"{name}: not run beside tracking: {t['error']}")
+        print("detectors meet the goal" if data["detectors"]["meets_goal"] else
+              f"detectors MISS the goal: {data['detectors']['goal']}")
+    write_json(out, data)
+    print(f"wrote {out}")
+    return data
+
+
+def truth(args) -> dict:
+    """The "truth" section: each scene's runs and summary, the worst over scenes, the goals; its table printed."""
     scenes = {}
     for name in args.scenes:
         print(f"{name}: {args.seeds} seed(s), {args.frames} frames, a truth-detector call every {args.every} ...",
@@ -98,14 +147,8 @@ def main(argv=None) -> dict:
                                                                                                "ghosts")}
                                  for r in runs]}
     worst = {k: (min if op == ">=" else max)(s["summary"][k] for s in scenes.values()) for k, (op, _) in GOALS.items()}
-    data = {"benchmark": "concepts",
-            "settings": {k: getattr(args, k) for k in ("scenes", "seeds", "frames", "every", "width", "height")},
-            "environment": {"python": platform.python_version(), "numpy": np.__version__, "scipy": scipy.__version__,
-                            "motmetrics": motmetrics.__version__},
-            "truth": {"scenes": scenes, "worst": worst,
-                      "goals": {k: f"{op} {g}" for k, (op, g) in GOALS.items()},
-                      "meets_goals": all(meets(k, v) for k, v in worst.items())}}
-    write_json(out, data)
+    section = {"scenes": scenes, "worst": worst, "goals": {k: f"{op} {g}" for k, (op, g) in GOALS.items()},
+               "meets_goals": all(meets(k, v) for k, v in worst.items())}
     rows = []
     for name, s in scenes.items():
         m = s["summary"]
@@ -115,10 +158,9 @@ def main(argv=None) -> dict:
     rows.append(["goal", ">= 0.95", "0", "0", "0", "", "", "", "", ""])
     print(table(rows, ["scene", "idf1", "id switches", "duplicates", "lost to misses", "confirm mean (frames)",
                        "confirm max", "ghosts", "confirmed ghosts", "ghost life mean"]))
-    print("meets the goals" if data["truth"]["meets_goals"] else
+    print("meets the goals" if section["meets_goals"] else
           "MISSES the goals: " + ", ".join(f"{k} {v}" for k, v in worst.items() if not meets(k, v)))
-    print(f"wrote {out}")
-    return data
+    return section
 
 
 if __name__ == "__main__":

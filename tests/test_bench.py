@@ -261,13 +261,36 @@ def test_motion_scenario(tmp_path):
 
 def test_concepts_scenario_quick(tmp_path):
     """`bench concepts --quick`: the truth scenario's numbers and goals under "truth", as printed."""
-    r = subprocess.run([sys.executable, "-m", "tracker.cli", "bench", "concepts", "--quick", "--out", str(tmp_path)],
-                       capture_output=True, text=True, timeout=300)
+    r = subprocess.run([sys.executable, "-m", "tracker.cli", "bench", "concepts", "--quick", "--sections", "truth",
+                        "--out", str(tmp_path)], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     data = json.loads((tmp_path / "concepts.json").read_text())
+    assert "detectors" not in data
     truth = data["truth"]
     assert list(truth["scenes"]) == ["traffic"] and len(truth["scenes"]["traffic"]["runs"]) == 1
     summary = truth["scenes"]["traffic"]["summary"]
     assert set(truth["goals"]) == set(truth["worst"]) == {"idf1", "id_switches", "duplicates", "lost_to_misses"}
     assert 0 <= summary["idf1"] <= 1 and summary["frames_to_confirm"]["objects"] > 0 and summary["ghosts"]["count"] > 0
     assert truth["meets_goals"] == ("meets the goals" in r.stdout)
+
+
+@pytest.mark.slow  # a real detector config and the tracker's model at 512 px: minutes on 2 cores
+def test_concepts_detectors_quick(tmp_path):
+    """`bench concepts --quick --sections detectors`: omdet-turbo's cost per call and the tracking step alone and
+    beside it, with the goal, as printed."""
+    r = subprocess.run([sys.executable, "-m", "tracker.cli", "bench", "concepts", "--quick", "--sections", "detectors",
+                        "--out", str(tmp_path)], capture_output=True, text=True, timeout=1200)
+    assert r.returncode == 0, r.stderr[-3000:]
+    data = json.loads((tmp_path / "concepts.json").read_text())
+    assert "truth" not in data
+    section = data["detectors"]
+    assert section["settings"]["detectors"] == ["omdet-turbo"] and section["settings"]["image_size"] == 512
+    call = section["per_call"]["omdet-turbo"]
+    assert call["calls"] == 2 and 0 < call["p50_ms"] <= call["p95_ms"] and call["params_m"] > 1
+    t = section["tracking"]["omdet-turbo"]
+    for cond in ("alone_ms", "beside_ms"):
+        assert t[cond]["n"] == 8 and 0 < t[cond]["p50"] <= t[cond]["p99"] <= t[cond]["max"]
+    assert t["calls_beside"] >= 1 and t["detector_ms_beside"]["n"] == t["calls_beside"]
+    assert t["p99_ratio"] == round(t["beside_ms"]["p99"] / t["alone_ms"]["p99"], 3)
+    assert section["meets_goal"] == t["meets_goal"] == (t["p99_ratio"] <= 1.25)
+    assert ("detectors meet the goal" in r.stdout) == section["meets_goal"] and "omdet-turbo" in r.stdout

@@ -21,9 +21,10 @@ ROOT = Path(__file__).resolve().parents[1]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 BLOCK = re.compile(r"^```(\w+)\n(.*?)^```", re.M | re.S)
 # The blocks this file runs, by their first line (a changed example is still run; a new one must be added here).
-CLIENT, SUPERVISION, LIBRARY, REQUEST = (
+CLIENT, SUPERVISION, LIBRARY, REQUEST, CONCEPTS = (
     "from tracker.client import Client, Subscriber", "import cv2, numpy as np, supervision as sv",
-    "from tracker import Tracker", '{"v": 1, "id": "42", "op": "add_points",')
+    "from tracker import Tracker", '{"v": 1, "id": "42", "op": "add_points",',
+    "from tracker.client import Client, Events, Subscriber")
 
 
 def blocks() -> list[tuple[str, str, str]]:
@@ -38,14 +39,15 @@ def block(first_line: str) -> str:
 
 
 def test_every_code_block_is_run_here():
-    known = (CLIENT, SUPERVISION, LIBRARY, REQUEST)
+    known = (CLIENT, SUPERVISION, LIBRARY, REQUEST, CONCEPTS)
     unknown = [f"{name}: {code.splitlines()[0]}" for name, _, code in blocks() if not code.startswith(known)]
     assert unknown == [], "code blocks no test runs (add them to tests/test_docs_examples.py)"
 
 
 def _with_endpoints(code: str, results: str, commands: str) -> str:
     """The example as written, talking to this daemon instead of the default endpoints."""
-    return code.replace("Subscriber(", f"Subscriber({results!r}, ").replace("Client(", f"Client({commands!r}, ")
+    return code.replace("Subscriber(", f"Subscriber({results!r}, ").replace("Client(", f"Client({commands!r}, ") \
+        .replace("Events(", f"Events({results!r}, ")
 
 
 def _video(directory: Path, frames: int) -> Path:
@@ -76,6 +78,28 @@ def test_the_client_example_prints_the_clicked_objects_mask(tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     lines = r.stdout.splitlines()
     assert len(lines) >= 10 and all(re.fullmatch(r"\d+ model \d+ [\d.]+", ln) for ln in lines), r.stdout[-2000:]
+
+
+@pytest.mark.slow  # a daemon with a detector on a file paced in real time
+def test_the_concept_example_prints_labelled_objects_and_their_events(tmp_path):
+    """README's "Track every X" example against a daemon with OmDet-Turbo at random weights (it finds boxes all over
+    a ball video at the example's threshold): labelled objects and lifecycle events, until the file ends."""
+    weights = present_checkpoint(tmp_path / "present.pt")
+    video = _video(tmp_path, 300)
+    # a window of 128 frames (12.8 s at 10 fps): longer than a detector call here, so its answers apply
+    d = start_daemon("--checkpoint", str(weights), "--detector", "omdet-turbo", "--feature-window", "128",
+                     source=f"{video}#realtime=1")
+    try:
+        r = _run(_with_endpoints(block(CONCEPTS), d.results, d.commands), tmp_path)
+    finally:
+        d.stop()
+    assert r.returncode == 0, r.stderr[-3000:]
+    lines = r.stdout.splitlines()
+    objects = [ln for ln in lines if re.fullmatch(r"\d+ \d+ (tentative|confirmed|lost) [\d.]+ \d+", ln)]
+    events = [ln for ln in lines if re.fullmatch(r"\d+ (appeared|confirmed|lost|refound|retracted|removed) \d+ "
+                                                r"forklift (None|[\d.]+)", ln)]
+    assert objects and events and len(objects) + len(events) == len(lines), r.stdout[-2000:]
+    assert any(" appeared " in ln for ln in events)
 
 
 @pytest.mark.slow  # a daemon on a file paced in real time, previews on

@@ -3,6 +3,8 @@ daemon as a child process (`spawn`). Speaks protocol v1 through tracker.protocol
 
 from .commands import Client, RemoteError
 from .detections import to_detections
+from .events import Event, Events
 from .results import Answers, Result, StreamEnd, Subscriber
 
-__all__ = ["Answers", "Client", "RemoteError", "Result", "StreamEnd", "Subscriber", "to_detections"]
+__all__ = ["Answers", "Client", "Event", "Events", "RemoteError", "Result", "StreamEnd", "Subscriber",
+           "to_detections"]

@@ -20,17 +20,21 @@ from aiohttp import WSMsgType, web
 
 from .. import protocol as P
 from ..protocol.curve import CurveClient, is_loopback
+from .concepts import CONCEPT_OPS, AddRate, check_concept_args, event_message, is_event_topic
 from .origin import OriginPolicy
 
 log = logging.getLogger(__name__)
 
 STATIC_DIR = Path(__file__).parent / "static"
+SCRIPTS = ("viewer.js", "concepts.js")  # the page's scripts, each served at /<name>; nothing else is
 BROWSER_QUEUE = 6  # daemon messages waiting per browser: a slow browser loses old frames, never slows others
+EVENT_QUEUE = 32  # lifecycle events waiting per browser: a slow one loses the oldest (its log shows the last few)
 REQUEST_TIMEOUT_S = 30.0  # a prompt on a past frame re-tracks up to a window of frames: seconds on a CPU
 HEALTH_EVERY_S = 0.5  # how often the daemon's state is re-checked
 QUIET_S = 2.0  # no message from the daemon for this long: ping it, to tell "down" from "not publishing"
 PING_TIMEOUT_S = 1.5  # a daemon busy with one tracking step still answers well within this
-RELAYED_OPS = frozenset({"ping", "add_points", "add_box", "remove_object", "reset", "list_objects", "stats"})
+RELAYED_OPS = frozenset({"ping", "add_points", "add_box", "remove_object", "reset", "list_objects", "stats",
+                         *CONCEPT_OPS})
 # The page is self-contained: nothing may load from anywhere but this server (works offline, no CDN), and no
 # other site may frame it (a framed viewer could be clicked on by a page the user did not mean to prompt).
 CSP = ("default-src 'self'; img-src 'self' blob: data:; connect-src 'self'; style-src 'self' 'unsafe-inline'; "
@@ -78,12 +82,13 @@ def as_rle(header: dict, parts: list[bytes]) -> list[bytes]:
 
 
 class Browser:
-    """One connected page: replies and states are always sent; daemon messages only the freshest few."""
+    """One connected page: replies and states are always sent; daemon messages and events only the freshest few."""
 
     def __init__(self, ws: web.WebSocketResponse):
         self.ws = ws
         self.control: deque[str] = deque()
         self.frames: deque[bytes] = deque(maxlen=BROWSER_QUEUE)
+        self.events: deque[str] = deque(maxlen=EVENT_QUEUE)
         self.wake = asyncio.Event()
         self.in_flight = 0  # its requests waiting for the daemon
 
@@ -95,13 +100,17 @@ class Browser:
         self.control.append(json.dumps(message))
         self.wake.set()
 
+    def push_event(self, text: str) -> None:
+        self.events.append(text)
+        self.wake.set()
+
     async def run(self) -> None:
         while not self.ws.closed:
             await self.wake.wait()
             self.wake.clear()
-            while (self.control or self.frames) and not self.ws.closed:
-                if self.control:
-                    await self.ws.send_str(self.control.popleft())
+            while (self.control or self.events or self.frames) and not self.ws.closed:
+                if self.control or self.events:
+                    await self.ws.send_str((self.control or self.events).popleft())
                 else:
                     await self.ws.send_bytes(self.frames.popleft())
 
@@ -117,6 +126,7 @@ class Viewer:
         self._streams: set[str] = set()  # streams whose results came (a daemon may serve several)
         self._ids = itertools.count(1)
         self._pending: dict[int, asyncio.Future] = {}
+        self._add_rate = AddRate()  # add_concept requests of every page together
         self._tasks: set[asyncio.Task] = set()
         self.policy: OriginPolicy | None = None  # set once listening (the port may have been 0)
         self._ctx = zmq.asyncio.Context()
@@ -124,6 +134,7 @@ class Viewer:
         self._sub.connect(settings.results)
         for prefix in P.subscriptions(settings.stream, previews=True):
             self._sub.setsockopt(zmq.SUBSCRIBE, prefix)
+        self._sub.setsockopt(zmq.SUBSCRIBE, f"{P.EVENTS_TOPIC}.{settings.stream or ''}".encode())
         self._dealer = self._socket(zmq.DEALER)
         self._dealer.setsockopt(zmq.IMMEDIATE, 1)  # no queueing for a daemon that is down: fail at once
         self._dealer.connect(settings.commands)
@@ -138,7 +149,8 @@ class Viewer:
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self._guard])
         app.router.add_get("/", self._page)
-        app.router.add_get("/viewer.js", self._script)
+        for script in SCRIPTS:
+            app.router.add_get(f"/{script}", self._script)
         app.router.add_get("/ws", self._websocket)
         app.router.add_get("/favicon.ico", lambda _request: web.Response(status=204))
         app.on_startup.append(self._start)
@@ -182,8 +194,8 @@ class Viewer:
         self._check_token(request)
         return web.FileResponse(STATIC_DIR / "viewer.html", headers={"Content-Security-Policy": CSP})
 
-    async def _script(self, _request: web.Request) -> web.StreamResponse:
-        return web.FileResponse(STATIC_DIR / "viewer.js", headers={"Content-Type": "text/javascript"})
+    async def _script(self, request: web.Request) -> web.StreamResponse:
+        return web.FileResponse(STATIC_DIR / request.path.lstrip("/"), headers={"Content-Type": "text/javascript"})
 
     async def _websocket(self, request: web.Request) -> web.WebSocketResponse:
         self._check_token(request)
@@ -226,6 +238,9 @@ class Viewer:
         """Daemon messages to every browser, masks in RLE."""
         while True:
             parts = await self._sub.recv_multipart()
+            if is_event_topic(parts[0], self.settings.stream):
+                self._relay_event(parts)
+                continue
             if not P.topic_matches(parts[0], self.settings.stream):  # "results.cam" also receives "results.cam2"
                 continue
             self._last_message = time.monotonic()
@@ -244,6 +259,16 @@ class Viewer:
             data = pack(parts)
             for b in self.browsers:
                 b.push_frame(data)
+
+    def _relay_event(self, parts: list[bytes]) -> None:
+        """One lifecycle event to every browser, as a text message of its known fields."""
+        try:
+            text = json.dumps(event_message(parts[1]))
+        except (ValueError, IndexError) as e:
+            log.warning("skipped an event the viewer cannot read: %s", e)
+            return
+        for b in self.browsers:
+            b.push_event(text)
 
     async def _replies(self) -> None:
         while True:
@@ -278,12 +303,20 @@ class Viewer:
             op, args = msg["op"], msg.get("args") or {}
             if op not in RELAYED_OPS:
                 raise ValueError(f"op {op!r} is not relayed by the viewer")
+            if not isinstance(args, dict):
+                raise ValueError("args: a JSON object")
+            if op in CONCEPT_OPS:
+                check_concept_args(op, args)
         except (ValueError, KeyError, TypeError, AttributeError) as e:
             browser.push_control(P.error_reply(rid, "bad_request", f"the page sent a bad request: {e}"))
             return
         if browser.in_flight >= MAX_IN_FLIGHT:
             browser.push_control(P.error_reply(rid, "too_many_requests", f"{MAX_IN_FLIGHT} requests of this page "
                                                                          "are waiting for the daemon; wait for them"))
+            return
+        if op == "add_concept" and not self._add_rate.take():
+            browser.push_control(P.error_reply(rid, "too_many_requests", "concepts are being added too fast; the "
+                                               f"next one in {self._add_rate.wait_s():.0f} s"))
             return
         browser.in_flight += 1
         try:

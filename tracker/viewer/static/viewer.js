@@ -2,7 +2,9 @@
 // Messages from the server: binary = one daemon message (protocol v1: topic, header, mask frames),
 // text = a reply to one of our requests, or {"type": "viewer"} with the daemon's state.
 // A daemon may serve several streams: the page shows one (picked in the header, or ?stream=NAME) and
-// names it in every request.
+// names it in every request. Concepts ("track every X") are added and removed in the side panel; the objects a
+// detector found carry their concept's text and score, and are drawn faint and dashed while tentative; their
+// lifecycle events arrive as text messages {"type": "event"} and are logged (concepts.js: the panel and the log).
 "use strict";
 
 const PALETTE = [[230, 25, 75], [60, 180, 75], [0, 130, 200], [245, 130, 48], [145, 30, 180],
@@ -16,6 +18,9 @@ const DRAG_PX = 6;            // a pointer that moves further than this (screen 
 const KEEP_RESULTS = 64;      // results remembered by frame, to pair with previews that arrive later
 const NO_PREVIEW_MS = 2000;   // results without previews for this long: draw masks on black, say why
 const LATENCY_SAMPLES = 30;   // glass-to-mask shown as the median of the last few frames (first answers only)
+// An object a concept found, not confirmed yet, is drawn fainter than a confirmed one, its box dashed and dotted.
+const TENTATIVE_ALPHA = 50;   // its fill opacity
+const TENTATIVE_DASH = [2, 3]; // its box's dash pattern (screen px): unlike motion's longer dashes
 
 const $ = (id) => document.getElementById(id);
 const canvas = $("view"), ctx = canvas.getContext("2d");
@@ -75,10 +80,16 @@ function onText(msg) {
     setState(msg.state, msg.message);
     return;
   }
+  if (msg.type === "event") {
+    if (msg.stream === stream) logEvent(msg);
+    return;
+  }
   const p = pending.get(msg.id);
   if (!p) return;
   pending.delete(msg.id);
-  if (!msg.ok) {
+  if (!msg.ok && p.quiet) {
+    // a background query failed: nothing the user asked for
+  } else if (!msg.ok) {
     showError(`${p.op} rejected: ${msg.error.code}: ${msg.error.message}`, msg.error.code);
   } else {
     clearError();
@@ -89,14 +100,15 @@ function onText(msg) {
   p.resolve(msg);
 }
 
-function request(op, args) {
+// quiet: a failure is not shown (a background query, e.g. concepts of a daemon without a detector)
+function request(op, args, quiet) {
   if (!ws || ws.readyState !== WebSocket.OPEN) {
-    showError(`${op} not sent: not connected to the viewer server (reconnecting)`, "disconnected");
+    if (!quiet) showError(`${op} not sent: not connected to the viewer server (reconnecting)`, "disconnected");
     return Promise.resolve(null);
   }
   const id = nextRequest++;
   ws.send(JSON.stringify({id, op, args: stream ? {...args, stream} : args || {}}));
-  return new Promise((resolve) => pending.set(id, {op, resolve}));
+  return new Promise((resolve) => pending.set(id, {op, resolve, quiet}));
 }
 
 // --- daemon messages --------------------------------------------------------------------------------
@@ -119,7 +131,10 @@ function knowStream(name) {
   option.value = option.textContent = name;
   $("stream").append(option);
   $("stream-picker").hidden = streams.size < 2;
-  if (stream === null) stream = name;
+  if (stream === null) {
+    stream = name;
+    refreshConcepts();  // the concepts the daemon already holds for it
+  }
   $("stream").value = stream;
 }
 
@@ -131,6 +146,9 @@ function pickStream(name) {
   modelFrames.clear();
   selected = null;
   updateObjects([]);
+  $("events").replaceChildren();
+  showConcepts([]);
+  refreshConcepts();
   clearError();
   draw();
 }
@@ -164,9 +182,9 @@ function rleRuns(bytes) {
   return runs;
 }
 
-function paintMask(data, w, h, runs, rgb, moved) {
+function paintMask(data, w, h, runs, rgb, moved, tentative) {
   let pos = 0;
-  const alpha = moved ? MOTION_ALPHA : MASK_ALPHA;
+  const alpha = tentative ? TENTATIVE_ALPHA : moved ? MOTION_ALPHA : MASK_ALPHA;
   for (let r = 0; r < runs.length; r++) {
     if (r % 2 === 1) {
       for (let i = pos; i < pos + runs[r]; i++) {
@@ -207,7 +225,7 @@ function onResult(header, masks) {
   overlay.width = w; overlay.height = h;
   const octx = overlay.getContext("2d"), img = octx.createImageData(w, h);
   for (const o of header.objects) {
-    if (o.mask) paintMask(img.data, w, h, rleRuns(masks[o.mask.frame]), colour(o.id), moved);
+    if (o.mask) paintMask(img.data, w, h, rleRuns(masks[o.mask.frame]), colour(o.id), moved, o.status === "tentative");
   }
   octx.putImageData(img, 0, 0);
   const result = {header, overlay};
@@ -265,10 +283,11 @@ function draw() {
       const [r, g, b] = colour(o.id), [x0, y0, x1, y1] = o.bbox;
       ctx.strokeStyle = `rgb(${r},${g},${b})`;
       ctx.lineWidth = (o.id === selected ? 3 : 1.5) * px;
-      ctx.setLineDash(moved ? [6 * px, 4 * px] : []);
+      const tentative = o.status === "tentative";
+      ctx.setLineDash(tentative ? TENTATIVE_DASH.map((d) => d * px) : moved ? [6 * px, 4 * px] : []);
       ctx.strokeRect(x0, y0, x1 - x0 + 1, y1 - y0 + 1);
       ctx.setLineDash([]);
-      const label = `#${o.id} ${o.score.toFixed(1)}` + (moved ? " moved" : "");
+      const label = objectLabel(o) + (tentative ? " ?" : "") + (moved ? " moved" : "");
       ctx.fillStyle = `rgb(${r},${g},${b})`;
       ctx.fillRect(x0, Math.max(0, y0 - 16 * px), ctx.measureText(label).width + 6 * px, 16 * px);
       ctx.fillStyle = "#fff";
@@ -283,6 +302,13 @@ function draw() {
     ctx.strokeRect(x0, y0, x1 - x0, y1 - y0);
     ctx.setLineDash([]);
   }
+}
+
+// "#3 forklift 0.82" for an object a concept found (its detection's score), "#1 0.9" for a clicked one (SAM's)
+function objectLabel(o) {
+  if (typeof o.label !== "string") return `#${o.id} ${o.score.toFixed(1)}`;
+  const score = typeof o.detection_score === "number" ? ` ${o.detection_score.toFixed(2)}` : "";
+  return `#${o.id} ${o.label}${score}`;
 }
 
 function fpsText(r) {
@@ -306,8 +332,10 @@ function updateObjects(list) {
     const li = document.createElement("li"), [r, g, b] = colour(o.id);
     li.dataset.id = o.id;
     li.style.setProperty("--c", `rgb(${r},${g},${b})`);
-    li.className = (o.id === selected ? "selected " : "") + (o.present ? "present" : "absent");
-    li.textContent = `#${o.id}  ${o.present ? "present" : "absent"}  score ${o.score.toFixed(2)}  ${o.area} px`;
+    li.className = (o.id === selected ? "selected " : "") + (o.present ? "present" : "absent") +
+      (o.status ? " " + o.status : "");
+    li.textContent = `${objectLabel(o)}  ${o.present ? "present" : "absent"}` + (o.status ? `  ${o.status}` : "") +
+      `  ${o.area} px`;
     li.onclick = () => select(o.id);
     return li;
   }));
@@ -371,6 +399,7 @@ canvas.addEventListener("pointerup", (ev) => {
 $("stream").onchange = (ev) => pickStream(ev.target.value);
 $("new-object").onclick = () => select(newId());
 document.addEventListener("keydown", (ev) => {
+  if (ev.target instanceof HTMLInputElement) return;  // typing a concept, not a shortcut
   if (ev.key === "Escape") select(null);
   else if (ev.key === "n") $("new-object").click();
   else if (ev.key === "Delete") $("remove-object").click();
