@@ -121,6 +121,24 @@ def test_an_answer_is_applied_on_its_frame_with_fresh_ids(model):
     assert c.calls == 2
 
 
+def test_a_clients_new_object_on_a_waiting_found_objects_id_is_kept_and_the_found_one_dropped(model):
+    """The viewer's "new object" takes the highest id it sees plus one: an id given to a found object that waits to
+    be added; the client's object must stay as clicked, not be written over nor carry the concept."""
+    t = stepped(model)
+    BoxMasks(t)
+    c = StreamConcepts("s", t, "omdet-turbo")
+    c.add(ConceptSpec("cup", stream="s"))
+    frame = t.window[1]
+    c.apply(done(frame, (40, 10, 80, 40)))
+    assert c.adding
+    pending = c.next_id - 1
+    clicked = rect((0, 60, 20, 90))
+    t.add_mask(pending, clicked, frame_index=t.window[-1])  # the client's click, before the turn that adds it
+    assert c.add_waiting(1000) is None and not c.adding
+    assert t.result(t.window[-1]).objects[pending].bbox == (0, 60, 19, 89) and pending not in c.tags  # the click's
+    assert c.infos()[0].objects == [] and [e.kind for e in c.take_events()] == []
+
+
 def test_an_answer_on_a_frame_that_left_the_window_changes_nothing(model):
     t = stepped(model, frames=WINDOW + 3)
     BoxMasks(t)

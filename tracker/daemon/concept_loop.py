@@ -4,6 +4,7 @@ concept of its stream is due, and the detector's answers that came applied on th
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import deque
 from collections.abc import Callable
@@ -15,6 +16,8 @@ from .detecting import RESULTS_KEPT, DetectJob, DetectorWorker
 from .metrics import Metrics
 from .publisher import Publisher
 from .stream import Stream
+
+log = logging.getLogger(__name__)
 
 # Frames re-tracked per turn for objects a detector found (each prompted on its answer's frame and re-tracked to the
 # newest): at least one object a turn, more while their re-tracking stays under this. Lower spreads a call's new
@@ -48,7 +51,12 @@ class ConceptLoop:
         published."""
         for st in streams.values():
             if st.concepts.adding:
-                applied = st.concepts.add_waiting(RETRACK_FRAMES_PER_TURN)
+                try:
+                    applied = st.concepts.add_waiting(RETRACK_FRAMES_PER_TURN)
+                except Exception:  # noqa: BLE001  (one answer's failure must not end the daemon)
+                    log.exception("stream %s: adding the objects a detector found failed; they are dropped", st.name)
+                    st.concepts.drop_waiting()
+                    continue
                 if applied is not None:
                     self._save(st)
                     self._changed(st, applied.frame, True)
@@ -61,7 +69,13 @@ class ConceptLoop:
             if st is None or not st.running:
                 continue
             too_old = st.concepts.too_old
-            applied = st.concepts.apply(done)
+            try:
+                applied = st.concepts.apply(done)
+            except Exception:  # noqa: BLE001  (one answer's failure must not end the daemon)
+                log.exception("stream %s: applying a detector answer on frame %d failed", st.name, done.frame)
+                st.concepts.errors += 1
+                st.concepts.drop_waiting()
+                continue
             latest = st.tracker.latest_frame
             self.metrics.observe_detector(st.name, done.ms, None if latest is None else latest - done.frame,
                                           st.concepts.too_old - too_old, done.error is not None)

@@ -29,6 +29,9 @@ MAX_CONCEPTS = 8  # concepts per stream: each adds its text to every detector ca
 # tracking thread, measured 0.25 s at 512 px on this 2-core CPU (docs/design.md); fewer keeps a call from holding the
 # stream up, more lets a crowded scene's objects all be matched each call. Threshold 0 on random weights returns 100.
 MAX_DETECTIONS = 8
+# Detections of one answer, all its concepts together, given a SAM mask (the best scores): the bound on what one answer
+# costs the tracking thread whatever the number of concepts (8 concepts x 8 would be 16 s at 512 px here).
+MAX_BOXES_PER_ANSWER = 12
 # Model frames behind the newest up to which a new object is re-tracked from its answer's frame to the newest (the
 # past-frame prompt path: one object's step per frame, 0.43 s each at 512 px here); further behind it is tracked from
 # the next frame on from its memory of the answer's frame. Higher gives its masks on the frames between (a GPU's
@@ -179,6 +182,8 @@ class StreamConcepts:
             return None
         picked = {c.spec.text: [d for d in done.detections if d.label == c.spec.text
                                 and d.score >= c.spec.threshold][:MAX_DETECTIONS] for c in concepts}
+        best = sorted((d for dets in picked.values() for d in dets), key=lambda d: -d.score)[:MAX_BOXES_PER_ANSWER]
+        picked = {text: [d for d in dets if d in best] for text, dets in picked.items()}
         boxes = [d.box for dets in picked.values() for d in dets]
         t0 = time.perf_counter()
         masks = iter(self.tracker.masks_from_boxes(done.frame, boxes))
@@ -208,15 +213,27 @@ class StreamConcepts:
         """New objects of the last answer wait to be prompted (`add_waiting`)."""
         return bool(self._adds)
 
+    def drop_waiting(self) -> None:
+        """The objects waiting to be prompted forgotten (after a failure while applying their answer)."""
+        for _, new, c, _ in self._adds:
+            c.tracks.forget(new.obj_id)
+        self._adds.clear()
+        self._retag()
+
     def add_waiting(self, retrack_budget: int) -> Applied | None:
         """New objects of the last answer prompted on its frame, one at least, then while their re-tracking to the
         newest frame took fewer than `retrack_budget` frames (the rest wait for the next turn: each costs one
         object's step per frame since its frame, so a handful at once would hold the stream up for seconds).
         An object whose frame left the window meanwhile is dropped (counted in too_old); None when none was added."""
         before, added, frame, t0 = self.tracker.retracked_frames, [], None, time.perf_counter()
-        while self._adds and (not added or self.tracker.retracked_frames - before < retrack_budget):
-            frame, new, c, event = self._adds.popleft()
+        while self._adds and (not added or self.tracker.retracked_frames - before + len(added) < retrack_budget):
+            frame, new, c, event = self._adds.popleft()  # (each add costs a frame at least: one not re-tracked too)
             if not c.tracks.owns(new.obj_id):  # its concept was removed, or replaced its objects, meanwhile
+                continue
+            if new.obj_id in self.tracker.objects:  # a client took the id meanwhile (a click on "a new object")
+                log.warning("stream %s: object %d of %r not added: a client added an object with its id first",
+                            self.stream, new.obj_id, c.spec.text)
+                c.tracks.forget(new.obj_id)
                 continue
             if frame not in self.tracker.window:
                 self.too_old += 1

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import signal
 import threading
 import time
 from collections import deque
@@ -72,6 +73,10 @@ class DetectorSettings:
 def _child(conn, settings: DetectorSettings) -> None:
     """The child process: the detector built, then one job at a time until None (or the pipe closes)."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s detector: %(message)s")
+    # The parent stops it (a None, or a kill): a Ctrl-C or a service manager's SIGTERM to the whole group must not
+    # end it with a traceback or make the parent report a dead detector while it stops anyway.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     if settings.idle_priority:
         os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
     try:
@@ -161,12 +166,15 @@ class DetectorWorker:
         with self._cond:
             self._stopped = True
             self._cond.notify()
+        if self._busy:  # a call in flight holds no state worth waiting seconds for
+            self._kill()
         self._thread.join(STOP_TIMEOUT_S)
-        try:
-            self._conn.send(None)
-        except (OSError, ValueError):
-            pass
-        self._proc.join(STOP_TIMEOUT_S)
+        if self._proc.is_alive():
+            try:
+                self._conn.send(None)
+            except (OSError, ValueError):
+                pass
+            self._proc.join(STOP_TIMEOUT_S)
         self._kill()
 
     def _kill(self) -> None:
@@ -207,6 +215,8 @@ class DetectorWorker:
                     raise EOFError(f"exit code {self._proc.exitcode}")
             return self._conn.recv()
         except (EOFError, OSError) as e:
+            if self._stopped:  # the daemon is stopping: the child was told to, or killed
+                return None
             with self._cond:
                 self.error = f"the detector's process ended ({e}); restart the daemon"
                 self._slots.clear()

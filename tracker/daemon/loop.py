@@ -149,7 +149,11 @@ class Daemon:
                      ", ".join(repr(n) for n, st in self.streams.items() if st.running), s.results, s.commands)
             while not self._flag.stopped:
                 self._serve_commands()
-                self.concepts.turn(self.streams)
+                try:
+                    self._flag.busy = True  # a stop may interrupt SAM's masks of an answer or its re-tracking
+                    self.concepts.turn(self.streams)
+                finally:
+                    self._flag.busy = False
                 if not self._turn():
                     log.info("no stream left running; exiting")
                     return
@@ -222,6 +226,7 @@ class Daemon:
     def close(self) -> None:
         """Everything stopped within STOP_BUDGET_S: recorders start writing their backlog and sources stop (each
         on a thread of its own: a camera's stop can take seconds) while the publisher sends what it has."""
+        self.concepts.close()  # first: a detector call in flight is killed, not waited for
         deadline = time.monotonic() + STOP_BUDGET_S
         recorders = [st.recorder for st in self.streams.values() if st.recorder is not None]
         for r in recorders:
@@ -241,7 +246,6 @@ class Daemon:
                 log.warning("%s: the source is still stopping at shutdown", t.name)
         for r in recorders:
             r.join(deadline)
-        self.concepts.close()
         for st in self.streams.values():
             if st.state is not None:
                 st.state.close()

@@ -61,10 +61,11 @@ def build_daemon(cfg: Config) -> Daemon:
     if mem.batch_streams and m.backend in ("onnxruntime", "tensorrt"):
         raise ConfigError(f"[memory] batch_streams needs backend torch, openvino or auto: the {m.backend} engine "
                           "takes one frame")
-    window = mem.feature_window if "feature_window" in mem.model_fields_set or not cfg.detector.model \
-        else max(mem.feature_window, DETECTOR_FEATURE_WINDOW)
-    options = [{"feature_window": sec.feature_window or window, "max_cond_frames": mem.max_cond_frames,
-                "batch_objects": mem.batch_objects, "precision": m.precision, "max_objects": mem.max_objects}
+    # With a detector no window is under DETECTOR_FEATURE_WINDOW (the example config writes 16 explicitly)
+    floor = DETECTOR_FEATURE_WINDOW if cfg.detector.model else 1
+    options = [{"feature_window": max(sec.feature_window or mem.feature_window, floor),
+                "max_cond_frames": mem.max_cond_frames, "batch_objects": mem.batch_objects, "precision": m.precision,
+                "max_objects": mem.max_objects}
                for sec in sections]
     first = Tracker.build(m.name, checkpoint, m.image_size, m.device, threads=m.threads or None, backend=m.backend,
                           engine_cache=m.engine_cache or None, **options[0])
