@@ -89,7 +89,7 @@ TABLE = {
     ("weights list", "--cache-dir"): ("dir", "weights list --cache-dir {}"),
     ("weights download", "--cache-dir"): ("new_dir", "weights download sam2.1_hiera_t --cache-dir {}"),
     **{(f"bench {name}", "--out"): ("new_file_mkdir", f"bench {name} --quick --out {{}}") for name in SCENARIOS
-       if name not in ("memory", "engines", "gpu", "motion", "concepts", "int8")},  # (no PNG beside)
+       if name not in ("memory", "engines", "gpu", "motion", "concepts")},
     ("bench motion", "--out"): ("new_dir", "bench motion --quick --out {}"),  # a directory: motion.json and .png
     ("bench concepts", "--out"): ("new_dir", "bench concepts --quick --out {}"),  # a directory: concepts.json
     ("bench memory", "--out"): ("new_file_mkdir", "bench memory --frames 2 --out {}"),
