@@ -3,6 +3,7 @@ part every transformers detector shares (checks, inference mode, boxes clipped t
 
 from __future__ import annotations
 
+import abc
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -86,7 +87,7 @@ class Found:
     labels: torch.Tensor
 
 
-class TransformersDetector:
+class TransformersDetector(abc.ABC):
     """What the transformers detectors share: `detect` checks its inputs, runs `_find` in inference mode and turns
     its `Found` into `Detection`s clipped to the image. A family implements `_find`, keeping scores > threshold
     (its processor's post-processing does)."""
@@ -112,5 +113,6 @@ class TransformersDetector:
         return [Detection(tuple(float(v) for v in boxes[i].tolist()), float(scores[i]), labels[int(idx[i])])
                 for i in order.tolist()]
 
+    @abc.abstractmethod
     def _find(self, image: np.ndarray, texts: list[str], threshold: float) -> Found:
-        raise NotImplementedError
+        """The family's boxes (image pixels), scores and indices into `texts` for one image."""
