@@ -104,6 +104,24 @@ def test_the_feed_numbers_every_frame_keeps_the_newest_and_offers_the_newest():
         feed.stop()
 
 
+def test_a_frame_left_to_a_waiting_model_is_not_replaced_before_it_wakes():
+    """A fast model waits in read(); two frames come before it wakes (a busy CPU): the first stays the model's, the
+    second is motion's, and neither is left without an answer (it was replaced, unanswered, once)."""
+    seen, got = [], []
+    feed = FrameFeed(QueueCamera(), 10, seen.append, kept=4)  # not started: the test hands frames over itself
+    for _ in range(16):
+        feed.stepped(5.0)  # a model faster than MODEL_FIRST_MS: a frame it waits for is its own
+    reader = threading.Thread(target=lambda: got.append(feed.read(WAIT_S)))
+    reader.start()
+    _until(lambda: feed._waiting == 1, "the model to wait")
+    with feed._cond:  # the model cannot wake until both frames came (the lock is reentrant: the feed's own)
+        for i in range(2):
+            feed._arrived(Frame(i, None, time.monotonic_ns(), _frame(i)))
+    reader.join(WAIT_S)
+    assert [(x.number, x.answered) for x in seen] == [(10, False), (11, True)]
+    assert [x.number for x in got] == [10] and feed.read(0.0) is None
+
+
 def _seed_of(frame: int, masks: dict[int, np.ndarray]) -> FrameResult:
     return FrameResult(frame, {i: ObjectResult(i, 5.0, box_of(m), int(m.sum()), np.packbits(m.reshape(-1)),
                                                m.shape[0], m.shape[1], None) for i, m in masks.items()})

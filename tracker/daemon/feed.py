@@ -52,8 +52,6 @@ class Feed(Protocol):
     def stepped(self, ms: float) -> None: ...
     def kept(self, number: int) -> Frame | None: ...
     def kept_numbers(self) -> list[int]: ...
-    @property
-    def unanswered(self) -> int: ...
     def stop(self) -> None: ...
 
 
@@ -75,8 +73,6 @@ class FrameFeed:
         self._thread: threading.Thread | None = None
         self._steps_ms: deque[float] = deque(maxlen=STEPS_MEASURED)
         self._floor = first_number  # frames numbered below this belong to a numbering a state import replaced
-        # Frames left to the model (it was waiting) that a newer frame replaced before it woke: no answer at all.
-        self._unanswered = 0
 
     def start(self) -> None:
         """Start the source (raising as its start does), then the reader."""
@@ -107,12 +103,6 @@ class FrameFeed:
         with self._cond:
             if self._newest is not None and self._newest.number <= number:
                 self._newest = None
-
-    @property
-    def unanswered(self) -> int:
-        """Frames left to the model that it never took (a newer one came before it woke)."""
-        with self._cond:
-            return self._unanswered
 
     def read(self, timeout: float) -> Numbered | None:
         """The newest frame the model has not taken, waiting up to `timeout` s; EndOfStream once the source ended
@@ -167,15 +157,17 @@ class FrameFeed:
 
     def _arrived(self, frame: Frame) -> None:
         # Numbered, judged and offered in one step: a model inside read() now takes this very frame when it wakes.
+        # A frame left to a waiting model that has not woken yet stays the model's (it takes it when it wakes), and
+        # this one is motion's: replacing it would leave it without any answer.
         with self._cond:
             number, self._next = self._next, self._next + 1
             slow = not self._steps_ms or statistics.median(self._steps_ms) >= MODEL_FIRST_MS
-            item = Numbered(number, frame, answered=self._waiting == 0 or slow)
+            promised = self._newest is not None and not self._newest.answered
+            item = Numbered(number, frame, answered=self._waiting == 0 or slow or promised)
             self._kept[number] = frame
             while len(self._kept) > self._max_kept:
                 self._kept.popitem(last=False)
-            if self._newest is not None and not self._newest.answered:
-                self._unanswered += 1
-            self._newest = item
+            if not promised:
+                self._newest = item
             self._cond.notify_all()
         self._on_frame(item)

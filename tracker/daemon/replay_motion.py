@@ -53,10 +53,6 @@ class ReplayFeed:
     def taken(self, number: int) -> None:
         """(A replay offers only the recorded key frames.)"""
 
-    @property
-    def unanswered(self) -> int:
-        return 0
-
     def stepped(self, ms: float) -> None:
         """(The daemon's feed judges the model's speed by this; a replay follows the recording instead.)"""
 

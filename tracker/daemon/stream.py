@@ -80,13 +80,8 @@ class Stream:
     @property
     def dropped(self) -> int:
         """Frames of the source that got no answer: replaced by newer ones before the model was free (when the
-        model answers only its own frames, or one left to a waiting model), or left by a starved motion thread."""
-        n = self.source.dropped
-        if self.motion is not None:
-            n += self.motion.unanswered
-        if self.feed is not None:
-            n += self.feed.unanswered
-        return n
+        model answers only its own frames), or left by a starved motion thread."""
+        return self.source.dropped + (self.motion.unanswered if self.motion is not None else 0)
 
     def publish(self, number: int, source: str, send: Callable[[], None]) -> bool:
         """Send an answer of frame `number` unless it is motion's and the model answered the frame already (its
