@@ -83,8 +83,8 @@ MUTATIONS = [
     Mutation("recent memories never pruned (the bank's horizon)", "tracker/core/bank.py",
              "for t in [t for t in self.non_cond if t < oldest_kept]:", "for t in []:", ("tests/test_bounded.py",)),
     Mutation("another stream's end message dropped by a full publisher queue", "tracker/daemon/publisher.py",
-             "                else:  # end messages and events are never dropped: back in line\n"
-             "                    self._queue.put_nowait(oldest)\n", "", ("tests/test_publisher.py",)),
+             "            if isinstance(item, _Job):\n", "            if item is not None:\n",
+             ("tests/test_publisher.py",)),
     Mutation("the viewer accepts pages of any origin", "tracker/viewer/origin.py",
              "if got == own or got in self.allowed:", "if True:", ("tests/test_viewer_access.py",)),
     Mutation("a new object beyond max_objects accepted", "tracker/core/prompting.py",

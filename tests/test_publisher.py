@@ -15,6 +15,7 @@ from pipelines.frame import Frame
 from tracker.client.spawn import free_port
 from tracker.core.results import make_result
 from tracker.daemon.publisher import Publisher
+from tracker.protocol import messages
 
 H, W = 1080, 1920  # full-HD masks: RLE-encoding one takes milliseconds, handing one over microseconds
 
@@ -25,9 +26,8 @@ def _frame_and_result(i: int):
     return frame, make_result(i, {1: (low, torch.tensor([[1.0]])), 2: (-low, torch.tensor([[1.0]]))}, H, W)
 
 
-def _run(queue_size: int, n: int = 40, ended: str | None = None) -> tuple[Publisher, list[dict]]:
-    """n results of stream "cam" through a publisher, then its end; `ended`: another stream whose end message
-    is handed over after the first result (while the thread is busy encoding it)."""
+def _pair() -> tuple[zmq.Context, zmq.Socket, zmq.Socket]:
+    """A PUB socket bound on loopback and a SUB socket subscribed to everything, the subscription through."""
     endpoint = f"tcp://127.0.0.1:{free_port()}"
     ctx = zmq.Context()
     pub, sub = ctx.socket(zmq.PUB), ctx.socket(zmq.SUB)
@@ -43,6 +43,23 @@ def _run(queue_size: int, n: int = 40, ended: str | None = None) -> tuple[Publis
             break
     while sub.poll(200):  # the probes still in flight
         sub.recv_multipart()
+    return ctx, pub, sub
+
+
+def _until_end(sub: zmq.Socket, stream: str) -> list[dict]:
+    """The headers received up to `stream`'s end message (bounded: 30 s)."""
+    headers, deadline = [], time.monotonic() + 30
+    while time.monotonic() < deadline and (not headers or headers[-1]["type"] != "end"
+                                            or headers[-1]["stream"] != stream):
+        if sub.poll(500):
+            headers.append(json.loads(sub.recv_multipart()[1]))
+    return headers
+
+
+def _run(queue_size: int, n: int = 40, ended: str | None = None) -> tuple[Publisher, list[dict]]:
+    """n results of stream "cam" through a publisher, then its end; `ended`: another stream whose end message
+    is handed over after the first result (while the thread is busy encoding it)."""
+    ctx, pub, sub = _pair()
     items = [_frame_and_result(i) for i in range(n)]
     publisher = Publisher(pub, "rle", queue_size=queue_size)
     publisher.add_stream("cam")
@@ -55,11 +72,7 @@ def _run(queue_size: int, n: int = 40, ended: str | None = None) -> tuple[Publis
                 publisher.publish_end(ended, None, "end of stream")
         publisher.publish_end("cam", n - 1, "end of stream")
         assert publisher.close(linger_ms=5000)  # the thread sent everything and closed its socket
-        headers, deadline = [], time.monotonic() + 30
-        while time.monotonic() < deadline and (not headers or headers[-1]["type"] != "end"
-                                                or headers[-1]["stream"] != "cam"):
-            if sub.poll(500):
-                headers.append(json.loads(sub.recv_multipart()[1]))
+        headers = _until_end(sub, "cam")
     finally:
         pub.close(0)
         sub.close(0)
@@ -94,6 +107,59 @@ def test_a_full_queue_never_drops_another_streams_end_message():
     publisher, headers = _run(queue_size=1, ended="door")
     assert [h["type"] for h in headers if h["stream"] == "door"] == ["end"]
     assert publisher.dropped("cam") > 0 and publisher.dropped("door") == 0
+
+
+def test_events_and_end_messages_leave_in_the_order_they_were_handed_over():
+    """A full queue drops its oldest waiting result, never an event or an end message, and never reorders what it
+    keeps: a result handed over while only events wait waits its turn behind them. The publisher's thread is held
+    in its first result's `on_sent` until a timer lets it go, so the queue (2) is full at known points."""
+    import threading
+
+    entered, gate = threading.Event(), threading.Event()
+
+    def on_sent(stream, capture_ns, queue_ms, publish_ms):
+        entered.set()
+        gate.wait(10)
+
+    def event(obj: int):
+        return [messages.Event("appeared", 0, obj, "cup", 0.5)]
+
+    ctx, pub, sub = _pair()
+    publisher = Publisher(pub, "rle", queue_size=2, on_sent=on_sent)
+    for stream in ("cam", "door"):
+        publisher.add_stream(stream)
+    frames = [_frame_and_result(i) for i in range(3)]
+    timer = threading.Timer(0.5, gate.set)
+    try:
+        publisher.publish("cam", *frames[0], {"step": 1.0}, 0)
+        assert entered.wait(10)  # the thread holds result 0 now: what follows waits in the queue
+        publisher.publish_events("cam", event(1))
+        publisher.publish("cam", *frames[1], {"step": 1.0}, 0)
+        publisher.publish_events("cam", event(2))  # full: result 1 goes
+        timer.start()
+        publisher.publish("cam", *frames[2], {"step": 1.0}, 0)  # full of events: waits until the thread moves on
+        publisher.publish_end("door", None, "end of stream")
+        publisher.publish_events("cam", event(3))
+        publisher.publish_end("cam", 2, "end of stream")
+        assert publisher.close(linger_ms=5000)
+        headers = _until_end(sub, "cam")
+    finally:
+        gate.set()
+        timer.cancel()
+        pub.close(0)
+        sub.close(0)
+        ctx.term()
+    keys = [(h["stream"], h["type"], h.get("frame") if h["type"] == "result" else h.get("object")) for h in headers]
+    handed = [("cam", "result", 0), ("cam", "event", 1), ("cam", "result", 1), ("cam", "event", 2),
+              ("cam", "result", 2), ("door", "end", None), ("cam", "event", 3), ("cam", "end", None)]
+    # What left is what was handed over, in that order, less the results dropped (result 1 surely: the queue was
+    # full of it and event 1 when event 2 came; result 2 when event 3 came before the thread took it).
+    assert [k for k in handed if k in keys] == keys, keys
+    missing = [k for k in handed if k not in keys]
+    assert ("cam", "result", 1) in missing and all(t == "result" for _, t, _ in missing), keys
+    assert publisher.dropped("cam") == len(missing) and publisher.dropped("door") == 0
+    results = [h for h in headers if h["type"] == "result"]
+    assert results[0]["publish_dropped"] == 0 and all(h["publish_dropped"] == 1 for h in results[1:])
 
 
 def test_only_the_publisher_thread_touches_its_socket(monkeypatch):

@@ -2,17 +2,17 @@
 
 Encoding masks (RLE/PNG), JSON, JPEG previews and sending run in a publisher thread behind a bounded
 queue, so the tracking thread starts the next step at once; when the queue is full the oldest waiting
-result is dropped, counted, and the count published (`publish_dropped`). With a queue of 0 everything
+result is dropped, counted, and the count published (`publish_dropped`). Lifecycle events and end messages are
+never dropped: everything that is sent leaves in the order it was handed over. With a queue of 0 everything
 runs on the caller's thread. Only the publisher's thread touches the socket, and it closes it (a libzmq
 socket must never be used from two threads)."""
 
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -93,12 +93,14 @@ class Publisher:
         self.mask_encoding = mask_encoding
         self._channels: dict[str, _Channel] = {}
         self._on_sent = on_sent
-        self._queue: queue.Queue | None = queue.Queue(queue_size) if queue_size > 0 else None
+        self._bound = queue_size  # items waiting for the thread, at most (0: no thread, sent by the caller)
+        self._items: deque[_Job | _Events | _End | None] = deque()  # handed over, oldest first (None: stop)
+        self._cond = threading.Condition()  # guards _items; notified on every change of it
         self._inline = threading.Lock()
         self._closed = False  # set under _inline once the socket is closed
         self._linger_ms = 0  # set by close(): how long the last messages may take to leave
         self._thread: threading.Thread | None = None
-        if self._queue is not None:
+        if self._bound > 0:
             self._thread = threading.Thread(target=self._run, name="publisher", daemon=True)
             self._thread.start()
 
@@ -153,42 +155,50 @@ class Publisher:
 
     # ---- the publisher's side -------------------------------------------------------------
     def _put(self, item: _Job | _Events) -> None:
-        if self._queue is None:
+        if self._bound == 0:
             with self._inline:  # the socket is used by one thread at a time
                 if not self._closed:
                     self._send(item)
             return
-        for _ in range(self._queue.maxsize + 1):
-            try:
-                self._queue.put_nowait(item)
+        with self._cond:
+            if len(self._items) >= self._bound:
+                self._drop_oldest_result()
+            if len(self._items) < self._bound:
+                self._items.append(item)
+                self._cond.notify_all()
                 return
-            except queue.Full:  # the oldest waiting result goes: only fresh results matter
-                try:
-                    oldest = self._queue.get_nowait()
-                except queue.Empty:
-                    continue
-                if isinstance(oldest, _Job):
-                    self._channels[oldest.stream].dropped += 1
-                else:  # end messages and events are never dropped: back in line
-                    self._queue.put_nowait(oldest)
-        self._wait_put(item)  # the queue holds only end messages: wait for the thread to send one
+        self._wait_put(item)  # only events and end messages wait: wait for the thread to send one
+
+    def _drop_oldest_result(self) -> None:
+        """The oldest waiting result dropped and counted (only fresh results matter); events, end messages and the
+        stop stay where they are."""
+        for i, item in enumerate(self._items):
+            if isinstance(item, _Job):
+                del self._items[i]
+                self._channels[item.stream].dropped += 1
+                return
 
     def _wait_put(self, item: _Job | _Events | _End | None) -> None:
         """Queue an item behind what waits, without dropping anything (bounded by CLOSE_TIMEOUT_S)."""
-        if self._queue is None:
+        if self._bound == 0:
             if item is not None:
                 with self._inline:
                     if not self._closed:
                         self._send(item)
             return
-        try:
-            self._queue.put(item, timeout=CLOSE_TIMEOUT_S)
-        except queue.Full:
-            log.warning("publisher thread stuck for %.1f s: %s not queued", CLOSE_TIMEOUT_S, item or "stop")
+        with self._cond:
+            if not self._cond.wait_for(lambda: len(self._items) < self._bound, CLOSE_TIMEOUT_S):
+                log.warning("publisher thread stuck for %.1f s: %s not queued", CLOSE_TIMEOUT_S, item or "stop")
+                return
+            self._items.append(item)
+            self._cond.notify_all()
 
     def _run(self) -> None:
         while True:
-            item = self._queue.get()
+            with self._cond:
+                self._cond.wait_for(lambda: self._items)
+                item = self._items.popleft()
+                self._cond.notify_all()  # room for a caller waiting in _wait_put
             if item is None:
                 self._close_socket()
                 return
