@@ -12,11 +12,14 @@ import pytest
 
 from tests.conftest import make_model
 from tracker import protocol as P
-from tracker.concepts.types import ConceptSpec, Detection
+from tracker.concepts.types import MAX_CONCEPT_OBJECTS, MAX_TEXT, ConceptSpec, Detection
 from tracker.core.tracker import Tracker
 from tracker.daemon import concepting
+from tracker.daemon.commands import CommandHandler
 from tracker.daemon.concepting import StreamConcepts
 from tracker.daemon.detecting import DetectDone
+from tracker.daemon.metrics import Metrics
+from tracker.daemon.stream import Stream
 from tracker.errors import FrameWindowError, NoDetectorError, TooManyConceptsError, UnknownConceptError
 from tracker.protocol import messages
 
@@ -204,7 +207,7 @@ def test_concept_requests_on_the_wire():
     assert (a.every, a.every_s, a.threshold, a.max_objects) == (None, None, 0.0, 16)
     for bad in ({"text": ""}, {"text": "x" * 65}, {"text": "a", "every": 2, "every_s": 1.0},
                 {"text": "a", "threshold": 2}, {"text": "a", "every": 0}, {"text": "a", "every_s": 0},
-                {"text": "a", "max_objects": 65}):
+                {"text": "a", "max_objects": MAX_CONCEPT_OBJECTS + 1}):
         with pytest.raises(P.ProtocolError) as e:
             args(**bad)
         assert e.value.code == "bad_request", bad
@@ -212,6 +215,38 @@ def test_concept_requests_on_the_wire():
     assert header == {"v": 1, "type": "event", "seq": 3, "kind": "confirmed", "stream": "cam", "frame": 7,
                       "object": 12, "label": "cup", "score": 0.8123}
     assert messages.event_message("cam", 0, messages.Event("lost", 1, 2, "cup", None))[0] == b"events.cam"
+
+
+def handled(model) -> CommandHandler:
+    """The daemon's request handling (parsing, routing, the op) of one stream "s" whose concepts have a detector."""
+    from pipelines.open import open_source
+
+    t = stepped(model, frames=2)
+    st = Stream("s", open_source("test:"), t, concepts=StreamConcepts("s", t, "omdet-turbo"))
+    return CommandHandler({"s": st}, lambda st: None, Metrics(), lambda name: 0)
+
+
+def ask(handler: CommandHandler, op: str, **args) -> dict:
+    """One request's reply, as the daemon answers it."""
+    return json.loads(handler.handle([P.request(1, op, args)]).reply)
+
+
+def test_a_concept_at_the_limits_is_served_and_one_past_them_refused(model):
+    """The wire's limits are the concept's own (one definition): add_concept at MAX_TEXT characters and
+    MAX_CONCEPT_OBJECTS objects makes the concept; one past either is a bad_request naming the field and the limit."""
+    handler = handled(model)
+    text = "x" * MAX_TEXT
+    reply = ask(handler, "add_concept", text=text, max_objects=MAX_CONCEPT_OBJECTS)
+    assert reply["ok"], reply
+    concept = reply["result"]["concept"]
+    assert (concept["text"], concept["max_objects"]) == (text, MAX_CONCEPT_OBJECTS)
+    for field, limit, args in (("text", MAX_TEXT, {"text": "x" * (MAX_TEXT + 1)}),
+                               ("max_objects", MAX_CONCEPT_OBJECTS,
+                                {"text": "cup", "max_objects": MAX_CONCEPT_OBJECTS + 1})):
+        reply = ask(handler, "add_concept", **args)
+        assert not reply["ok"] and reply["error"]["code"] == "bad_request", reply
+        assert f"{field}:" in reply["error"]["message"] and str(limit) in reply["error"]["message"], reply
+    assert [c.text for c in handler.streams["s"].concepts.infos()] == [text]
 
 
 def test_an_object_far_behind_the_newest_frame_is_tracked_from_the_next_frame(model, monkeypatch):

@@ -14,7 +14,15 @@ from tracker.concepts import lifecycle
 from tracker.concepts.association import Region, assign, covered_fraction, iou_matrix
 from tracker.concepts.lifecycle import ConceptTracks
 from tracker.concepts.state import ConceptState, TrackStatus
-from tracker.concepts.types import ConceptError, ConceptSpec, Detection, DetectionMask, EventKind
+from tracker.concepts.types import (
+    MAX_CONCEPT_OBJECTS,
+    MAX_TEXT,
+    ConceptError,
+    ConceptSpec,
+    Detection,
+    DetectionMask,
+    EventKind,
+)
 
 H, W = 60, 80
 
@@ -237,9 +245,10 @@ def test_state_stays_bounded_over_many_calls():
 
 def test_a_concepts_request_is_checked():
     ConceptSpec("forklift", every_s=0.5, threshold=0.0, max_objects=1, stream="cam1")
-    for bad in ({"text": " "}, {"text": "x" * 201}, {"every": 0}, {"every": 2, "every_s": 1.0}, {"every_s": 0},
-                {"threshold": 1.5}, {"threshold": float("nan")}, {"max_objects": 0}, {"max_objects": True},
-                {"stream": ""}):
+    ConceptSpec("x" * MAX_TEXT, max_objects=MAX_CONCEPT_OBJECTS)
+    for bad in ({"text": " "}, {"text": "x" * (MAX_TEXT + 1)}, {"every": 0}, {"every": 2, "every_s": 1.0},
+                {"every_s": 0}, {"threshold": 1.5}, {"threshold": float("nan")}, {"max_objects": 0},
+                {"max_objects": True}, {"max_objects": MAX_CONCEPT_OBJECTS + 1}, {"stream": ""}):
         with pytest.raises(ConceptError):
             ConceptSpec(**{"text": "forklift", **bad})
     assert ConceptSpec("a").period_s == 1.0 and ConceptSpec("a", every=3).period_s is None

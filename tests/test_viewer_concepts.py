@@ -37,6 +37,17 @@ def test_concept_requests_are_checked_before_the_daemon():
             check_concept_args(op, args)
 
 
+def test_the_pages_concept_field_takes_what_the_daemon_takes():
+    """The page's text field holds a concept's text (a static page cannot read the limit: its copy is checked)."""
+    import re
+    from pathlib import Path
+
+    import tracker.viewer
+
+    page = (Path(tracker.viewer.__file__).parent / "static" / "viewer.html").read_text()
+    assert re.findall(r'id="concept-text" maxlength="(\d+)"', page) == [str(P.MAX_CONCEPT_TEXT)]
+
+
 def test_adding_concepts_is_rate_limited():
     now = [0.0]
     rate = AddRate(clock=lambda: now[0])

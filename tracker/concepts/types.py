@@ -9,11 +9,17 @@ from enum import StrEnum
 
 import numpy as np
 
-# Limits of a concept's request (ConceptSpec), checked when it is made.
-MAX_TEXT = 200  # characters of a concept's text: a phrase for the detector's tokenizer, not a paragraph
+# Limits of a concept's request (ConceptSpec), checked when it is made; the one definition: the wire's add_concept
+# (tracker/protocol/requests.py) and the detectors (tracker/models/detectors/base.py) read these.
+# Characters of a concept's text: a short noun phrase ("forklift", "person in a red vest"). OWLv2 reads 16 tokens per
+# text, SAM 3 32: a longer text would be cut by the tokenizer without a word.
+MAX_TEXT = 64
 MAX_EVERY = 100_000  # frames between detector calls, at most (about an hour at 30 fps)
 MAX_EVERY_S = 3600.0  # seconds between detector calls, at most
-MAX_CONCEPT_OBJECTS = 1024  # objects one concept may hold, at most ([memory] max_objects' own ceiling)
+# Objects one concept may hold, at most: [memory] max_objects' own ceiling, so a stream set to track a crowd can give
+# one concept all of it; a concept never holds more than its stream tracks (the stream's room bounds it), and what one
+# detector call costs is bounded apart from this (the daemon's MAX_DETECTIONS per concept).
+MAX_CONCEPT_OBJECTS = 1024
 DEFAULT_EVERY_S = 1.0  # a detector call a second unless said otherwise: the issue's cost goal is set at this cadence
 # Detector score a detection needs to count at all (to match a track or make one). Open-vocabulary detectors' scores
 # are low and uncalibrated (OWLv2 and Grounding DINO use 0.1..0.35 in their examples): 0.3 keeps their confident

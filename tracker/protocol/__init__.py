@@ -1,13 +1,14 @@
 """samtrack wire protocol, version 1 (specified in docs/protocol.md): the one place that names wire
 fields. Requests and replies (requests.py), published messages and reply results (messages.py), mask
-encodings (masks.py), CurveZMQ keys (curve.py), topics, endpoints and limits (base.py)."""
+encodings (masks.py), CurveZMQ keys (curve.py), topics, endpoints and limits (base.py; a concept's limits are the
+concept room's, tracker/concepts/types.py)."""
 
+from ..concepts.types import MAX_TEXT as MAX_CONCEPT_TEXT
 from .base import (
     DEFAULT_COMMANDS,
     DEFAULT_RESULTS,
     ERROR_CODES,
     EVENTS_TOPIC,
-    MAX_CONCEPT_TEXT,
     MAX_MASK_SIDE,
     MAX_OBJECT_ID,
     MAX_POINTS,

@@ -27,15 +27,8 @@ MAX_MASK_SIDE = 8192
 # "_", "-", "." (not only dots: "." and ".." are no plain path component), 64 characters at most.
 STREAM_NAME = r"^[A-Za-z0-9_.-]*[A-Za-z0-9_-][A-Za-z0-9_.-]*$"
 MAX_STREAM_NAME = 64
-
-# Concept prompts (add_concept). A concept is a short noun phrase for the detector's tokenizer (the detectors take
-# 64 characters, tracker/models/detectors/base.py); its cadence, score and objects within these bounds.
-MAX_CONCEPT_TEXT = 64
-MAX_CONCEPT_EVERY = 100_000  # frames between detector calls, at most (about an hour at 30 fps)
-MAX_CONCEPT_EVERY_S = 3600.0  # seconds between detector calls, at most
-MAX_CONCEPT_OBJECTS = 64  # objects one concept holds, at most (a stream tracks 32 by default)
-DEFAULT_CONCEPT_THRESHOLD = 0.3  # detector score kept unless said otherwise (tracker/concepts/types.py says why)
-DEFAULT_CONCEPT_OBJECTS = 16  # objects a concept holds unless said otherwise
+# Concept prompts' limits (add_concept's text, cadence, score, objects) are the concept room's, defined once in
+# tracker/concepts/types.py: what the wire accepts is what a concept may be.
 
 
 def is_stream_name(name: str) -> bool:

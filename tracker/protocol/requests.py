@@ -17,13 +17,15 @@ from pydantic import (
     model_validator,
 )
 
-from .base import (
-    DEFAULT_CONCEPT_OBJECTS,
-    DEFAULT_CONCEPT_THRESHOLD,
-    MAX_CONCEPT_EVERY,
-    MAX_CONCEPT_EVERY_S,
+from ..concepts.types import (
+    DEFAULT_MAX_OBJECTS,
+    DEFAULT_THRESHOLD,
     MAX_CONCEPT_OBJECTS,
-    MAX_CONCEPT_TEXT,
+    MAX_EVERY,
+    MAX_EVERY_S,
+    MAX_TEXT,
+)
+from .base import (
     MAX_MASK_SIDE,
     MAX_OBJECT_ID,
     MAX_POINTS,
@@ -95,7 +97,7 @@ class ObjectArgs(_Args):
     object: ObjectId
 
 
-ConceptText = Annotated[StrictStr, Field(min_length=1, max_length=MAX_CONCEPT_TEXT, pattern=r"\S")]
+ConceptText = Annotated[StrictStr, Field(min_length=1, max_length=MAX_TEXT, pattern=r"\S")]
 
 
 class ConceptArgs(_Args):
@@ -103,10 +105,10 @@ class ConceptArgs(_Args):
     score kept and the objects held."""
 
     text: ConceptText
-    every: Annotated[StrictInt, Field(ge=1, le=MAX_CONCEPT_EVERY)] | None = None
-    every_s: Annotated[FiniteFloat, Field(gt=0, le=MAX_CONCEPT_EVERY_S)] | None = None
-    threshold: Annotated[FiniteFloat, Field(ge=0, le=1)] = DEFAULT_CONCEPT_THRESHOLD
-    max_objects: Annotated[StrictInt, Field(ge=1, le=MAX_CONCEPT_OBJECTS)] = DEFAULT_CONCEPT_OBJECTS
+    every: Annotated[StrictInt, Field(ge=1, le=MAX_EVERY)] | None = None
+    every_s: Annotated[FiniteFloat, Field(gt=0, le=MAX_EVERY_S)] | None = None
+    threshold: Annotated[FiniteFloat, Field(ge=0, le=1)] = DEFAULT_THRESHOLD
+    max_objects: Annotated[StrictInt, Field(ge=1, le=MAX_CONCEPT_OBJECTS)] = DEFAULT_MAX_OBJECTS
 
     @model_validator(mode="after")
     def _one_cadence(self):

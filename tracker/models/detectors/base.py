@@ -12,16 +12,13 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import torch
 
-from ...concepts.types import Detection
+from ...concepts.types import MAX_TEXT, Detection
 from ...errors import FrameError, PromptError
 
 # Texts per call: every detector encodes each text (OWLv2: one query each; OmDet-Turbo: one class each; Grounding
 # DINO: all in one 256-token prompt; SAM 3: one decoder pass each). More texts cost time on every call and, for
 # Grounding DINO, crowd its prompt; 16 concepts per stream is more than a camera's scene asks for.
 MAX_TEXTS = 16
-# Characters per text: a concept is a short noun phrase ("forklift", "person in a red vest"). OWLv2 reads 16
-# tokens per text, SAM 3 32: a longer text would be cut by the tokenizer without a word.
-MAX_TEXT_CHARS = 64
 # Image sides accepted, pixels: every processor resizes to its own input size (OWLv2 960, OmDet-Turbo 640,
 # Grounding DINO 800-1333, SAM 3 1008), so a larger image only costs the resize; 8K is the largest camera frame.
 MIN_SIDE, MAX_SIDE = 8, 8192
@@ -62,8 +59,8 @@ def check_texts(texts: Sequence[str]) -> list[str]:
     for t in texts:
         if not isinstance(t, str) or not t.strip():
             raise PromptError(f"every text must be a non-empty string, got {t!r}")
-        if len(t.strip()) > MAX_TEXT_CHARS:
-            raise PromptError(f"text {t[:20]!r}... has {len(t.strip())} characters: at most {MAX_TEXT_CHARS} (a "
+        if len(t.strip()) > MAX_TEXT:
+            raise PromptError(f"text {t[:20]!r}... has {len(t.strip())} characters: at most {MAX_TEXT} (a "
                               "short noun phrase)")
         out.append(t.strip())
     return out
