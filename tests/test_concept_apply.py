@@ -12,7 +12,7 @@ import pytest
 
 from tests.conftest import make_model
 from tracker import protocol as P
-from tracker.concepts.types import MAX_CONCEPT_OBJECTS, MAX_TEXT, ConceptSpec, Detection
+from tracker.concepts.types import MAX_CONCEPT_OBJECTS, MAX_TEXT, ConceptError, ConceptSpec, Detection
 from tracker.core.tracker import Tracker
 from tracker.daemon import concepting
 from tracker.daemon.commands import CommandHandler
@@ -247,6 +247,27 @@ def test_a_concept_at_the_limits_is_served_and_one_past_them_refused(model):
         assert not reply["ok"] and reply["error"]["code"] == "bad_request", reply
         assert f"{field}:" in reply["error"]["message"] and str(limit) in reply["error"]["message"], reply
     assert [c.text for c in handler.streams["s"].concepts.infos()] == [text]
+
+
+def test_a_concepts_text_without_control_or_format_characters_and_stripped(model):
+    """add_concept refuses a text of control or format characters only (a tokenizer yields nothing for it), or with
+    one inside, naming the field and what it may be; surrounding whitespace is dropped the same way everywhere: the
+    concept is made, listed and removed under its stripped text."""
+    handler = handled(model)
+    for text in ("\u200b\u200b", "\x00", "\ufeff", "cup\x00", "red\tcup", "red\u200bcup", "\ud800cup", " \x07 "):
+        reply = ask(handler, "add_concept", text=text)
+        assert not reply["ok"] and reply["error"]["code"] == "bad_request", (text, reply)
+        message = reply["error"]["message"]
+        assert message.startswith("invalid add_concept args: text:") and "control or format" in message, message
+    reply = ask(handler, "add_concept", text=" \t red cup\n ")
+    assert reply["ok"] and reply["result"]["concept"]["text"] == "red cup", reply
+    assert [c.text for c in handler.streams["s"].concepts.infos()] == ["red cup"]
+    assert ask(handler, "add_concept", text="red cup ")["ok"]  # the same concept: new settings, not a second one
+    assert [c["text"] for c in ask(handler, "list_concepts")["result"]["concepts"]] == ["red cup"]
+    assert ask(handler, "remove_concept", text="\tred cup")["result"] == {"concepts": []}
+    assert ConceptSpec("  cup\n").text == "cup"
+    with pytest.raises(ConceptError, match="^text: .*U\\+200B"):
+        ConceptSpec("\u200b")
 
 
 def test_an_object_far_behind_the_newest_frame_is_tracked_from_the_next_frame(model, monkeypatch):

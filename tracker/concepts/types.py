@@ -4,6 +4,7 @@ events of the objects a concept finds."""
 from __future__ import annotations
 
 import math
+import unicodedata
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -85,8 +86,10 @@ class ConceptSpec:
     stream: str | None = None
 
     def __post_init__(self) -> None:
-        if not isinstance(self.text, str) or not self.text.strip() or len(self.text) > MAX_TEXT:
-            raise ConceptError(f"text: a non-empty phrase of at most {MAX_TEXT} characters, got {self.text!r}")
+        try:
+            object.__setattr__(self, "text", concept_text(self.text))  # frozen: the text as it is kept
+        except ConceptError as e:
+            raise ConceptError(f"text: {e}") from None
         if self.every is not None and self.every_s is not None:
             raise ConceptError("every and every_s: give one of them, not both")
         if self.every is not None and (isinstance(self.every, bool) or not isinstance(self.every, int)
@@ -108,6 +111,26 @@ class ConceptSpec:
         if self.every is not None:
             return None
         return DEFAULT_EVERY_S if self.every_s is None else float(self.every_s)
+
+
+def concept_text(text: object) -> str:
+    """`text` without its surrounding whitespace, when that may be a concept's text: 1 to MAX_TEXT characters, none
+    of them a control or format character (Unicode category C: "\\n", "\\t", "\\x00", a zero-width space: the
+    detectors' tokenizers drop or mangle them, so a text of them alone asks for nothing). ConceptError saying why
+    otherwise."""
+    allowed = (f"a phrase of 1 to {MAX_TEXT} characters once surrounding spaces are dropped, without control or "
+               "format characters (Unicode category C: line breaks, tabs, zero-width spaces)")
+    if not isinstance(text, str):
+        raise ConceptError(f"{allowed}; got {type(text).__name__}")
+    kept = text.strip()
+    if not kept:
+        raise ConceptError(f"{allowed}; got {'only spaces' if text else 'nothing'}")
+    if len(kept) > MAX_TEXT:
+        raise ConceptError(f"{allowed}; got {len(kept)} characters")
+    bad = next((c for c in kept if unicodedata.category(c).startswith("C")), None)
+    if bad is not None:
+        raise ConceptError(f"{allowed}; got U+{ord(bad):04X} (category {unicodedata.category(bad)}) in {kept!r}")
+    return kept
 
 
 def _number(x: object) -> bool:

@@ -166,12 +166,12 @@ class CommandHandler:
         return messages.objects_result(res.frame_index if res is not None else None, entries, st.tags)
 
     def _op_add_concept(self, st: Stream, a: P.ConceptArgs, frames) -> dict:
-        spec = ConceptSpec(a.text.strip(), a.every, a.every_s, a.threshold, a.max_objects, st.name)
+        spec = ConceptSpec(a.text, a.every, a.every_s, a.threshold, a.max_objects, st.name)
         st.concepts.add(spec)
         return messages.concept_result(st.concepts.spec_fields(spec))
 
     def _op_remove_concept(self, st: Stream, a: P.TextArgs, frames) -> dict:
-        st.concepts.remove(a.text.strip())
+        st.concepts.remove(a.text)
         return messages.concepts_result(st.concepts.infos())
 
     def _op_list_concepts(self, st: Stream, args, frames) -> dict:

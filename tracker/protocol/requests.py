@@ -6,6 +6,7 @@ import json
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -23,7 +24,7 @@ from ..concepts.types import (
     MAX_CONCEPT_OBJECTS,
     MAX_EVERY,
     MAX_EVERY_S,
-    MAX_TEXT,
+    concept_text,
 )
 from .base import (
     MAX_MASK_SIDE,
@@ -97,7 +98,9 @@ class ObjectArgs(_Args):
     object: ObjectId
 
 
-ConceptText = Annotated[StrictStr, Field(min_length=1, max_length=MAX_TEXT, pattern=r"\S")]
+# A concept's text as the concept room takes it (concept_text): surrounding whitespace dropped, 1 to MAX_TEXT characters
+# left, no control or format character; a ValueError from it is the field's bad_request.
+ConceptText = Annotated[StrictStr, AfterValidator(concept_text)]
 
 
 class ConceptArgs(_Args):
