@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pipelines.frame import Frame
 
 from ..core.results import FrameResult
-from .detecting import RESULTS_KEPT, DetectJob, DetectorWorker
+from .detecting import RESULTS_KEPT, DetectDone, DetectJob, DetectorWorker
 from .metrics import Metrics
 from .publisher import Publisher
 from .stream import Stream
@@ -34,7 +34,9 @@ class ConceptLoop:
         self.publisher = publisher
         self.metrics = metrics
         self._changed = changed
-        self._waiting: deque = deque(maxlen=RESULTS_KEPT)  # answers taken, held while their stream adds objects
+        # Answers taken, held while their stream prompts the last one's objects: at most RESULTS_KEPT after a turn,
+        # the oldest beyond dropped and counted
+        self._waiting: deque[DetectDone] = deque()
 
     def tracked(self, st: Stream, frame: Frame, result: FrameResult) -> None:
         """A model frame of `st` just tracked: the detector is asked about it if a concept is due (the newest such
@@ -47,8 +49,8 @@ class ConceptLoop:
 
     def turn(self, streams: dict[str, Stream]) -> None:
         """Objects found by the last answers prompted (a few a turn), the answers that came applied to their streams
-        (an answer waits while its stream still prompts the last one's objects), then every stream's events
-        published."""
+        (an answer waits while its stream still prompts the last one's objects; beyond RESULTS_KEPT waiting the oldest
+        are dropped, counted as the detector's own drops are), then every stream's events published."""
         for st in streams.values():
             if st.concepts.adding:
                 try:
@@ -60,7 +62,10 @@ class ConceptLoop:
                 if applied is not None:
                     self._save(st)
                     self._changed(st, applied.frame, True)
-        self._waiting.extend(self.worker.take() if self.worker is not None else [])
+        if self.worker is not None:
+            self._waiting.extend(self.worker.take())
+            for name, n in self.worker.take_lost().items():
+                self._dropped(streams.get(name), n)
         for done in list(self._waiting):
             st = streams.get(done.stream)
             if st is not None and st.concepts.adding:
@@ -83,11 +88,22 @@ class ConceptLoop:
                 self._save(st)  # counters moved on, objects may be gone
             if applied is not None and applied.removed:
                 self._changed(st, None, False)
+        while len(self._waiting) > RESULTS_KEPT:
+            self._dropped(streams.get(self._waiting.popleft().stream), 1)
         for st in streams.values():
             events = st.concepts.take_events()
             self.publisher.publish_events(st.name, events)
             for e in events:
                 self.metrics.concept_events.labels(st.name, e.kind).inc()
+
+    def _dropped(self, st: Stream | None, n: int) -> None:
+        """`n` answers of `st` dropped unapplied: counted (stats, metrics) and said."""
+        if st is None:
+            return
+        st.concepts.dropped += n
+        self.metrics.detector_dropped.labels(st.name).inc(n)
+        log.warning("stream %s: %d detector answer(s) dropped unapplied: %d newer ones waited", st.name, n,
+                    RESULTS_KEPT)
 
     def _save(self, st: Stream) -> None:
         if st.state is not None:

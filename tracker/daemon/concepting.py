@@ -87,6 +87,7 @@ class StreamConcepts:
         # the stream's max_objects (the room `_new_id` leaves counts them)
         self._adds: deque = deque()
         self.calls = self.errors = self.too_old = 0
+        self.dropped = 0  # answers dropped unapplied (concept_loop: more than RESULTS_KEPT waited)
         self._ms: deque = deque(maxlen=TIMES_KEPT)
         self._lag: deque = deque(maxlen=TIMES_KEPT)
         self._apply_ms: deque = deque(maxlen=TIMES_KEPT)  # the tracking thread's time per answer applied, per turn
@@ -256,7 +257,7 @@ class StreamConcepts:
         if self.detector is None:
             return None
         return messages.DetectorStats(self.detector, self.calls, _summary(self._ms), _summary(self._lag),
-                                      self.too_old, self.errors, _summary(self._apply_ms))
+                                      self.too_old, self.errors, _summary(self._apply_ms), self.dropped)
 
     # ---- saved form --------------------------------------------------------------------------------
     def to_dict(self) -> dict:

@@ -11,7 +11,7 @@ import os
 import signal
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,7 +26,10 @@ log = logging.getLogger(__name__)
 READY_TIMEOUT_S = 300.0
 POLL_S = 0.2  # how often the feeding thread looks whether it must stop while the child computes
 STOP_TIMEOUT_S = 3.0  # at shutdown, how long the child may take to leave before it is killed
-RESULTS_KEPT = 8  # answers waiting for the tracking thread (it takes them every turn); older ones are dropped
+# Answers waiting for the tracking thread (it takes them every turn): beyond this the oldest is dropped, counted per
+# stream (`take_lost`, then stats' detector.dropped). 8 calls are tens of seconds of a CPU's detector: an older
+# answer is about a frame the stream has long left.
+RESULTS_KEPT = 8
 
 
 class DetectorStartError(SamtrackError):
@@ -132,6 +135,7 @@ class DetectorWorker:
         self.dropped = 0  # offers replaced by a newer frame of their stream before the child took them
         self._slots: dict[str, DetectJob] = {}  # per stream, the newest frame offered and not yet sent
         self._done: deque[DetectDone] = deque()
+        self._lost: Counter[str] = Counter()  # per stream, answers dropped (RESULTS_KEPT waited) since take_lost
         self._cond = threading.Condition()
         self._busy = False
         self._stopped = False
@@ -159,6 +163,13 @@ class DetectorWorker:
         with self._cond:
             out = list(self._done)
             self._done.clear()
+            return out
+
+    def take_lost(self) -> dict[str, int]:
+        """Per stream, the answers dropped unapplied since the last call: RESULTS_KEPT newer ones waited for `take`."""
+        with self._cond:
+            out = dict(self._lost)
+            self._lost.clear()
             return out
 
     def close(self) -> None:
@@ -192,17 +203,18 @@ class DetectorWorker:
                     return
                 job = self._slots.pop(next(iter(self._slots)))
                 self._busy = True
+            done = None
             try:
                 done = self._call(job)
             finally:
-                with self._cond:
+                with self._cond:  # not busy once its answer waits to be taken (or was counted as dropped)
                     self._busy = False
+                    if done is not None:
+                        self._done.append(done)
+                        while len(self._done) > RESULTS_KEPT:
+                            self._lost[self._done.popleft().stream] += 1
             if done is None:
                 return
-            with self._cond:
-                self._done.append(done)
-                while len(self._done) > RESULTS_KEPT:
-                    self._done.popleft()
 
     def _call(self, job: DetectJob) -> DetectDone | None:
         """One job through the child; None once stopping or the child died (error said)."""

@@ -58,6 +58,8 @@ class Metrics:
                                        registry=r)
         self.detector_too_old = Counter("samtrack_detector_too_old", "Detector answers whose frame had left the "
                                         "window (nothing applied)", ["stream"], registry=r)
+        self.detector_dropped = Counter("samtrack_detector_dropped", "Detector answers dropped unapplied (more "
+                                        "waited than the daemon keeps)", ["stream"], registry=r)
         self.detector_seconds = Histogram("samtrack_detector_seconds", "Time per detector call (its process)",
                                           ["stream"], buckets=BUCKETS, registry=r)
         self.detector_lag = Gauge("samtrack_detector_lag_frames", "Model frames between the last detector call's "

@@ -122,6 +122,7 @@ class DetectorStats:
     too_old: int  # results whose frame had left the window: nothing applied
     errors: int  # calls that failed
     apply_ms: Percentiles | None = None  # the tracking thread's time applying answers (masks, association, prompts)
+    dropped: int = 0  # answers dropped unapplied: more waited than the daemon keeps
 
 
 def _us(ns: int | None) -> int | None:
@@ -311,7 +312,7 @@ def detector_result(d: DetectorStats | None) -> dict | None:
     """stats' `detector`: null without a detector."""
     if d is None:
         return None
-    return {"name": d.name, "calls": d.calls, "errors": d.errors, "too_old": d.too_old,
+    return {"name": d.name, "calls": d.calls, "errors": d.errors, "too_old": d.too_old, "dropped": d.dropped,
             "ms": _percentiles(d.ms), "lag_frames": _percentiles(d.lag_frames), "apply_ms": _percentiles(d.apply_ms)}
 
 
