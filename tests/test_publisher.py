@@ -162,6 +162,40 @@ def test_events_and_end_messages_leave_in_the_order_they_were_handed_over():
     assert results[0]["publish_dropped"] == 0 and all(h["publish_dropped"] == 1 for h in results[1:])
 
 
+def test_a_result_behind_a_stuck_thread_and_events_is_counted_as_dropped(monkeypatch):
+    """A result that waits behind events for a thread that never makes room is given up after CLOSE_TIMEOUT_S,
+    and counted like any result dropped (published as publish_dropped), not lost silently."""
+    import threading
+
+    from tracker.daemon import publisher as pubmod
+
+    monkeypatch.setattr(pubmod, "CLOSE_TIMEOUT_S", 0.3)
+    entered, gate = threading.Event(), threading.Event()
+    ctx, pub, sub = _pair()
+    publisher = Publisher(pub, "rle", queue_size=1, on_sent=lambda *a: (entered.set(), gate.wait(10)))
+    publisher.add_stream("cam")
+    frames = [_frame_and_result(i) for i in range(3)]
+    try:
+        publisher.publish("cam", *frames[0], {"step": 1.0}, 0)
+        assert entered.wait(10)  # the thread is held in result 0's on_sent
+        publisher.publish_events("cam", [messages.Event("appeared", 0, 1, "cup", 0.5)])  # the queue is full
+        publisher.publish("cam", *frames[1], {"step": 1.0}, 0)  # no result to drop, no room within 0.3 s
+        assert publisher.dropped("cam") == 1
+        gate.set()
+        publisher.publish("cam", *frames[2], {"step": 1.0}, 0)
+        publisher.publish_end("cam", 2, "end of stream")
+        assert publisher.close(linger_ms=5000)
+        headers = _until_end(sub, "cam")
+    finally:
+        gate.set()
+        pub.close(0)
+        sub.close(0)
+        ctx.term()
+    assert [(h["type"], h["frame"] if h["type"] == "result" else h.get("object")) for h in headers] == \
+        [("result", 0), ("event", 1), ("result", 2), ("end", None)]
+    assert headers[2]["publish_dropped"] == 1
+
+
 def test_only_the_publisher_thread_touches_its_socket(monkeypatch):
     """The thread closes the socket itself; a thread still busy at close() keeps it (close says so) instead of
     the caller closing a socket another thread may be sending on (libzmq aborts on that)."""

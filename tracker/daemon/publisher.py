@@ -167,7 +167,10 @@ class Publisher:
                 self._items.append(item)
                 self._cond.notify_all()
                 return
-        self._wait_put(item)  # only events and end messages wait: wait for the thread to send one
+        # only events and end messages wait: wait for the thread to send one (a result it never takes is dropped)
+        if not self._wait_put(item) and isinstance(item, _Job):
+            with self._cond:
+                self._channels[item.stream].dropped += 1
 
     def _drop_oldest_result(self) -> None:
         """The oldest waiting result dropped and counted (only fresh results matter); events, end messages and the
@@ -178,20 +181,22 @@ class Publisher:
                 self._channels[item.stream].dropped += 1
                 return
 
-    def _wait_put(self, item: _Job | _Events | _End | None) -> None:
-        """Queue an item behind what waits, without dropping anything (bounded by CLOSE_TIMEOUT_S)."""
+    def _wait_put(self, item: _Job | _Events | _End | None) -> bool:
+        """Queue an item behind what waits, without dropping anything; False when the thread made no room for it
+        within CLOSE_TIMEOUT_S."""
         if self._bound == 0:
             if item is not None:
                 with self._inline:
                     if not self._closed:
                         self._send(item)
-            return
+            return True
         with self._cond:
             if not self._cond.wait_for(lambda: len(self._items) < self._bound, CLOSE_TIMEOUT_S):
                 log.warning("publisher thread stuck for %.1f s: %s not queued", CLOSE_TIMEOUT_S, item or "stop")
-                return
+                return False
             self._items.append(item)
             self._cond.notify_all()
+            return True
 
     def _run(self) -> None:
         while True:
