@@ -183,6 +183,35 @@ def test_remove_concept_removes_its_objects_with_events_and_the_state_round_trip
         c.remove("cup")
 
 
+def test_a_found_object_still_waiting_to_be_added_leaves_without_an_event_when_its_concept_goes(model):
+    """An object waiting to be prompted was never announced (its `appeared` leaves when it is added): removing its
+    concept, or lowering its max_objects, drops it without a `removed` for an id no subscriber saw, never adds it
+    later, and never removes a client's object that took its id meanwhile."""
+    t = stepped(model)
+    BoxMasks(t)
+    c = StreamConcepts("s", t, "omdet-turbo")
+    c.add(ConceptSpec("cup", stream="s"))
+    (shown,) = apply(c, done(t.window[1], (40, 10, 80, 40)))
+    c.apply(done(t.window[1], (40, 10, 80, 40), (0, 60, 20, 90), (40, 60, 70, 90)))  # one matched, two wait
+    assert c.adding
+    taken = c.next_id - 1  # a client's new object takes the id of one of them
+    box = t.add_mask(taken, rect((100, 0, 120, 20)), frame_index=t.window[-1]).objects[taken].bbox
+    c.take_events()
+    c.remove("cup")
+    assert [(e.kind, e.obj_id) for e in c.take_events()] == [("removed", shown)]
+    assert not c.adding and c.add_waiting(1000) is None and c.take_events() == []
+    assert t.objects == [1, 5, taken] and t.result().objects[taken].bbox == box and taken not in c.tags
+
+    c.add(ConceptSpec("dog", max_objects=2, stream="s"))
+    (dog,) = apply(c, done(t.window[1], (40, 10, 80, 40), text="dog"))
+    c.apply(done(t.window[1], (40, 10, 80, 40), (0, 60, 20, 90), text="dog"))
+    assert c.adding
+    c.take_events()
+    c.add(ConceptSpec("dog", max_objects=1, stream="s"))  # its newest object, still waiting, is beyond the limit
+    assert c.take_events() == [] and not c.adding and c.add_waiting(1000) is None
+    assert set(t.objects) == {1, 5, taken, dog} and c.infos()[0].objects == [dog]
+
+
 def test_concept_limits_and_no_detector(model):
     t = stepped(model, frames=2)
     with pytest.raises(NoDetectorError, match="--detector NAME"):

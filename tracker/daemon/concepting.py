@@ -302,9 +302,16 @@ class StreamConcepts:
                 for i in self.tracker.objects}
 
     def _remove_objects(self, tracks, label: str) -> None:
-        """A concept's objects removed from the tracker, a `removed` event each (on the newest frame)."""
+        """A concept's objects removed from the tracker, a `removed` event each (on the newest frame). One still
+        waiting to be prompted was never announced (no `appeared` left, and a client may hold its id): it is only
+        dropped from the waiting ones."""
         frame = self.tracker.latest_frame if self.tracker.latest_frame is not None else -1
+        ids = {t.obj_id for t in tracks}
+        waiting = {new.obj_id for _, new, _, _ in self._adds if new.obj_id in ids}
+        self._adds = deque(a for a in self._adds if a[1].obj_id not in waiting)
         for t in tracks:
+            if t.obj_id in waiting:
+                continue
             if t.obj_id in self.tracker.objects:
                 self.tracker.remove_object(t.obj_id)
             self._events.append(messages.Event("removed", frame, t.obj_id, label, t.score))
