@@ -16,7 +16,7 @@ from tracker.concepts.types import ConceptSpec, Detection
 from tracker.core.tracker import Tracker
 from tracker.daemon import concepting
 from tracker.daemon.concepting import StreamConcepts
-from tracker.daemon.detecting import DetectDone
+from tracker.daemon.detecting import DetectDone, DetectorHealth
 from tracker.errors import FrameWindowError, NoDetectorError, TooManyConceptsError, UnknownConceptError
 from tracker.protocol import messages
 
@@ -146,7 +146,7 @@ def test_an_answer_on_a_frame_that_left_the_window_changes_nothing(model):
     c.add(ConceptSpec("cup", stream="s"))
     assert c.apply(done(t.window[0] - 1, (40, 10, 80, 40))) is None
     assert t.objects == [1, 5] and c.too_old == 1 and c.take_events() == []
-    stats = c.detector_stats()
+    stats = c.detector_stats(DetectorHealth("omdet-turbo", True, 4321, 0, 0, None))
     assert stats.calls == 1 and stats.too_old == 1 and stats.lag_frames.max == WINDOW
 
 

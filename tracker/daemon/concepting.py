@@ -20,7 +20,7 @@ from ..core.tracker import Tracker
 from ..errors import NoDetectorError, PromptError, TooManyConceptsError, TooManyObjectsError, UnknownConceptError
 from ..percentiles import Percentiles, percentiles
 from ..protocol import messages
-from .detecting import DetectDone
+from .detecting import DetectDone, DetectorHealth
 
 log = logging.getLogger(__name__)
 
@@ -252,11 +252,13 @@ class StreamConcepts:
         self._apply_ms.append(1000.0 * (time.perf_counter() - t0))
         return Applied(frame, tuple(added), ()) if added else None
 
-    def detector_stats(self) -> messages.DetectorStats | None:
+    def detector_stats(self, health: DetectorHealth) -> messages.DetectorStats | None:
+        """This stream's calls, with the state of the daemon's detector process."""
         if self.detector is None:
             return None
         return messages.DetectorStats(self.detector, self.calls, _summary(self._ms), _summary(self._lag),
-                                      self.too_old, self.errors, _summary(self._apply_ms))
+                                      self.too_old, self.errors, _summary(self._apply_ms), health.alive, health.pid,
+                                      health.restarts, health.hung, health.last_error)
 
     # ---- saved form --------------------------------------------------------------------------------
     def to_dict(self) -> dict:
