@@ -1,18 +1,24 @@
 """The concepts' detector process (tracker/daemon/detecting.py) kept alive: a real omdet-turbo child (random weights)
 that dies is reported once and started again, one that leaves a call unanswered past its deadline is killed and
-started again, calls go on with the new one. Every wait is bounded."""
+started again, calls go on with the new one; and a daemon whose start fails after its detector started leaves no
+detector process behind. Every wait is bounded."""
 
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
 import signal
+import threading
 import time
 
 import numpy as np
 import pytest
 
+from pipelines.errors import SourceSpecError
+from tracker.daemon.config import load_config
 from tracker.daemon.detecting import DetectDone, DetectJob, DetectorSettings, DetectorWorker
+from tracker.daemon.wiring import build_daemon
 
 pytestmark = pytest.mark.slow  # a detector of 115 M parameters started two or three times: seconds each
 
@@ -89,3 +95,16 @@ def test_a_call_unanswered_past_its_deadline_kills_and_restarts_the_child():
         assert answer.frame == 2 and answer.error is None and worker.take() == []
     finally:
         worker.close()
+
+
+def test_a_start_that_fails_after_the_detector_started_stops_it():
+    cfg = load_config(None, {"stream.source": "scene:nope", "detector.model": "omdet-turbo", "model.image_size": 64,
+                             "model.threads": 1, "metrics.enabled": False, "state.enabled": False})
+    try:
+        with pytest.raises(SourceSpecError, match="unknown scene 'nope'"):  # the stream's source, after the detector
+            build_daemon(cfg)
+        assert multiprocessing.active_children() == []
+        assert [t.name for t in threading.enumerate() if t.name == "detector"] == []
+    finally:
+        for child in multiprocessing.active_children():  # without the fix: not left to the next tests
+            child.kill()
