@@ -227,3 +227,26 @@ def test_an_unknown_detector_fails_at_start():
     r = subprocess.run([sys.executable, "-m", "tracker.cli", "serve", "--source", SOURCE, "--detector", "nope",
                         "--no-metrics"], capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and "unknown detector 'nope'" in r.stderr
+
+
+def test_a_detector_that_cannot_load_fails_at_start_with_one_line_and_no_process_left(tmp_path):
+    """grounding-dino-tiny without its download (an empty cache) cannot build its tokenizer: the daemon ends its
+    start with one clear line and exit code 2, and no process of its is left (each carries the test's mark)."""
+    mark = f"samtrack-test-{os.getpid()}-{time.monotonic_ns()}"
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path), "SAMTRACK_TEST_MARK": mark}
+    env.pop("SAMTRACK_CACHE_DIR", None)
+    r = subprocess.run([sys.executable, "-m", "tracker.cli", "serve", "--source", SOURCE, "--image-size", "64",
+                        "--threads", "1", "--detector", "grounding-dino-tiny", "--no-metrics"],
+                       capture_output=True, text=True, timeout=WAIT_S, env=env)
+    errors = [line for line in r.stderr.splitlines() if line.startswith("samtrack: error:")]
+    assert r.returncode == 2 and len(errors) == 1, r.stderr[-2000:]
+    assert "detector 'grounding-dino-tiny' cannot start: CheckpointError" in errors[0]
+    assert "Traceback" not in r.stderr
+    left = []
+    for p in psutil.process_iter():
+        try:
+            if p.environ().get("SAMTRACK_TEST_MARK") == mark:
+                left.append(p)
+        except (psutil.AccessDenied, psutil.NoSuchProcess, psutil.ZombieProcess):
+            continue
+    assert left == []
