@@ -212,6 +212,24 @@ def test_a_found_object_still_waiting_to_be_added_leaves_without_an_event_when_i
     assert set(t.objects) == {1, 5, taken, dog} and c.infos()[0].objects == [dog]
 
 
+def test_a_found_object_still_waiting_is_neither_listed_nor_saved(model):
+    """Before its `appeared`, a found object is in no list_concepts reply nor in the saved concepts: a restart after
+    a client took its id must not give the client's object to the concept."""
+    t = stepped(model)
+    BoxMasks(t)
+    c = StreamConcepts("s", t, "omdet-turbo")
+    c.add(ConceptSpec("cup", stream="s"))
+    c.apply(done(t.window[1], (40, 10, 80, 40)))
+    assert c.adding
+    waiting = c.next_id - 1
+    assert c.infos()[0].objects == []
+    t.add_mask(waiting, rect((100, 0, 120, 20)), frame_index=t.window[-1])  # a client's new object takes its id
+    saved = json.loads(json.dumps(c.to_dict()))
+    back = StreamConcepts("s", t, "omdet-turbo")
+    back.restore(saved)  # as after a restart: the tracker's state has the client's object
+    assert back.infos()[0].objects == [] and waiting not in back.tags and back.next_id == waiting + 1
+
+
 def test_concept_limits_and_no_detector(model):
     t = stepped(model, frames=2)
     with pytest.raises(NoDetectorError, match="--detector NAME"):

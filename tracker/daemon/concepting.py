@@ -138,12 +138,13 @@ class StreamConcepts:
         self._retag()
 
     def infos(self) -> list[messages.ConceptInfo]:
-        out = []
+        out, waiting = [], self._waiting()
         for text, c in self._concepts.items():
             s = c.spec
             p50 = round(float(np.median(c.ms)), 1) if c.ms else None
             out.append(messages.ConceptInfo(text, s.every, s.period_s, s.threshold, s.max_objects, self.stream,
-                                            [t.obj_id for t in c.tracks.tracks()], p50, c.calls))
+                                            [t.obj_id for t in c.tracks.tracks() if t.obj_id not in waiting], p50,
+                                            c.calls))
         return out
 
     def spec_fields(self, spec: ConceptSpec) -> dict:
@@ -262,9 +263,12 @@ class StreamConcepts:
 
     # ---- saved form --------------------------------------------------------------------------------
     def to_dict(self) -> dict:
-        """JSON-ready: every concept's request and objects, and the next id (the state directory)."""
+        """JSON-ready: every concept's request and objects (not those waiting to be added), and the next id (the
+        state directory)."""
+        waiting = self._waiting()
         return {"format": STATE_FORMAT, "next_id": self.next_id,
-                "concepts": [c.tracks.to_state().as_dict() for c in self._concepts.values()]}
+                "concepts": [ConceptState(c.spec, tuple(t for t in c.tracks.tracks() if t.obj_id not in waiting))
+                             .as_dict() for c in self._concepts.values()]}
 
     def restore(self, data: dict) -> None:
         """The concepts of `to_dict` back, their objects kept where the tracker has them; ConceptError when the
@@ -303,13 +307,16 @@ class StreamConcepts:
         return {i: result.objects[i].mask if i in result.objects else np.zeros(size, dtype=bool)
                 for i in self.tracker.objects}
 
+    def _waiting(self) -> set[int]:
+        """Found objects waiting to be prompted: never announced (their `appeared` leaves when they are added), so
+        in no event, reply nor saved state, and a client may hold their ids meanwhile."""
+        return {new.obj_id for _, new, _, _ in self._adds}
+
     def _remove_objects(self, tracks, label: str) -> None:
-        """A concept's objects removed from the tracker, a `removed` event each (on the newest frame). One still
-        waiting to be prompted was never announced (no `appeared` left, and a client may hold its id): it is only
-        dropped from the waiting ones."""
+        """A concept's objects removed from the tracker, a `removed` event each (on the newest frame); one still
+        waiting to be prompted is only dropped from the waiting ones."""
         frame = self.tracker.latest_frame if self.tracker.latest_frame is not None else -1
-        ids = {t.obj_id for t in tracks}
-        waiting = {new.obj_id for _, new, _, _ in self._adds if new.obj_id in ids}
+        waiting = self._waiting() & {t.obj_id for t in tracks}
         self._adds = deque(a for a in self._adds if a[1].obj_id not in waiting)
         for t in tracks:
             if t.obj_id in waiting:
