@@ -17,7 +17,7 @@ from tracker.core.tracker import Tracker
 from tracker.daemon import concepting
 from tracker.daemon.commands import CommandHandler
 from tracker.daemon.concepting import StreamConcepts
-from tracker.daemon.detecting import DetectDone
+from tracker.daemon.detecting import DetectDone, DetectorHealth
 from tracker.daemon.metrics import Metrics
 from tracker.daemon.stream import Stream
 from tracker.errors import FrameWindowError, NoDetectorError, TooManyConceptsError, UnknownConceptError
@@ -149,7 +149,7 @@ def test_an_answer_on_a_frame_that_left_the_window_changes_nothing(model):
     c.add(ConceptSpec("cup", stream="s"))
     assert c.apply(done(t.window[0] - 1, (40, 10, 80, 40))) is None
     assert t.objects == [1, 5] and c.too_old == 1 and c.take_events() == []
-    stats = c.detector_stats()
+    stats = c.detector_stats(DetectorHealth("omdet-turbo", True, 4321, 0, 0, None))
     assert stats.calls == 1 and stats.too_old == 1 and stats.lag_frames.max == WINDOW
 
 
@@ -184,6 +184,53 @@ def test_remove_concept_removes_its_objects_with_events_and_the_state_round_trip
     assert [(e.kind, e.obj_id, e.label) for e in c.take_events()] == [("removed", cup, "cup")]
     with pytest.raises(UnknownConceptError):
         c.remove("cup")
+
+
+def test_a_found_object_still_waiting_to_be_added_leaves_without_an_event_when_its_concept_goes(model):
+    """An object waiting to be prompted was never announced (its `appeared` leaves when it is added): removing its
+    concept, or lowering its max_objects, drops it without a `removed` for an id no subscriber saw, never adds it
+    later, and never removes a client's object that took its id meanwhile."""
+    t = stepped(model)
+    BoxMasks(t)
+    c = StreamConcepts("s", t, "omdet-turbo")
+    c.add(ConceptSpec("cup", stream="s"))
+    (shown,) = apply(c, done(t.window[1], (40, 10, 80, 40)))
+    c.apply(done(t.window[1], (40, 10, 80, 40), (0, 60, 20, 90), (40, 60, 70, 90)))  # one matched, two wait
+    assert c.adding
+    taken = c.next_id - 1  # a client's new object takes the id of one of them
+    box = t.add_mask(taken, rect((100, 0, 120, 20)), frame_index=t.window[-1]).objects[taken].bbox
+    c.take_events()
+    c.remove("cup")
+    assert [(e.kind, e.obj_id) for e in c.take_events()] == [("removed", shown)]
+    assert not c.adding and c.add_waiting(1000) is None and c.take_events() == []
+    assert t.objects == [1, 5, taken] and t.result().objects[taken].bbox == box and taken not in c.tags
+
+    c.add(ConceptSpec("dog", max_objects=2, stream="s"))
+    (dog,) = apply(c, done(t.window[1], (40, 10, 80, 40), text="dog"))
+    c.apply(done(t.window[1], (40, 10, 80, 40), (0, 60, 20, 90), text="dog"))
+    assert c.adding
+    c.take_events()
+    c.add(ConceptSpec("dog", max_objects=1, stream="s"))  # its newest object, still waiting, is beyond the limit
+    assert c.take_events() == [] and not c.adding and c.add_waiting(1000) is None
+    assert set(t.objects) == {1, 5, taken, dog} and c.infos()[0].objects == [dog]
+
+
+def test_a_found_object_still_waiting_is_neither_listed_nor_saved(model):
+    """Before its `appeared`, a found object is in no list_concepts reply nor in the saved concepts: a restart after
+    a client took its id must not give the client's object to the concept."""
+    t = stepped(model)
+    BoxMasks(t)
+    c = StreamConcepts("s", t, "omdet-turbo")
+    c.add(ConceptSpec("cup", stream="s"))
+    c.apply(done(t.window[1], (40, 10, 80, 40)))
+    assert c.adding
+    waiting = c.next_id - 1
+    assert c.infos()[0].objects == []
+    t.add_mask(waiting, rect((100, 0, 120, 20)), frame_index=t.window[-1])  # a client's new object takes its id
+    saved = json.loads(json.dumps(c.to_dict()))
+    back = StreamConcepts("s", t, "omdet-turbo")
+    back.restore(saved)  # as after a restart: the tracker's state has the client's object
+    assert back.infos()[0].objects == [] and waiting not in back.tags and back.next_id == waiting + 1
 
 
 def test_concept_limits_and_no_detector(model):

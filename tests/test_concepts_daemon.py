@@ -6,14 +6,17 @@ detector runs, a restart keeping concepts and labels, remove_concept removing it
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 import time
 
+import psutil
 import pytest
 import zmq
 
-from tests.daemon_helpers import present_checkpoint, start_daemon
+from tests.daemon_helpers import present_checkpoint, scrape_metrics, start_daemon
 from tracker.client import Client, RemoteError, Result, Subscriber
 
 pytestmark = pytest.mark.slow  # a detector of 115 M parameters on a 2-core CPU: seconds a call
@@ -156,6 +159,37 @@ def test_a_restart_keeps_concepts_and_labels(world):
         assert c.stats()["detector"]["calls"] >= 1
 
 
+def test_a_killed_detector_is_reported_and_started_again_while_its_concepts_stay(world):
+    """The detector's process SIGKILLed: stats and metrics say it is down and how it ended, the daemon starts it
+    again, and its concept's calls go on with the new process."""
+    d = world["daemon"]
+    with Client(d.commands, timeout=60) as c:
+        stats = c.stats()
+        det, port, up = stats["detector"], stats["metrics_port"], 'samtrack_detector_up{detector="omdet-turbo"}'
+        assert det["alive"] and det["restarts"] == 0 and det["hung"] == 0 and det["last_error"] is None
+        assert det["pid"] in {p.pid for p in psutil.Process(d.proc.pid).children()}  # the daemon's own child
+        assert scrape_metrics(port)[up] == 1
+        os.kill(det["pid"], signal.SIGKILL)
+        seen_down, seen_up, deadline = [], set(), time.monotonic() + WAIT_S
+        while time.monotonic() < deadline:
+            now = c.stats()["detector"]
+            seen_up.add(scrape_metrics(port)[up])
+            if not now["alive"]:
+                seen_down.append(now)
+            elif now["restarts"] == 1 and 0 in seen_up:
+                break
+            time.sleep(0.2)
+        assert seen_down and seen_down[0]["pid"] is None and "killed by SIGKILL" in seen_down[0]["last_error"]
+        assert now["alive"] and now["restarts"] == 1 and now["pid"] not in (None, det["pid"]) and seen_up == {0, 1}
+        metrics = scrape_metrics(port)
+        assert metrics[up] == 1 and metrics['samtrack_detector_restarts_total{detector="omdet-turbo"}'] == 1
+        assert [k["text"] for k in c.list_concepts()["concepts"]] == [TEXT]  # concepts stay
+        calls, deadline = now["calls"], time.monotonic() + WAIT_S
+        while c.stats()["detector"]["calls"] == calls and time.monotonic() < deadline:  # the new process answers
+            time.sleep(1.0)
+        assert c.stats()["detector"]["calls"] > calls
+
+
 def test_remove_concept_removes_its_objects_with_events(world):
     d = world["daemon"]
     events = Events(d.results)
@@ -193,3 +227,26 @@ def test_an_unknown_detector_fails_at_start():
     r = subprocess.run([sys.executable, "-m", "tracker.cli", "serve", "--source", SOURCE, "--detector", "nope",
                         "--no-metrics"], capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and "unknown detector 'nope'" in r.stderr
+
+
+def test_a_detector_that_cannot_load_fails_at_start_with_one_line_and_no_process_left(tmp_path):
+    """grounding-dino-tiny without its download (an empty cache) cannot build its tokenizer: the daemon ends its
+    start with one clear line and exit code 2, and no process of its is left (each carries the test's mark)."""
+    mark = f"samtrack-test-{os.getpid()}-{time.monotonic_ns()}"
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path), "SAMTRACK_TEST_MARK": mark}
+    env.pop("SAMTRACK_CACHE_DIR", None)
+    r = subprocess.run([sys.executable, "-m", "tracker.cli", "serve", "--source", SOURCE, "--image-size", "64",
+                        "--threads", "1", "--detector", "grounding-dino-tiny", "--no-metrics"],
+                       capture_output=True, text=True, timeout=WAIT_S, env=env)
+    errors = [line for line in r.stderr.splitlines() if line.startswith("samtrack: error:")]
+    assert r.returncode == 2 and len(errors) == 1, r.stderr[-2000:]
+    assert "detector 'grounding-dino-tiny' cannot start: CheckpointError" in errors[0]
+    assert "Traceback" not in r.stderr
+    left = []
+    for p in psutil.process_iter():
+        try:
+            if p.environ().get("SAMTRACK_TEST_MARK") == mark:
+                left.append(p)
+        except (psutil.AccessDenied, psutil.NoSuchProcess, psutil.ZombieProcess):
+            continue
+    assert left == []

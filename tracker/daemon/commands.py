@@ -24,6 +24,7 @@ from ..errors import (
 )
 from ..protocol import messages
 from ..protocol.routing import Overview, route
+from .detecting import DetectorHealth
 from .metrics import UNROUTED, Metrics
 from .statedir import StateStore
 from .stream import Stream
@@ -57,11 +58,13 @@ class CommandHandler:
     the daemon has one). Never raises: every failure is a reply."""
 
     def __init__(self, streams: dict[str, Stream], status: Callable[[Stream], messages.DaemonStatus],
-                 metrics: Metrics, publish_dropped: Callable[[str], int]):
+                 metrics: Metrics, publish_dropped: Callable[[str], int],
+                 detector_health: Callable[[], DetectorHealth | None]):
         self.streams = streams
         self.metrics = metrics
         self._status = status  # daemon-level facts for ping/stats (source, fps, ...)
         self._publish_dropped = publish_dropped  # a stream's results the publisher dropped so far
+        self._detector_health = detector_health  # the detector's process (None: the daemon has none)
         self.unrouted_requests = 0  # requests that named no stream served here (several streams only)
         self.unrouted_errors: Counter = Counter()
 
@@ -178,14 +181,14 @@ class CommandHandler:
         return messages.concepts_result(st.concepts.infos())
 
     def _op_stats(self, st: Stream, args, frames) -> dict:
-        s = st.stats
+        s, health = st.stats, self._detector_health()
         return messages.stats_result(
             self._status(st), frames=s.frames, frame_errors=s.frame_errors, prompts=s.prompts, requests=s.requests,
             errors=s.errors, fps=s.fps, timings_ms=s.percentiles(), objects=len(st.tracker.objects),
             held_bytes=st.tracker.held_bytes(), retracked_frames=s.retracked_frames,
             publish_dropped=self._publish_dropped(st.name), motion_frames=s.motion_frames,
             answered_fps=s.answered_fps, between_key_frames="motion" if st.motion is not None else "drop",
-            detector=st.concepts.detector_stats())
+            detector=st.concepts.detector_stats(health) if health is not None else None)
 
     def _op_export_state(self, st: Stream, args, frames) -> WithFrames:
         data = _store(st).encode(st.tracker)

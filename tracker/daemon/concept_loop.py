@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pipelines.frame import Frame
 
 from ..core.results import FrameResult
-from .detecting import RESULTS_KEPT, DetectDone, DetectJob, DetectorWorker
+from .detecting import RESULTS_KEPT, DetectDone, DetectJob, DetectorHealth, DetectorWorker
 from .metrics import Metrics
 from .publisher import Publisher
 from .stream import Stream
@@ -109,6 +109,10 @@ class ConceptLoop:
         if st.state is not None:
             st.state.save(st.tracker)
             st.state.save_concepts(st.concepts.to_dict())
+
+    def health(self) -> DetectorHealth | None:
+        """The detector's process (None without a detector)."""
+        return self.worker.health() if self.worker is not None else None
 
     def close(self) -> None:
         if self.worker is not None:

@@ -20,7 +20,7 @@ from ..core.tracker import Tracker
 from ..errors import NoDetectorError, PromptError, TooManyConceptsError, TooManyObjectsError, UnknownConceptError
 from ..percentiles import Percentiles, percentiles
 from ..protocol import messages
-from .detecting import DetectDone
+from .detecting import DetectDone, DetectorHealth
 
 log = logging.getLogger(__name__)
 
@@ -139,12 +139,13 @@ class StreamConcepts:
         self._retag()
 
     def infos(self) -> list[messages.ConceptInfo]:
-        out = []
+        out, waiting = [], self._waiting()
         for text, c in self._concepts.items():
             s = c.spec
             p50 = round(float(np.median(c.ms)), 1) if c.ms else None
             out.append(messages.ConceptInfo(text, s.every, s.period_s, s.threshold, s.max_objects, self.stream,
-                                            [t.obj_id for t in c.tracks.tracks()], p50, c.calls))
+                                            [t.obj_id for t in c.tracks.tracks() if t.obj_id not in waiting], p50,
+                                            c.calls))
         return out
 
     def spec_fields(self, spec: ConceptSpec) -> dict:
@@ -253,17 +254,22 @@ class StreamConcepts:
         self._apply_ms.append(1000.0 * (time.perf_counter() - t0))
         return Applied(frame, tuple(added), ()) if added else None
 
-    def detector_stats(self) -> messages.DetectorStats | None:
+    def detector_stats(self, health: DetectorHealth) -> messages.DetectorStats | None:
+        """This stream's calls, with the state of the daemon's detector process."""
         if self.detector is None:
             return None
         return messages.DetectorStats(self.detector, self.calls, _summary(self._ms), _summary(self._lag),
-                                      self.too_old, self.errors, _summary(self._apply_ms), self.dropped)
+                                      self.too_old, self.errors, _summary(self._apply_ms), self.dropped,
+                                      health.alive, health.pid, health.restarts, health.hung, health.last_error)
 
     # ---- saved form --------------------------------------------------------------------------------
     def to_dict(self) -> dict:
-        """JSON-ready: every concept's request and objects, and the next id (the state directory)."""
+        """JSON-ready: every concept's request and objects (not those waiting to be added), and the next id (the
+        state directory)."""
+        waiting = self._waiting()
         return {"format": STATE_FORMAT, "next_id": self.next_id,
-                "concepts": [c.tracks.to_state().as_dict() for c in self._concepts.values()]}
+                "concepts": [ConceptState(c.spec, tuple(t for t in c.tracks.tracks() if t.obj_id not in waiting))
+                             .as_dict() for c in self._concepts.values()]}
 
     def restore(self, data: dict) -> None:
         """The concepts of `to_dict` back, their objects kept where the tracker has them; ConceptError when the
@@ -302,10 +308,20 @@ class StreamConcepts:
         return {i: result.objects[i].mask if i in result.objects else np.zeros(size, dtype=bool)
                 for i in self.tracker.objects}
 
+    def _waiting(self) -> set[int]:
+        """Found objects waiting to be prompted: never announced (their `appeared` leaves when they are added), so
+        in no event, reply nor saved state, and a client may hold their ids meanwhile."""
+        return {new.obj_id for _, new, _, _ in self._adds}
+
     def _remove_objects(self, tracks, label: str) -> None:
-        """A concept's objects removed from the tracker, a `removed` event each (on the newest frame)."""
+        """A concept's objects removed from the tracker, a `removed` event each (on the newest frame); one still
+        waiting to be prompted is only dropped from the waiting ones."""
         frame = self.tracker.latest_frame if self.tracker.latest_frame is not None else -1
+        waiting = self._waiting() & {t.obj_id for t in tracks}
+        self._adds = deque(a for a in self._adds if a[1].obj_id not in waiting)
         for t in tracks:
+            if t.obj_id in waiting:
+                continue
             if t.obj_id in self.tracker.objects:
                 self.tracker.remove_object(t.obj_id)
             self._events.append(messages.Event("removed", frame, t.obj_id, label, t.score))

@@ -108,8 +108,9 @@ class Daemon:
         for st in streams:
             self.publisher.add_stream(st.name, st.preview_every)
             st.carry_between_key_frames(functools.partial(self.seen_by_motion, st))
-        self.handler = CommandHandler(self.streams, self.status, self.metrics, self.publisher.dropped)
         self.concepts = ConceptLoop(detector, self.publisher, self.metrics, self._found)
+        self.handler = CommandHandler(self.streams, self.status, self.metrics, self.publisher.dropped,
+                                      self.concepts.health)
         self._turns = 0
         self._ended = False  # end messages were published
 
@@ -157,7 +158,7 @@ class Daemon:
                 if not self._turn():
                     log.info("no stream left running; exiting")
                     return
-                self.service.tick(self.streams)
+                self.service.tick(self.streams, self.concepts.health())
                 for st in self.streams.values():
                     st.reserve_numbers()
         except Interrupted as e:

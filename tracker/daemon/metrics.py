@@ -64,6 +64,14 @@ class Metrics:
                                           ["stream"], buckets=BUCKETS, registry=r)
         self.detector_lag = Gauge("samtrack_detector_lag_frames", "Model frames between the last detector call's "
                                   "frame and the newest when it was applied", ["stream"], registry=r)
+        # The detector's process is the daemon's, not a stream's: labelled by its name, so a daemon without one has none
+        self.detector_up = Gauge("samtrack_detector_up", "1 while the concepts' detector process is ready for calls, "
+                                 "0 from its death or a hung call until it is started again", ["detector"],
+                                 registry=r)
+        self.detector_restarts = Counter("samtrack_detector_restarts", "Detector processes started again after one "
+                                         "died or hung", ["detector"], registry=r)
+        self.detector_hung = Counter("samtrack_detector_hung", "Detector calls without an answer within their "
+                                     "deadline (the process killed and started again)", ["detector"], registry=r)
         self.concept_events = Counter("samtrack_concept_events", "Concepts' lifecycle events by kind",
                                       ["stream", "kind"], registry=r)
         self._seen: dict[tuple[Counter, str], int] = {}  # totals kept elsewhere, as last synced
@@ -121,6 +129,12 @@ class Metrics:
         """Counters that a stream's source keeps as totals."""
         self._sync(self.dropped, s, dropped)
         self._sync(self.reconnects, s, reconnects)
+
+    def sync_detector(self, name: str, alive: bool, restarts: int, hung: int) -> None:
+        """The detector process's state and the totals its worker keeps."""
+        self.detector_up.labels(name).set(1 if alive else 0)
+        self._sync(self.detector_restarts, name, restarts)
+        self._sync(self.detector_hung, name, hung)
 
     def _sync(self, counter: Counter, s: str, total: int) -> None:
         seen = self._seen.get((counter, s), 0)

@@ -1,10 +1,11 @@
 """The daemon's service side, once per turn: systemd's READY/STATUS/WATCHDOG and the metrics whose totals
-are kept elsewhere (sources, recorders, banks)."""
+are kept elsewhere (sources, recorders, banks, the detector's process)."""
 
 from __future__ import annotations
 
 import time
 
+from .detecting import DetectorHealth
 from .metrics import Metrics
 from .sdnotify import Notifier
 from .stream import Stream
@@ -21,11 +22,13 @@ class Service:
         self.ready = False
         self._last_ping = self._last_status = 0.0
 
-    def tick(self, streams: dict[str, Stream]) -> None:
+    def tick(self, streams: dict[str, Stream], detector: DetectorHealth | None = None) -> None:
         now = time.monotonic()
         m = self.metrics
         for st in streams.values():
             _sync(m, st)
+        if detector is not None:
+            m.sync_detector(detector.name, detector.alive, detector.restarts, detector.hung)
         if not self.ready and any(st.stats.frames for st in streams.values()):
             self.ready = True
             self.notifier.ready(status_line(streams))

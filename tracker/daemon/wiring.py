@@ -18,7 +18,7 @@ from ..protocol.curve import CurveServer
 from ..recording.format import Manifest, keep_state
 from ..recording.writer import Recorder, RecordSettings
 from .concepting import StreamConcepts
-from .config import Config, ConfigError
+from .config import Config, ConfigError, StreamSection
 from .detecting import DetectorSettings, DetectorWorker
 from .loop import Daemon, DaemonSettings
 from .security import check_free
@@ -48,10 +48,6 @@ def settings_from(cfg: Config) -> DaemonSettings:
 def build_daemon(cfg: Config) -> Daemon:
     """The model and its engines once, a tracker per stream on them, then the sources (a bad model or backend
     fails before a camera is touched)."""
-    from pipelines.live import DEFAULT_BACKOFF, Backoff
-
-    from ..recording.inputs import open_input
-
     settings = settings_from(cfg)
     check_free([settings.results, settings.commands],  # a busy port fails now, not after the model loaded
                (settings.metrics_address, settings.metrics_port) if settings.metrics_address is not None else None)
@@ -73,29 +69,45 @@ def build_daemon(cfg: Config) -> Daemon:
     several = len(sections) > 1
     digest = weights_digest({"model": first.model})
     state_dir = cfg.state_dir(dict(os.environ))
+    # The detector before any stream (its state, source, recorder): a failure from here on stops its process
     detector = start_detector(cfg)
-    streams = []
-    for sec, tracker in zip(sections, trackers, strict=True):
-        state = StateStore(state_dir, sec.name, identity(cfg, tracker, sec.name, digest))
-        state.load_into(tracker)  # before the first frame: its objects go on, numbering continues
-        concepts = restored_concepts(sec.name, tracker, state, cfg.detector.model or None)
-        # A recording's frames come at the pace they were captured, as its camera gave them. With several
-        # streams a camera that cannot start is retried in the background while the others run.
-        source = open_input(sec.source, realtime=True, stall_timeout_s=sec.stall_timeout_s, fail_fast=not several,
-                            backoff=Backoff(sec.reconnect_initial_s, DEFAULT_BACKOFF.factor, sec.reconnect_max_s))
-        motion = cfg.tracking.between_key_frames == "motion" and source.spec.live  # as Stream decides it
-        recorder = None
-        if cfg.record.directory:
-            try:
-                recorder = recorder_for(cfg, tracker, sec.name, several, digest, state, motion)
-            except OSError as e:  # a full disk (or a vanished directory) never stops tracking
-                log.error("stream %s: cannot start recording in %s (%s); tracking goes on unrecorded: free space "
-                          "or fix the directory, then restart", sec.name, cfg.record.directory, e)
-        preview = sec.preview_every if sec.preview_every >= 0 else cfg.output.preview_every
-        streams.append(Stream(sec.name, source, tracker, preview_every=preview, recorder=recorder, state=state,
-                              between_key_frames=cfg.tracking.between_key_frames,
-                              motion_frames_kept=cfg.tracking.motion_frames_kept, concepts=concepts))
-    return Daemon(streams, settings, detector=detector)
+    try:
+        streams = [build_stream(cfg, sec, tracker, several, digest, state_dir)
+                   for sec, tracker in zip(sections, trackers, strict=True)]
+        return Daemon(streams, settings, detector=detector)
+    except BaseException:
+        if detector is not None:
+            detector.close()
+        raise
+
+
+def build_stream(cfg: Config, sec: StreamSection, tracker: Tracker, several: bool, digest: str,
+                 state_dir: Path | None) -> Stream:
+    """One stream of the config on its tracker: its state restored, its concepts, its (not yet started) source and
+    its recorder."""
+    from pipelines.live import DEFAULT_BACKOFF, Backoff
+
+    from ..recording.inputs import open_input
+
+    state = StateStore(state_dir, sec.name, identity(cfg, tracker, sec.name, digest))
+    state.load_into(tracker)  # before the first frame: its objects go on, numbering continues
+    concepts = restored_concepts(sec.name, tracker, state, cfg.detector.model or None)
+    # A recording's frames come at the pace they were captured, as its camera gave them. With several
+    # streams a camera that cannot start is retried in the background while the others run.
+    source = open_input(sec.source, realtime=True, stall_timeout_s=sec.stall_timeout_s, fail_fast=not several,
+                        backoff=Backoff(sec.reconnect_initial_s, DEFAULT_BACKOFF.factor, sec.reconnect_max_s))
+    motion = cfg.tracking.between_key_frames == "motion" and source.spec.live  # as Stream decides it
+    recorder = None
+    if cfg.record.directory:
+        try:
+            recorder = recorder_for(cfg, tracker, sec.name, several, digest, state, motion)
+        except OSError as e:  # a full disk (or a vanished directory) never stops tracking
+            log.error("stream %s: cannot start recording in %s (%s); tracking goes on unrecorded: free space "
+                      "or fix the directory, then restart", sec.name, cfg.record.directory, e)
+    preview = sec.preview_every if sec.preview_every >= 0 else cfg.output.preview_every
+    return Stream(sec.name, source, tracker, preview_every=preview, recorder=recorder, state=state,
+                  between_key_frames=cfg.tracking.between_key_frames,
+                  motion_frames_kept=cfg.tracking.motion_frames_kept, concepts=concepts)
 
 
 def check_detector(cfg: Config) -> None:

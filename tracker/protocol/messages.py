@@ -121,8 +121,13 @@ class DetectorStats:
     lag_frames: Percentiles | None  # frames between a call's frame and the newest when applied
     too_old: int  # results whose frame had left the window: nothing applied
     errors: int  # calls that failed
-    apply_ms: Percentiles | None = None  # the tracking thread's time applying answers (masks, association, prompts)
-    dropped: int = 0  # answers dropped unapplied: more waited than the daemon keeps
+    apply_ms: Percentiles | None  # the tracking thread's time applying answers (masks, association, prompts)
+    dropped: int  # answers dropped unapplied: more waited than the daemon keeps
+    alive: bool  # the detector's process is ready for calls (False from its death or a hung call until restarted)
+    pid: int | None  # that process, while alive
+    restarts: int  # processes started again after one died or hung
+    hung: int  # calls without an answer within their deadline (their process killed and started again)
+    last_error: str | None  # how the last process ended, or why starting it again failed; None before any
 
 
 def _us(ns: int | None) -> int | None:
@@ -313,7 +318,8 @@ def detector_result(d: DetectorStats | None) -> dict | None:
     if d is None:
         return None
     return {"name": d.name, "calls": d.calls, "errors": d.errors, "too_old": d.too_old, "dropped": d.dropped,
-            "ms": _percentiles(d.ms), "lag_frames": _percentiles(d.lag_frames), "apply_ms": _percentiles(d.apply_ms)}
+            "ms": _percentiles(d.ms), "lag_frames": _percentiles(d.lag_frames), "apply_ms": _percentiles(d.apply_ms),
+            "alive": d.alive, "pid": d.pid, "restarts": d.restarts, "hung": d.hung, "last_error": d.last_error}
 
 
 def _percentiles(p: Percentiles | None) -> dict | None:
