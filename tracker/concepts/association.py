@@ -6,7 +6,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
 
 @dataclass(frozen=True)
@@ -69,6 +68,9 @@ def assign(ious: np.ndarray, min_iou: float) -> list[tuple[int, int]]:
     assignment); a row or column in no such pair is unmatched. Sorted by row."""
     if ious.size == 0:
         return []
+    # imported here: scipy.optimize costs every daemon ~0.5 s of CPU at start, and only a detector's streams match
+    from scipy.optimize import linear_sum_assignment
+
     allowed = np.where(ious >= min_iou, ious, 0.0)
     rows, cols = linear_sum_assignment(allowed, maximize=True)
     return [(int(r), int(c)) for r, c in zip(rows, cols) if ious[r, c] >= min_iou]
