@@ -13,15 +13,19 @@ from tracker.protocol.curve import CurveClient, authorize_client, generate_keys
 def start_daemon(*extra: str, source: str | None = "test:?width=160&height=120&fps=15", image_size: int = 64,
                  wait_s: float = 120.0, env: dict[str, str] | None = None, curve: CurveClient | None = None,
                  wait_for_frame: bool = True, endpoints: tuple[str, str] | None = None,
-                 log: Path | None = None, stream: str = "test", motion: bool = False) -> DaemonProcess:
+                 log: Path | None = None, stream: str = "test", motion: bool = False,
+                 backend: str | None = "torch") -> DaemonProcess:
     """A small, single-threaded daemon for tests on loopback (metrics on a free port, `stream` on
     `source`; source None: the streams come with `extra`), returned once it answers ping (bounded wait);
     `endpoints` (results, commands) reuses a stopped daemon's ports; `log` receives its output. Frames between
     key frames are dropped (`--between-key-frames drop`: the model's frames only, as these tests count them)
-    unless `motion` (the default of `samtrack serve`, tested in tests/test_motion_daemon.py)."""
+    unless `motion` (the default of `samtrack serve`, tested in tests/test_motion_daemon.py). The engines are torch's
+    unless `backend` says otherwise (None: the config's or auto, as `serve` picks): loading OpenVINO's compiled graphs
+    costs every start 1-2 s of these 2 cores, and the tests of the engines start their own daemons."""
     one = ["--source", source, "--stream", stream] if source is not None else []
     between = [] if motion else ["--between-key-frames", "drop"]
-    return spawn.start_daemon([*one, "--image-size", str(image_size), "--threads", "1",
+    engines = ["--backend", backend] if backend is not None else []
+    return spawn.start_daemon([*one, "--image-size", str(image_size), "--threads", "1", *engines,
                                "--metrics-port", "0", *between, *extra], endpoints=endpoints, wait_s=wait_s,
                               need_frame=wait_for_frame, curve=curve, env=env, log=log)
 

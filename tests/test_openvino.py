@@ -135,7 +135,7 @@ def test_the_daemon_and_track_run_on_the_default(tmp_path):
     from tests.daemon_helpers import start_daemon
     from tracker.client import Client, Result, Subscriber
 
-    d = start_daemon()
+    d = start_daemon(backend=None)
     try:
         with Client(d.commands, timeout=60) as c, Subscriber(d.results, "test") as sub:
             assert c.ping()["backend"] == "openvino"

@@ -349,7 +349,7 @@ def test_a_recording_made_with_the_default_backend_verifies(tmp_path, weights):
     directory = tmp_path / "auto"
     for obj in (1, 2):
         d = start_daemon("--record", str(directory), "--precision", "bf16", "--checkpoint", str(weights),
-                         "--config", str(_complete(tmp_path)))
+                         "--config", str(_complete(tmp_path)), backend=None)
         try:
             with Client(d.commands, timeout=60) as c:
                 _wait_frames(c, 3)
