@@ -270,7 +270,7 @@ def handled(model) -> CommandHandler:
 
     t = stepped(model, frames=2)
     st = Stream("s", open_source("test:"), t, concepts=StreamConcepts("s", t, "omdet-turbo"))
-    return CommandHandler({"s": st}, lambda st: None, Metrics(), lambda name: 0)
+    return CommandHandler({"s": st}, lambda st: None, Metrics(), lambda name: 0, lambda: None)
 
 
 def ask(handler: CommandHandler, op: str, **args) -> dict:
