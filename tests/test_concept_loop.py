@@ -19,11 +19,13 @@ from tracker.concepts.types import ConceptSpec
 from tracker.daemon import detecting
 from tracker.daemon.concept_loop import ConceptLoop
 from tracker.daemon.concepting import StreamConcepts
-from tracker.daemon.detecting import RESULTS_KEPT, DetectJob, DetectorSettings, DetectorWorker
+from tracker.daemon.detecting import RESULTS_KEPT, DetectJob, DetectorHealth, DetectorSettings, DetectorWorker
 from tracker.daemon.metrics import Metrics
 from tracker.daemon.publisher import Publisher
 from tracker.daemon.stream import Stream
 from tracker.protocol import messages
+
+HEALTH = DetectorHealth("omdet-turbo", True, 1, 0, 0, None)  # the detector's process, as stats report it
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +85,7 @@ def test_answers_waiting_beyond_those_kept_are_dropped_and_counted(model):
         pub.close(0)
         ctx.term()
     assert concepts.calls == 1 + RESULTS_KEPT and concepts.dropped == 3  # every answer applied or counted
-    assert messages.detector_result(concepts.detector_stats())["dropped"] == 3
+    assert messages.detector_result(concepts.detector_stats(HEALTH))["dropped"] == 3
     assert metrics.registry.get_sample_value("samtrack_detector_dropped_total", {"stream": "s"}) == 3
 
 
@@ -99,7 +101,7 @@ def test_the_workers_answers_beyond_those_kept_are_dropped_and_counted(monkeypat
         deadline = time.monotonic() + 60
         while worker.busy and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert not worker.busy and worker.error is None
+        assert not worker.busy and worker.health().alive
         taken = worker.take()
         assert [d.stream for d in taken] == streams[3:]
         assert worker.take_lost() == {name: 1 for name in streams[:3]} and worker.take_lost() == {}
