@@ -3,16 +3,10 @@ ready at once, every job answered at once with no detection, until None or the p
 
 from __future__ import annotations
 
-from tracker.daemon.detecting import DetectDone, DetectorSettings
+from tracker.daemon.detecting import DetectDone, DetectorSettings, jobs
 
 
 def child(conn, settings: DetectorSettings) -> None:
     conn.send(None)
-    while True:
-        try:
-            job = conn.recv()
-        except EOFError:
-            return
-        if job is None:
-            return
+    for job in jobs(conn):
         conn.send(DetectDone(job.stream, job.frame, job.texts, job.image.shape[:2], (), 1.0))

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from pipelines.errors import SourceSpecError
+from tracker.client.spawn import free_port
 from tracker.daemon.config import load_config
 from tracker.daemon.detecting import DetectDone, DetectJob, DetectorSettings, DetectorWorker
 from tracker.daemon.wiring import build_daemon
@@ -99,7 +100,9 @@ def test_a_call_unanswered_past_its_deadline_kills_and_restarts_the_child():
 
 def test_a_start_that_fails_after_the_detector_started_stops_it():
     cfg = load_config(None, {"stream.source": "scene:nope", "detector.model": "omdet-turbo", "model.image_size": 64,
-                             "model.threads": 1, "metrics.enabled": False, "state.enabled": False})
+                             "model.threads": 1, "metrics.enabled": False, "state.enabled": False,
+                             "endpoints.results": f"tcp://127.0.0.1:{free_port()}",  # not the default ports: another
+                             "endpoints.commands": f"tcp://127.0.0.1:{free_port()}"})  # daemon may hold them
     try:
         with pytest.raises(SourceSpecError, match="unknown scene 'nope'"):  # the stream's source, after the detector
             build_daemon(cfg)

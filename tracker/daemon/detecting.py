@@ -104,6 +104,18 @@ class DetectorHealth:
     last_error: str | None  # how the last process ended, or why the last start again failed; None before any
 
 
+def jobs(conn):
+    """The jobs a child receives, until None (leave) or the parent's end of the pipe closed."""
+    while True:
+        try:
+            job = conn.recv()
+        except EOFError:
+            return
+        if job is None:
+            return
+        yield job
+
+
 def _child(conn, settings: DetectorSettings) -> None:
     """The child process: the detector built, then one job at a time until None (or the pipe closes)."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s detector: %(message)s")
@@ -124,13 +136,7 @@ def _child(conn, settings: DetectorSettings) -> None:
         conn.send(f"{type(e).__name__}: {e}")
         return
     conn.send(None)
-    while True:
-        try:
-            job = conn.recv()
-        except EOFError:
-            return
-        if job is None:
-            return
+    for job in jobs(conn):
         t0 = time.perf_counter()
         try:
             found, error = tuple(detector.detect(job.image, list(job.texts), job.threshold)), None
