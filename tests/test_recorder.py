@@ -1,6 +1,6 @@
 """The recorder's queue, in process: bounded whatever the writer's pace (a writer held as a saturated machine
 holds it at SCHED_IDLE), what it drops counted and marked in the timeline, light result records, and a stop
-that keeps its deadline. The real daemon path: tests/test_record.py."""
+that keeps its deadline. The real daemon path: tests/test_record*.py."""
 
 from __future__ import annotations
 
