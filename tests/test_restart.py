@@ -18,6 +18,9 @@ from tracker.client.spawn import free_port
 pytestmark = pytest.mark.slow  # real daemons, each started twice
 
 SIZE = 256  # a step long enough (a few hundred ms) that the kill lands inside one
+# For daemons that mostly wait while the test runs other processes beside them (the state commands, another
+# daemon's start): a few frames a second leaves those the CPU.
+IDLE = "test:?width=160&height=120&fps=5"
 
 
 def _results(d, n: int, timeout: float = 60.0) -> list[Result]:
@@ -97,8 +100,8 @@ def test_a_restored_stream_lists_its_objects_before_its_first_frame(tmp_path):
 def test_a_stream_moves_from_one_daemon_to_another(tmp_path):
     """`samtrack state export` from daemon A, `samtrack state import` into daemon B (other ports, the same
     weights): B tracks A's objects."""
-    a = start_daemon("--no-state")  # (small images: the move is what is checked, not a step's length)
-    b = start_daemon("--state", str(tmp_path / "b"))
+    a = start_daemon("--no-state", source=IDLE)  # (small images: the move is checked, not a step's length)
+    b = start_daemon("--state", str(tmp_path / "b"), source=IDLE)
     try:
         with Client(a.commands, timeout=60) as c:
             _prompt_two(c, a)
@@ -124,8 +127,8 @@ def test_a_stream_moves_from_one_daemon_to_another(tmp_path):
 
 
 def test_another_models_state_is_refused_over_the_socket(tmp_path):
-    a = start_daemon("--no-state")  # 64 px, the helper's
-    b = start_daemon("--no-state", image_size=128)
+    a = start_daemon("--no-state", source=IDLE)  # 64 px, the helper's
+    b = start_daemon("--no-state", source=IDLE, image_size=128)
     try:
         with Client(a.commands, timeout=60) as c:
             c.add_box(1, [20, 20, 90, 80])
