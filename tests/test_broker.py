@@ -16,6 +16,11 @@ from tracker.client.spawn import free_port, stop_daemon
 
 pytestmark = pytest.mark.slow  # three processes, one restarted
 
+# Each daemon's camera: a few results a second is all the checks read; more frames would only take CPU time from
+# the processes starting beside them (the broker, a restarted daemon).
+A = "test:?pattern=ball&width=160&height=120&fps=5"
+B = "test:?pattern=smpte&width=160&height=120&fps=5"
+
 
 def _streams_seen(sub: Subscriber, want: set[str], since_us: int = 0, timeout: float = 60.0) -> set[str]:
     """The streams whose results published after since_us (wall clock) arrive, until all of `want` did."""
@@ -35,8 +40,8 @@ def _until(condition, timeout: float = 60.0) -> None:
 
 
 def test_a_broker_joins_two_daemons_and_survives_one_dying():
-    a = start_daemon(source="test:?pattern=ball&width=160&height=120&fps=10", stream="a")
-    b = start_daemon(source="test:?pattern=smpte&width=160&height=120&fps=10", stream="b")
+    a = start_daemon(source=A, stream="a")
+    b = start_daemon(source=B, stream="b")
     results, commands = f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}"
     broker = subprocess.Popen([sys.executable, "-m", "tracker.cli", "broker", "--results", results, "--commands",
                                commands, "--daemon", a.results, a.commands, "--daemon", b.results, b.commands],
@@ -67,8 +72,7 @@ def test_a_broker_joins_two_daemons_and_survives_one_dying():
                 assert list(stats["per_stream"]) == ["b"] and stats["total"]["objects"] == 1
 
                 restarted_us = time.time_ns() // 1000
-                again = start_daemon(source="test:?pattern=ball&width=160&height=120&fps=10", stream="a",
-                                     endpoints=(a.results, a.commands))
+                again = start_daemon(source=A, stream="a", endpoints=(a.results, a.commands))
                 try:
                     _until(lambda: _code(ca) is None)
                     assert ca.list_objects()["objects"] == []  # a new daemon: its objects start afresh
@@ -102,7 +106,7 @@ def test_curve_on_both_sides_of_the_broker(tmp_path):
     from tracker.protocol.curve import CurveClient, authorize_client, generate_keys
 
     cfg, broker_keys = curve_config(tmp_path / "daemon", "broker")
-    d = start_daemon("--config", str(cfg), curve=broker_keys)
+    d = start_daemon("--config", str(cfg), source=A, curve=broker_keys)
     front_pub, front_secret = generate_keys(tmp_path / "front", "broker")
     alice_pub, alice_secret = generate_keys(tmp_path / "alice", "alice")
     authorize_client(alice_pub, tmp_path / "clients")

@@ -1,6 +1,6 @@
 """The daemon answering every frame (`[tracking] between_key_frames`): a real subprocess on a live source, real
-sockets. Slow configurations (1024 px on a CPU: seconds a step; 512 px: most of a second) against a 10 fps camera,
-so that most frames can only be answered by motion."""
+sockets. A model slower than the camera (384 px on one thread: about half a second a step on a CPU) against a 10 fps
+camera, so that most frames can only be answered by motion."""
 
 from __future__ import annotations
 
@@ -9,41 +9,54 @@ import time
 import pytest
 
 from tests.daemon_helpers import start_daemon
-from tracker.client import Answers, Client, RemoteError, Result, Subscriber
+from tracker.client import Client, RemoteError, Result, Subscriber
 
 pytestmark = pytest.mark.slow
+# Five or more camera frames per model step (the checks want the answers at least 3x the model's rate); frames 100 ms
+# apart, time enough for the reader to take each one on a loaded CPU (the checks want every camera frame answered:
+# at 15-30 fps a CPU loaded well past its cores lost some in the source).
 SOURCE = "test:?width=160&height=120&fps=10"
+SIZE = 384
+KEPT = "100"  # frames answered by motion kept for prompts: 10 s of the camera, for a test slowed by a loaded CPU
+DEADLINE_S = 120.0  # bounds every wait: what is awaited is frames and model steps, slower on a loaded machine
 
 
 @pytest.fixture(scope="module")
-def slow():
-    d = start_daemon("--threads", "2", "--backend", "torch", "--motion-frames-kept", "100", motion=True,
-                     image_size=1024, source=SOURCE, wait_s=600)
+def motion():
+    """One daemon for the tests of the motion mode (each starts with a reset)."""
+    d = start_daemon("--motion-frames-kept", KEPT, motion=True, image_size=SIZE, source=SOURCE, wait_s=600)
     yield d
     assert d.stop(30) == 0
 
 
-def _collect(sub: Subscriber, seconds: float) -> list[Result]:
-    out, end = [], time.monotonic() + seconds
-    while time.monotonic() < end:
+def _until(sub: Subscriber, done, deadline_s: float = DEADLINE_S) -> list[Result]:
+    """Results received until done(received) holds, bounded by the deadline."""
+    out, end = [], time.monotonic() + deadline_s
+    while not done(out) and time.monotonic() < end:
         r = sub.recv(2.0)
         if isinstance(r, Result):
             out.append(r)
     return out
 
 
-def test_a_slow_model_answers_every_frame_of_a_faster_camera(slow):
+def test_a_slow_model_answers_every_frame_of_a_faster_camera(motion):
     """Every frame gets an answer, in a few ms, most of them by motion (source, key_frame, age_ms); the model's
     later answer of a frame it took is a revision of it."""
-    with Client(slow.commands, timeout=300) as c, Subscriber(slow.results, "test") as sub:
+    with Client(motion.commands, timeout=300) as c, Subscriber(motion.results, "test") as sub:
+        c.reset()
         prompted = c.add_box(1, [20, 20, 90, 80])["frame"]
-        results = _collect(sub, 6.0)
+
+        def enough(results: list[Result]) -> bool:  # 32 frames (the check below wants 30), one carried from the box
+            return len({r.frame for r in results}) >= 32 and any(
+                r.source == "motion" and r.key_frame is not None and r.key_frame >= prompted for r in results)
+
+        results = _until(sub, enough)
         stats = c.stats()
     firsts = {}
     for r in results:
         firsts.setdefault(r.frame, r)
     numbers = sorted(firsts)
-    assert len(numbers) >= 30  # ~60 at 10 fps; frames, not key frames
+    assert len(numbers) >= 30  # frames, not key frames
     assert numbers == list(range(numbers[0], numbers[-1] + 1)), "a frame went unanswered"
     indices = sorted(r.header["source_index"] for r in firsts.values())
     assert indices == list(range(indices[0], indices[0] + len(indices))), "a camera frame went unanswered"
@@ -59,29 +72,20 @@ def test_a_slow_model_answers_every_frame_of_a_faster_camera(slow):
     assert stats["answered_fps"] > 3 * max(stats["fps"], 0.01)
 
 
-@pytest.fixture(scope="module")
-def slower_than_the_camera():
-    d = start_daemon("--threads", "2", "--backend", "torch", "--motion-frames-kept", "100", motion=True,
-                     image_size=512, source=SOURCE, wait_s=600)
-    yield d
-    assert d.stop(30) == 0
-
-
-def test_a_prompt_on_a_frame_answered_by_motion_runs_the_model_there(slower_than_the_camera):
-    d = slower_than_the_camera
-    with Client(d.commands, timeout=300) as c, Subscriber(d.results, "test") as sub:
+def test_a_prompt_on_a_frame_answered_by_motion_runs_the_model_there(motion):
+    with Client(motion.commands, timeout=300) as c, Subscriber(motion.results, "test") as sub:
         c.reset()
-        c.add_box(1, [20, 20, 90, 80])
-        moved = [r for r in _collect(sub, 3.0) if r.source == "motion"][-1]  # the newest seen
+        boxed = c.add_box(1, [20, 20, 90, 80])["frame"]
+        # a frame after the box's, answered by motion: object 1 is tracked there when the model runs it
+        seen = _until(sub, lambda rs: any(r.source == "motion" and r.frame > boxed for r in rs))
+        moved = next(r for r in seen if r.source == "motion" and r.frame > boxed)
         window = c.ping()["window"]
         assert window[0] <= moved.frame <= window[1]
         reply = c.add_points(2, [[120, 60]], [1], frame=moved.frame)
         assert reply["frame"] == moved.frame and reply["object"]["id"] == 2
-        answers = Answers()
-        for r in _collect(sub, 3.0):
-            answers.add(r)
-        revision = answers.get(moved.frame)
-        assert revision is not None and revision.source == "model" and revision.revision >= 1
+        again = _until(sub, lambda rs: any(r.frame == moved.frame and r.revision >= 1 for r in rs))
+        revision = next((r for r in again if r.frame == moved.frame and r.revision >= 1), None)
+        assert revision is not None and revision.source == "model"
         assert {1, 2} <= set(revision.masks)
         assert c.stats()["frame_errors"] == 0
         with pytest.raises(RemoteError) as e:  # long gone: only the newest frames answered by motion are kept
@@ -92,12 +96,10 @@ def test_a_prompt_on_a_frame_answered_by_motion_runs_the_model_there(slower_than
 def test_drop_answers_only_the_models_frames():
     """between_key_frames = "drop" behaves as before: the model's frames only, numbered one after another, the
     camera's other frames dropped and counted."""
-    d = start_daemon("--threads", "2", "--backend", "torch", source=SOURCE, image_size=512, wait_s=600)
+    d = start_daemon(source=SOURCE, image_size=SIZE, wait_s=600)
     try:
         with Client(d.commands, timeout=300) as c, Subscriber(d.results, "test") as sub:
-            results, deadline = [], time.monotonic() + 120
-            while len(results) < 3 and time.monotonic() < deadline:  # a step takes seconds
-                results += _collect(sub, 2.0)
+            results = _until(sub, lambda rs: len(rs) >= 3)
             stats = c.stats()
     finally:
         assert d.stop(30) == 0

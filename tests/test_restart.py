@@ -18,6 +18,9 @@ from tracker.client.spawn import free_port
 pytestmark = pytest.mark.slow  # real daemons, each started twice
 
 SIZE = 256  # a step long enough (a few hundred ms) that the kill lands inside one
+# For daemons that mostly wait while the test runs other processes beside them (the state commands, another
+# daemon's start): a few frames a second leaves those the CPU.
+IDLE = "test:?width=160&height=120&fps=5"
 
 
 def _results(d, n: int, timeout: float = 60.0) -> list[Result]:
@@ -97,8 +100,8 @@ def test_a_restored_stream_lists_its_objects_before_its_first_frame(tmp_path):
 def test_a_stream_moves_from_one_daemon_to_another(tmp_path):
     """`samtrack state export` from daemon A, `samtrack state import` into daemon B (other ports, the same
     weights): B tracks A's objects."""
-    a = start_daemon("--no-state", image_size=SIZE)
-    b = start_daemon("--state", str(tmp_path / "b"), image_size=SIZE)
+    a = start_daemon("--no-state", source=IDLE)  # (small images: the move is checked, not a step's length)
+    b = start_daemon("--state", str(tmp_path / "b"), source=IDLE)
     try:
         with Client(a.commands, timeout=60) as c:
             _prompt_two(c, a)
@@ -124,15 +127,15 @@ def test_a_stream_moves_from_one_daemon_to_another(tmp_path):
 
 
 def test_another_models_state_is_refused_over_the_socket(tmp_path):
-    a = start_daemon("--no-state", image_size=128)
-    b = start_daemon("--no-state", image_size=SIZE)
+    a = start_daemon("--no-state", source=IDLE)  # 64 px, the helper's
+    b = start_daemon("--no-state", source=IDLE, image_size=128)
     try:
         with Client(a.commands, timeout=60) as c:
             c.add_box(1, [20, 20, 90, 80])
             _, data = c.export_state()
         with Client(b.commands, timeout=60) as c, pytest.raises(RemoteError) as e:
             c.import_state(data)
-        assert e.value.code == "bad_state" and "image_size 128" in e.value.message
+        assert e.value.code == "bad_state" and "image_size 64 (this daemon: 128)" in e.value.message
     finally:
         assert a.stop() == 0 and b.stop() == 0
 
@@ -171,14 +174,13 @@ def test_an_import_into_a_restarted_recorded_daemon_replays_exactly(tmp_path):
     record, state = tmp_path / "rec", tmp_path / "state"
     cfg = tmp_path / "complete.toml"
     cfg.write_text("[record]\nidle_priority = false\n")
-    source = start_daemon("--no-state", "--precision", "fp32")
-    with Client(source.commands, timeout=60) as c:
+    args = ("--state", str(state), "--precision", "fp32", "--config", str(cfg))
+    first = start_daemon(*args)  # reserves frame numbers, and makes the state to import
+    with Client(first.commands, timeout=60) as c:
         c.add_box(1, [20, 20, 90, 80])
         _, data = c.export_state()
-    assert source.stop() == 0
-    args = ("--state", str(state), "--precision", "fp32", "--config", str(cfg))
-    first = start_daemon(*args)  # reserves frame numbers, keeps no object
     assert first.stop() == 0
+    (state / "test.state").unlink()  # its objects not kept: the restart has the reservation alone
     d = start_daemon(*args, "--record", str(record), endpoints=(first.results, first.commands))
     try:
         with Client(d.commands, timeout=60) as c:

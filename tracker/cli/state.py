@@ -41,7 +41,7 @@ def _client(args):
 def run_export(args) -> int:
     from pathlib import Path
 
-    from ..daemon.statedir import write_atomically
+    from ..daemon.atomic import write_atomically  # (no torch: a client command)
 
     path = Path(args.file)
     with _client(args) as c:

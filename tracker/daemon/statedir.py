@@ -16,6 +16,7 @@ from pathlib import Path
 from ..core.state import MAX_FRAME, StateError, TrackerState, decode_state, encode_state, read_meta
 from ..core.tracker import Tracker
 from ..errors import TooManyObjectsError
+from .atomic import write_atomically
 
 log = logging.getLogger(__name__)
 
@@ -24,27 +25,6 @@ log = logging.getLogger(__name__)
 LEASE_FRAMES = 1000
 LEASE_RETRY_FRAMES = 30  # after a failed reservation, frames before it is tried again (not every frame)
 IDENTITY_KEYS = ("model", "weights_sha256", "image_size", "precision")  # what a state must match to be loaded
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    """Temporary file, fsync, rename over `path`, fsync of the directory: the old or the new, never a mix. The
-    directory is made again if it went away; a failed write leaves no temporary file behind."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError:
-        tmp.unlink(missing_ok=True)
-        raise
-    fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 @dataclass
