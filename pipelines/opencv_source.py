@@ -77,6 +77,7 @@ class OpenCvSource(QueuedSource):
             if not self._queue.put(frame):
                 break
         self._eos.set()
+        self._queue.close()  # wakes a reader waiting for a frame that will never come; queued frames stay readable
 
     def read(self, timeout: float = 1.0) -> Frame | None:
         frame = self._queue.get(timeout)

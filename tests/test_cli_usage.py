@@ -4,6 +4,9 @@ line and exit code 2 before any model loads; every option says what it is for; C
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
+import logging
 import socket
 import subprocess
 import sys
@@ -17,6 +20,30 @@ ROOT = Path(__file__).resolve().parents[1]
 def _samtrack(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "tracker.cli", *args], capture_output=True, text=True,
                           timeout=timeout, cwd=ROOT)
+
+
+def _samtrack_here(*args: str) -> subprocess.CompletedProcess:
+    """`samtrack ARGS` run in this process, for a command refused before any model loads or socket opens (as its
+    arguments are parsed or its prompts checked): a process of its own spent 1-4 s importing, torch for most. Its
+    log goes to its stderr at INFO as in `samtrack` (whose logging.basicConfig adds nothing where pytest's handlers
+    are), so a model's log before the error line still shows there."""
+    from tracker.cli.main import main
+
+    out, err = io.StringIO(), io.StringIO()
+    root, handler = logging.getLogger(), logging.StreamHandler(err)
+    level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = main(list(args))
+            except SystemExit as e:  # argparse's refusal
+                code = e.code
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)
+    return subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())
 
 
 def _one_line_error(r: subprocess.CompletedProcess, *words: str) -> str:
@@ -75,7 +102,7 @@ def test_an_image_size_the_model_cannot_take_is_refused_as_it_is_parsed(tmp_path
     demo --image-size 300 in exit 1 with the daemon's message second-hand. Now each command refuses it as it is
     parsed, saying which size to use."""
     (tmp_path / "x.png").write_bytes(b"")
-    r = _samtrack(*command.format(tmp=tmp_path).split(), "--image-size", size, timeout=120)
+    r = _samtrack_here(*command.format(tmp=tmp_path).split(), "--image-size", size)
     _argument_error(r, "--image-size", "not a multiple of 32", "use ")
 
 
@@ -113,25 +140,52 @@ def test_each_scenarios_quick_help_names_what_quick_changes():
 
 
 def test_vs_meta_says_what_it_is_doing(tmp_path):
-    """`bench vs-meta` printed nothing for 4 minutes before its table: a line per phase, then per 10 frames."""
+    """`bench vs-meta` printed nothing for 4 minutes before its table: a line per phase, then per 10 frames. One
+    thread: two spun against each other and the machine's other load (its 10 frames took 38 s instead of 4)."""
     r = _samtrack("bench", "vs-meta", "--quick", "--objects", "1", "--image-size", "64", "--precision", "fp32",
-                  "--threads", "2", "--width", "160", "--height", "120", "--out", str(tmp_path / "v.json"))
+                  "--threads", "1", "--width", "160", "--height", "120", "--out", str(tmp_path / "v.json"))
     assert r.returncode == 0, r.stderr[-3000:]
     lines = [line for line in r.stderr.splitlines() if line.startswith("[bench vs-meta")]
     assert [w for w in ("building", "engines", "loading", "alternately", "frame 10/10") if w not in " ".join(lines)] \
         == [], r.stderr[-3000:]
 
 
-@pytest.mark.parametrize("command", ["objects", "stats", "remove --object 1", "reset", "prompt --object 1 --point 1,1",
-                                     "state export {tmp}/s.state", "watch"])
-def test_a_client_command_without_a_daemon_says_so_in_one_line(tmp_path, command):
-    """Without a daemon, client commands waited their whole timeout (30 s for a prompt) and said "no reply"
-    (watch: exit 1); now each says, in one line with exit 2, that no daemon runs at the endpoint."""
+CLIENT_COMMANDS = ["objects", "stats", "remove --object 1", "reset", "prompt --object 1 --point 1,1",
+                   "state export {tmp}/s.state", "watch"]
+
+
+@pytest.fixture(scope="module")
+def without_a_daemon(tmp_path_factory) -> dict[str, tuple[str, subprocess.CompletedProcess]]:
+    """Each client command against an endpoint nothing listens on, all started at once: each waits its connect
+    timeout (3 s, idle) for a daemon, and those waits overlap. Command -> (endpoint, what it did)."""
     from tracker.client.spawn import free_port
 
-    endpoint = f"tcp://127.0.0.1:{free_port()}"
-    option = "--results" if command == "watch" else "--commands"
-    r = _samtrack(*command.format(tmp=tmp_path).split(), option, endpoint, timeout=120)
+    tmp = tmp_path_factory.mktemp("no-daemon")
+    running = {}
+    for command in CLIENT_COMMANDS:
+        endpoint = f"tcp://127.0.0.1:{free_port()}"
+        option = "--results" if command == "watch" else "--commands"
+        args = [sys.executable, "-m", "tracker.cli", *command.format(tmp=tmp).split(), option, endpoint]
+        running[command] = (endpoint, subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                                       text=True, cwd=ROOT))
+    done = {}
+    try:
+        for command, (endpoint, proc) in running.items():
+            out, err = proc.communicate(timeout=120)
+            done[command] = (endpoint, subprocess.CompletedProcess(proc.args, proc.returncode, out, err))
+    finally:
+        for _, proc in running.values():
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+    return done
+
+
+@pytest.mark.parametrize("command", CLIENT_COMMANDS)
+def test_a_client_command_without_a_daemon_says_so_in_one_line(without_a_daemon, command):
+    """Without a daemon, client commands waited their whole timeout (30 s for a prompt) and said "no reply"
+    (watch: exit 1); now each says, in one line with exit 2, that no daemon runs at the endpoint."""
+    endpoint, r = without_a_daemon[command]
     _one_line_error(r, f"is a daemon running at {endpoint}?")
 
 
@@ -195,15 +249,15 @@ def test_prompts_and_outputs_are_checked_before_the_model_loads(tmp_path, clip, 
     img, not_weights = tmp_path / "i.png", tmp_path / "not-weights.pt"
     Image.new("RGB", (160, 120), (90, 40, 40)).save(img)
     not_weights.write_bytes(b"not a checkpoint")  # loading the model would fail first on this
-    r = _samtrack(*command.format(img=img, tmp=tmp_path, clip=clip).split(), "--image-size", "64",
-                  "--checkpoint", str(not_weights))
+    r = _samtrack_here(*command.format(img=img, tmp=tmp_path, clip=clip).split(), "--image-size", "64",
+                       "--checkpoint", str(not_weights))
     _one_line_error(r, *words)
 
 
 @pytest.mark.parametrize("command", ["track test: --frames 3 --point 1,1 --out {tmp}/o.gif",
                                      "watch --video {tmp}/o.xyz"])
 def test_an_unknown_video_extension_is_refused_as_it_is_parsed(tmp_path, command):
-    r = _samtrack(*command.format(tmp=tmp_path).split(), timeout=120)
+    r = _samtrack_here(*command.format(tmp=tmp_path).split())
     _argument_error(r, "--", ".mp4", ".mkv")
 
 
@@ -268,15 +322,27 @@ def test_track_and_segment_warn_of_random_weights_alike_and_sam2_keeps_its_notes
 
     img = tmp_path / "i.png"
     Image.new("RGB", (160, 120), (90, 40, 40)).save(img)
-    env = {**os.environ, "SAMTRACK_CACHE_DIR": str(tmp_path / "no checkpoints")}
+    env = {**os.environ, "SAMTRACK_CACHE_DIR": str(tmp_path / "no checkpoints"), "OMP_NUM_THREADS": "1"}
 
-    def run(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "tracker.cli", *args, "--image-size", "64", "--backend", "torch"],
-                              capture_output=True, text=True, timeout=300, cwd=ROOT, env=env)
+    def start(*args: str) -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "-m", "tracker.cli", *args, "--image-size", "64", "--backend",
+                                 "torch"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env)
 
-    seg = run("segment", str(img), "--point", "80,60", "--out", str(tmp_path / "m.png"))
-    track = run("track", "test:?width=160&height=120", "--frames", "1", "--point", "80,60", "--masks",
-                str(tmp_path / "m.jsonl"), "--quiet")
+    def finish(proc: subprocess.Popen) -> subprocess.CompletedProcess:
+        out, err = proc.communicate(timeout=300)
+        return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+    # both at once, a torch thread each (OMP_NUM_THREADS: segment has no --threads), so they share two cores
+    procs = [start("segment", str(img), "--point", "80,60", "--out", str(tmp_path / "m.png")),
+             start("track", "test:?width=160&height=120", "--frames", "1", "--point", "80,60", "--masks",
+                   str(tmp_path / "m.jsonl"), "--quiet")]
+    try:
+        seg, track = (finish(p) for p in procs)
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.communicate()
     assert seg.returncode == 0 and track.returncode == 0, seg.stderr[-2000:] + track.stderr[-2000:]
 
     def warning(r: subprocess.CompletedProcess) -> str:

@@ -7,9 +7,10 @@ from __future__ import annotations
 import json
 import os
 import re
-import shlex
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -50,75 +51,158 @@ def _with_endpoints(code: str, results: str, commands: str) -> str:
         .replace("Events(", f"Events({results!r}, ")
 
 
-def _video(directory: Path, frames: int) -> Path:
-    """A 640x480 ball video (the examples click at 320, 240), encoded by gst-launch-1.0."""
-    path = directory / "ball.mkv"
-    desc = (f"videotestsrc num-buffers={frames} pattern=ball ! video/x-raw,width=640,height=480,framerate=10/1 ! "
-            f"videoconvert ! x264enc speed-preset=ultrafast ! matroskamux ! filesink location={path}")
-    subprocess.run(["gst-launch-1.0", "-q", *shlex.split(desc)], check=True, timeout=60)
-    return path
-
-
 def _run(code: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", code], cwd=cwd, capture_output=True, text=True, timeout=timeout,
                           env={**os.environ, "PYTHONPATH": str(ROOT)})
 
 
-@pytest.mark.slow  # a daemon on a file paced in real time
+class _Frames:
+    """A source that lasts until the test ends it: 640x480 frames of moving shapes (the examples click at 320, 240)
+    written at 10 fps into a FIFO the daemon reads as raw video (`source`), its end of stream when `end()` closes
+    it. So an example that runs until the source ends is stopped once it printed what the test checks, however
+    long that took, instead of after a file's fixed length."""
+
+    W, H, FPS = 640, 480, 10
+
+    def __init__(self, directory: Path):
+        self.path = directory / "frames.rgb"
+        os.mkfifo(self.path)
+        self.source = (f"gst:filesrc location={self.path} ! rawvideoparse width={self.W} height={self.H} format=rgb "
+                       f"framerate={self.FPS}/1")
+        self.written = 0  # frames written into the FIFO so far
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._write, daemon=True)
+        self._thread.start()
+
+    def _write(self) -> None:
+        from pipelines.synthetic import moving_shapes_frame
+
+        fd = os.open(self.path, os.O_WRONLY)  # once the daemon opens it
+        try:
+            while not self._stop.is_set():
+                os.write(fd, moving_shapes_frame(self.written, self.H, self.W).tobytes())  # blocks while it lags
+                self.written += 1
+                time.sleep(1 / self.FPS)
+        except BrokenPipeError:  # the daemon went away: its test reports why
+            pass
+        finally:
+            os.close(fd)
+
+    def end(self) -> None:
+        self._stop.set()
+        self._thread.join(30)
+
+
+def _run_until(code: str, cwd: Path, frames: _Frames, enough, timeout: float = 300) -> tuple[int, list[str], str]:
+    """The example's exit code, stdout lines and stderr: it runs until `enough(lines so far)` (or `timeout` s, or
+    its own exit), then the source ends and so must the example. Unbuffered, so its lines are read as printed."""
+    err = cwd / "example.stderr"
+    with err.open("w") as stderr:
+        proc = subprocess.Popen([sys.executable, "-c", code], cwd=cwd, stdout=subprocess.PIPE, stderr=stderr,
+                                text=True, env={**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"})
+    lines: list[str] = []
+
+    def read() -> None:
+        for line in proc.stdout:
+            lines.append(line.rstrip("\n"))
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        deadline = time.monotonic() + timeout
+        while not enough(list(lines)) and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        frames.end()
+        rc = proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        reader.join(10)
+        proc.stdout.close()
+    return rc, lines, err.read_text()
+
+
+@pytest.mark.slow  # a daemon on a source paced in real time
 def test_the_client_example_prints_the_clicked_objects_mask(tmp_path):
     """README's client example: a click, then every result until the source ends (it must not end before, nor
     crash on the results published before the click was served)."""
     weights = present_checkpoint(tmp_path / "present.pt")
-    video = _video(tmp_path, 60)
-    d = start_daemon("--checkpoint", str(weights), source=f"{video}#realtime=1")
+    frames = _Frames(tmp_path)
+    d = start_daemon("--checkpoint", str(weights), source=frames.source)
     try:
-        r = _run(_with_endpoints(block(CLIENT), d.results, d.commands), tmp_path)
+        # the source ends once 10 lines were printed (1 s of results after the click): the example must end too
+        code, lines, err = _run_until(_with_endpoints(block(CLIENT), d.results, d.commands), tmp_path, frames,
+                                      lambda lines: len(lines) >= 10)
     finally:
+        frames.end()
         d.stop()
-    assert r.returncode == 0, r.stderr[-3000:]
-    lines = r.stdout.splitlines()
-    assert len(lines) >= 10 and all(re.fullmatch(r"\d+ model \d+ [\d.]+", ln) for ln in lines), r.stdout[-2000:]
+    assert code == 0, err[-3000:]
+    assert len(lines) >= 10 and all(re.fullmatch(r"\d+ model \d+ [\d.]+", ln) for ln in lines), lines[-20:]
 
 
-@pytest.mark.slow  # a daemon with a detector on a file paced in real time
+@pytest.mark.slow  # a daemon with a detector on a source paced in real time
 def test_the_concept_example_prints_labelled_objects_and_their_events(tmp_path):
     """README's "Track every X" example against a daemon with OmDet-Turbo at random weights (it finds boxes all over
-    a ball video at the example's threshold): labelled objects and lifecycle events, until the file ends."""
+    at the example's threshold): labelled objects and lifecycle events, until the source ends."""
     weights = present_checkpoint(tmp_path / "present.pt")
-    video = _video(tmp_path, 300)
+    frames = _Frames(tmp_path)
     # a window of 128 frames (12.8 s at 10 fps): longer than a detector call here, so its answers apply
     d = start_daemon("--checkpoint", str(weights), "--detector", "omdet-turbo", "--feature-window", "128",
-                     source=f"{video}#realtime=1")
+                     source=frames.source)
+
+    def seen(lines: list[str]) -> bool:  # a labelled object and an appeared event: then the source ends
+        return any(_object_line(ln) for ln in lines) and any(_event_line(ln) and " appeared " in ln for ln in lines)
+
     try:
-        r = _run(_with_endpoints(block(CONCEPTS), d.results, d.commands), tmp_path)
+        code, lines, err = _run_until(_with_endpoints(block(CONCEPTS), d.results, d.commands), tmp_path, frames,
+                                      seen)
     finally:
+        frames.end()
         d.stop()
-    assert r.returncode == 0, r.stderr[-3000:]
-    lines = r.stdout.splitlines()
-    objects = [ln for ln in lines if re.fullmatch(r"\d+ \d+ (tentative|confirmed|lost) [\d.]+ \d+", ln)]
-    events = [ln for ln in lines if re.fullmatch(r"\d+ (appeared|confirmed|lost|refound|retracted|removed) \d+ "
-                                                r"forklift (None|[\d.]+)", ln)]
-    assert objects and events and len(objects) + len(events) == len(lines), r.stdout[-2000:]
+    assert code == 0, err[-3000:]
+    objects, events = [ln for ln in lines if _object_line(ln)], [ln for ln in lines if _event_line(ln)]
+    assert objects and events and len(objects) + len(events) == len(lines), lines[-40:]
     assert any(" appeared " in ln for ln in events)
 
 
-@pytest.mark.slow  # a daemon on a file paced in real time, previews on
+def _object_line(line: str) -> bool:
+    return re.fullmatch(r"\d+ \d+ (tentative|confirmed|lost) [\d.]+ \d+", line) is not None
+
+
+def _event_line(line: str) -> bool:
+    return re.fullmatch(r"\d+ (appeared|confirmed|lost|refound|retracted|removed) \d+ forklift (None|[\d.]+)",
+                        line) is not None
+
+
+@pytest.mark.slow  # a daemon on a source paced in real time, previews on
 def test_the_supervision_example_writes_an_annotated_video(tmp_path):
     weights = present_checkpoint(tmp_path / "present.pt")
-    video = _video(tmp_path, 40)
-    d = start_daemon("--checkpoint", str(weights), "--preview-every", "1", source=f"{video}#realtime=1")
+    frames = _Frames(tmp_path)
+    d = start_daemon("--checkpoint", str(weights), "--preview-every", "1", source=frames.source)
+    out, since = tmp_path / "out.mp4", []
+
+    def written(_lines: list[str]) -> bool:
+        """10 frames after the example opened its video (so it had subscribed): the daemon answers each before the
+        end of its source (it reads a file: no frame dropped), a preview and a result each."""
+        if not since and out.exists():
+            since.append(frames.written)
+        return bool(since) and frames.written >= since[0] + 10
+
     try:
         from tracker.client import Client
 
         with Client(d.commands, timeout=60) as c:
             c.add_points(1, [[320, 240]], [1])
-        r = _run(_with_endpoints(block(SUPERVISION), d.results, d.commands), tmp_path)
+        code, _, err = _run_until(_with_endpoints(block(SUPERVISION), d.results, d.commands), tmp_path, frames,
+                                  written)
     finally:
+        frames.end()
         d.stop()
-    assert r.returncode == 0, r.stderr[-3000:]
+    assert code == 0, err[-3000:]
     import cv2
 
-    cap = cv2.VideoCapture(str(tmp_path / "out.mp4"))
+    cap = cv2.VideoCapture(str(out))
     try:
         assert cap.isOpened() and int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) >= 5
     finally:
@@ -128,16 +212,12 @@ def test_the_supervision_example_writes_an_annotated_video(tmp_path):
 @pytest.mark.slow  # a model at 512 px on a CPU
 def test_the_library_example_tracks_with_a_checkpoint_file(tmp_path):
     """README's library example with what it assumes at hand: a checkpoint file of that name (Meta's format) and
-    frames (a moving ball)."""
-    import torch
-
-    from tracker.models import seeded_model
-
-    torch.save({"model": seeded_model("sam2.1_hiera_t", image_size=512, present=True).state_dict()},
-               tmp_path / "sam2.1_hiera_tiny.pt")
+    frames (moving shapes)."""
+    present_checkpoint(tmp_path / "sam2.1_hiera_tiny.pt")  # seeded weights: the same at any image size
+    # frame 0, then 3 frames: the last is frame 3, and the example's box goes on frame 3 - 3 = 0, still kept
     setup = ("import numpy as np\nfrom pipelines.synthetic import moving_shapes\n"
-             "frame0, *frames = moving_shapes(5, 480, 640)\n")
-    check = "\nassert result.frame_index == 4 and obj.present and obj.mask.shape == (480, 640)\nprint('ok')\n"
+             "frame0, *frames = moving_shapes(4, 480, 640)\n")
+    check = "\nassert result.frame_index == 3 and obj.present and obj.mask.shape == (480, 640)\nprint('ok')\n"
     r = _run(setup + block(LIBRARY) + check, tmp_path, timeout=600)
     assert r.returncode == 0 and r.stdout.strip().endswith("ok"), r.stderr[-3000:]
 
