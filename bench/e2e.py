@@ -10,7 +10,8 @@ every frame answered, by motion between key frames).
 With --source, a video file or a recording (`serve --record`) stands in for the test source: a recording's
 frames come at the pace they were captured.
 
-    samtrack bench e2e [--quick] [--fps 5] [--seconds 60] [--min-key-frames N] [--sizes 256 512] [--configs exact drop fast] [--source S]
+    samtrack bench e2e [--quick] [--fps 5] [--seconds 60] [--min-key-frames N] [--sizes 256 512]
+                       [--configs exact drop fast] [--source S]
 """
 
 from __future__ import annotations
