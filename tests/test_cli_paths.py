@@ -104,6 +104,7 @@ TABLE = {
 
 # Options whose name, metavar or help looks like a path's but that take none ("*": in every command).
 NOT_PATHS = {
+    ("bench e2e", "--min-key-frames"): "a count of model answers (its name holds \"frames\")",
     ("*", "--image-size"): "the model's input size in pixels",
     ("*", "--mask-encoding"): "how masks go on the wire (rle, bits, png, none)",
     ("*", "--precision"): "fp32, bf16 or auto (its help says \"fast path\")",
